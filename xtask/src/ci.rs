@@ -1,0 +1,131 @@
+//! `cargo xtask ci`: everything CI runs, in order, each step run even when an earlier one
+//! failed, ending with one `ci: N passed, N failed` line and a non-zero exit on any failure.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+#[derive(clap::Args)]
+pub struct Ci {
+    /// Leave out the tests that need a Docker engine (`#[ignore]`d in plain `cargo test`).
+    #[arg(long)]
+    no_docker: bool,
+}
+
+/// One step's outcome: individual tests for test steps, the step itself otherwise.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+struct Step {
+    name: &'static str,
+    args: Vec<&'static str>,
+    /// Count the tests it reports rather than the step as one.
+    counts_tests: bool,
+}
+
+impl Ci {
+    pub fn run(self) -> Result<ExitCode> {
+        let mut tests = vec!["test", "--workspace", "--locked", "--no-fail-fast", "--"];
+        if !self.no_docker {
+            // Tests that need Docker are `#[ignore]`d so plain `cargo test` works anywhere;
+            // CI has an engine (`doctor --fix` started it) and runs them all.
+            tests.push("--include-ignored");
+        }
+        let steps = [
+            Step { name: "fmt", args: vec!["fmt", "--all", "--check"], counts_tests: false },
+            Step {
+                name: "clippy",
+                args: vec!["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+                counts_tests: false,
+            },
+            Step { name: "tests", args: tests, counts_tests: true },
+        ];
+        let mut total = Tally::default();
+        let mut summary = Vec::new();
+        for step in &steps {
+            eprintln!("==> ci: {} (cargo {})", step.name, step.args.join(" "));
+            let started = Instant::now();
+            let (success, reported) = run_cargo(&step.args).with_context(|| format!("running step {}", step.name))?;
+            let tally = step_tally(step.counts_tests, success, reported);
+            total.passed += tally.passed;
+            total.failed += tally.failed;
+            let status = if success && tally.failed == 0 { "ok" } else { "FAIL" };
+            summary.push(format!(
+                "  {status:4}  {:7} {:>4}s  {} passed, {} failed",
+                step.name,
+                started.elapsed().as_secs(),
+                tally.passed,
+                tally.failed
+            ));
+        }
+        eprintln!("\nci summary:\n{}", summary.join("\n"));
+        println!("ci: {} passed, {} failed", total.passed, total.failed);
+        Ok(if total.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+}
+
+/// Runs cargo with stdout streamed through (and scanned for libtest's result lines).
+fn run_cargo(args: &[&str]) -> Result<(bool, Tally)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo).args(args).stdout(Stdio::piped()).spawn()?;
+    let mut tally = Tally::default();
+    let stdout = std::io::stdout();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        if let Some(t) = parse_test_result(&line) {
+            tally.passed += t.passed;
+            tally.failed += t.failed;
+        }
+        writeln!(stdout.lock(), "{line}")?;
+    }
+    Ok((child.wait()?.success(), tally))
+}
+
+/// A step's contribution to the total. A test step that failed without any failing
+/// test did not build: that counts as one failure, never as zero.
+fn step_tally(counts_tests: bool, success: bool, reported: Tally) -> Tally {
+    match (counts_tests, success) {
+        (true, true) => reported,
+        (true, false) => Tally { passed: reported.passed, failed: reported.failed.max(1) },
+        (false, true) => Tally { passed: 1, failed: 0 },
+        (false, false) => Tally { passed: 0, failed: 1 },
+    }
+}
+
+/// Reads libtest's `test result: ok. 12 passed; 0 failed; 3 ignored; ...` line.
+pub fn parse_test_result(line: &str) -> Option<Tally> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let number_before = |word: &str| -> Option<u64> {
+        rest.split(';').find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok())
+    };
+    Some(Tally { passed: number_before(" passed")?, failed: number_before(" failed")? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libtest_result_lines() {
+        let ok = "test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(parse_test_result(ok), Some(Tally { passed: 12, failed: 0 }));
+        let bad = "test result: FAILED. 7 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s";
+        assert_eq!(parse_test_result(bad), Some(Tally { passed: 7, failed: 2 }));
+        assert_eq!(parse_test_result("running 3 tests"), None);
+        assert_eq!(parse_test_result("test result: garbage"), None);
+    }
+
+    #[test]
+    fn a_test_step_that_does_not_build_is_a_failure() {
+        assert_eq!(step_tally(true, false, Tally::default()), Tally { passed: 0, failed: 1 });
+        assert_eq!(step_tally(true, false, Tally { passed: 5, failed: 2 }), Tally { passed: 5, failed: 2 });
+        assert_eq!(step_tally(true, true, Tally { passed: 5, failed: 0 }), Tally { passed: 5, failed: 0 });
+        assert_eq!(step_tally(false, true, Tally::default()), Tally { passed: 1, failed: 0 });
+        assert_eq!(step_tally(false, false, Tally::default()), Tally { passed: 0, failed: 1 });
+    }
+}

@@ -1,0 +1,168 @@
+//! The Docker engine (through bollard) and the compose CLI (v2 plugin, else standalone
+//! `docker-compose`): how xtask finds and talks to both.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bollard::Docker;
+use serde::Serialize;
+
+use crate::dotenv::EnvFile;
+
+/// The compose project name when neither the environment nor `.env` sets one.
+pub const DEFAULT_PROJECT: &str = "weknora";
+
+/// The compose project name, as compose resolves it: `COMPOSE_PROJECT_NAME` from the
+/// environment, then from `.env`, then ours.
+pub fn project_name(env_file: Option<&EnvFile>) -> String {
+    std::env::var("COMPOSE_PROJECT_NAME")
+        .ok()
+        .or_else(|| env_file.and_then(|f| f.get("COMPOSE_PROJECT_NAME")).map(str::to_string))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| DEFAULT_PROJECT.to_string())
+}
+
+/// What the daemon told us about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonInfo {
+    pub server_version: String,
+    /// The API version bollard settled on with this daemon.
+    pub api_version: String,
+    pub root_dir: Option<String>,
+}
+
+/// Connects to the daemon named by `DOCKER_HOST` (default: the local socket) and
+/// negotiates the API version, so older engines (20.10 here) are spoken to in their dialect.
+pub async fn connect() -> Result<Docker> {
+    let docker = Docker::connect_with_defaults()
+        .context("cannot set up a Docker client (is DOCKER_HOST valid?)")?
+        .with_timeout(Duration::from_secs(10));
+    docker
+        .negotiate_version()
+        .await
+        .context("the Docker daemon does not answer: run `cargo xtask doctor --fix` to install and start it")
+}
+
+/// Asks the daemon for its version and storage root.
+pub async fn daemon_info() -> Result<DaemonInfo> {
+    let docker = connect().await?;
+    let version = docker.version().await.context("asking the Docker daemon for its version")?;
+    let info = docker.info().await.context("asking the Docker daemon for its configuration")?;
+    Ok(DaemonInfo {
+        server_version: version.version.unwrap_or_else(|| "unknown".into()),
+        api_version: docker.client_version().to_string(),
+        root_dir: info.docker_root_dir,
+    })
+}
+
+/// The compose CLI found on this machine: the program and leading arguments to run it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComposeCli {
+    /// `["docker", "compose"]` for the v2 plugin, `["docker-compose"]` for a standalone binary.
+    pub program: Vec<String>,
+    /// The version it reports, without a leading `v`.
+    pub version: String,
+}
+
+impl ComposeCli {
+    pub fn major(&self) -> u32 {
+        self.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0)
+    }
+
+    /// How a person would type it: `docker compose` or `docker-compose`.
+    pub fn display(&self) -> String {
+        self.program.join(" ")
+    }
+
+    /// Finds compose: the `docker compose` v2 plugin first, then a standalone `docker-compose`
+    /// (v1, or a v2 binary installed under that name).
+    pub fn detect() -> Option<ComposeCli> {
+        let plugin = run_stdout("docker", &["compose", "version"]);
+        let standalone = run_stdout("docker-compose", &["version"]);
+        choose_compose(plugin.as_deref(), standalone.as_deref())
+    }
+}
+
+/// Decides which compose to use from what `docker compose version` and
+/// `docker-compose version` printed (`None`: the command failed or does not exist).
+pub fn choose_compose(plugin_out: Option<&str>, standalone_out: Option<&str>) -> Option<ComposeCli> {
+    if let Some(version) = plugin_out.and_then(parse_compose_version) {
+        return Some(ComposeCli { program: vec!["docker".into(), "compose".into()], version });
+    }
+    standalone_out
+        .and_then(parse_compose_version)
+        .map(|version| ComposeCli { program: vec!["docker-compose".into()], version })
+}
+
+/// Reads the version out of compose's banner. v2 prints `Docker Compose version v2.40.3`;
+/// v1 prints `docker-compose version 1.29.2, build unknown` followed by library versions.
+pub fn parse_compose_version(output: &str) -> Option<String> {
+    let first = output.lines().find(|l| !l.trim().is_empty())?;
+    let lower = first.to_ascii_lowercase();
+    let rest = lower.strip_prefix("docker compose version").or_else(|| lower.strip_prefix("docker-compose version"))?;
+    let version = rest.trim().trim_start_matches('v');
+    let version = version.split(|c: char| c.is_whitespace() || c == ',').next()?;
+    version.starts_with(|c: char| c.is_ascii_digit()).then(|| version.to_string())
+}
+
+/// The trimmed stdout of a command that succeeded; `None` if it is missing or failed.
+pub fn run_stdout(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V2: &str = "Docker Compose version v2.40.3\n";
+    const V1: &str = "docker-compose version 1.29.2, build unknown\n\
+                      docker-py version: 5.0.3\nCPython version: 3.11.2\n\
+                      OpenSSL version: OpenSSL 3.0.11 19 Sep 2023\n";
+
+    #[test]
+    fn parses_v2_and_v1_banners() {
+        assert_eq!(parse_compose_version(V2).as_deref(), Some("2.40.3"));
+        assert_eq!(parse_compose_version(V1).as_deref(), Some("1.29.2"));
+        assert_eq!(
+            parse_compose_version("Docker Compose version 2.24.6+ds1-0+deb13u1").as_deref(),
+            Some("2.24.6+ds1-0+deb13u1")
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_compose() {
+        assert_eq!(parse_compose_version("docker: 'compose' is not a docker command."), None);
+        assert_eq!(parse_compose_version(""), None);
+        assert_eq!(parse_compose_version("Docker Compose version"), None);
+    }
+
+    #[test]
+    fn prefers_the_v2_plugin() {
+        let cli = choose_compose(Some(V2), Some(V1)).unwrap();
+        assert_eq!(cli.program, ["docker", "compose"]);
+        assert_eq!(cli.major(), 2);
+        assert_eq!(cli.display(), "docker compose");
+    }
+
+    #[test]
+    fn falls_back_to_standalone_v1() {
+        let cli = choose_compose(None, Some(V1)).unwrap();
+        assert_eq!(cli.program, ["docker-compose"]);
+        assert_eq!(cli.version, "1.29.2");
+        assert_eq!(cli.major(), 1);
+    }
+
+    #[test]
+    fn a_standalone_v2_binary_is_v2() {
+        let cli = choose_compose(Some("docker: 'compose' is not a docker command."), Some(V2)).unwrap();
+        assert_eq!(cli.program, ["docker-compose"]);
+        assert_eq!(cli.major(), 2);
+    }
+
+    #[test]
+    fn none_when_neither_answers() {
+        assert_eq!(choose_compose(None, None), None);
+    }
+}

@@ -1,0 +1,482 @@
+//! Verdicts: turns the facts into the rows of doctor's table. Pure functions, so every
+//! decision is unit-tested without touching the machine.
+
+use serde::Serialize;
+
+use super::probe::{EnvFact, Facts, PortState};
+use crate::dotenv::EnvReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skip,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Stable identifier, for scripts reading `--json`.
+    pub id: &'static str,
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// How to fix it, when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn check(id: &'static str, name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
+    Check { id, name, status, detail: detail.into(), fix: fix.map(str::to_string) }
+}
+
+const FIX: &str = "cargo xtask doctor --fix";
+const GIB: u64 = 1024 * 1024 * 1024;
+/// Below this, image builds and the database will run out of room: fail.
+pub const DISK_FAIL_BYTES: u64 = 2 * GIB;
+/// Below this, a full build plus a few backups will not fit: warn.
+pub const DISK_WARN_BYTES: u64 = 10 * GIB;
+/// The stack idles at about 1.5 GiB and peaks near 4 GiB while parsing large documents.
+pub const MEMORY_WARN_BYTES: u64 = 4 * GIB;
+
+pub fn evaluate(f: &Facts) -> Vec<Check> {
+    vec![docker_cli(f), docker_daemon(f), compose(f), ports(f), disk(f), memory(f), env_file(f), toolchain(f), arm64(f)]
+}
+
+fn docker_cli(f: &Facts) -> Check {
+    match &f.docker_cli {
+        Some(v) => check("docker-cli", "docker CLI", Status::Ok, v.clone(), None),
+        None => check("docker-cli", "docker CLI", Status::Fail, "`docker` is not on PATH", Some(FIX)),
+    }
+}
+
+fn docker_daemon(f: &Facts) -> Check {
+    let name = "Docker daemon";
+    match &f.daemon {
+        Ok(d) => check(
+            "docker-daemon",
+            name,
+            Status::Ok,
+            format!("engine {}, API {} (negotiated)", d.server_version, d.api_version),
+            None,
+        ),
+        Err(e) if e.contains("ermission denied") => check(
+            "docker-daemon",
+            name,
+            Status::Fail,
+            "the socket refuses this user",
+            Some("add yourself to the `docker` group (`sudo usermod -aG docker $USER`), then log in again"),
+        ),
+        Err(_) if !f.local_daemon => check(
+            "docker-daemon",
+            name,
+            Status::Fail,
+            "DOCKER_HOST names a daemon that does not answer",
+            Some("start that daemon, or unset DOCKER_HOST"),
+        ),
+        Err(_) if !f.dockerd_installed => {
+            check("docker-daemon", name, Status::Fail, "no Docker engine installed (dockerd not found)", Some(FIX))
+        }
+        Err(_) => check("docker-daemon", name, Status::Fail, "installed but not running", Some(FIX)),
+    }
+}
+
+fn compose(f: &Facts) -> Check {
+    let name = "compose";
+    match &f.compose {
+        Some(c) if c.major() >= 2 => {
+            check("compose", name, Status::Ok, format!("`{}` v{}", c.display(), c.version), None)
+        }
+        Some(c) => check(
+            "compose",
+            name,
+            Status::Warn,
+            format!("only `{}` v{} (v1: supported, but v2 is preferred)", c.display(), c.version),
+            Some(FIX),
+        ),
+        None => check(
+            "compose",
+            name,
+            Status::Fail,
+            "neither `docker compose` (v2) nor `docker-compose` (v1) found",
+            Some(FIX),
+        ),
+    }
+}
+
+fn ports(f: &Facts) -> Check {
+    let mut status = Status::Ok;
+    let mut parts = Vec::new();
+    let mut fixes = Vec::new();
+    for p in &f.ports {
+        match &p.state {
+            PortState::Free => parts.push(format!("{} free", p.port)),
+            PortState::InUse { holder: Some(h), ours: true } => parts.push(format!("{} ours ({h})", p.port)),
+            PortState::InUse { holder, .. } => {
+                status = Status::Fail;
+                let by = holder.as_ref().map(|h| format!(" by container {h}")).unwrap_or_default();
+                parts.push(format!("{} ({}) in use{by}", p.port, p.var));
+                fixes.push(format!("set {} to a free port in .env, or stop what holds {}", p.var, p.port));
+            }
+            PortState::NotChecked(why) => {
+                if status == Status::Ok {
+                    status = Status::Skip;
+                }
+                parts.push(format!("{} not checked: {why}", p.port));
+            }
+            PortState::Invalid(raw) => {
+                status = Status::Fail;
+                parts.push(format!("{}=`{raw}` is not a port", p.var));
+                fixes.push(format!("set {} to a number from 1 to 65535 in .env", p.var));
+            }
+        }
+    }
+    if status == Status::Skip && parts.iter().any(|p| p.ends_with("free")) {
+        status = Status::Ok;
+    }
+    let fix = (!fixes.is_empty()).then(|| fixes.join("; "));
+    Check { id: "ports", name: "published ports", status, detail: parts.join(", "), fix }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    if bytes >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{} MiB", bytes / (1024 * 1024))
+    }
+}
+
+fn disk(f: &Facts) -> Check {
+    let mut status = Status::Ok;
+    let mut parts = Vec::new();
+    for d in &f.disks {
+        let level = if d.available < DISK_FAIL_BYTES {
+            Status::Fail
+        } else if d.available < DISK_WARN_BYTES {
+            Status::Warn
+        } else {
+            Status::Ok
+        };
+        if level == Status::Fail || (level == Status::Warn && status == Status::Ok) {
+            status = level;
+        }
+        parts.push(format!("{} free for {} ({})", human_bytes(d.available), d.what, d.path.display()));
+    }
+    if parts.is_empty() {
+        return check("disk", "disk space", Status::Skip, "could not read free space", None);
+    }
+    let fix = (status != Status::Ok).then(|| {
+        format!(
+            "free space: `docker system prune` (unused images and build cache), `cargo clean`; want {} at least",
+            human_bytes(DISK_WARN_BYTES)
+        )
+    });
+    Check { id: "disk", name: "disk space", status, detail: parts.join("; "), fix }
+}
+
+fn memory(f: &Facts) -> Check {
+    match f.mem_available {
+        None => check("memory", "memory", Status::Skip, "could not read /proc/meminfo", None),
+        Some(m) if m < MEMORY_WARN_BYTES => check(
+            "memory",
+            "memory",
+            Status::Warn,
+            format!("{} available; the stack wants {} under load", human_bytes(m), human_bytes(MEMORY_WARN_BYTES)),
+            Some("stop other workloads, or lower the memory limits in .env (APP_MEMORY_LIMIT, ...)"),
+        ),
+        Some(m) => check("memory", "memory", Status::Ok, format!("{} available", human_bytes(m)), None),
+    }
+}
+
+fn env_file(f: &Facts) -> Check {
+    let (id, name) = ("env-file", ".env");
+    match &f.env {
+        EnvFact::NoTemplate => {
+            check(id, name, Status::Skip, "no .env.example in this checkout: nothing to configure yet", None)
+        }
+        EnvFact::Missing => check(
+            id,
+            name,
+            Status::Warn,
+            "missing",
+            Some(
+                "`cargo xtask start` creates it from .env.example with generated secrets (or copy .env.example to .env)",
+            ),
+        ),
+        EnvFact::Present { env, example } => {
+            let report = EnvReport::compare(env, example);
+            env_verdict(&report)
+        }
+    }
+}
+
+/// Keys and line numbers only, never values: `.env` holds the stack's secrets.
+pub fn env_verdict(report: &EnvReport) -> Check {
+    let (id, name) = ("env-file", ".env");
+    let mut problems = Vec::new();
+    if !report.missing.is_empty() {
+        problems.push(format!("missing {}", report.missing.join(", ")));
+    }
+    if !report.unset.is_empty() {
+        problems.push(format!("still empty or a placeholder: {}", report.unset.join(", ")));
+    }
+    for (line, why) in &report.malformed {
+        problems.push(format!("line {line}: {why}"));
+    }
+    let mut notes = Vec::new();
+    if !report.duplicates.is_empty() {
+        notes.push(format!("set twice (the last wins): {}", report.duplicates.join(", ")));
+    }
+    if !report.unknown.is_empty() {
+        notes.push(format!("not in .env.example (typo?): {}", report.unknown.join(", ")));
+    }
+    if report.is_broken() {
+        problems.extend(notes);
+        check(
+            id,
+            name,
+            Status::Fail,
+            problems.join("; "),
+            Some("edit .env: copy the missing keys from .env.example and fill in every empty value"),
+        )
+    } else if !notes.is_empty() {
+        check(id, name, Status::Warn, notes.join("; "), Some("edit .env"))
+    } else {
+        check(id, name, Status::Ok, "complete", None)
+    }
+}
+
+fn toolchain(f: &Facts) -> Check {
+    let t = &f.toolchain;
+    let (id, name) = ("toolchain", "Rust toolchain");
+    let expected = format!("rustc {} ", t.pinned);
+    match &t.active {
+        None => check(
+            id,
+            name,
+            Status::Fail,
+            "rustc not found",
+            Some("install rustup (https://rustup.rs); it reads rust-toolchain.toml"),
+        ),
+        Some(v) if !v.starts_with(&expected) => check(
+            id,
+            name,
+            Status::Fail,
+            format!("{v}, but rust-toolchain.toml pins {}", t.pinned),
+            Some("unset RUSTUP_TOOLCHAIN and any `rustup override`; rustup then follows rust-toolchain.toml"),
+        ),
+        Some(v) if !t.components_missing.is_empty() => check(
+            id,
+            name,
+            Status::Fail,
+            format!("{v}; missing components: {}", t.components_missing.join(", ")),
+            Some(FIX),
+        ),
+        Some(v) => check(id, name, Status::Ok, v.clone(), None),
+    }
+}
+
+/// What is missing for building and running linux/arm64 images, in words.
+pub fn arm64_missing(f: &Facts) -> Vec<&'static str> {
+    let a = &f.arm64;
+    let t = &f.toolchain;
+    let mut missing = Vec::new();
+    let aarch64 = "aarch64-unknown-linux-gnu";
+    if t.targets_wanted.iter().any(|w| w == aarch64) && !t.targets_installed.iter().any(|i| i == aarch64) {
+        missing.push("rust target aarch64-unknown-linux-gnu");
+    }
+    if !a.cross_gcc {
+        missing.push("aarch64-linux-gnu-gcc");
+    }
+    if !a.cross_libc {
+        missing.push("arm64 C library (libc6-dev-arm64-cross)");
+    }
+    if !a.qemu_static {
+        missing.push("qemu-aarch64-static");
+    }
+    if !a.binfmt_enabled {
+        missing.push("qemu-aarch64 binfmt handler");
+    }
+    missing
+}
+
+fn arm64(f: &Facts) -> Check {
+    let missing = arm64_missing(f);
+    if missing.is_empty() {
+        check("arm64", "arm64 builds", Status::Ok, "cross target, cross gcc, qemu binfmt (F flag) ready", None)
+    } else {
+        // Optional: only `build-images --platform linux/arm64` needs it.
+        check("arm64", "arm64 builds", Status::Warn, format!("missing: {}", missing.join(", ")), Some(FIX))
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::docker::{ComposeCli, DaemonInfo};
+    use crate::doctor::probe::*;
+    use crate::dotenv::EnvFile;
+
+    /// A machine where everything is in place.
+    pub fn healthy() -> Facts {
+        Facts {
+            host: HostFact { root: true, debian: true },
+            docker_cli: Some("Docker version 28.2.2, build e6534b4".into()),
+            dockerd_installed: true,
+            local_daemon: true,
+            daemon: Ok(DaemonInfo { server_version: "20.10.24".into(), api_version: "1.41".into(), root_dir: None }),
+            compose: Some(ComposeCli { program: vec!["docker".into(), "compose".into()], version: "2.40.3".into() }),
+            compose_v1: true,
+            pip: true,
+            ports: vec![PortFact { var: "APP_PORT", port: 8080, state: PortState::Free }],
+            disks: vec![DiskFact { what: "project".into(), path: PathBuf::from("/"), available: 50 * GIB }],
+            mem_available: Some(20 * GIB),
+            env: EnvFact::NoTemplate,
+            toolchain: ToolchainFact {
+                pinned: "1.95.0".into(),
+                active: Some("rustc 1.95.0 (59807616e 2026-04-14)".into()),
+                components_missing: vec![],
+                targets_wanted: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
+                targets_installed: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
+                rustup: true,
+            },
+            arm64: Arm64Fact {
+                cross_gcc: true,
+                cross_libc: true,
+                qemu_static: true,
+                update_binfmts: true,
+                binfmt_mounted: true,
+                binfmt_enabled: true,
+            },
+        }
+    }
+
+    /// A fresh machine of this project's kind: a docker client, nothing else.
+    pub fn fresh() -> Facts {
+        let mut f = healthy();
+        f.dockerd_installed = false;
+        f.daemon = Err("connection refused".into());
+        f.compose = None;
+        f.compose_v1 = false;
+        f.toolchain.targets_installed = vec!["x86_64-unknown-linux-gnu".into()];
+        f.arm64 = Arm64Fact {
+            cross_gcc: false,
+            cross_libc: false,
+            qemu_static: false,
+            update_binfmts: false,
+            binfmt_mounted: true,
+            binfmt_enabled: false,
+        };
+        f
+    }
+
+    fn status_of(f: &Facts, id: &str) -> Status {
+        evaluate(f).into_iter().find(|c| c.id == id).unwrap().status
+    }
+
+    #[test]
+    fn a_healthy_machine_passes_every_check() {
+        let checks = evaluate(&healthy());
+        assert!(checks.iter().all(|c| matches!(c.status, Status::Ok | Status::Skip)), "{checks:#?}");
+    }
+
+    #[test]
+    fn a_fresh_machine_fails_on_the_engine_and_compose() {
+        let f = fresh();
+        assert_eq!(status_of(&f, "docker-daemon"), Status::Fail);
+        assert_eq!(status_of(&f, "compose"), Status::Fail);
+        assert_eq!(status_of(&f, "arm64"), Status::Warn);
+        assert_eq!(status_of(&f, "docker-cli"), Status::Ok);
+    }
+
+    #[test]
+    fn compose_v1_alone_is_a_warning() {
+        let mut f = healthy();
+        f.compose = Some(ComposeCli { program: vec!["docker-compose".into()], version: "1.29.2".into() });
+        assert_eq!(status_of(&f, "compose"), Status::Warn);
+    }
+
+    #[test]
+    fn a_port_held_by_a_stranger_fails_and_ours_does_not() {
+        let mut f = healthy();
+        f.ports = vec![PortFact {
+            var: "APP_PORT",
+            port: 8080,
+            state: PortState::InUse { holder: Some("weknora-app-1".into()), ours: true },
+        }];
+        assert_eq!(status_of(&f, "ports"), Status::Ok);
+        f.ports.push(PortFact {
+            var: "FRONTEND_PORT",
+            port: 80,
+            state: PortState::InUse { holder: None, ours: false },
+        });
+        let c = evaluate(&f).into_iter().find(|c| c.id == "ports").unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("80 (FRONTEND_PORT) in use"), "{}", c.detail);
+        assert!(c.fix.unwrap().contains("FRONTEND_PORT"));
+    }
+
+    #[test]
+    fn disk_thresholds() {
+        let mut f = healthy();
+        f.disks[0].available = 5 * GIB;
+        assert_eq!(status_of(&f, "disk"), Status::Warn);
+        f.disks[0].available = GIB;
+        assert_eq!(status_of(&f, "disk"), Status::Fail);
+    }
+
+    #[test]
+    fn low_memory_only_warns() {
+        let mut f = healthy();
+        f.mem_available = Some(GIB);
+        assert_eq!(status_of(&f, "memory"), Status::Warn);
+    }
+
+    #[test]
+    fn a_wrong_toolchain_fails() {
+        let mut f = healthy();
+        f.toolchain.active = Some("rustc 1.96.0-nightly (abc 2026-05-01)".into());
+        assert_eq!(status_of(&f, "toolchain"), Status::Fail);
+        let mut f = healthy();
+        f.toolchain.components_missing = vec!["clippy".into()];
+        assert_eq!(status_of(&f, "toolchain"), Status::Fail);
+    }
+
+    #[test]
+    fn env_verdicts_never_show_values() {
+        let example = EnvFile::parse("DB_PASSWORD=\nAPP_PORT=8080\n");
+        let env = EnvFile::parse("DB_PASSWORD=hunter2-secret\nAPP_PROT=1\nbroken line\n");
+        let mut f = healthy();
+        f.env = EnvFact::Present { env, example };
+        let c = evaluate(&f).into_iter().find(|c| c.id == "env-file").unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.detail.contains("missing APP_PORT") && c.detail.contains("line 3") && c.detail.contains("APP_PROT"),
+            "{}",
+            c.detail
+        );
+        assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_missing_env_is_a_warning_until_there_is_a_template() {
+        let mut f = healthy();
+        assert_eq!(status_of(&f, "env-file"), Status::Skip);
+        f.env = EnvFact::Missing;
+        assert_eq!(status_of(&f, "env-file"), Status::Warn);
+    }
+}

@@ -1,0 +1,403 @@
+//! Gathers the facts doctor judges: what is installed, running, free and configured.
+//! Only observation here; the verdicts are in `checks`, the remedies in `fix`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use bollard::query_parameters::ListContainersOptions;
+
+use crate::docker::{self, ComposeCli, DaemonInfo};
+use crate::dotenv::EnvFile;
+use crate::paths;
+
+/// A port the stack publishes, and which variable moves it.
+#[derive(Debug, Clone, Copy)]
+pub struct PortSpec {
+    pub var: &'static str,
+    pub default: u16,
+    /// Published only by the development compose file.
+    pub dev_only: bool,
+}
+
+/// The ports docker-compose.yml (and, in dev mode, docker-compose.dev.yml) publishes.
+pub const STACK_PORTS: &[PortSpec] = &[
+    PortSpec { var: "FRONTEND_PORT", default: 80, dev_only: false },
+    PortSpec { var: "APP_PORT", default: 8080, dev_only: false },
+    PortSpec { var: "DOCREADER_PORT", default: 50051, dev_only: true },
+    PortSpec { var: "DB_PORT", default: 5432, dev_only: true },
+    PortSpec { var: "REDIS_PORT", default: 6379, dev_only: true },
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortState {
+    Free,
+    /// Something listens there; `holder` names the container when Docker knows it.
+    InUse {
+        holder: Option<String>,
+        ours: bool,
+    },
+    /// Could not be tested (e.g. a privileged port without root).
+    NotChecked(String),
+    /// The variable does not hold a port number.
+    Invalid(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PortFact {
+    pub var: &'static str,
+    pub port: u16,
+    pub state: PortState,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskFact {
+    pub what: String,
+    pub path: PathBuf,
+    pub available: u64,
+}
+
+/// The operator's `.env`, if the stack defines one (`.env.example` exists).
+#[derive(Debug)]
+pub enum EnvFact {
+    /// The stack has no `.env.example` (yet): nothing to compare against.
+    NoTemplate,
+    Missing,
+    Present {
+        env: EnvFile,
+        example: EnvFile,
+    },
+}
+
+#[derive(Debug)]
+pub struct ToolchainFact {
+    pub pinned: String,
+    pub active: Option<String>,
+    pub components_missing: Vec<String>,
+    pub targets_wanted: Vec<String>,
+    pub targets_installed: Vec<String>,
+    pub rustup: bool,
+}
+
+#[derive(Debug)]
+pub struct Arm64Fact {
+    pub cross_gcc: bool,
+    pub cross_libc: bool,
+    pub qemu_static: bool,
+    pub update_binfmts: bool,
+    pub binfmt_mounted: bool,
+    /// The qemu-aarch64 handler is registered, enabled, and with the F flag (so it works
+    /// inside containers, where the interpreter's path does not exist).
+    pub binfmt_enabled: bool,
+}
+
+#[derive(Debug)]
+pub struct HostFact {
+    pub root: bool,
+    pub debian: bool,
+}
+
+#[derive(Debug)]
+pub struct Facts {
+    pub host: HostFact,
+    pub docker_cli: Option<String>,
+    pub dockerd_installed: bool,
+    /// Whether DOCKER_HOST points at this machine's socket (so starting dockerd would help).
+    pub local_daemon: bool,
+    pub daemon: Result<DaemonInfo, String>,
+    pub compose: Option<ComposeCli>,
+    pub compose_v1: bool,
+    pub pip: bool,
+    pub ports: Vec<PortFact>,
+    pub disks: Vec<DiskFact>,
+    pub mem_available: Option<u64>,
+    pub env: EnvFact,
+    pub toolchain: ToolchainFact,
+    pub arm64: Arm64Fact,
+}
+
+pub async fn gather(dev: bool) -> Facts {
+    let env = env_fact();
+    let daemon = docker::daemon_info().await.map_err(|e| format!("{e:#}"));
+    let ports = ports(dev, &env).await;
+    let compose = ComposeCli::detect();
+    let compose_v1 = docker::run_stdout("docker-compose", &["version"])
+        .and_then(|out| docker::parse_compose_version(&out))
+        .is_some_and(|v| v.starts_with("1."));
+    let disk_paths = [
+        ("project", paths::project_root()),
+        (
+            "docker data",
+            PathBuf::from(
+                daemon.as_ref().ok().and_then(|d| d.root_dir.clone()).unwrap_or_else(|| "/var/lib/docker".into()),
+            ),
+        ),
+    ];
+    Facts {
+        host: HostFact {
+            root: rustix::process::geteuid().is_root(),
+            debian: Path::new("/etc/debian_version").exists() && on_path("apt-get"),
+        },
+        docker_cli: docker::run_stdout("docker", &["--version"]),
+        dockerd_installed: on_path("dockerd"),
+        local_daemon: std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://")),
+        daemon,
+        compose,
+        compose_v1,
+        pip: docker::run_stdout("python3", &["-m", "pip", "--version"]).is_some(),
+        ports,
+        disks: disks(&disk_paths),
+        mem_available: fs::read_to_string("/proc/meminfo").ok().and_then(|m| parse_meminfo_available(&m)),
+        env,
+        toolchain: toolchain(),
+        arm64: arm64(),
+    }
+}
+
+/// Finds `program` in PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn env_fact() -> EnvFact {
+    let Ok(example) = fs::read_to_string(paths::env_example()) else {
+        return EnvFact::NoTemplate;
+    };
+    match fs::read_to_string(paths::env_file()) {
+        Ok(env) => EnvFact::Present { env: EnvFile::parse(&env), example: EnvFile::parse(&example) },
+        Err(_) => EnvFact::Missing,
+    }
+}
+
+/// The port each variable resolves to, as compose would: the process environment first,
+/// then `.env`, then the default.
+pub fn resolve_ports(
+    dev: bool,
+    env_file: Option<&EnvFile>,
+    process_env: &BTreeMap<String, String>,
+) -> Vec<(&'static str, Result<u16, String>)> {
+    STACK_PORTS
+        .iter()
+        .filter(|spec| dev || !spec.dev_only)
+        .map(|spec| {
+            let raw = process_env.get(spec.var).map(String::as_str).or_else(|| env_file.and_then(|f| f.get(spec.var)));
+            let port = match raw {
+                None | Some("") => Ok(spec.default),
+                Some(raw) => raw.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| raw.to_string()),
+            };
+            (spec.var, port)
+        })
+        .collect()
+}
+
+/// Tests whether a TCP port can be bound on all interfaces, as Docker's port publishing must.
+pub fn probe_port(port: u16) -> PortState {
+    match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(_) => PortState::Free,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => PortState::InUse { holder: None, ours: false },
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            PortState::NotChecked(format!("port {port} needs root to bind; Docker publishes it anyway"))
+        }
+        Err(e) => PortState::NotChecked(e.to_string()),
+    }
+}
+
+async fn ports(dev: bool, env: &EnvFact) -> Vec<PortFact> {
+    let env_file = match env {
+        EnvFact::Present { env, .. } => Some(env),
+        _ => None,
+    };
+    let process_env: BTreeMap<String, String> = std::env::vars().collect();
+    let project = docker::project_name(env_file);
+    let holders = port_holders().await;
+    resolve_ports(dev, env_file, &process_env)
+        .into_iter()
+        .map(|(var, port)| match port {
+            Err(raw) => PortFact { var, port: 0, state: PortState::Invalid(raw) },
+            Ok(port) => {
+                let state = match probe_port(port) {
+                    PortState::InUse { .. } => {
+                        let holder = holders.get(&port);
+                        PortState::InUse {
+                            holder: holder.map(|(name, _)| name.clone()),
+                            ours: holder.is_some_and(|(_, p)| p.as_deref() == Some(project.as_str())),
+                        }
+                    }
+                    other => other,
+                };
+                PortFact { var, port, state }
+            }
+        })
+        .collect()
+}
+
+/// Published host port -> (container name, compose project) for running containers.
+async fn port_holders() -> BTreeMap<u16, (String, Option<String>)> {
+    let mut holders = BTreeMap::new();
+    let Ok(docker) = docker::connect().await else { return holders };
+    let Ok(containers) = docker.list_containers(Some(ListContainersOptions::default())).await else {
+        return holders;
+    };
+    for c in containers {
+        let name =
+            c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+        let project = c.labels.as_ref().and_then(|l| l.get("com.docker.compose.project")).cloned();
+        for p in c.ports.unwrap_or_default() {
+            if let Some(public) = p.public_port {
+                holders.insert(public, (name.clone(), project.clone()));
+            }
+        }
+    }
+    holders
+}
+
+/// Free space per filesystem; paths on the same filesystem are reported once.
+fn disks(paths: &[(&str, PathBuf)]) -> Vec<DiskFact> {
+    let mut seen = Vec::new();
+    let mut out: Vec<DiskFact> = Vec::new();
+    for (what, path) in paths {
+        // A directory that does not exist yet (docker's, before the install) fills its parent.
+        let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+        let Ok(stat) = rustix::fs::statvfs(existing) else { continue };
+        if let Some(i) = seen.iter().position(|fsid| *fsid == stat.f_fsid) {
+            out[i].what.push_str(&format!(", {what}"));
+            continue;
+        }
+        seen.push(stat.f_fsid);
+        out.push(DiskFact { what: what.to_string(), path: path.clone(), available: stat.f_bavail * stat.f_frsize });
+    }
+    out
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+pub fn parse_meminfo_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Reads `channel` and `targets` out of rust-toolchain.toml.
+pub fn parse_toolchain_file(text: &str) -> (String, Vec<String>, Vec<String>) {
+    let mut channel = String::new();
+    let mut components = Vec::new();
+    let mut targets = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let strings = || value.split('"').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>();
+        match key.trim() {
+            "channel" => channel = strings().into_iter().next().unwrap_or_default(),
+            "components" => components = strings(),
+            "targets" => targets = strings(),
+            _ => {}
+        }
+    }
+    (channel, components, targets)
+}
+
+fn toolchain() -> ToolchainFact {
+    let text = fs::read_to_string(paths::rust_toolchain()).unwrap_or_default();
+    let (pinned, components, targets_wanted) = parse_toolchain_file(&text);
+    let rustup = on_path("rustup");
+    let lines = |args: &[&str]| {
+        docker::run_stdout("rustup", args)
+            .map(|o| o.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let targets_installed = if rustup { lines(&["target", "list", "--installed"]) } else { Vec::new() };
+    let components_installed = if rustup { lines(&["component", "list", "--installed"]) } else { Vec::new() };
+    let components_missing = if rustup {
+        components
+            .into_iter()
+            .filter(|c| !components_installed.iter().any(|i| i == c || i.starts_with(&format!("{c}-"))))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ToolchainFact {
+        pinned,
+        active: docker::run_stdout("rustc", &["--version"]),
+        components_missing,
+        targets_wanted,
+        targets_installed,
+        rustup,
+    }
+}
+
+const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+fn arm64() -> Arm64Fact {
+    let handler = fs::read_to_string(Path::new(BINFMT_DIR).join("qemu-aarch64")).unwrap_or_default();
+    Arm64Fact {
+        cross_gcc: on_path("aarch64-linux-gnu-gcc"),
+        cross_libc: Path::new("/usr/aarch64-linux-gnu/lib/libc.a").exists(),
+        qemu_static: on_path("qemu-aarch64-static"),
+        update_binfmts: on_path("update-binfmts"),
+        binfmt_mounted: Path::new(BINFMT_DIR).join("register").exists(),
+        binfmt_enabled: binfmt_handler_usable(&handler),
+    }
+}
+
+/// A registered handler reads `enabled` on its first line and lists its flags; containers
+/// need `F` (the kernel opens the interpreter at registration time).
+pub fn binfmt_handler_usable(handler: &str) -> bool {
+    handler.lines().next() == Some("enabled")
+        && handler.lines().any(|l| l.strip_prefix("flags:").is_some_and(|f| f.contains('F')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_resolve_like_compose_does() {
+        let env = EnvFile::parse("APP_PORT=9090\nFRONTEND_PORT=8000\n");
+        let process: BTreeMap<String, String> = [("FRONTEND_PORT".to_string(), "8081".to_string())].into();
+        let ports = resolve_ports(false, Some(&env), &process);
+        assert_eq!(ports, [("FRONTEND_PORT", Ok(8081)), ("APP_PORT", Ok(9090))]);
+        let dev = resolve_ports(true, None, &BTreeMap::new());
+        assert_eq!(dev.len(), STACK_PORTS.len());
+        assert!(dev.contains(&("DB_PORT", Ok(5432))));
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_invalid() {
+        let env = EnvFile::parse("APP_PORT=eighty\nFRONTEND_PORT=0\n");
+        let ports = resolve_ports(false, Some(&env), &BTreeMap::new());
+        assert_eq!(ports, [("FRONTEND_PORT", Err("0".to_string())), ("APP_PORT", Err("eighty".to_string()))]);
+    }
+
+    #[test]
+    fn a_listening_port_is_in_use_and_a_released_one_is_free() {
+        let listener = TcpListener::bind(("0.0.0.0", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(probe_port(port), PortState::InUse { holder: None, ours: false });
+        drop(listener);
+        assert_eq!(probe_port(port), PortState::Free);
+    }
+
+    #[test]
+    fn reads_available_memory() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(parse_meminfo_available(meminfo), Some(20_000_000 * 1024));
+        assert_eq!(parse_meminfo_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn reads_the_toolchain_file() {
+        let (channel, components, targets) =
+            parse_toolchain_file(&fs::read_to_string(paths::rust_toolchain()).unwrap());
+        assert_eq!(channel, "1.95.0");
+        assert_eq!(components, ["rustfmt", "clippy"]);
+        assert!(targets.contains(&"aarch64-unknown-linux-gnu".to_string()));
+    }
+
+    #[test]
+    fn binfmt_needs_enabled_and_the_fix_binary_flag() {
+        let ok = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\n";
+        assert!(binfmt_handler_usable(ok));
+        assert!(!binfmt_handler_usable(&ok.replace("POCF", "PO")));
+        assert!(!binfmt_handler_usable(&ok.replace("enabled", "disabled")));
+        assert!(!binfmt_handler_usable(""));
+    }
+}

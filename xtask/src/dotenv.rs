@@ -1,0 +1,204 @@
+//! `.env` files as docker compose reads them: `KEY=VALUE` lines, `#` comments, optional
+//! quotes. Checks an operator's `.env` against `.env.example` without ever printing a value.
+
+use std::collections::BTreeSet;
+
+/// One `KEY=VALUE` assignment and the line it is on (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub line: usize,
+}
+
+/// A parsed file: its assignments, and the lines that are not assignments at all.
+#[derive(Debug, Default)]
+pub struct EnvFile {
+    pub entries: Vec<Entry>,
+    /// (line, why) for lines compose would reject or misread.
+    pub malformed: Vec<(usize, String)>,
+}
+
+impl EnvFile {
+    pub fn parse(text: &str) -> EnvFile {
+        let mut file = EnvFile::default();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let assignment = trimmed.strip_prefix("export ").unwrap_or(trimmed);
+            let Some((key, value)) = assignment.split_once('=') else {
+                file.malformed.push((line, "not a KEY=VALUE assignment".into()));
+                continue;
+            };
+            let key = key.trim();
+            if !is_valid_key(key) {
+                file.malformed.push((line, format!("`{key}` is not a valid variable name")));
+                continue;
+            }
+            match unquote(value.trim()) {
+                Ok(value) => file.entries.push(Entry { key: key.to_string(), value, line }),
+                Err(why) => file.malformed.push((line, format!("{key}: {why}"))),
+            }
+        }
+        file
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        // Compose lets the last assignment win.
+        self.entries.iter().rev().find(|e| e.key == key).map(|e| e.value.as_str())
+    }
+
+    pub fn keys(&self) -> BTreeSet<&str> {
+        self.entries.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    /// Keys assigned more than once (the later one silently wins: usually a mistake).
+    pub fn duplicates(&self) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut dup = BTreeSet::new();
+        for e in &self.entries {
+            if !seen.insert(e.key.as_str()) {
+                dup.insert(e.key.clone());
+            }
+        }
+        dup.into_iter().collect()
+    }
+}
+
+fn is_valid_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn unquote(value: &str) -> Result<String, String> {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value.strip_prefix(quote) {
+            return match inner.find(quote) {
+                Some(end) if inner[end + 1..].trim().is_empty() || inner[end + 1..].trim_start().starts_with('#') => {
+                    Ok(inner[..end].to_string())
+                }
+                Some(_) => Err("text after the closing quote".into()),
+                None => Err("the quote is never closed".into()),
+            };
+        }
+    }
+    // Unquoted: ` #` starts a comment, as in compose.
+    let value = match value.find(" #") {
+        Some(at) => &value[..at],
+        None => value,
+    };
+    Ok(value.trim_end().to_string())
+}
+
+/// Values in `.env.example` that mean "the operator must choose this".
+fn is_placeholder(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    v.is_empty() || v.contains("change-me") || v.contains("changeme") || (v.starts_with('<') && v.ends_with('>'))
+}
+
+/// What is wrong with a `.env` compared with the `.env.example` it came from.
+/// Names keys and line numbers only: values may be secrets.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EnvReport {
+    /// Keys the example defines that `.env` lacks.
+    pub missing: Vec<String>,
+    /// Keys the example leaves for the operator to fill (empty or a placeholder) that are
+    /// still empty or still the placeholder in `.env`.
+    pub unset: Vec<String>,
+    pub malformed: Vec<(usize, String)>,
+    pub duplicates: Vec<String>,
+    /// Keys in `.env` the example does not know: harmless, but often a typo.
+    pub unknown: Vec<String>,
+}
+
+impl EnvReport {
+    pub fn compare(env: &EnvFile, example: &EnvFile) -> EnvReport {
+        let keys = env.keys();
+        let example_keys = example.keys();
+        let missing = example_keys.difference(&keys).map(|k| k.to_string()).collect();
+        let unset = example
+            .entries
+            .iter()
+            .filter(|e| is_placeholder(&e.value))
+            .filter(|e| env.get(&e.key).is_some_and(|v| is_placeholder(v) || v == e.value))
+            .map(|e| e.key.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let unknown = keys.difference(&example_keys).map(|k| k.to_string()).collect();
+        EnvReport { missing, unset, malformed: env.malformed.clone(), duplicates: env.duplicates(), unknown }
+    }
+
+    /// Problems that stop the stack from starting correctly.
+    pub fn is_broken(&self) -> bool {
+        !self.missing.is_empty() || !self.unset.is_empty() || !self.malformed.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_compose_syntax() {
+        let f = EnvFile::parse(
+            "# comment\n\nA=1\nexport B = two \nC=\"quoted # not a comment\"\nD='single'\nE=plain # comment\nF=\n",
+        );
+        assert!(f.malformed.is_empty(), "{:?}", f.malformed);
+        assert_eq!(f.get("A"), Some("1"));
+        assert_eq!(f.get("B"), Some("two"));
+        assert_eq!(f.get("C"), Some("quoted # not a comment"));
+        assert_eq!(f.get("D"), Some("single"));
+        assert_eq!(f.get("E"), Some("plain"));
+        assert_eq!(f.get("F"), Some(""));
+        assert_eq!(f.entries[0].line, 3);
+    }
+
+    #[test]
+    fn reports_malformed_lines_with_their_number() {
+        let f = EnvFile::parse("GOOD=1\njust words\n1BAD=2\nQ=\"open\nR='x' y\n");
+        let lines: Vec<usize> = f.malformed.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 3, 4, 5]);
+        assert!(f.malformed[2].1.contains("never closed"));
+    }
+
+    #[test]
+    fn the_last_assignment_wins_and_is_flagged() {
+        let f = EnvFile::parse("A=1\nA=2\n");
+        assert_eq!(f.get("A"), Some("2"));
+        assert_eq!(f.duplicates(), ["A"]);
+    }
+
+    const EXAMPLE: &str = "APP_PORT=8080\nDB_PASSWORD=\nREDIS_PASSWORD=change-me\n# OPTIONAL=1\n";
+
+    #[test]
+    fn a_complete_env_passes() {
+        let env = EnvFile::parse("APP_PORT=9090\nDB_PASSWORD=s3cret\nREDIS_PASSWORD=r3dis\n");
+        let report = EnvReport::compare(&env, &EnvFile::parse(EXAMPLE));
+        assert_eq!(report, EnvReport::default());
+        assert!(!report.is_broken());
+    }
+
+    #[test]
+    fn names_missing_and_unset_keys() {
+        let env = EnvFile::parse("DB_PASSWORD=\nREDIS_PASSWORD=change-me\nAPP_PROT=1\n");
+        let report = EnvReport::compare(&env, &EnvFile::parse(EXAMPLE));
+        assert_eq!(report.missing, ["APP_PORT"]);
+        assert_eq!(report.unset, ["DB_PASSWORD", "REDIS_PASSWORD"]);
+        assert_eq!(report.unknown, ["APP_PROT"]);
+        assert!(report.is_broken());
+    }
+
+    #[test]
+    fn commented_keys_are_optional_and_unknown_keys_are_not_fatal() {
+        let env = EnvFile::parse("APP_PORT=1\nDB_PASSWORD=x\nREDIS_PASSWORD=y\nEXTRA=1\n");
+        let report = EnvReport::compare(&env, &EnvFile::parse(EXAMPLE));
+        assert!(report.missing.is_empty());
+        assert_eq!(report.unknown, ["EXTRA"]);
+        assert!(!report.is_broken());
+    }
+}
