@@ -15,7 +15,11 @@ fn doctor(args: &[&str], env: &[(&str, &str)]) -> (Output, Value) {
         .output()
         .expect("running xtask doctor");
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("doctor --json printed no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "doctor --json printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (out, json)
 }
