@@ -8,19 +8,15 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use serde::Serialize;
 
-use crate::dotenv::EnvFile;
+use crate::dotenv::Vars;
 
 /// The compose project name when neither the environment nor `.env` sets one.
 pub const DEFAULT_PROJECT: &str = "weknora";
 
 /// The compose project name, as compose resolves it: `COMPOSE_PROJECT_NAME` from the
 /// environment, then from `.env`, then ours.
-pub fn project_name(env_file: Option<&EnvFile>) -> String {
-    std::env::var("COMPOSE_PROJECT_NAME")
-        .ok()
-        .or_else(|| env_file.and_then(|f| f.get("COMPOSE_PROJECT_NAME")).map(str::to_string))
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| DEFAULT_PROJECT.to_string())
+pub fn project_name(vars: &Vars) -> String {
+    vars.get("COMPOSE_PROJECT_NAME").unwrap_or(DEFAULT_PROJECT).to_string()
 }
 
 /// What the daemon told us about itself.

@@ -1,7 +1,7 @@
 //! `.env` files as docker compose reads them: `KEY=VALUE` lines, `#` comments, optional
 //! quotes. Checks an operator's `.env` against `.env.example` without ever printing a value.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One `KEY=VALUE` assignment and the line it is on (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +94,31 @@ fn unquote(value: &str) -> Result<String, String> {
     Ok(value.trim_end().to_string())
 }
 
+/// Variables as compose and the services see them: the process environment wins over
+/// `.env`, which wins over nothing (callers supply defaults).
+#[derive(Debug, Default)]
+pub struct Vars {
+    process: BTreeMap<String, String>,
+    file: EnvFile,
+}
+
+impl Vars {
+    /// This process's environment over the repository's `.env` (absent: empty).
+    pub fn load() -> Vars {
+        let file = std::fs::read_to_string(crate::paths::env_file()).map(|t| EnvFile::parse(&t)).unwrap_or_default();
+        Vars::new(std::env::vars().collect(), file)
+    }
+
+    pub fn new(process: BTreeMap<String, String>, file: EnvFile) -> Vars {
+        Vars { process, file }
+    }
+
+    /// The value, if set to something non-empty.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.process.get(key).map(String::as_str).or_else(|| self.file.get(key)).filter(|v| !v.is_empty())
+    }
+}
+
 /// Values in `.env.example` that mean "the operator must choose this".
 fn is_placeholder(value: &str) -> bool {
     let v = value.trim().to_ascii_lowercase();
@@ -164,6 +189,19 @@ mod tests {
         let lines: Vec<usize> = f.malformed.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [2, 3, 4, 5]);
         assert!(f.malformed[2].1.contains("never closed"));
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_empty_means_unset() {
+        let vars = Vars::new(
+            [("A".to_string(), "env".to_string()), ("E".to_string(), String::new())].into(),
+            EnvFile::parse("A=file\nB=file\nE=file\nC=\n"),
+        );
+        assert_eq!(vars.get("A"), Some("env"));
+        assert_eq!(vars.get("B"), Some("file"));
+        assert_eq!(vars.get("C"), None);
+        assert_eq!(vars.get("E"), None, "an empty variable unsets, as in compose");
+        assert_eq!(vars.get("Z"), None);
     }
 
     #[test]

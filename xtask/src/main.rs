@@ -2,9 +2,11 @@
 //! repository path lives in `paths`. Results go to stdout, progress to stderr.
 
 mod ci;
+mod database;
 mod docker;
 mod doctor;
 mod dotenv;
+mod migrate;
 mod paths;
 mod poll;
 
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Check this machine for everything the stack needs; `--fix` installs what is missing.
     Doctor(doctor::Doctor),
+    /// Apply, revert, create and inspect database migrations.
+    Migrate(migrate::Migrate),
     /// Run everything CI runs: fmt, clippy, all tests, the Docker-backed suites.
     Ci(ci::Ci),
 }
@@ -45,6 +49,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     std::env::set_current_dir(paths::project_root())?;
     match cli.command {
         Command::Doctor(cmd) => cmd.run(),
+        Command::Migrate(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }
 }

@@ -24,3 +24,8 @@ pub fn env_example() -> PathBuf {
 pub fn rust_toolchain() -> PathBuf {
     project_root().join("rust-toolchain.toml")
 }
+
+/// sqlx migrations: `<YYYYMMDDHHMMSS>_<name>.up.sql` and `.down.sql`.
+pub fn migrations() -> PathBuf {
+    project_root().join("migrations")
+}

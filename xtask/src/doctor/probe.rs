@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bollard::query_parameters::ListContainersOptions;
 
 use crate::docker::{self, ComposeCli, DaemonInfo};
-use crate::dotenv::EnvFile;
+use crate::dotenv::{EnvFile, Vars};
 use crate::paths;
 
 /// A port the stack publishes, and which variable moves it.
@@ -120,7 +120,7 @@ pub struct Facts {
 pub async fn gather(dev: bool) -> Facts {
     let env = env_fact();
     let daemon = docker::daemon_info().await.map_err(|e| format!("{e:#}"));
-    let ports = ports(dev, &env).await;
+    let ports = ports(dev).await;
     let compose = ComposeCli::detect();
     let compose_v1 = docker::run_stdout("docker-compose", &["version"])
         .and_then(|out| docker::parse_compose_version(&out))
@@ -172,18 +172,13 @@ fn env_fact() -> EnvFact {
 
 /// The port each variable resolves to, as compose would: the process environment first,
 /// then `.env`, then the default.
-pub fn resolve_ports(
-    dev: bool,
-    env_file: Option<&EnvFile>,
-    process_env: &BTreeMap<String, String>,
-) -> Vec<(&'static str, Result<u16, String>)> {
+pub fn resolve_ports(dev: bool, vars: &Vars) -> Vec<(&'static str, Result<u16, String>)> {
     STACK_PORTS
         .iter()
         .filter(|spec| dev || !spec.dev_only)
         .map(|spec| {
-            let raw = process_env.get(spec.var).map(String::as_str).or_else(|| env_file.and_then(|f| f.get(spec.var)));
-            let port = match raw {
-                None | Some("") => Ok(spec.default),
+            let port = match vars.get(spec.var) {
+                None => Ok(spec.default),
                 Some(raw) => raw.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| raw.to_string()),
             };
             (spec.var, port)
@@ -203,15 +198,11 @@ pub fn probe_port(port: u16) -> PortState {
     }
 }
 
-async fn ports(dev: bool, env: &EnvFact) -> Vec<PortFact> {
-    let env_file = match env {
-        EnvFact::Present { env, .. } => Some(env),
-        _ => None,
-    };
-    let process_env: BTreeMap<String, String> = std::env::vars().collect();
-    let project = docker::project_name(env_file);
+async fn ports(dev: bool) -> Vec<PortFact> {
+    let vars = Vars::load();
+    let project = docker::project_name(&vars);
     let holders = port_holders().await;
-    resolve_ports(dev, env_file, &process_env)
+    resolve_ports(dev, &vars)
         .into_iter()
         .map(|(var, port)| match port {
             Err(raw) => PortFact { var, port: 0, state: PortState::Invalid(raw) },
@@ -353,9 +344,9 @@ mod tests {
     fn ports_resolve_like_compose_does() {
         let env = EnvFile::parse("APP_PORT=9090\nFRONTEND_PORT=8000\n");
         let process: BTreeMap<String, String> = [("FRONTEND_PORT".to_string(), "8081".to_string())].into();
-        let ports = resolve_ports(false, Some(&env), &process);
+        let ports = resolve_ports(false, &Vars::new(process, env));
         assert_eq!(ports, [("FRONTEND_PORT", Ok(8081)), ("APP_PORT", Ok(9090))]);
-        let dev = resolve_ports(true, None, &BTreeMap::new());
+        let dev = resolve_ports(true, &Vars::default());
         assert_eq!(dev.len(), STACK_PORTS.len());
         assert!(dev.contains(&("DB_PORT", Ok(5432))));
     }
@@ -363,7 +354,7 @@ mod tests {
     #[test]
     fn a_port_that_is_not_a_number_is_invalid() {
         let env = EnvFile::parse("APP_PORT=eighty\nFRONTEND_PORT=0\n");
-        let ports = resolve_ports(false, Some(&env), &BTreeMap::new());
+        let ports = resolve_ports(false, &Vars::new(BTreeMap::new(), env));
         assert_eq!(ports, [("FRONTEND_PORT", Err("0".to_string())), ("APP_PORT", Err("eighty".to_string()))]);
     }
 

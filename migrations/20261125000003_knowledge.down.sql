@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS ingest_jobs;
+DROP TABLE IF EXISTS knowledge;

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS chunks_bm25_idx;

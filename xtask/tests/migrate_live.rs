@@ -1,0 +1,368 @@
+//! `cargo xtask migrate` against a real PostgreSQL started for each test.
+
+mod support;
+
+use std::path::Path;
+
+use sqlx::{Connection, PgConnection, Row};
+use support::{PASSWORD, PgCluster, xtask};
+
+const MIGRATION_COUNT: usize = 7;
+
+fn migrate(pg: &PgCluster, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["migrate"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = xtask(&all, &pg.env("postgres"));
+    assert_no_secret(&out, &err);
+    (ok, out, err)
+}
+
+fn assert_no_secret(out: &str, err: &str) {
+    let encoded = "Tst-pw%213x%23q%407";
+    for text in [out, err] {
+        assert!(!text.contains(PASSWORD) && !text.contains(encoded), "password leaked:\n{text}");
+    }
+}
+
+fn status(pg: &PgCluster, source: Option<&Path>) -> serde_json::Value {
+    let mut args = vec!["status", "--json"];
+    let s;
+    if let Some(dir) = source {
+        s = dir.to_str().unwrap().to_string();
+        args.extend(["--source", &s]);
+    }
+    let (_, out, err) = migrate(pg, &args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}\n{out}\n{err}"))
+}
+
+fn states(status: &serde_json::Value) -> Vec<String> {
+    status["migrations"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap().to_string()).collect()
+}
+
+async fn connect(pg: &PgCluster) -> PgConnection {
+    PgConnection::connect(&pg.url("postgres")).await.unwrap()
+}
+
+async fn tables(pg: &PgCluster) -> Vec<String> {
+    let mut conn = connect(pg).await;
+    sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A copy of the repository's migrations that a test may change.
+fn copy_migrations() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn up_from_empty_down_to_zero_and_up_again() {
+    let pg = PgCluster::start();
+    let (ok, out, err) = migrate(&pg, &["up", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("would apply")).count(), MIGRATION_COUNT, "{out}");
+    assert!(tables(&pg).await.is_empty(), "--dry-run changed the database");
+
+    let (ok, out, err) = migrate(&pg, &["up"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("applied")).count(), MIGRATION_COUNT, "{out}");
+    let s = status(&pg, None);
+    assert_eq!(s["ok"], true);
+    assert!(states(&s).iter().all(|st| st == "applied"), "{s}");
+    assert!(s["migrations"].as_array().unwrap().iter().all(|m| m["checksum_ok"] == true && m["dirty"] == false));
+    let t = tables(&pg).await;
+    for table in [
+        "tenants",
+        "api_keys",
+        "knowledge_bases",
+        "knowledge",
+        "ingest_jobs",
+        "chunks",
+        "chat_sessions",
+        "chat_messages",
+    ] {
+        assert!(t.contains(&table.to_string()), "{table} missing from {t:?}");
+    }
+
+    // A second up is a no-op.
+    let (ok, out, err) = migrate(&pg, &["up"]);
+    assert!(ok && out.is_empty() && err.contains("nothing to apply"), "{out}{err}");
+
+    // Down without --yes shows the plan and changes nothing.
+    let (ok, out, err) = migrate(&pg, &["down", "--to", "0"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    assert_eq!(out.lines().count(), MIGRATION_COUNT);
+    assert_eq!(tables(&pg).await, t);
+
+    // One step by default.
+    let (ok, out, _) = migrate(&pg, &["down", "--yes"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "reverted 20261125000007 bm25");
+
+    let (ok, _, err) = migrate(&pg, &["down", "--to", "0", "--yes"]);
+    assert!(ok, "{err}");
+    assert_eq!(tables(&pg).await, ["_sqlx_migrations"]);
+    assert!(states(&status(&pg, None)).iter().all(|st| st == "pending"));
+
+    let (ok, _, err) = migrate(&pg, &["up", "--to", "20261125000003"]);
+    assert!(ok, "{err}");
+    assert_eq!(states(&status(&pg, None))[..4], ["applied", "applied", "applied", "pending"]);
+    let (ok, _, err) = migrate(&pg, &["up"]);
+    assert!(ok, "{err}");
+    assert!(states(&status(&pg, None)).iter().all(|st| st == "applied"));
+}
+
+#[tokio::test]
+async fn concurrent_ups_apply_each_migration_once_and_both_succeed() {
+    let pg = PgCluster::start();
+    let env = pg.env("postgres");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["migrate", "up"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let applied_lines = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).lines().count();
+    assert_eq!(applied_lines(&a) + applied_lines(&b), MIGRATION_COUNT, "each migration applied by exactly one run");
+    let mut conn = connect(&pg).await;
+    let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT version, count(*) FROM _sqlx_migrations GROUP BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), MIGRATION_COUNT);
+    assert!(rows.iter().all(|(_, n)| *n == 1));
+}
+
+#[tokio::test]
+async fn a_changed_migration_is_refused_with_the_fix() {
+    let pg = PgCluster::start();
+    let dir = copy_migrations();
+    let src = dir.path().to_str().unwrap();
+    assert!(migrate(&pg, &["up", "--source", src]).0);
+    let file = dir.path().join("20261125000002_knowledge_bases.up.sql");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text + "\n-- an edit after the fact\n").unwrap();
+    let (ok, _, err) = migrate(&pg, &["up", "--source", src]);
+    assert!(!ok);
+    assert!(
+        err.contains("20261125000002") && err.contains("changed after it was applied") && err.contains("git checkout"),
+        "{err}"
+    );
+    let s = status(&pg, Some(dir.path()));
+    assert_eq!(s["ok"], false);
+    assert_eq!(s["migrations"][1]["checksum_ok"], false);
+    let (ok, _, err) = migrate(&pg, &["down", "--yes", "--source", src]);
+    assert!(!ok && err.contains("changed after it was applied"), "down must refuse too: {err}");
+}
+
+#[tokio::test]
+async fn a_migration_the_code_does_not_know_is_refused() {
+    let pg = PgCluster::start();
+    assert!(migrate(&pg, &["up"]).0);
+    let dir = copy_migrations();
+    for ext in ["up", "down"] {
+        std::fs::remove_file(dir.path().join(format!("20261125000007_bm25.{ext}.sql"))).unwrap();
+    }
+    let (ok, _, err) = migrate(&pg, &["up", "--source", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("20261125000007") && err.contains("does not know"), "{err}");
+    assert_eq!(states(&status(&pg, Some(dir.path())))[6], "unknown");
+}
+
+#[tokio::test]
+async fn a_dirty_migration_is_refused_and_a_failed_one_rolls_back() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("20260101000000_ok.up.sql"), "CREATE TABLE a (id int);").unwrap();
+    std::fs::write(dir.path().join("20260101000000_ok.down.sql"), "DROP TABLE a;").unwrap();
+    // In a transaction: the failure rolls back and leaves nothing behind.
+    std::fs::write(dir.path().join("20260102000000_bad.up.sql"), "CREATE TABLE b (id int);\nSELECT 1/0;").unwrap();
+    std::fs::write(dir.path().join("20260102000000_bad.down.sql"), "DROP TABLE b;").unwrap();
+    let (ok, _, err) = migrate(&pg, &["up", "--source", src]);
+    assert!(!ok);
+    assert!(
+        err.contains("20260102000000 (bad) failed and was rolled back") && err.contains("division by zero"),
+        "{err}"
+    );
+    assert_eq!(tables(&pg).await, ["_sqlx_migrations", "a"]);
+
+    // A migration recorded as failed part-way (older sqlx versions and other tools leave
+    // such a row after a failure outside a transaction) is dirty: nothing runs until it is repaired.
+    let mut conn = connect(&pg).await;
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (20260102000000, 'bad', FALSE, '\\x00', -1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for args in [&["up", "--source", src][..], &["down", "--yes", "--source", src][..]] {
+        let (ok, _, err) = migrate(&pg, args);
+        assert!(!ok);
+        assert!(err.contains("20260102000000 (bad) is dirty") && err.contains("DELETE FROM _sqlx_migrations"), "{err}");
+    }
+    let s = status(&pg, Some(dir.path()));
+    assert_eq!(s["migrations"][1]["dirty"], true);
+}
+
+#[tokio::test]
+async fn connection_failures_name_what_was_tried_and_never_the_password() {
+    let pg = PgCluster::start();
+    let with = |key: &str, value: &str| {
+        let mut env = pg.env("postgres");
+        env.retain(|(k, _)| k != key);
+        env.push((key.into(), value.into()));
+        let (ok, out, err) = xtask(&["migrate", "status"], &env);
+        assert!(!ok);
+        assert_no_secret(&out, &err);
+        err
+    };
+    let err = with("DB_PASSWORD", "wrong-password");
+    assert!(err.contains("authentication failed for user `weknora`") && err.contains("DB_PASSWORD"), "{err}");
+    let err = with("DB_NAME", "nope");
+    assert!(err.contains("database `nope` does not exist") && err.contains("createdb"), "{err}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = with("DB_PORT", &dead.to_string());
+    assert!(
+        err.contains(&format!("cannot reach PostgreSQL at 127.0.0.1:{dead}")) && err.contains("DB_HOST and DB_PORT"),
+        "{err}"
+    );
+    let err = with("DB_USER", "");
+    assert!(err.contains("DB_USER not set"), "{err}");
+    // The same failure through DATABASE_URL.
+    let mut env = pg.env("postgres");
+    env.retain(|(k, _)| k != "DATABASE_URL");
+    env.push(("DATABASE_URL".into(), pg.url("postgres").replace("@127", "x@127")));
+    let (ok, out, err) = xtask(&["migrate", "status"], &env);
+    assert!(!ok && err.contains("authentication failed"), "{err}");
+    assert_no_secret(&out, &err);
+}
+
+/// The queries the app runs (claiming jobs, writing chunks, keyword search) work on the
+/// migrated schema, and the guarded parts follow what the server offers.
+#[tokio::test]
+async fn the_apps_queries_run_against_the_migrated_schema() {
+    let pg = PgCluster::start();
+    assert!(migrate(&pg, &["up"]).0);
+    let mut conn = connect(&pg).await;
+    // UUIDs travel as text: the test needs no uuid crate.
+    let tenant: String = sqlx::query_scalar("INSERT INTO tenants (name) VALUES ('acme') RETURNING id::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO api_keys (tenant_id, key_prefix, key_hash, role) VALUES ($1::uuid, 'wk_abcd', $2, 'admin')",
+    )
+    .bind(&tenant)
+    .bind("a".repeat(64))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let kb: String = sqlx::query_scalar(
+        "INSERT INTO knowledge_bases (tenant_id, name) VALUES ($1::uuid, 'docs') RETURNING id::text",
+    )
+    .bind(&tenant)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let overlap_too_big = sqlx::query(
+        "INSERT INTO knowledge_bases (tenant_id, name, chunk_size, chunk_overlap) VALUES ($1::uuid, 'bad', 100, 100)",
+    )
+    .bind(&tenant)
+    .execute(&mut conn)
+    .await;
+    assert!(overlap_too_big.is_err(), "overlap must stay below the chunk size");
+    let knowledge: String = sqlx::query_scalar(
+        "INSERT INTO knowledge (tenant_id, knowledge_base_id, source_type, source, object_key, size_bytes, checksum) \
+         VALUES ($1::uuid, $2::uuid, 'file', '手册.pdf', 'kb/x/手册.pdf', 1024, $3) RETURNING id::text",
+    )
+    .bind(&tenant)
+    .bind(&kb)
+    .bind("b".repeat(64))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id) VALUES ($1::uuid, $2::uuid)")
+        .bind(&tenant)
+        .bind(&knowledge)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // Claim: due jobs, or running ones whose lease expired, skipping rows others hold.
+    let claim = "UPDATE ingest_jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+                 lease_expires_at = now() + interval '5 minutes' \
+                 WHERE id = (SELECT id FROM ingest_jobs WHERE (state = 'queued' AND next_attempt_at <= now()) \
+                 OR (state = 'running' AND lease_expires_at < now()) ORDER BY next_attempt_at \
+                 FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, attempts";
+    let claimed = sqlx::query(claim).bind("worker-1").fetch_optional(&mut conn).await.unwrap().expect("a job to claim");
+    assert_eq!(claimed.get::<i32, _>("attempts"), 1);
+    assert!(
+        sqlx::query(claim).bind("worker-2").fetch_optional(&mut conn).await.unwrap().is_none(),
+        "leased job claimed twice"
+    );
+
+    // Chunks with app-segmented Chinese text, found by keyword.
+    for (pos, content, tokens) in [
+        (0, "数据库备份每天凌晨执行。", "数据库 备份 每天 凌晨 执行"),
+        (1, "Restore drills run monthly.", "restore drills run monthly"),
+    ] {
+        sqlx::query(
+            "INSERT INTO chunks (tenant_id, knowledge_base_id, knowledge_id, position, content, search_text) \
+             VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6)",
+        )
+        .bind(&tenant)
+        .bind(&kb)
+        .bind(&knowledge)
+        .bind(pos)
+        .bind(content)
+        .bind(tokens)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let hits: Vec<String> = sqlx::query_scalar(
+        "SELECT content FROM chunks, websearch_to_tsquery('simple', $2) q \
+         WHERE knowledge_base_id = $1::uuid AND search @@ q ORDER BY ts_rank(search, q) DESC",
+    )
+    .bind(&kb)
+    .bind("备份")
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(hits, ["数据库备份每天凌晨执行。"]);
+
+    // Plain PostgreSQL from Debian has neither pgvector nor pg_search: those parts are skipped.
+    let has = |ext: &'static str| {
+        let q = "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = $1)";
+        sqlx::query_scalar::<_, bool>(q).bind(ext)
+    };
+    let vector = has("vector").fetch_one(&mut conn).await.unwrap();
+    let embeddings: bool =
+        sqlx::query_scalar("SELECT to_regclass('chunk_embeddings') IS NOT NULL").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(embeddings, vector, "chunk_embeddings exists exactly when pgvector does");
+    let search = has("pg_search").fetch_one(&mut conn).await.unwrap();
+    let bm25: bool =
+        sqlx::query_scalar("SELECT to_regclass('chunks_bm25_idx') IS NOT NULL").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(bm25, search, "the BM25 index exists exactly when pg_search does");
+
+    // Deleting a knowledge base removes everything under it.
+    sqlx::query("DELETE FROM knowledge_bases WHERE id = $1::uuid").bind(&kb).execute(&mut conn).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT (SELECT count(*) FROM chunks) + (SELECT count(*) FROM ingest_jobs)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
