@@ -240,6 +240,7 @@ async fn up(migrator: &Migrator, conn: &mut PgConnection, to: Option<i64>, dry_r
     if new.is_empty() {
         eprintln!("migrate up: nothing to apply, the schema is current");
     }
+    print_capabilities(&capabilities(conn).await?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -356,11 +357,12 @@ async fn status(migrator: &Migrator, conn: &mut PgConnection, json: bool) -> Res
     let applied = applied(conn).await?;
     let rows = status_rows(migrator, &applied);
     let problem = refusal(migrator, &applied);
+    let caps = capabilities(conn).await?;
     if json {
-        let out = serde_json::json!({ "ok": problem.is_none(), "problem": problem, "migrations": rows });
+        let out = serde_json::json!({ "ok": problem.is_none(), "problem": problem, "migrations": rows, "capabilities": caps });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{:<16} {:<20} {:<8} {:<21} {:<8}", "VERSION", "NAME", "STATE", "APPLIED AT", "CHECKSUM");
+        println!("{:<16} {:<20} {:<8} {:<21} CHECKSUM", "VERSION", "NAME", "STATE", "APPLIED AT");
         for r in &rows {
             let checksum = match r.checksum_ok {
                 Some(true) => "ok",
@@ -368,7 +370,7 @@ async fn status(migrator: &Migrator, conn: &mut PgConnection, json: bool) -> Res
                 None => "-",
             };
             println!(
-                "{:<16} {:<20} {:<8} {:<21} {:<8}",
+                "{:<16} {:<20} {:<8} {:<21} {}",
                 r.version,
                 r.name,
                 r.state,
@@ -376,11 +378,87 @@ async fn status(migrator: &Migrator, conn: &mut PgConnection, json: bool) -> Res
                 checksum
             );
         }
+        eprintln!();
+        print_capabilities(&caps);
         if let Some(p) = &problem {
             eprintln!("\nproblem: {p}");
         }
     }
     Ok(if problem.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// An optional part of the schema that depends on a server extension.
+struct OptionalPart {
+    feature: &'static str,
+    extension: &'static str,
+    /// The table or index the guarded migration creates.
+    object: &'static str,
+    migration: &'static str,
+}
+
+const OPTIONAL_PARTS: &[OptionalPart] = &[
+    OptionalPart {
+        feature: "vector search",
+        extension: "vector",
+        object: "chunk_embeddings",
+        migration: "20261125000006_embeddings.up.sql",
+    },
+    OptionalPart {
+        feature: "BM25 ranking",
+        extension: "pg_search",
+        object: "chunks_bm25_idx",
+        migration: "20261125000007_bm25.up.sql",
+    },
+];
+
+#[derive(Debug, Serialize)]
+pub struct Capability {
+    pub feature: &'static str,
+    pub extension: &'static str,
+    /// `enabled`, `not-offered` (the server lacks the extension), `not-enabled` (offered,
+    /// but the migration's role could not create it), or `pending` (not migrated yet).
+    pub state: &'static str,
+    pub detail: String,
+}
+
+/// What the migrated schema offers, given the server's extensions.
+async fn capabilities(conn: &mut PgConnection) -> Result<Vec<Capability>> {
+    let applied = applied(conn).await?;
+    let mut out = Vec::new();
+    for part in OPTIONAL_PARTS {
+        let version = part.migration.split('_').next().unwrap_or_default();
+        if !applied.iter().any(|a| a.success && a.version.to_string() == version) {
+            let detail = format!("{} is not applied yet", part.migration);
+            out.push(Capability { feature: part.feature, extension: part.extension, state: "pending", detail });
+            continue;
+        }
+        let (offered, present): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = $1), to_regclass($2) IS NOT NULL",
+        )
+        .bind(part.extension)
+        .bind(part.object)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (state, detail) = match (present, offered) {
+            (true, _) => ("enabled", format!("{} present", part.object)),
+            (false, false) => ("not-offered", format!("the server has no `{}` extension", part.extension)),
+            (false, true) => (
+                "not-enabled",
+                format!(
+                    "`{}` is offered but was not created: as an administrator run CREATE EXTENSION {}; then psql -f migrations/{}",
+                    part.extension, part.extension, part.migration
+                ),
+            ),
+        };
+        out.push(Capability { feature: part.feature, extension: part.extension, state, detail });
+    }
+    Ok(out)
+}
+
+fn print_capabilities(caps: &[Capability]) {
+    for c in caps {
+        eprintln!("{}: {} ({})", c.feature, c.state, c.detail);
+    }
 }
 
 /// `YYYYMMDDHHMMSS` in UTC for a Unix time.

@@ -5,11 +5,11 @@ mod support;
 use std::path::Path;
 
 use sqlx::{Connection, PgConnection, Row};
-use support::{PASSWORD, PgCluster, xtask};
+use support::{PASSWORD, Pg, xtask};
 
 const MIGRATION_COUNT: usize = 7;
 
-fn migrate(pg: &PgCluster, args: &[&str]) -> (bool, String, String) {
+fn migrate(pg: &Pg, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["migrate"];
     all.extend_from_slice(args);
     let (ok, out, err) = xtask(&all, &pg.env("postgres"));
@@ -24,7 +24,7 @@ fn assert_no_secret(out: &str, err: &str) {
     }
 }
 
-fn status(pg: &PgCluster, source: Option<&Path>) -> serde_json::Value {
+fn status(pg: &Pg, source: Option<&Path>) -> serde_json::Value {
     let mut args = vec!["status", "--json"];
     let s;
     if let Some(dir) = source {
@@ -39,11 +39,11 @@ fn states(status: &serde_json::Value) -> Vec<String> {
     status["migrations"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap().to_string()).collect()
 }
 
-async fn connect(pg: &PgCluster) -> PgConnection {
+async fn connect(pg: &Pg) -> PgConnection {
     PgConnection::connect(&pg.url("postgres")).await.unwrap()
 }
 
-async fn tables(pg: &PgCluster) -> Vec<String> {
+async fn tables(pg: &Pg) -> Vec<String> {
     let mut conn = connect(pg).await;
     sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
         .fetch_all(&mut conn)
@@ -64,20 +64,54 @@ fn copy_migrations() -> tempfile::TempDir {
 
 #[tokio::test]
 async fn up_from_empty_down_to_zero_and_up_again() {
-    let pg = PgCluster::start();
-    let (ok, out, err) = migrate(&pg, &["up", "--dry-run"]);
+    full_cycle(&Pg::debian()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
+async fn postgres_17_with_pgvector_migrates_and_enables_vector_search() {
+    let pg = Pg::local_image();
+    full_cycle(&pg).await;
+    app_queries(&pg).await;
+    let s = status(&pg, None);
+    assert_eq!(s["capabilities"][0]["state"], "enabled", "{s}");
+    assert_eq!(s["capabilities"][1]["state"], "not-offered", "{s}");
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
+async fn a_role_that_may_not_create_extensions_still_migrates() {
+    // Managed PostgreSQL: the extension is offered, but the app's role is no superuser.
+    let pg = Pg::local_image();
+    let mut conn = connect(&pg).await;
+    sqlx::query("CREATE ROLE app LOGIN PASSWORD 'app-pw'").execute(&mut conn).await.unwrap();
+    sqlx::query("CREATE DATABASE appdb OWNER app").execute(&mut conn).await.unwrap();
+    let mut env = pg.env("appdb");
+    env.retain(|(k, _)| k != "DB_USER" && k != "DB_PASSWORD");
+    env.extend([("DB_USER".into(), "app".into()), ("DB_PASSWORD".into(), "app-pw".into())]);
+    let (ok, _, err) = xtask(&["migrate", "up"], &env);
+    assert!(ok, "{err}");
+    assert!(err.contains("vector search: not-enabled") && err.contains("CREATE EXTENSION vector"), "{err}");
+    let (ok, out, _) = xtask(&["migrate", "status", "--json"], &env);
+    assert!(ok);
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(states(&s).iter().all(|st| st == "applied"), "{s}");
+}
+
+async fn full_cycle(pg: &Pg) {
+    let (ok, out, err) = migrate(pg, &["up", "--dry-run"]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().filter(|l| l.starts_with("would apply")).count(), MIGRATION_COUNT, "{out}");
-    assert!(tables(&pg).await.is_empty(), "--dry-run changed the database");
+    assert!(tables(pg).await.is_empty(), "--dry-run changed the database");
 
-    let (ok, out, err) = migrate(&pg, &["up"]);
+    let (ok, out, err) = migrate(pg, &["up"]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().filter(|l| l.starts_with("applied")).count(), MIGRATION_COUNT, "{out}");
-    let s = status(&pg, None);
+    let s = status(pg, None);
     assert_eq!(s["ok"], true);
     assert!(states(&s).iter().all(|st| st == "applied"), "{s}");
     assert!(s["migrations"].as_array().unwrap().iter().all(|m| m["checksum_ok"] == true && m["dirty"] == false));
-    let t = tables(&pg).await;
+    let t = tables(pg).await;
     for table in [
         "tenants",
         "api_keys",
@@ -92,36 +126,36 @@ async fn up_from_empty_down_to_zero_and_up_again() {
     }
 
     // A second up is a no-op.
-    let (ok, out, err) = migrate(&pg, &["up"]);
+    let (ok, out, err) = migrate(pg, &["up"]);
     assert!(ok && out.is_empty() && err.contains("nothing to apply"), "{out}{err}");
 
     // Down without --yes shows the plan and changes nothing.
-    let (ok, out, err) = migrate(&pg, &["down", "--to", "0"]);
+    let (ok, out, err) = migrate(pg, &["down", "--to", "0"]);
     assert!(!ok && err.contains("--yes"), "{err}");
     assert_eq!(out.lines().count(), MIGRATION_COUNT);
-    assert_eq!(tables(&pg).await, t);
+    assert_eq!(tables(pg).await, t);
 
     // One step by default.
-    let (ok, out, _) = migrate(&pg, &["down", "--yes"]);
+    let (ok, out, _) = migrate(pg, &["down", "--yes"]);
     assert!(ok);
     assert_eq!(out.trim(), "reverted 20261125000007 bm25");
 
-    let (ok, _, err) = migrate(&pg, &["down", "--to", "0", "--yes"]);
+    let (ok, _, err) = migrate(pg, &["down", "--to", "0", "--yes"]);
     assert!(ok, "{err}");
-    assert_eq!(tables(&pg).await, ["_sqlx_migrations"]);
-    assert!(states(&status(&pg, None)).iter().all(|st| st == "pending"));
+    assert_eq!(tables(pg).await, ["_sqlx_migrations"]);
+    assert!(states(&status(pg, None)).iter().all(|st| st == "pending"));
 
-    let (ok, _, err) = migrate(&pg, &["up", "--to", "20261125000003"]);
+    let (ok, _, err) = migrate(pg, &["up", "--to", "20261125000003"]);
     assert!(ok, "{err}");
-    assert_eq!(states(&status(&pg, None))[..4], ["applied", "applied", "applied", "pending"]);
-    let (ok, _, err) = migrate(&pg, &["up"]);
+    assert_eq!(states(&status(pg, None))[..4], ["applied", "applied", "applied", "pending"]);
+    let (ok, _, err) = migrate(pg, &["up"]);
     assert!(ok, "{err}");
-    assert!(states(&status(&pg, None)).iter().all(|st| st == "applied"));
+    assert!(states(&status(pg, None)).iter().all(|st| st == "applied"));
 }
 
 #[tokio::test]
 async fn concurrent_ups_apply_each_migration_once_and_both_succeed() {
-    let pg = PgCluster::start();
+    let pg = Pg::debian();
     let env = pg.env("postgres");
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -149,7 +183,7 @@ async fn concurrent_ups_apply_each_migration_once_and_both_succeed() {
 
 #[tokio::test]
 async fn a_changed_migration_is_refused_with_the_fix() {
-    let pg = PgCluster::start();
+    let pg = Pg::debian();
     let dir = copy_migrations();
     let src = dir.path().to_str().unwrap();
     assert!(migrate(&pg, &["up", "--source", src]).0);
@@ -171,7 +205,7 @@ async fn a_changed_migration_is_refused_with_the_fix() {
 
 #[tokio::test]
 async fn a_migration_the_code_does_not_know_is_refused() {
-    let pg = PgCluster::start();
+    let pg = Pg::debian();
     assert!(migrate(&pg, &["up"]).0);
     let dir = copy_migrations();
     for ext in ["up", "down"] {
@@ -185,7 +219,7 @@ async fn a_migration_the_code_does_not_know_is_refused() {
 
 #[tokio::test]
 async fn a_dirty_migration_is_refused_and_a_failed_one_rolls_back() {
-    let pg = PgCluster::start();
+    let pg = Pg::debian();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().to_str().unwrap();
     std::fs::write(dir.path().join("20260101000000_ok.up.sql"), "CREATE TABLE a (id int);").unwrap();
@@ -219,7 +253,7 @@ async fn a_dirty_migration_is_refused_and_a_failed_one_rolls_back() {
 
 #[tokio::test]
 async fn connection_failures_name_what_was_tried_and_never_the_password() {
-    let pg = PgCluster::start();
+    let pg = Pg::debian();
     let with = |key: &str, value: &str| {
         let mut env = pg.env("postgres");
         env.retain(|(k, _)| k != key);
@@ -250,13 +284,19 @@ async fn connection_failures_name_what_was_tried_and_never_the_password() {
     assert_no_secret(&out, &err);
 }
 
-/// The queries the app runs (claiming jobs, writing chunks, keyword search) work on the
-/// migrated schema, and the guarded parts follow what the server offers.
 #[tokio::test]
 async fn the_apps_queries_run_against_the_migrated_schema() {
-    let pg = PgCluster::start();
+    let pg = Pg::debian();
     assert!(migrate(&pg, &["up"]).0);
-    let mut conn = connect(&pg).await;
+    app_queries(&pg).await;
+    let s = status(&pg, None);
+    assert_eq!(s["capabilities"][0]["state"], "not-offered", "plain PostgreSQL has no pgvector: {s}");
+}
+
+/// The queries the app runs (claiming jobs, writing chunks, keyword and vector search)
+/// work on the migrated schema, and the guarded parts follow what the server offers.
+async fn app_queries(pg: &Pg) {
+    let mut conn = connect(pg).await;
     // UUIDs travel as text: the test needs no uuid crate.
     let tenant: String = sqlx::query_scalar("INSERT INTO tenants (name) VALUES ('acme') RETURNING id::text")
         .fetch_one(&mut conn)
@@ -353,6 +393,34 @@ async fn the_apps_queries_run_against_the_migrated_schema() {
     let embeddings: bool =
         sqlx::query_scalar("SELECT to_regclass('chunk_embeddings') IS NOT NULL").fetch_one(&mut conn).await.unwrap();
     assert_eq!(embeddings, vector, "chunk_embeddings exists exactly when pgvector does");
+    if embeddings {
+        let chunk: String =
+            sqlx::query_scalar("SELECT id::text FROM chunks WHERE position = 0").fetch_one(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO chunk_embeddings (chunk_id, knowledge_base_id, model, dimensions, embedding) \
+             VALUES ($1::uuid, $2::uuid, 'test', 3, '[1,0,0]')",
+        )
+        .bind(&chunk)
+        .bind(&kb)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let nearest: String = sqlx::query_scalar(
+            "SELECT c.content FROM chunk_embeddings e JOIN chunks c ON c.id = e.chunk_id \
+             ORDER BY e.embedding <=> '[0.9,0.1,0]' LIMIT 1",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(nearest, "数据库备份每天凌晨执行。");
+        let wrong_dims = sqlx::query(
+            "INSERT INTO chunk_embeddings (chunk_id, knowledge_base_id, model, dimensions, embedding) \
+             SELECT id, knowledge_base_id, 'test', 4, '[1,0,0]' FROM chunks WHERE position = 1",
+        )
+        .execute(&mut conn)
+        .await;
+        assert!(wrong_dims.is_err(), "an embedding must have the dimensions its row declares");
+    }
     let search = has("pg_search").fetch_one(&mut conn).await.unwrap();
     let bm25: bool =
         sqlx::query_scalar("SELECT to_regclass('chunks_bm25_idx') IS NOT NULL").fetch_one(&mut conn).await.unwrap();
@@ -365,4 +433,39 @@ async fn the_apps_queries_run_against_the_migrated_schema() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+fn sqlx_cli(pg: &Pg, args: &[&str]) -> String {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let out = std::process::Command::new("sqlx")
+        .args(["migrate"])
+        .args(args)
+        .arg("--source")
+        .arg(&source)
+        .env("DATABASE_URL", pg.url("postgres"))
+        .output()
+        .expect("sqlx-cli is not installed: run `cargo xtask doctor --fix`");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "sqlx migrate {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+#[tokio::test]
+#[ignore = "needs sqlx-cli (`cargo xtask doctor --fix` installs it; cargo xtask ci runs this)"]
+async fn sqlx_cli_and_xtask_agree_on_the_migrations_table() {
+    let pg = Pg::debian();
+    assert!(migrate(&pg, &["up", "--to", "20261125000003"]).0);
+    let info = sqlx_cli(&pg, &["info"]);
+    assert!(info.contains("20261125000003/installed") && info.contains("20261125000004/pending"), "{info}");
+    let run = sqlx_cli(&pg, &["run"]);
+    assert!(run.contains("Applied 20261125000004"), "{run}");
+    let s = status(&pg, None);
+    assert_eq!(s["ok"], true, "{s}");
+    assert!(states(&s).iter().all(|st| st == "applied"));
+    let revert = sqlx_cli(&pg, &["revert"]);
+    assert!(revert.contains("20261125000007"), "{revert}");
+    assert_eq!(states(&status(&pg, None))[6], "pending");
+    let (ok, out, _) = migrate(&pg, &["up"]);
+    assert!(ok && out.contains("applied 20261125000007 bm25"), "{out}");
+    assert!(!sqlx_cli(&pg, &["info"]).contains("pending"));
 }

@@ -52,7 +52,19 @@ pub const DISK_WARN_BYTES: u64 = 10 * GIB;
 pub const MEMORY_WARN_BYTES: u64 = 4 * GIB;
 
 pub fn evaluate(f: &Facts) -> Vec<Check> {
-    vec![docker_cli(f), docker_daemon(f), compose(f), ports(f), disk(f), memory(f), env_file(f), toolchain(f), arm64(f)]
+    vec![
+        docker_cli(f),
+        docker_daemon(f),
+        compose(f),
+        ports(f),
+        disk(f),
+        memory(f),
+        env_file(f),
+        toolchain(f),
+        arm64(f),
+        test_postgres(f),
+        dev_tools(f),
+    ]
 }
 
 fn docker_cli(f: &Facts) -> Check {
@@ -322,6 +334,40 @@ fn arm64(f: &Facts) -> Check {
     }
 }
 
+fn test_postgres(f: &Facts) -> Check {
+    let (id, name) = ("test-postgres", "test PostgreSQL");
+    match f.postgres_server {
+        Some(v) => {
+            check(id, name, Status::Ok, format!("PostgreSQL {v} server (the tests start throwaway clusters)"), None)
+        }
+        // Only `cargo xtask ci` needs it; the stack runs PostgreSQL in a container.
+        None => {
+            check(id, name, Status::Warn, "no PostgreSQL server package: the migration tests cannot run", Some(FIX))
+        }
+    }
+}
+
+/// The sqlx-cli version the migrations are tested against.
+pub const SQLX_CLI_VERSION: &str = "0.9.0";
+
+fn dev_tools(f: &Facts) -> Check {
+    let (id, name) = ("dev-tools", "dev tools");
+    let mut missing = Vec::new();
+    if !f.debootstrap {
+        missing.push("debootstrap (builds the Debian base image where no registry is reachable)".to_string());
+    }
+    match &f.sqlx_cli {
+        Some(v) if v.ends_with(SQLX_CLI_VERSION) => {}
+        Some(v) => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (found {v})")),
+        None => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (`sqlx migrate`, tested against our migrations)")),
+    }
+    if missing.is_empty() {
+        check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}"), None)
+    } else {
+        check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX))
+    }
+}
+
 #[cfg(test)]
 pub mod tests {
     use std::path::PathBuf;
@@ -362,6 +408,9 @@ pub mod tests {
                 binfmt_mounted: true,
                 binfmt_enabled: true,
             },
+            postgres_server: Some(15),
+            debootstrap: true,
+            sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
         }
     }
 
@@ -437,6 +486,24 @@ pub mod tests {
         assert_eq!(status_of(&f, "disk"), Status::Warn);
         f.disks[0].available = GIB;
         assert_eq!(status_of(&f, "disk"), Status::Fail);
+    }
+
+    #[test]
+    fn a_missing_test_postgres_only_warns() {
+        let mut f = healthy();
+        f.postgres_server = None;
+        assert_eq!(status_of(&f, "test-postgres"), Status::Warn);
+    }
+
+    #[test]
+    fn a_missing_or_different_sqlx_cli_only_warns() {
+        let mut f = healthy();
+        f.sqlx_cli = Some("sqlx-cli 0.8.6".into());
+        assert_eq!(status_of(&f, "dev-tools"), Status::Warn);
+        f.sqlx_cli = None;
+        f.debootstrap = false;
+        let c = evaluate(&f).into_iter().find(|c| c.id == "dev-tools").unwrap();
+        assert!(c.detail.contains("debootstrap") && c.detail.contains("sqlx-cli"), "{}", c.detail);
     }
 
     #[test]

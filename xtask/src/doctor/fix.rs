@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
+use super::checks::SQLX_CLI_VERSION;
 use super::probe::Facts;
 use crate::docker;
 use crate::poll::poll;
@@ -35,6 +36,7 @@ pub enum Step {
     StartDockerd,
     Binfmt { mount: bool },
     Rustup { targets: Vec<String>, components: Vec<String> },
+    CargoInstall { krate: String, version: String, features: Vec<String> },
 }
 
 impl Step {
@@ -50,6 +52,7 @@ impl Step {
                     [targets.as_slice(), components.as_slice()].concat().join(" ")
                 )
             }
+            Step::CargoInstall { krate, version, .. } => format!("cargo install {krate} {version} (a few minutes)"),
         }
     }
 
@@ -90,6 +93,10 @@ impl Step {
                 }
                 c
             }
+            Step::CargoInstall { krate, version, features } => vec![format!(
+                "cargo install {krate}@{version} --locked --no-default-features --features {}",
+                features.join(",")
+            )],
         }
     }
 }
@@ -112,6 +119,8 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     want(!f.arm64.cross_libc, "libc6-dev-arm64-cross");
     want(!f.arm64.qemu_static, "qemu-user-static");
     want(!f.arm64.update_binfmts, "binfmt-support");
+    want(f.postgres_server.is_none(), "postgresql");
+    want(!f.debootstrap, "debootstrap");
 
     let mut steps = Vec::new();
     if !packages.is_empty() {
@@ -131,6 +140,13 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     let targets: Vec<String> = t.targets_wanted.iter().filter(|w| !t.targets_installed.contains(w)).cloned().collect();
     if t.rustup && (!targets.is_empty() || !t.components_missing.is_empty()) {
         steps.push(Step::Rustup { targets, components: t.components_missing.clone() });
+    }
+    if !f.sqlx_cli.as_ref().is_some_and(|v| v.ends_with(SQLX_CLI_VERSION)) {
+        steps.push(Step::CargoInstall {
+            krate: "sqlx-cli".into(),
+            version: SQLX_CLI_VERSION.into(),
+            features: vec!["postgres".into(), "rustls".into()],
+        });
     }
     steps
 }
@@ -152,6 +168,7 @@ pub async fn apply(steps: &[Step]) -> Vec<String> {
             Step::StartDockerd => start_dockerd().await,
             Step::Binfmt { mount } => register_binfmt(*mount),
             Step::Rustup { targets, components } => rustup_add(targets, components),
+            Step::CargoInstall { .. } => run_commands(&step.commands()),
         };
         if let Err(e) = result {
             eprintln!("    failed: {e:#}");
@@ -246,6 +263,18 @@ fn register_binfmt(mount: bool) -> Result<()> {
     cmd!(sh, "update-binfmts --enable qemu-aarch64").run().context("enabling the qemu-aarch64 binfmt handler")
 }
 
+/// Runs printed commands as they are (each is one program and its plain arguments).
+fn run_commands(commands: &[String]) -> Result<()> {
+    let sh = Shell::new()?;
+    for command in commands {
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap_or_default();
+        let args: Vec<&str> = words.collect();
+        cmd!(sh, "{program} {args...}").run().with_context(|| format!("`{command}` failed"))?;
+    }
+    Ok(())
+}
+
 fn rustup_add(targets: &[String], components: &[String]) -> Result<()> {
     let sh = Shell::new()?;
     if !targets.is_empty() {
@@ -333,6 +362,25 @@ mod tests {
         let steps = plan(&f);
         assert_eq!(steps, [Step::Binfmt { mount: true }]);
         assert_eq!(steps[0].commands()[0], "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc");
+    }
+
+    #[test]
+    fn the_test_database_server_is_installed_when_missing() {
+        let mut f = healthy();
+        f.postgres_server = None;
+        assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
+    }
+
+    #[test]
+    fn sqlx_cli_is_installed_at_the_tested_version() {
+        let mut f = healthy();
+        f.sqlx_cli = Some("sqlx-cli 0.8.6".into());
+        let steps = plan(&f);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            steps[0].commands(),
+            ["cargo install sqlx-cli@0.9.0 --locked --no-default-features --features postgres,rustls"]
+        );
     }
 
     #[test]

@@ -115,6 +115,12 @@ pub struct Facts {
     pub env: EnvFact,
     pub toolchain: ToolchainFact,
     pub arm64: Arm64Fact,
+    /// The newest PostgreSQL server version installed from packages (the tests start one).
+    pub postgres_server: Option<u32>,
+    /// debootstrap makes the Debian base image where no registry is reachable.
+    pub debootstrap: bool,
+    /// `sqlx --version`, e.g. "sqlx-cli 0.9.0".
+    pub sqlx_cli: Option<String>,
 }
 
 pub async fn gather(dev: bool) -> Facts {
@@ -152,6 +158,9 @@ pub async fn gather(dev: bool) -> Facts {
         env,
         toolchain: toolchain(),
         arm64: arm64(),
+        postgres_server: postgres_server(),
+        debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
+        sqlx_cli: docker::run_stdout("sqlx", &["--version"]),
     }
 }
 
@@ -313,6 +322,15 @@ fn toolchain() -> ToolchainFact {
         targets_installed,
         rustup,
     }
+}
+
+fn postgres_server() -> Option<u32> {
+    fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("bin/initdb").exists())
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .max()
 }
 
 const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";

@@ -1,20 +1,33 @@
-//! Test harness: a throwaway PostgreSQL cluster from the machine's Debian packages, on a
-//! free loopback port, with password authentication. Stopped and deleted on drop.
+//! Test harness: real PostgreSQL servers, started per test and removed on drop.
+//! - `Pg::debian()`: a throwaway cluster from the machine's Debian packages (PostgreSQL 15
+//!   on bookworm: no extensions), on a free loopback port.
+//! - `Pg::local_image()`: a container of the local PostgreSQL 17 + pgvector image (the
+//!   stand-in for production's ParadeDB), built from docker/Dockerfile.postgres on a
+//!   debootstrap base when missing, exactly as docs/operations.md describes.
+//!
+//! Both use password authentication with the same user and password.
 
 #![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const USER: &str = "weknora";
 /// Characters that need percent-encoding in a URL, to prove redaction covers both forms.
 pub const PASSWORD: &str = "Tst-pw!3x#q@7";
+pub const LOCAL_IMAGE: &str = "weknora/postgres-local:17";
+const BASE_IMAGE: &str = "weknora/debian-base:trixie";
 
-pub struct PgCluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
+enum Server {
+    Cluster { dir: tempfile::TempDir, bin: PathBuf },
+    Container { name: String },
+}
+
+pub struct Pg {
     pub port: u16,
+    server: Server,
 }
 
 fn bin_dir() -> PathBuf {
@@ -42,48 +55,113 @@ fn server_command(program: &Path) -> Command {
     }
 }
 
-fn run(program: &Path, args: &[&str]) -> Output {
-    let out = server_command(program).args(args).output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+fn check(mut cmd: Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{} {args:?} failed:\n{}{}",
-        program.display(),
+        "{cmd:?} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out
 }
 
-impl PgCluster {
-    pub fn start() -> PgCluster {
+fn docker(args: &[&str]) -> Output {
+    let mut c = Command::new("docker");
+    c.args(args);
+    check(c)
+}
+
+fn image_exists(image: &str) -> bool {
+    Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The local PostgreSQL image, built when missing: a debootstrap'd Debian trixie base
+/// imported into Docker, then docker/Dockerfile.postgres on top of it.
+fn ensure_local_image() {
+    // Tests run in parallel threads: build once.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if image_exists(LOCAL_IMAGE) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if !image_exists(BASE_IMAGE) {
+        let rootfs = tempfile::tempdir().unwrap();
+        let mut c = Command::new("debootstrap");
+        c.args(["--variant=minbase", "trixie"]).arg(rootfs.path()).arg("http://deb.debian.org/debian");
+        check(c);
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!("tar -C '{}' -c . | docker import - {BASE_IMAGE}", rootfs.path().display()));
+        check(c);
+    }
+    let dockerfile = root.join("docker/Dockerfile.postgres");
+    let context = root.join("docker/postgres");
+    docker(&["build", "-q", "-f", dockerfile.to_str().unwrap(), "-t", LOCAL_IMAGE, context.to_str().unwrap()]);
+}
+
+impl Pg {
+    pub fn debian() -> Pg {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("weknora-pg-").tempdir().unwrap();
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
         if rustix::process::geteuid().is_root() {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
-            assert!(status.success());
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres:postgres"]).arg(dir.path());
+            check(c);
         }
         let s = |p: &Path| p.to_str().unwrap().to_string();
-        run(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                &s(&data),
-                "-U",
-                USER,
-                "--auth=scram-sha-256",
-                &format!("--pwfile={}", s(&pwfile)),
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ],
-        );
+        let mut initdb = server_command(&bin.join("initdb"));
+        initdb.args(["-D", &s(&data), "-U", USER, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"]);
+        initdb.arg(format!("--pwfile={}", s(&pwfile)));
+        check(initdb);
         let port = free_port();
         let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", s(dir.path()));
-        run(&bin.join("pg_ctl"), &["-D", &s(&data), "-l", &s(&dir.path().join("log")), "-w", "-o", &opts, "start"]);
-        PgCluster { dir, bin, port }
+        let mut start = server_command(&bin.join("pg_ctl"));
+        start.args(["-D", &s(&data), "-l", &s(&dir.path().join("log")), "-w", "-o", &opts, "start"]);
+        check(start);
+        Pg { port, server: Server::Cluster { dir, bin } }
+    }
+
+    pub fn local_image() -> Pg {
+        ensure_local_image();
+        let name = format!("weknora-test-pg-{}-{}", std::process::id(), free_port());
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            "127.0.0.1::5432",
+            "-e",
+            &format!("POSTGRES_USER={USER}"),
+            "-e",
+            &format!("POSTGRES_PASSWORD={PASSWORD}"),
+            "-e",
+            "POSTGRES_DB=postgres",
+            "--tmpfs",
+            "/var/lib/postgresql/data",
+            LOCAL_IMAGE,
+        ]);
+        let pg_port = String::from_utf8(docker(&["port", &name, "5432/tcp"]).stdout).unwrap();
+        let port = pg_port.trim().lines().next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+        let pg = Pg { port, server: Server::Container { name: name.clone() } };
+        // Healthy = the image's own healthcheck (pg_isready) passes.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]);
+            match String::from_utf8_lossy(&health.stdout).trim() {
+                "healthy" => break,
+                "unhealthy" => {
+                    panic!("{name} is unhealthy: {}", String::from_utf8_lossy(&docker(&["logs", &name]).stderr))
+                }
+                _ if Instant::now() > deadline => panic!("{name} not healthy after 60s"),
+                _ => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+        pg
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -113,12 +191,19 @@ impl PgCluster {
     }
 }
 
-impl Drop for PgCluster {
+impl Drop for Pg {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = server_command(&self.bin.join("pg_ctl"))
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
+        match &self.server {
+            Server::Cluster { dir, bin } => {
+                let data = dir.path().join("data");
+                let _ = server_command(&bin.join("pg_ctl"))
+                    .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                    .output();
+            }
+            Server::Container { name } => {
+                let _ = Command::new("docker").args(["rm", "-f", "-v", name]).output();
+            }
+        }
     }
 }
 
