@@ -42,10 +42,17 @@ pub fn mime_for(name: &str) -> &'static str {
     }
 }
 
-/// Paragraph style id -> heading level, from styles.xml ("heading 2" -> 2, "Title" -> 1).
-fn heading_styles(xml: Option<String>) -> Result<HashMap<String, usize>> {
-    let mut levels = HashMap::new();
-    let Some(xml) = xml else { return Ok(levels) };
+/// What paragraph styles imply: heading levels ("heading 2" -> 2, "Title" -> 1) and the
+/// list numbering a style carries (Word's "List Bullet" and "List Number" styles).
+#[derive(Default)]
+struct Styles {
+    headings: HashMap<String, usize>,
+    numbering: HashMap<String, String>,
+}
+
+fn styles(xml: Option<String>) -> Result<Styles> {
+    let mut styles = Styles::default();
+    let Some(xml) = xml else { return Ok(styles) };
     let mut current: Option<String> = None;
     walk(&xml, WHAT, |e| {
         match e {
@@ -59,8 +66,13 @@ fn heading_styles(xml: Option<String>) -> Result<HashMap<String, usize>> {
                         name.strip_prefix("heading ").and_then(|n| n.trim().parse::<usize>().ok())
                     };
                     if let Some(level) = level.filter(|l| (1..=6).contains(l)) {
-                        levels.insert(id.clone(), level);
+                        styles.headings.insert(id.clone(), level);
                     }
+                }
+            }
+            XmlEvent::Start { name: "numId", tag, .. } => {
+                if let (Some(id), Some(num)) = (&current, attr(tag, "val")) {
+                    styles.numbering.insert(id.clone(), num);
                 }
             }
             XmlEvent::End { name: "style" } => current = None,
@@ -68,7 +80,7 @@ fn heading_styles(xml: Option<String>) -> Result<HashMap<String, usize>> {
         }
         Ok(())
     })?;
-    Ok(levels)
+    Ok(styles)
 }
 
 /// numId -> whether level 0 is numbered (not bullets), from numbering.xml.
@@ -120,7 +132,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Document> {
     let mut zip = Archive::open(bytes, WHAT, limits)?;
     let body = zip.require_text(MAIN)?;
     let rels = relationships(&mut zip, "word/_rels/document.xml.rels", WHAT)?;
-    let headings = heading_styles(zip.read_text("word/styles.xml")?)?;
+    let styles = styles(zip.read_text("word/styles.xml")?)?;
     let numbered = numbered_lists(zip.read_text("word/numbering.xml")?)?;
 
     let mut out = String::new();
@@ -223,8 +235,10 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Document> {
                 if text.is_empty() {
                     return Ok(());
                 }
-                let heading = p.style.as_ref().and_then(|s| headings.get(s)).copied();
-                if let (None, Some(num)) = (heading, &p.num_id) {
+                let heading = p.style.as_ref().and_then(|s| styles.headings.get(s)).copied();
+                let num_id =
+                    p.num_id.clone().or_else(|| p.style.as_ref().and_then(|s| styles.numbering.get(s)).cloned());
+                if let (None, Some(num)) = (heading, &num_id) {
                     let marker = if numbered.get(num).copied().unwrap_or(false) {
                         let n = counters.entry((num.clone(), p.level)).or_insert(0);
                         *n += 1;
