@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::paths;
+
 #[derive(clap::Args)]
 pub struct Ci {
     /// Leave out the tests that need a Docker engine (`#[ignore]`d in plain `cargo test`).
@@ -23,24 +25,34 @@ pub struct Tally {
 
 struct Step {
     name: &'static str,
-    args: Vec<&'static str>,
+    args: Vec<String>,
     /// Count the tests it reports rather than the step as one.
     counts_tests: bool,
 }
 
 impl Ci {
     pub fn run(self) -> Result<ExitCode> {
-        let mut tests = vec!["test", "--workspace", "--locked", "--no-fail-fast", "--"];
+        let mut tests = words("test --workspace --locked --no-fail-fast --");
         if !self.no_docker {
             // Tests that need Docker are `#[ignore]`d so plain `cargo test` works anywhere;
             // CI has an engine (`doctor --fix` started it) and runs them all.
-            tests.push("--include-ignored");
+            tests.push("--include-ignored".into());
         }
+        let fuzz = paths::docreader_fuzz().join("Cargo.toml").display().to_string();
+        let target = paths::project_root().join("target").display().to_string();
         let steps = [
-            Step { name: "fmt", args: vec!["fmt", "--all", "--check"], counts_tests: false },
+            Step { name: "fmt", args: words("fmt --all --check"), counts_tests: false },
             Step {
                 name: "clippy",
-                args: vec!["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+                args: words("clippy --workspace --all-targets --locked -- -D warnings"),
+                counts_tests: false,
+            },
+            // The fuzz targets live outside the workspace (they build on nightly with
+            // sanitizers); checking them here keeps them from rotting. Sharing the target
+            // folder reuses the workspace's compiled dependencies.
+            Step {
+                name: "fuzz-build",
+                args: [words("check --locked --manifest-path"), vec![fuzz, "--target-dir".into(), target]].concat(),
                 counts_tests: false,
             },
             Step { name: "tests", args: tests, counts_tests: true },
@@ -69,8 +81,12 @@ impl Ci {
     }
 }
 
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
 /// Runs cargo with stdout streamed through (and scanned for libtest's result lines).
-fn run_cargo(args: &[&str]) -> Result<(bool, Tally)> {
+fn run_cargo(args: &[String]) -> Result<(bool, Tally)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo).args(args).stdout(Stdio::piped()).spawn()?;
     let mut tally = Tally::default();

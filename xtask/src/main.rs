@@ -1,6 +1,7 @@
 //! `cargo xtask`: the operator CLI of weknora. One module per command group; every
 //! repository path lives in `paths`. Results go to stdout, progress to stderr.
 
+mod bench;
 mod ci;
 mod database;
 mod docker;
@@ -28,6 +29,8 @@ enum Command {
     Doctor(doctor::Doctor),
     /// Apply, revert, create and inspect database migrations.
     Migrate(migrate::Migrate),
+    /// Measure docreader's parser throughput against Python reference parsers.
+    Bench(bench::Bench),
     /// Run everything CI runs: fmt, clippy, all tests, the Docker-backed suites.
     Ci(ci::Ci),
 }
@@ -50,6 +53,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor(cmd) => cmd.run(),
         Command::Migrate(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }
 }

@@ -29,3 +29,18 @@ pub fn rust_toolchain() -> PathBuf {
 pub fn migrations() -> PathBuf {
     project_root().join("migrations")
 }
+
+/// The docreader benchmark's scripts (corpus writer, Python reference parsers).
+pub fn docreader_bench() -> PathBuf {
+    project_root().join("services/docreader/bench")
+}
+
+/// Where `cargo xtask bench` writes its generated corpus.
+pub fn bench_corpus() -> PathBuf {
+    project_root().join("target/bench-corpus")
+}
+
+/// docreader's cargo-fuzz project (outside the workspace).
+pub fn docreader_fuzz() -> PathBuf {
+    project_root().join("services/docreader/fuzz")
+}

@@ -86,6 +86,17 @@ fn init_logging(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
+    // Parser panics are contained per request; log them as one structured line.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, %message, "panic contained: the request fails, the server keeps serving");
+    }));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
     let (reporter, health) = tonic_health::server::health_reporter();

@@ -361,8 +361,13 @@ fn dev_tools(f: &Facts) -> Check {
         Some(v) => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (found {v})")),
         None => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (`sqlx migrate`, tested against our migrations)")),
     }
+    if !f.bench_python {
+        missing.push(
+            "the Python reference parsers of `cargo xtask bench` (services/docreader/bench/requirements.txt)".into(),
+        );
+    }
     if missing.is_empty() {
-        check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}"), None)
+        check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, bench parsers"), None)
     } else {
         check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX))
     }
@@ -411,6 +416,7 @@ pub mod tests {
             postgres_server: Some(15),
             debootstrap: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
+            bench_python: true,
         }
     }
 

@@ -37,6 +37,7 @@ pub enum Step {
     Binfmt { mount: bool },
     Rustup { targets: Vec<String>, components: Vec<String> },
     CargoInstall { krate: String, version: String, features: Vec<String> },
+    PipInstall { requirements: String },
 }
 
 impl Step {
@@ -53,6 +54,7 @@ impl Step {
                 )
             }
             Step::CargoInstall { krate, version, .. } => format!("cargo install {krate} {version} (a few minutes)"),
+            Step::PipInstall { requirements } => format!("install the Python packages of {requirements}"),
         }
     }
 
@@ -97,6 +99,7 @@ impl Step {
                 "cargo install {krate}@{version} --locked --no-default-features --features {}",
                 features.join(",")
             )],
+            Step::PipInstall { requirements } => vec![format!("python3 -m pip install --quiet -r {requirements}")],
         }
     }
 }
@@ -114,7 +117,7 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     want(!f.dockerd_installed && f.local_daemon, "docker.io");
     want(!f.compose_v1, "docker-compose");
     let needs_v2 = f.compose.as_ref().is_none_or(|c| c.major() < 2);
-    want(needs_v2 && !f.pip, "python3-pip");
+    want((needs_v2 || !f.bench_python) && !f.pip, "python3-pip");
     want(!f.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
     want(!f.arm64.cross_libc, "libc6-dev-arm64-cross");
     want(!f.arm64.qemu_static, "qemu-user-static");
@@ -148,6 +151,10 @@ pub fn plan(f: &Facts) -> Vec<Step> {
             features: vec!["postgres".into(), "rustls".into()],
         });
     }
+    if !f.bench_python {
+        let requirements = crate::paths::docreader_bench().join("requirements.txt");
+        steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
+    }
     steps
 }
 
@@ -169,6 +176,7 @@ pub async fn apply(steps: &[Step]) -> Vec<String> {
             Step::Binfmt { mount } => register_binfmt(*mount),
             Step::Rustup { targets, components } => rustup_add(targets, components),
             Step::CargoInstall { .. } => run_commands(&step.commands()),
+            Step::PipInstall { requirements } => pip_install(requirements),
         };
         if let Err(e) = result {
             eprintln!("    failed: {e:#}");
@@ -273,6 +281,11 @@ fn run_commands(commands: &[String]) -> Result<()> {
         cmd!(sh, "{program} {args...}").run().with_context(|| format!("`{command}` failed"))?;
     }
     Ok(())
+}
+
+fn pip_install(requirements: &str) -> Result<()> {
+    let sh = Shell::new()?;
+    cmd!(sh, "python3 -m pip install --quiet -r {requirements}").run().context("pip install")
 }
 
 fn rustup_add(targets: &[String], components: &[String]) -> Result<()> {

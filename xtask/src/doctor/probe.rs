@@ -121,6 +121,8 @@ pub struct Facts {
     pub debootstrap: bool,
     /// `sqlx --version`, e.g. "sqlx-cli 0.9.0".
     pub sqlx_cli: Option<String>,
+    /// The Python writer and reference parsers the docreader fixtures and benchmark use.
+    pub bench_python: bool,
 }
 
 pub async fn gather(dev: bool) -> Facts {
@@ -161,6 +163,8 @@ pub async fn gather(dev: bool) -> Facts {
         postgres_server: postgres_server(),
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
         sqlx_cli: docker::run_stdout("sqlx", &["--version"]),
+        bench_python: docker::run_stdout("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)])
+            .is_some(),
     }
 }
 

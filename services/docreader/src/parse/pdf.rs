@@ -5,7 +5,11 @@ use super::markdown::tidy;
 use super::{Document, ParseError, Result, malformed};
 
 pub fn parse(bytes: &[u8]) -> Result<Document> {
-    let pages = pdf_extract::extract_text_from_mem_by_pages(bytes).map_err(|e| {
+    // The PDF library panics on some malformed files (a page without a MediaBox, ...):
+    // that is a malformed PDF, not a crash.
+    let extracted = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes))
+        .map_err(|_| malformed("PDF", "its structure is broken (the PDF reader gave up on it)"))?;
+    let pages = extracted.map_err(|e| {
         let reason = e.to_string();
         if reason.to_ascii_lowercase().contains("encrypt") {
             ParseError::Unsupported("the PDF is encrypted: upload an unprotected copy".into())

@@ -1,7 +1,7 @@
 //! Spreadsheets (xlsx, xls, ods) and CSV to markdown: one table per sheet under the
 //! sheet's name, empty rows and trailing empty columns dropped, within a cell budget.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
 use calamine::{Data, Ods, Reader, Xls, Xlsx, open_workbook_from_rs};
 
@@ -41,7 +41,9 @@ pub fn parse_workbook(bytes: &[u8], format: Format, limits: &Limits) -> Result<D
         Format::Ods => "ODS file",
         _ => "XLSX file",
     };
-    if format != Format::Xls {
+    if format == Format::Xls {
+        check_xls_dimensions(bytes, limits)?;
+    } else {
         // The reader below does not bound decompression: check the container first.
         Archive::open(bytes, what, limits)?;
     }
@@ -66,6 +68,54 @@ pub fn parse_workbook(bytes: &[u8], format: Format, limits: &Limits) -> Result<D
     let mut doc = Document { markdown: tidy(&out), ..Default::default() };
     doc.metadata.insert("sheet_count".into(), sheets.len().to_string());
     Ok(doc)
+}
+
+/// The XLS reader reserves memory for the cell count a sheet's DIMENSIONS record claims
+/// before reading any cell, so a few hostile bytes can ask for terabytes and abort the
+/// process. The claims are checked against the cell budget first.
+fn check_xls_dimensions(bytes: &[u8], limits: &Limits) -> Result<()> {
+    let what = "XLS file";
+    let mut file = cfb::CompoundFile::open(Cursor::new(bytes)).map_err(|e| malformed(what, e))?;
+    let name = ["/Workbook", "/Book"]
+        .into_iter()
+        .find(|n| file.is_stream(n))
+        .ok_or_else(|| malformed(what, "it has no Workbook stream"))?;
+    let mut stream = Vec::new();
+    file.open_stream(name)
+        .and_then(|s| s.take(limits.max_unpacked).read_to_end(&mut stream))
+        .map_err(|e| malformed(what, e))?;
+    let mut pos = 0usize;
+    while pos + 4 <= stream.len() {
+        let typ = u16::from_le_bytes([stream[pos], stream[pos + 1]]);
+        let len = usize::from(u16::from_le_bytes([stream[pos + 2], stream[pos + 3]]));
+        let body = &stream[pos + 4..(pos + 4 + len).min(stream.len())];
+        if typ == 0x0200 && claimed_cells(body) > limits.max_cells as u64 {
+            return Err(too_many_cells(limits.max_cells));
+        }
+        pos += 4 + len;
+    }
+    Ok(())
+}
+
+/// Rows times columns of a DIMENSIONS record, as the XLS reader computes them (wrapping
+/// where it wraps, so a hostile record counts as huge).
+fn claimed_cells(body: &[u8]) -> u64 {
+    let u16_at = |i: usize| u32::from(u16::from_le_bytes([body[i], body[i + 1]]));
+    let u32_at = |i: usize| u32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+    let (rf, rl, mut cf, cl) = match body.len() {
+        10 => (u16_at(0), u16_at(2), u16_at(4), u16_at(6)),
+        14 | 16 => (u32_at(0), u32_at(4), u16_at(8), u16_at(10)),
+        _ => return 0,
+    };
+    if cf > 0xFF || cl < cf {
+        cf = 0;
+    }
+    if rl == 0 || cl == 0 {
+        return 1;
+    }
+    let rows = u64::from((rl - 1).wrapping_sub(rf)) + 1;
+    let cols = u64::from((cl - 1).wrapping_sub(cf)) + 1;
+    rows.saturating_mul(cols)
 }
 
 fn read_all<R, RS>(mut workbook: R, what: &str) -> Result<Vec<(String, calamine::Range<Data>)>>
@@ -133,6 +183,17 @@ mod tests {
     fn csv_cell_budget() {
         let limits = Limits { max_cells: 3, ..Limits::default() };
         assert!(matches!(parse_csv(b"a,b\nc,d\n", &limits), Err(ParseError::TooLarge(_))));
+    }
+
+    #[test]
+    fn dimension_claims_are_counted_like_the_reader_does() {
+        let biff8 = |rf: u32, rl: u32, cf: u16, cl: u16| {
+            [rf.to_le_bytes().as_slice(), &rl.to_le_bytes(), &cf.to_le_bytes(), &cl.to_le_bytes(), &[0, 0]].concat()
+        };
+        assert_eq!(claimed_cells(&biff8(0, 3, 0, 2)), 6);
+        assert_eq!(claimed_cells(&biff8(0, 1_048_576, 0, 16_384)), 1_048_576 * 16_384);
+        assert!(claimed_cells(&biff8(10, 5, 0, 2)) > u64::from(u32::MAX), "a reversed range wraps to huge");
+        assert_eq!(claimed_cells(&[0; 3]), 0);
     }
 
     #[test]

@@ -1,0 +1,9 @@
+#![no_main]
+//! Any bytes given as `table.csv`: the parser returns a document or an error, never panics or hangs.
+
+use docreader::parse::{Limits, parse};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parse(data, "table.csv", "", &Limits::with_max_bytes(1 << 20));
+});
