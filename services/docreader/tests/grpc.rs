@@ -207,9 +207,10 @@ async fn bad_input_is_refused_with_the_reason_and_the_server_keeps_serving() {
         ),
         ("binary.txt", (0..=255u8).cycle().take(4096).collect(), Code::InvalidArgument, "binary"),
         ("tool.exe", b"MZ".to_vec(), Code::InvalidArgument, "not supported"),
-        // Found by fuzzing: a panic in the PDF library, and an XLS claiming billions of cells.
+        // Found by fuzzing: panics in the PDF and XLS readers, and an XLS claiming billions of cells.
         ("mediabox.pdf", fixture("regressions/pdf-without-mediabox.pdf"), Code::InvalidArgument, "not a valid PDF"),
         ("dims.xls", fixture("regressions/xls-huge-dimensions.xls"), Code::ResourceExhausted, "cells"),
+        ("past-end.xls", fixture("regressions/xls-sheet-past-end.xls"), Code::InvalidArgument, "not a valid XLS"),
     ];
     for (name, bytes, code, reason) in cases {
         let status = read(&mut c, bytes, name).await.unwrap_err();

@@ -47,12 +47,18 @@ pub fn parse_workbook(bytes: &[u8], format: Format, limits: &Limits) -> Result<D
         // The reader below does not bound decompression: check the container first.
         Archive::open(bytes, what, limits)?;
     }
-    let cursor = Cursor::new(bytes);
-    let sheets: Vec<(String, calamine::Range<Data>)> = match format {
-        Format::Xls => read_all(open_workbook_from_rs::<Xls<_>, _>(cursor).map_err(|e| malformed(what, e))?, what)?,
-        Format::Ods => read_all(open_workbook_from_rs::<Ods<_>, _>(cursor).map_err(|e| malformed(what, e))?, what)?,
-        _ => read_all(open_workbook_from_rs::<Xlsx<_>, _>(cursor).map_err(|e| malformed(what, e))?, what)?,
-    };
+    // The spreadsheet reader panics on some malformed files (slicing past the end of a
+    // stream): that is a malformed file, not a crash.
+    let read = std::panic::catch_unwind(|| {
+        let cursor = Cursor::new(bytes);
+        match format {
+            Format::Xls => read_all(open_workbook_from_rs::<Xls<_>, _>(cursor).map_err(|e| malformed(what, e))?, what),
+            Format::Ods => read_all(open_workbook_from_rs::<Ods<_>, _>(cursor).map_err(|e| malformed(what, e))?, what),
+            _ => read_all(open_workbook_from_rs::<Xlsx<_>, _>(cursor).map_err(|e| malformed(what, e))?, what),
+        }
+    });
+    let sheets =
+        read.map_err(|_| malformed(what, "its structure is broken (the spreadsheet reader gave up on it)"))??;
     let mut out = String::new();
     let mut cells = 0usize;
     for (name, range) in &sheets {
@@ -84,17 +90,56 @@ fn check_xls_dimensions(bytes: &[u8], limits: &Limits) -> Result<()> {
     file.open_stream(name)
         .and_then(|s| s.take(limits.max_unpacked).read_to_end(&mut stream))
         .map_err(|e| malformed(what, e))?;
-    let mut pos = 0usize;
-    while pos + 4 <= stream.len() {
-        let typ = u16::from_le_bytes([stream[pos], stream[pos + 1]]);
-        let len = usize::from(u16::from_le_bytes([stream[pos + 2], stream[pos + 3]]));
-        let body = &stream[pos + 4..(pos + 4 + len).min(stream.len())];
-        if typ == 0x0200 && claimed_cells(body) > limits.max_cells as u64 {
-            return Err(too_many_cells(limits.max_cells));
+    // Walk the records as the reader does: the globals from the start, where BOUNDSHEET
+    // records give each sheet's position, then each sheet from its position to its EOF.
+    let sheets: Vec<usize> = xls_records(&stream, 0)
+        .filter(|(typ, body)| *typ == 0x0085 && body.len() >= 4)
+        .map(|(_, b)| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect();
+    if sheets.len() > MAX_SHEETS {
+        return Err(ParseError::TooLarge(format!(
+            "the workbook lists {} sheets; the limit is {MAX_SHEETS}",
+            sheets.len()
+        )));
+    }
+    for start in sheets.into_iter().filter(|p| *p < stream.len()) {
+        let (mut seen_bof, mut depth) = (false, 0usize);
+        for (typ, body) in xls_records(&stream, start) {
+            if depth > 0 {
+                match typ {
+                    0x0809 => depth += 1,
+                    0x000A => depth -= 1,
+                    _ => {}
+                }
+                continue;
+            }
+            match typ {
+                0x0809 if seen_bof => depth += 1,
+                0x0809 => seen_bof = true,
+                0x0200 if claimed_cells(body) > limits.max_cells as u64 => {
+                    return Err(too_many_cells(limits.max_cells));
+                }
+                0x000A => break,
+                _ => {}
+            }
         }
-        pos += 4 + len;
     }
     Ok(())
+}
+
+const MAX_SHEETS: usize = 10_000;
+
+/// BIFF records (type, body) from `from` on, until the stream ends or a record is cut short.
+fn xls_records(stream: &[u8], from: usize) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut pos = from;
+    std::iter::from_fn(move || {
+        let header = stream.get(pos..pos + 4)?;
+        let typ = u16::from_le_bytes([header[0], header[1]]);
+        let len = usize::from(u16::from_le_bytes([header[2], header[3]]));
+        let body = stream.get(pos + 4..pos + 4 + len)?;
+        pos += 4 + len;
+        Some((typ, body))
+    })
 }
 
 /// Rows times columns of a DIMENSIONS record, as the XLS reader computes them (wrapping
