@@ -1,23 +1,39 @@
 //! Small markdown writers shared by the parsers.
 
-/// A cell's text made safe for a markdown table: one line, pipes escaped.
-pub fn cell(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    one_line.replace('|', "\\|")
+/// Appends a cell's text made safe for a markdown table: one line, pipes escaped.
+pub fn push_cell(out: &mut String, text: &str) {
+    let plain = !text.bytes().any(|b| matches!(b, b'|' | b'\n' | b'\r' | b'\t'))
+        && !text.contains("  ")
+        && !text.starts_with(' ')
+        && !text.ends_with(' ');
+    if plain {
+        out.push_str(text);
+        return;
+    }
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&word.replace('|', "\\|"));
+    }
 }
 
-/// A markdown table; the first row is the header. Rows are padded to the widest row.
-pub fn table(rows: &[Vec<String>]) -> String {
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+/// Appends a markdown table of `width` columns; the first row is the header. Short rows
+/// are padded with empty cells, longer ones cut.
+pub fn push_table<'a, R, C>(out: &mut String, rows: R, width: usize)
+where
+    R: IntoIterator<Item = C>,
+    C: IntoIterator<Item = &'a str>,
+{
     if width == 0 {
-        return String::new();
+        return;
     }
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.into_iter().enumerate() {
         out.push('|');
-        for c in 0..width {
+        let mut cells = row.into_iter();
+        for _ in 0..width {
             out.push(' ');
-            out.push_str(&cell(row.get(c).map(String::as_str).unwrap_or("")));
+            push_cell(out, cells.next().unwrap_or(""));
             out.push_str(" |");
         }
         out.push('\n');
@@ -27,6 +43,13 @@ pub fn table(rows: &[Vec<String>]) -> String {
             out.push('\n');
         }
     }
+}
+
+/// A markdown table; the first row is the header. Rows are padded to the widest row.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::new();
+    push_table(&mut out, rows.iter().map(|r| r.iter().map(String::as_str)), width);
     out
 }
 

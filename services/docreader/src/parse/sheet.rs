@@ -6,7 +6,7 @@ use std::io::{Cursor, Read};
 use calamine::{Data, Ods, Reader, Xls, Xlsx, open_workbook_from_rs};
 
 use super::archive::Archive;
-use super::markdown::{table, tidy};
+use super::markdown::{push_table, table, tidy};
 use super::text::decode;
 use super::{Document, Format, Limits, ParseError, Result, malformed};
 
@@ -196,17 +196,24 @@ pub fn parse_csv(bytes: &[u8], limits: &Limits) -> Result<Document> {
     let delimiter = sniff_delimiter(&text);
     let mut reader =
         csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
-    let mut rows = Vec::new();
+    let mut rows: Vec<csv::StringRecord> = Vec::new();
     let mut cells = 0usize;
+    let mut width = 0usize;
     for record in reader.records() {
         let record = record.map_err(|e| malformed("CSV file", e))?;
         cells += record.len();
         if cells > limits.max_cells {
             return Err(too_many_cells(limits.max_cells));
         }
-        rows.push(record.iter().map(str::to_string).collect());
+        // Rows and trailing columns that are empty say nothing.
+        if let Some(last) = (0..record.len()).rev().find(|&i| !record[i].trim().is_empty()) {
+            width = width.max(last + 1);
+            rows.push(record);
+        }
     }
-    let mut doc = Document { markdown: table(&trim_rows(rows)), ..Default::default() };
+    let mut markdown = String::with_capacity(text.len() + text.len() / 4);
+    push_table(&mut markdown, rows.iter().map(|r| r.iter()), width);
+    let mut doc = Document { markdown, ..Default::default() };
     doc.metadata.insert("encoding".into(), encoding.into());
     doc.metadata.insert("delimiter".into(), (delimiter as char).to_string());
     Ok(doc)
