@@ -1,7 +1,6 @@
 //! The Docker engine (through bollard) and the compose CLI (v2 plugin, else standalone
 //! `docker-compose`): how xtask finds and talks to both.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -9,6 +8,7 @@ use bollard::Docker;
 use serde::Serialize;
 
 use crate::dotenv::Vars;
+use crate::process::stdout_of;
 
 /// The compose project name when neither the environment nor `.env` sets one.
 pub const DEFAULT_PROJECT: &str = "weknora";
@@ -74,8 +74,8 @@ impl ComposeCli {
     /// Finds compose: the `docker compose` v2 plugin first, then a standalone `docker-compose`
     /// (v1, or a v2 binary installed under that name).
     pub fn detect() -> Option<ComposeCli> {
-        let plugin = run_stdout("docker", &["compose", "version"]);
-        let standalone = run_stdout("docker-compose", &["version"]);
+        let plugin = stdout_of("docker", &["compose", "version"]);
+        let standalone = stdout_of("docker-compose", &["version"]);
         choose_compose(plugin.as_deref(), standalone.as_deref())
     }
 }
@@ -100,12 +100,6 @@ pub fn parse_compose_version(output: &str) -> Option<String> {
     let version = rest.trim().trim_start_matches('v');
     let version = version.split(|c: char| c.is_whitespace() || c == ',').next()?;
     version.starts_with(|c: char| c.is_ascii_digit()).then(|| version.to_string())
-}
-
-/// The trimmed stdout of a command that succeeded; `None` if it is missing or failed.
-pub fn run_stdout(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod dotenv;
 mod migrate;
 mod paths;
 mod poll;
+mod process;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

