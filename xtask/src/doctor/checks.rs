@@ -62,7 +62,7 @@ pub fn evaluate(f: &Facts) -> Vec<Check> {
         env_file(f),
         toolchain(f),
         arm64(f),
-        test_postgres(f),
+        test_servers(f),
         dev_tools(f),
     ]
 }
@@ -334,16 +334,32 @@ fn arm64(f: &Facts) -> Check {
     }
 }
 
-fn test_postgres(f: &Facts) -> Check {
-    let (id, name) = ("test-postgres", "test PostgreSQL");
+fn test_servers(f: &Facts) -> Check {
+    let (id, name) = ("test-servers", "test servers");
+    let mut missing = Vec::new();
+    if f.postgres_server.is_none() {
+        missing.push("a PostgreSQL server package");
+    }
+    if !f.redis_server {
+        missing.push("redis-server");
+    }
     match f.postgres_server {
-        Some(v) => {
-            check(id, name, Status::Ok, format!("PostgreSQL {v} server (the tests start throwaway clusters)"), None)
-        }
-        // Only `cargo xtask ci` needs it; the stack runs PostgreSQL in a container.
-        None => {
-            check(id, name, Status::Warn, "no PostgreSQL server package: the migration tests cannot run", Some(FIX))
-        }
+        // Only the tests need them; the stack runs its own in containers.
+        _ if !missing.is_empty() => check(
+            id,
+            name,
+            Status::Warn,
+            format!("missing {}: the tests that start them cannot run", missing.join(" and ")),
+            Some(FIX),
+        ),
+        Some(v) => check(
+            id,
+            name,
+            Status::Ok,
+            format!("PostgreSQL {v}, redis-server (the tests start throwaway servers)"),
+            None,
+        ),
+        None => unreachable!("a missing PostgreSQL is in `missing`"),
     }
 }
 
@@ -414,6 +430,7 @@ pub mod tests {
                 binfmt_enabled: true,
             },
             postgres_server: Some(15),
+            redis_server: true,
             debootstrap: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
@@ -495,10 +512,13 @@ pub mod tests {
     }
 
     #[test]
-    fn a_missing_test_postgres_only_warns() {
+    fn missing_test_servers_only_warn() {
         let mut f = healthy();
         f.postgres_server = None;
-        assert_eq!(status_of(&f, "test-postgres"), Status::Warn);
+        assert_eq!(status_of(&f, "test-servers"), Status::Warn);
+        let mut f = healthy();
+        f.redis_server = false;
+        assert_eq!(status_of(&f, "test-servers"), Status::Warn);
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! Real PostgreSQL and Redis servers for integration tests, started per test and removed
+//! on drop.
+//! - `Pg::debian()`: a throwaway cluster from the machine's Debian packages (PostgreSQL 15
+//!   on bookworm: no extensions), on a free loopback port.
+//! - `Pg::local_image()`: a container of the local PostgreSQL 17 + pgvector image (the
+//!   stand-in for production's ParadeDB), built from docker/Dockerfile.postgres on a
+//!   debootstrap base when missing, exactly as docs/operations.md describes.
+//!
+//! Both use password authentication with the same user and password.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "weknora";
+/// Characters that need percent-encoding in a URL, to prove redaction covers both forms.
+pub const PASSWORD: &str = "Tst-pw!3x#q@7";
+pub const LOCAL_IMAGE: &str = "weknora/postgres-local:17";
+const BASE_IMAGE: &str = "weknora/debian-base:trixie";
+
+enum Server {
+    Cluster { dir: tempfile::TempDir, bin: PathBuf },
+    Container { name: String },
+}
+
+pub struct Pg {
+    pub port: u16,
+    server: Server,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server packages missing: run `cargo xtask doctor --fix`")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("no initdb under /usr/lib/postgresql: run `cargo xtask doctor --fix`")
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A server tool; as root it runs as `postgres`, since PostgreSQL refuses to run as root.
+fn server_command(program: &Path) -> Command {
+    if rustix::process::geteuid().is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn check(mut cmd: Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn docker(args: &[&str]) -> Output {
+    let mut c = Command::new("docker");
+    c.args(args);
+    check(c)
+}
+
+fn image_exists(image: &str) -> bool {
+    Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The local PostgreSQL image, built when missing: a debootstrap'd Debian trixie base
+/// imported into Docker, then docker/Dockerfile.postgres on top of it.
+fn ensure_local_image() {
+    // Tests run in parallel threads: build once.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if image_exists(LOCAL_IMAGE) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if !image_exists(BASE_IMAGE) {
+        let rootfs = tempfile::tempdir().unwrap();
+        let mut c = Command::new("debootstrap");
+        c.args(["--variant=minbase", "trixie"]).arg(rootfs.path()).arg("http://deb.debian.org/debian");
+        check(c);
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!("tar -C '{}' -c . | docker import - {BASE_IMAGE}", rootfs.path().display()));
+        check(c);
+    }
+    let dockerfile = root.join("docker/Dockerfile.postgres");
+    let context = root.join("docker/postgres");
+    docker(&["build", "-q", "-f", dockerfile.to_str().unwrap(), "-t", LOCAL_IMAGE, context.to_str().unwrap()]);
+}
+
+impl Pg {
+    pub fn debian() -> Pg {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new().prefix("weknora-pg-").tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        if rustix::process::geteuid().is_root() {
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres:postgres"]).arg(dir.path());
+            check(c);
+        }
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        let mut initdb = server_command(&bin.join("initdb"));
+        initdb.args(["-D", &s(&data), "-U", USER, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"]);
+        initdb.arg(format!("--pwfile={}", s(&pwfile)));
+        check(initdb);
+        let port = free_port();
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", s(dir.path()));
+        let mut start = server_command(&bin.join("pg_ctl"));
+        start.args(["-D", &s(&data), "-l", &s(&dir.path().join("log")), "-w", "-o", &opts, "start"]);
+        check(start);
+        Pg { port, server: Server::Cluster { dir, bin } }
+    }
+
+    pub fn local_image() -> Pg {
+        ensure_local_image();
+        let name = format!("weknora-test-pg-{}-{}", std::process::id(), free_port());
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            "127.0.0.1::5432",
+            "-e",
+            &format!("POSTGRES_USER={USER}"),
+            "-e",
+            &format!("POSTGRES_PASSWORD={PASSWORD}"),
+            "-e",
+            "POSTGRES_DB=postgres",
+            "--tmpfs",
+            "/var/lib/postgresql/data",
+            LOCAL_IMAGE,
+        ]);
+        let pg_port = String::from_utf8(docker(&["port", &name, "5432/tcp"]).stdout).unwrap();
+        let port = pg_port.trim().lines().next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+        let pg = Pg { port, server: Server::Container { name: name.clone() } };
+        // Healthy = the image's own healthcheck (pg_isready) passes.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]);
+            match String::from_utf8_lossy(&health.stdout).trim() {
+                "healthy" => break,
+                "unhealthy" => {
+                    panic!("{name} is unhealthy: {}", String::from_utf8_lossy(&docker(&["logs", &name]).stderr))
+                }
+                _ if Instant::now() > deadline => panic!("{name} not healthy after 60s"),
+                _ => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+        pg
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        let encoded: String = PASSWORD
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("postgres://{USER}:{encoded}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The DB_* variables `cargo xtask migrate` reads, pointing at `database` here.
+    pub fn env(&self, database: &str) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_URL".into(), String::new()),
+            ("DB_HOST".into(), "127.0.0.1".into()),
+            ("DB_PORT".into(), self.port.to_string()),
+            ("DB_USER".into(), USER.into()),
+            ("DB_PASSWORD".into(), PASSWORD.into()),
+            ("DB_NAME".into(), database.into()),
+        ]
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        match &self.server {
+            Server::Cluster { dir, bin } => {
+                let data = dir.path().join("data");
+                let _ = server_command(&bin.join("pg_ctl"))
+                    .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                    .output();
+            }
+            Server::Container { name } => {
+                let _ = Command::new("docker").args(["rm", "-f", "-v", name]).output();
+            }
+        }
+    }
+}
+
+/// A throwaway redis-server (Debian's package) on a free loopback port, without
+/// persistence; killed on drop.
+pub struct Redis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is missing: run `cargo xtask doctor --fix`");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen within 10s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis { port, child }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,325 @@
+//! Configuration: config/config.yaml, then the environment over it. The original
+//! WeKnora's variable names work where they exist; `WEKNORA__SECTION__KEY` works for every
+//! key. A bad value stops the app with a message naming the variable (or key) and the fix.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+
+/// A value that must never be printed: Debug shows `***`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub max_file_size_mb: u64,
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Database {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Redis {
+    pub addr: String,
+    pub password: Secret,
+    pub db: i64,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Docreader {
+    pub addr: String,
+    pub auth_token: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Minio {
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub bucket_name: String,
+    pub use_ssl: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Storage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub local_path: String,
+    pub minio: Minio,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KnowledgeBase {
+    pub chunk_size: u32,
+    pub chunk_overlap: u32,
+    pub split_markers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Retrieval {
+    pub top_k: u32,
+    pub keyword_threshold: f64,
+    pub vector_threshold: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Models {
+    pub ollama_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Graph {
+    pub enabled: bool,
+    pub uri: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Log {
+    pub level: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub server: Server,
+    pub database: Database,
+    pub redis: Redis,
+    pub docreader: Docreader,
+    pub storage: Storage,
+    pub knowledge_base: KnowledgeBase,
+    pub retrieval: Retrieval,
+    pub models: Models,
+    pub graph: Graph,
+    pub log: Log,
+}
+
+/// The original WeKnora's environment variables and the keys they set.
+pub const ENV_NAMES: &[(&str, &str)] = &[
+    ("DB_HOST", "database.host"),
+    ("DB_PORT", "database.port"),
+    ("DB_USER", "database.user"),
+    ("DB_PASSWORD", "database.password"),
+    ("DB_NAME", "database.name"),
+    ("REDIS_ADDR", "redis.addr"),
+    ("REDIS_PASSWORD", "redis.password"),
+    ("REDIS_DB", "redis.db"),
+    ("REDIS_PREFIX", "redis.prefix"),
+    ("STORAGE_TYPE", "storage.type"),
+    ("MINIO_ENDPOINT", "storage.minio.endpoint"),
+    ("MINIO_ACCESS_KEY_ID", "storage.minio.access_key_id"),
+    ("MINIO_SECRET_ACCESS_KEY", "storage.minio.secret_access_key"),
+    ("MINIO_BUCKET_NAME", "storage.minio.bucket_name"),
+    ("MINIO_USE_SSL", "storage.minio.use_ssl"),
+    ("DOCREADER_ADDR", "docreader.addr"),
+    ("GRPC_AUTH_TOKEN", "docreader.auth_token"),
+    ("OLLAMA_BASE_URL", "models.ollama_base_url"),
+    ("NEO4J_ENABLE", "graph.enabled"),
+    ("NEO4J_URI", "graph.uri"),
+    ("NEO4J_USERNAME", "graph.username"),
+    ("NEO4J_PASSWORD", "graph.password"),
+    ("LOG_LEVEL", "log.level"),
+    ("LOG_FORMAT", "log.format"),
+    ("AUTO_MIGRATE", "server.auto_migrate"),
+    ("MAX_FILE_SIZE_MB", "server.max_file_size_mb"),
+];
+
+/// The generic spelling of a key: `knowledge_base.chunk_size` -> `WEKNORA__KNOWLEDGE_BASE__CHUNK_SIZE`.
+pub fn generic_name(key: &str) -> String {
+    format!("WEKNORA__{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+fn lookup<'v>(root: &'v mut Value, key: &str) -> Option<&'v mut Value> {
+    key.split('.').try_fold(root, |v, part| v.as_mapping_mut()?.get_mut(part))
+}
+
+/// Sets `key` from an environment value, typed like the value it replaces.
+fn set(root: &mut Value, key: &str, var: &str, raw: &str) -> Result<(), String> {
+    let Some(slot) = lookup(root, key) else { return Err(format!("{var}: no such configuration key `{key}`")) };
+    *slot = match slot {
+        Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::Bool(true),
+            "false" | "0" | "no" | "off" | "" => Value::Bool(false),
+            _ => return Err(format!("{var}=`{raw}` is not a boolean ({key}): use true or false")),
+        },
+        Value::Number(n) if n.is_f64() => {
+            raw.trim().parse::<f64>().map(Value::from).map_err(|_| format!("{var}=`{raw}` is not a number ({key})"))?
+        }
+        Value::Number(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("{var}=`{raw}` is not a whole number ({key})"))?,
+        Value::Sequence(_) => Value::Sequence(raw.split(',').map(|s| Value::String(s.to_string())).collect()),
+        _ => Value::String(raw.to_string()),
+    };
+    Ok(())
+}
+
+fn keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    if let Some(map) = value.as_mapping() {
+        for (k, v) in map {
+            let k = k.as_str().unwrap_or_default();
+            let key = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+            if v.is_mapping() {
+                keys(v, &key, out);
+            } else {
+                out.push(key);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the environment given by `env`, checks the result.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("cannot read the configuration file {}: {e} (set WEKNORA_CONFIG to its path)", path.display())
+        })?;
+        Config::from_yaml(&text, env).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn from_yaml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let mut root: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+        if !root.is_mapping() {
+            root = Value::Mapping(Mapping::new());
+        }
+        for (var, key) in ENV_NAMES {
+            if let Some(raw) = env(var) {
+                set(&mut root, key, var, &raw)?;
+            }
+        }
+        let mut all = Vec::new();
+        keys(&root, "", &mut all);
+        for key in all {
+            let var = generic_name(&key);
+            if let Some(raw) = env(&var) {
+                set(&mut root, &key, &var, &raw)?;
+            }
+        }
+        let config: Config =
+            serde_yaml_ng::from_value(root).map_err(|e| format!("{e} (compare with config/config.yaml)"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let kb = &self.knowledge_base;
+        if kb.chunk_size < 16 {
+            return Err(format!("knowledge_base.chunk_size is {}: use at least 16", kb.chunk_size));
+        }
+        if kb.chunk_overlap >= kb.chunk_size {
+            return Err(format!(
+                "knowledge_base.chunk_overlap ({}) must be smaller than knowledge_base.chunk_size ({})",
+                kb.chunk_overlap, kb.chunk_size
+            ));
+        }
+        match self.storage.kind.as_str() {
+            "local" if self.storage.local_path.is_empty() => return Err("storage.local_path is empty".into()),
+            "local" => {}
+            "minio" | "s3" => {
+                let m = &self.storage.minio;
+                for (var, value) in [
+                    ("MINIO_ENDPOINT", &m.endpoint),
+                    ("MINIO_ACCESS_KEY_ID", &m.access_key_id),
+                    ("MINIO_SECRET_ACCESS_KEY", &m.secret_access_key.0),
+                    ("MINIO_BUCKET_NAME", &m.bucket_name),
+                ] {
+                    if value.is_empty() {
+                        return Err(format!("STORAGE_TYPE={} needs {var}", self.storage.kind));
+                    }
+                }
+            }
+            other => return Err(format!("STORAGE_TYPE=`{other}` is not one of local, minio, s3")),
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(format!("LOG_FORMAT=`{}` is not text or json", self.log.format));
+        }
+        if self.server.max_file_size_mb == 0 {
+            return Err("MAX_FILE_SIZE_MB must be at least 1".into());
+        }
+        if self.database.user.is_empty() || self.database.name.is_empty() {
+            return Err("DB_USER and DB_NAME must be set".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = include_str!("../../../config/config.yaml");
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_yaml(YAML, move |k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn the_shipped_file_loads_with_its_defaults() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.knowledge_base.chunk_size, 512);
+        assert_eq!(c.knowledge_base.chunk_overlap, 50);
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.storage.kind, "local");
+    }
+
+    #[test]
+    fn original_names_and_generic_names_override() {
+        let c = load(&[
+            ("DB_HOST", "postgres"),
+            ("DB_PORT", "6543"),
+            ("DB_PASSWORD", "p@ss: w0rd #1"),
+            ("AUTO_MIGRATE", "true"),
+            ("WEKNORA__KNOWLEDGE_BASE__CHUNK_SIZE", "800"),
+            ("WEKNORA__RETRIEVAL__VECTOR_THRESHOLD", "0.7"),
+            ("WEKNORA__KNOWLEDGE_BASE__SPLIT_MARKERS", "。,."),
+        ])
+        .unwrap();
+        assert_eq!(c.database.host, "postgres");
+        assert_eq!(c.database.port, 6543);
+        assert_eq!(c.database.password.0, "p@ss: w0rd #1", "strings stay strings");
+        assert!(c.server.auto_migrate);
+        assert_eq!(c.knowledge_base.chunk_size, 800);
+        assert_eq!(c.retrieval.vector_threshold, 0.7);
+        assert_eq!(c.knowledge_base.split_markers, ["。", "."]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert!(load(&[("DB_PORT", "abc")]).unwrap_err().contains("DB_PORT=`abc`"));
+        assert!(load(&[("AUTO_MIGRATE", "maybe")]).unwrap_err().contains("AUTO_MIGRATE"));
+        assert!(load(&[("STORAGE_TYPE", "ftp")]).unwrap_err().contains("STORAGE_TYPE=`ftp`"));
+        assert!(load(&[("STORAGE_TYPE", "minio")]).unwrap_err().contains("MINIO_ENDPOINT"));
+        assert!(load(&[("WEKNORA__KNOWLEDGE_BASE__CHUNK_OVERLAP", "600")]).unwrap_err().contains("chunk_overlap"));
+        assert!(load(&[("DB_PORT", "70000")]).is_err(), "ports are 16-bit");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = load(&[("DB_PASSWORD", "hunter2"), ("GRPC_AUTH_TOKEN", "tok3n")]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("tok3n"), "{debug}");
+    }
+}

@@ -1,0 +1,7 @@
+//! weknora-app: the HTTP API of weknora.
+
+pub mod config;
+pub mod server;
+
+/// The schema, embedded: AUTO_MIGRATE applies it at start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

@@ -1,0 +1,156 @@
+//! weknora-app: serves the HTTP API, or (`healthcheck`) asks a running app whether it is
+//! alive — the image's healthcheck, since a scratch image has no curl.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use weknora_app::config::Config;
+use weknora_app::server::{AppState, router};
+use weknora_buildinfo::BUILD;
+
+#[derive(Parser)]
+#[command(name = "weknora-app", about = "The weknora HTTP API", disable_version_flag = true)]
+struct Cli {
+    /// Print the build metadata and exit.
+    #[arg(long, short = 'V')]
+    version: bool,
+    /// The configuration file.
+    #[arg(long, env = "WEKNORA_CONFIG", default_value = "config/config.yaml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Exit 0 when the local app answers GET /health with 200.
+    Healthcheck {
+        /// Where the app listens (default: 127.0.0.1 and the configured port).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("{}", BUILD.line("weknora-app"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(&cli.config, |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Healthcheck { addr } => {
+            healthcheck(&addr.unwrap_or_else(|| format!("127.0.0.1:{}", config.server.port)))
+        }
+        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(serve(config))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if config.log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn redis_url(config: &Config) -> String {
+    let r = &config.redis;
+    let auth = if r.password.0.is_empty() { String::new() } else { format!(":{}@", percent(&r.password.0)) };
+    format!("redis://{auth}{}/{}", r.addr, r.db)
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn serve(config: Config) -> Result<()> {
+    init_logging(&config);
+    let db = &config.database;
+    let where_db = format!("{}@{}:{}/{}", db.user, db.host, db.port, db.name);
+    let options = PgConnectOptions::new_without_pgpass()
+        .host(&db.host)
+        .port(db.port)
+        .username(&db.user)
+        .password(&db.password.0)
+        .database(&db.name);
+    let pool =
+        PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options);
+    if config.server.auto_migrate {
+        tracing::info!(database = %where_db, "AUTO_MIGRATE: applying pending migrations");
+        weknora_app::MIGRATOR
+            .run(&pool)
+            .await
+            .with_context(|| format!("AUTO_MIGRATE failed against {where_db}; the app does not start on a schema it cannot trust (run `cargo xtask migrate status`)"))?;
+    }
+    let redis = redis::Client::open(redis_url(&config)).context("REDIS_ADDR is not a valid address")?;
+    let addr: SocketAddr = format!("{}:{}", config.server.host, config.server.port)
+        .parse()
+        .with_context(|| format!("server.host `{}` is not an IP address", config.server.host))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(version = BUILD.version, commit = BUILD.commit, %addr, database = %where_db, "weknora-app listening");
+    let app = router(Arc::new(AppState { config, db: pool, redis }));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    tracing::info!("weknora-app stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// A plain HTTP/1.1 GET of /health: the scratch image has no HTTP client to call.
+fn healthcheck(addr: &str) -> Result<()> {
+    let timeout = Duration::from_secs(3);
+    let socket: SocketAddr = addr.parse().with_context(|| format!("`{addr}` is not HOST:PORT"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&socket, timeout).with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(stream, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.take(4096).read_to_string(&mut response)?;
+    let status = response.lines().next().unwrap_or("");
+    anyhow::ensure!(status.split_whitespace().nth(1) == Some("200"), "GET /health answered `{status}`");
+    Ok(())
+}

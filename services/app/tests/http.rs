@@ -1,0 +1,193 @@
+//! The app binary against real PostgreSQL, Redis and docreader, over HTTP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use weknora_testkit::{PASSWORD, Pg, Redis, USER, free_port};
+
+const APP: &str = env!("CARGO_BIN_EXE_weknora-app");
+
+fn config_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/config.yaml")
+}
+
+/// The docreader binary `cargo test --workspace` builds next to ours.
+fn docreader_binary() -> PathBuf {
+    let path = Path::new(APP).with_file_name("weknora-docreader");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p weknora-docreader` (cargo xtask ci builds it)",
+        path.display()
+    );
+    path
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} not up within 30s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn docreader() -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new(docreader_binary())
+        .env("DOCREADER_GRPC_PORT", port.to_string())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bin = docreader_binary();
+    wait_until("docreader", || {
+        Command::new(&bin)
+            .args(["healthcheck", "--addr", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    (Proc(child), port)
+}
+
+fn app_env(pg_port: u16, redis: &str, docreader_port: u16, app_port: u16) -> Vec<(String, String)> {
+    [
+        ("WEKNORA_CONFIG", config_file().display().to_string()),
+        ("WEKNORA__SERVER__HOST", "127.0.0.1".into()),
+        ("WEKNORA__SERVER__PORT", app_port.to_string()),
+        ("DB_HOST", "127.0.0.1".into()),
+        ("DB_PORT", pg_port.to_string()),
+        ("DB_USER", USER.into()),
+        ("DB_PASSWORD", PASSWORD.into()),
+        ("DB_NAME", "postgres".into()),
+        ("REDIS_ADDR", redis.into()),
+        ("DOCREADER_ADDR", format!("127.0.0.1:{docreader_port}")),
+        ("AUTO_MIGRATE", "true".into()),
+        ("LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn start_app(env: &[(String, String)]) -> (Proc, u16) {
+    let port: u16 = env.iter().find(|(k, _)| k == "WEKNORA__SERVER__PORT").unwrap().1.parse().unwrap();
+    let child = Command::new(APP).envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).spawn().unwrap();
+    let app = Proc(child);
+    wait_until("weknora-app", || healthcheck(port));
+    (app, port)
+}
+
+fn healthcheck(port: u16) -> bool {
+    Command::new(APP)
+        .args(["--config", config_file().to_str().unwrap(), "healthcheck", "--addr", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// GET over a plain socket: (status, lower-cased headers, JSON body).
+fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // Bodies may be chunked: take the JSON object between the first { and the last }.
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap(),
+        _ => Value::Null,
+    };
+    (status, head.to_ascii_lowercase(), json)
+}
+
+#[test]
+fn ready_with_every_dependency_up_and_info_reports_the_schema() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let (_app, port) = start_app(&app_env(pg.port, &redis.addr(), dr_port, free_port()));
+
+    let (status, _, body) = get(port, "/ready", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+
+    let (status, _, body) = get(port, "/api/v1/system/info", &[]);
+    assert_eq!(status, 200, "{body}");
+    let info = &body["data"];
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["schema_version"], 20261125000007i64, "AUTO_MIGRATE applied every migration");
+    assert_eq!(info["capabilities"]["pgvector"], false, "plain PostgreSQL 15 has no pgvector");
+    assert_eq!(info["capabilities"]["storage"], "local");
+    assert!(info["toolchain"].as_str().unwrap().starts_with("rustc 1."));
+
+    let (_, head, _) = get(port, "/health", &[("X-Request-ID", "trace-me-42")]);
+    assert!(head.contains("x-request-id: trace-me-42"), "{head}");
+    let (_, head, _) = get(port, "/health", &[]);
+    assert!(head.contains("x-request-id: "), "a request id is generated: {head}");
+
+    let (status, _, body) = get(port, "/api/v1/nope", &[]);
+    assert_eq!(status, 404);
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[test]
+fn ready_names_what_is_down_while_health_stays_up() {
+    let pg = Pg::debian();
+    let (_app, port) = start_app(&app_env(pg.port, &format!("127.0.0.1:{}", free_port()), free_port(), free_port()));
+    let (status, _, body) = get(port, "/ready", &[]);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["message"], "not ready: redis, docreader down", "{body}");
+    assert_eq!(body["checks"]["database"]["ok"], true);
+    let (status, _, _) = get(port, "/health", &[]);
+    assert_eq!(status, 200);
+}
+
+fn run_app(env: &[(String, String)]) -> Output {
+    Command::new(APP).envs(env.iter().map(|(k, v)| (k, v))).output().unwrap()
+}
+
+#[test]
+fn a_failed_auto_migrate_stops_the_app_naming_the_database_never_the_password() {
+    let dead = free_port();
+    let out = run_app(&app_env(dead, "127.0.0.1:1", 1, free_port()));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("AUTO_MIGRATE failed") && stderr.contains(&format!("127.0.0.1:{dead}/postgres")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD) && !String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
+}
+
+#[test]
+fn bad_configuration_stops_the_app_naming_the_variable() {
+    let mut env = app_env(1, "127.0.0.1:1", 1, free_port());
+    env.push(("DB_PORT".into(), "five-four-three-two".into()));
+    let out = run_app(&env);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DB_PORT=`five-four-three-two`"));
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_listens_and_version_prints_build_metadata() {
+    assert!(!healthcheck(free_port()));
+    let out = Command::new(APP).arg("--version").output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with(&format!("weknora-app {} (commit ", env!("CARGO_PKG_VERSION"))), "{line}");
+}
