@@ -28,6 +28,11 @@ pub struct Server {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct Auth {
+    pub admin_api_key: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct Database {
     pub host: String,
     pub port: u16,
@@ -103,6 +108,7 @@ pub struct Log {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub server: Server,
+    pub auth: Auth,
     pub database: Database,
     pub redis: Redis,
     pub docreader: Docreader,
@@ -116,6 +122,7 @@ pub struct Config {
 
 /// The original WeKnora's environment variables and the keys they set.
 pub const ENV_NAMES: &[(&str, &str)] = &[
+    ("ADMIN_API_KEY", "auth.admin_api_key"),
     ("DB_HOST", "database.host"),
     ("DB_PORT", "database.port"),
     ("DB_USER", "database.user"),
@@ -257,6 +264,12 @@ impl Config {
         }
         if self.server.max_file_size_mb == 0 {
             return Err("MAX_FILE_SIZE_MB must be at least 1".into());
+        }
+        let admin = &self.auth.admin_api_key.0;
+        if !admin.is_empty() && admin.len() < 16 {
+            return Err(
+                "ADMIN_API_KEY is shorter than 16 characters: use a long random key (`openssl rand -hex 32`)".into()
+            );
         }
         if self.database.user.is_empty() || self.database.name.is_empty() {
             return Err("DB_USER and DB_NAME must be set".into());

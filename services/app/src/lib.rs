@@ -1,6 +1,8 @@
 //! weknora-app: the HTTP API of weknora.
 
+pub mod auth;
 pub mod config;
+pub mod knowledge_bases;
 pub mod server;
 
 /// The schema, embedded: AUTO_MIGRATE applies it at start.

@@ -120,6 +120,15 @@ async fn serve(config: Config) -> Result<()> {
             .await
             .with_context(|| format!("AUTO_MIGRATE failed against {where_db}; the app does not start on a schema it cannot trust (run `cargo xtask migrate status`)"))?;
     }
+    if !config.auth.admin_api_key.0.is_empty() {
+        match weknora_app::auth::bootstrap(&pool, &config.auth.admin_api_key.0).await {
+            Ok(true) => tracing::info!("created the first tenant `default` with ADMIN_API_KEY as its admin key"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create the first tenant from ADMIN_API_KEY (is the schema migrated?)")
+            }
+        }
+    }
     let redis = redis::Client::open(redis_url(&config)).context("REDIS_ADDR is not a valid address")?;
     let addr: SocketAddr = format!("{}:{}", config.server.host, config.server.port)
         .parse()

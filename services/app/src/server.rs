@@ -33,6 +33,36 @@ pub struct ApiError {
     pub message: String,
 }
 
+impl ApiError {
+    pub fn bad_request(field: &str, message: &str) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_argument", message: format!("{field}: {message}") }
+    }
+
+    /// A database error: a unique violation becomes 409 with `conflict`, the rest 500.
+    pub fn from_db(e: sqlx::Error, conflict: &str) -> ApiError {
+        if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+            return ApiError { status: StatusCode::CONFLICT, code: "conflict", message: conflict.into() };
+        }
+        internal(e)
+    }
+}
+
+/// An unexpected failure: logged in full, answered with a short message and the request id.
+pub fn internal(e: sqlx::Error) -> ApiError {
+    tracing::error!(error = %e, "database error");
+    let (status, code, message) = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database does not answer; see GET /ready")
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the log has the details under this request id",
+        ),
+    };
+    ApiError { status, code, message: message.into() }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "success": false, "error": { "code": self.code, "message": self.message } });
@@ -54,6 +84,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/v1/system/info", get(system_info))
+        .merge(crate::auth::routes())
+        .merge(crate::knowledge_bases::routes())
         .fallback(not_found)
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

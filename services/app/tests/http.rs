@@ -100,9 +100,18 @@ fn healthcheck(port: u16) -> bool {
 
 /// GET over a plain socket: (status, lower-cased headers, JSON body).
 fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
+    call(port, "GET", path, headers, None)
+}
+
+/// Any method with an optional JSON body.
+fn call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> (u16, String, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        extra.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n{body}").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
@@ -190,4 +199,84 @@ fn healthcheck_fails_when_nothing_listens_and_version_prints_build_metadata() {
     let out = Command::new(APP).arg("--version").output().unwrap();
     let line = String::from_utf8(out.stdout).unwrap();
     assert!(line.starts_with(&format!("weknora-app {} (commit ", env!("CARGO_PKG_VERSION"))), "{line}");
+}
+
+const ADMIN_KEY: &str = "admin-key-for-tests-0123456789abcdef";
+
+#[test]
+fn tenants_are_isolated_and_knowledge_bases_have_crud() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let mut env = app_env(pg.port, &redis.addr(), free_port(), free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    let (app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+
+    // No key, a bad key: 401.
+    let (status, _, body) = get(port, "/api/v1/knowledge-bases", &[]);
+    assert_eq!((status, body["error"]["message"].as_str()), (401, Some("missing X-API-Key header")));
+    let (status, _, _) = get(port, "/api/v1/knowledge-bases", &[("X-API-Key", "wk_nope")]);
+    assert_eq!(status, 401);
+
+    // The bootstrap tenant creates a second tenant, which gets its own admin key.
+    let (status, _, tenant) = get(port, "/api/v1/tenants/current", &admin);
+    assert_eq!((status, tenant["data"]["name"].as_str()), (200, Some("default")));
+    let (status, _, created) =
+        call(port, "POST", "/api/v1/tenants", &admin, Some(&serde_json::json!({"name": "acme"})));
+    assert_eq!(status, 201, "{created}");
+    let other_key = created["data"]["api_key"].as_str().unwrap().to_string();
+    let other = [("X-API-Key", other_key.as_str())];
+
+    // CRUD with defaults from the configuration.
+    let (status, _, kb) =
+        call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "运维手册"})));
+    assert_eq!(status, 201, "{kb}");
+    let kb = &kb["data"];
+    assert_eq!((kb["chunk_size"].as_i64(), kb["chunk_overlap"].as_i64()), (Some(512), Some(50)));
+    let path = format!("/api/v1/knowledge-bases/{}", kb["id"].as_str().unwrap());
+    let (status, _, body) =
+        call(port, "PUT", &path, &admin, Some(&serde_json::json!({"chunk_size": 800, "description": "ops"})));
+    assert_eq!((status, body["data"]["chunk_size"].as_i64()), (200, Some(800)), "{body}");
+    let (status, _, body) = call(port, "PUT", &path, &admin, Some(&serde_json::json!({"chunk_overlap": 800})));
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("chunk_overlap:"), "{body}");
+    let (status, _, _) =
+        call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "运维手册"})));
+    assert_eq!(status, 409, "names are unique within a tenant");
+    let (status, _, _) =
+        call(port, "POST", "/api/v1/knowledge-bases", &other, Some(&serde_json::json!({"name": "运维手册"})));
+    assert_eq!(status, 201, "but not across tenants");
+
+    // The other tenant sees none of it: 404 on every route of that knowledge base.
+    for method in ["GET", "PUT", "DELETE"] {
+        let body = (method == "PUT").then(|| serde_json::json!({"name": "stolen"}));
+        let (status, _, _) = call(port, method, &path, &other, body.as_ref());
+        assert_eq!(status, 404, "{method} {path} with another tenant's key");
+    }
+    let (_, _, listed) = get(port, "/api/v1/knowledge-bases", &other);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    // A member key cannot create tenants or keys.
+    let (_, _, member) =
+        call(port, "POST", "/api/v1/api-keys", &admin, Some(&serde_json::json!({"name": "ci", "role": "member"})));
+    let member_key = member["data"]["api_key"].as_str().unwrap().to_string();
+    let (status, _, _) = call(
+        port,
+        "POST",
+        "/api/v1/tenants",
+        &[("X-API-Key", member_key.as_str())],
+        Some(&serde_json::json!({"name": "x"})),
+    );
+    assert_eq!(status, 403);
+
+    let (status, _, _) = call(port, "DELETE", &path, &admin, None);
+    assert_eq!(status, 200);
+    let (status, _, _) = get(port, &path, &admin);
+    assert_eq!(status, 404);
+
+    // Restarting with the same ADMIN_API_KEY creates nothing new.
+    drop(app);
+    let (_app, port) = start_app(&env);
+    let (_, _, tenant) = get(port, "/api/v1/tenants/current", &admin);
+    assert_eq!(tenant["data"]["name"], "default");
 }
