@@ -80,6 +80,15 @@ pub struct KnowledgeBase {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct Ingest {
+    pub workers: u32,
+    pub max_attempts: i32,
+    pub retry_base_ms: u64,
+    pub lease_secs: u64,
+    pub docreader_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct Retrieval {
     pub top_k: u32,
     pub keyword_threshold: f64,
@@ -114,6 +123,7 @@ pub struct Config {
     pub docreader: Docreader,
     pub storage: Storage,
     pub knowledge_base: KnowledgeBase,
+    pub ingest: Ingest,
     pub retrieval: Retrieval,
     pub models: Models,
     pub graph: Graph,
@@ -261,6 +271,9 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(format!("LOG_FORMAT=`{}` is not text or json", self.log.format));
+        }
+        if self.ingest.workers == 0 || self.ingest.max_attempts < 1 || self.ingest.lease_secs == 0 {
+            return Err("ingest.workers, ingest.max_attempts and ingest.lease_secs must be at least 1".into());
         }
         if self.server.max_file_size_mb == 0 {
             return Err("MAX_FILE_SIZE_MB must be at least 1".into());

@@ -1,7 +1,10 @@
 //! weknora-app: the HTTP API of weknora.
 
 pub mod auth;
+pub mod chunker;
 pub mod config;
+pub mod ingest;
+pub mod knowledge;
 pub mod knowledge_bases;
 pub mod server;
 

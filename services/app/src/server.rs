@@ -24,6 +24,13 @@ pub struct AppState {
     pub config: Config,
     pub db: PgPool,
     pub redis: redis::Client,
+    /// Where uploads are kept (OpenDAL: a local folder by default).
+    pub storage: opendal::Operator,
+    pub jieba: jieba_rs::Jieba,
+    /// Wakes an idle ingest worker when a job is queued.
+    pub new_job: tokio::sync::Notify,
+    /// Names this process's ingest workers in job leases.
+    pub instance: String,
 }
 
 /// `{"success": false, "error": {"code": ..., "message": ...}}` with a status.
@@ -86,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/system/info", get(system_info))
         .merge(crate::auth::routes())
         .merge(crate::knowledge_bases::routes())
+        .merge(crate::knowledge::routes((state.config.server.max_file_size_mb << 20) as usize))
         .fallback(not_found)
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -105,13 +105,35 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Value) 
 
 /// Any method with an optional JSON body.
 fn call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> (u16, String, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    send(port, method, path, headers, "application/json", body.as_bytes())
+}
+
+/// A multipart upload of `bytes` as the field `file`.
+fn upload(port: u16, path: &str, key: &str, name: &str, bytes: &[u8]) -> (u16, String, Value) {
+    let boundary = "weknora-test-boundary";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    send(port, "POST", path, &[("X-API-Key", key)], &format!("multipart/form-data; boundary={boundary}"), &body)
+}
+
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
     if !body.is_empty() {
-        extra.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        extra.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
     }
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n{body}").unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    // The server may answer (413) before reading the whole body: a failed write is fine.
+    let _ = stream.write_all(body);
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
@@ -279,4 +301,138 @@ fn tenants_are_isolated_and_knowledge_bases_have_crud() {
     let (_app, port) = start_app(&env);
     let (_, _, tenant) = get(port, "/api/v1/tenants/current", &admin);
     assert_eq!(tenant["data"]["name"], "default");
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docreader/tests/fixtures").join(name)).unwrap()
+}
+
+/// Polls a document until it leaves pending/processing; returns its final JSON.
+fn wait_parsed(port: u16, key: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, _, body) = get(port, &format!("/api/v1/knowledge/{id}"), &[("X-API-Key", key)]);
+        let status = body["data"]["parse_status"].as_str().unwrap_or("").to_string();
+        if status == "completed" || status == "failed" {
+            return body["data"].clone();
+        }
+        assert!(Instant::now() < deadline, "document {id} still {status} after 60s: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn documents_are_parsed_chunked_searched_and_deleted() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let files = tempfile::tempdir().unwrap();
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    env.push(("MAX_FILE_SIZE_MB".into(), "1".into()));
+    let (_app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "docs"})));
+    let kb_id = kb["data"]["id"].as_str().unwrap().to_string();
+    let base = format!("/api/v1/knowledge-bases/{kb_id}");
+
+    let md = "# 运维手册\n\n数据库备份每天凌晨执行。\n\nRestore drills run every month on a fresh machine.\n";
+    let mut ids = Vec::new();
+    for (name, bytes) in [
+        ("ops.md", md.as_bytes().to_vec()),
+        ("sample.pdf", fixture("sample.pdf")),
+        ("sample.docx", fixture("sample.docx")),
+    ] {
+        let (status, _, body) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, name, &bytes);
+        assert_eq!(status, 201, "{name}: {body}");
+        ids.push(body["data"]["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let doc = wait_parsed(port, ADMIN_KEY, id);
+        assert_eq!(doc["parse_status"], "completed", "{doc}");
+        assert!(doc["chunk_count"].as_i64().unwrap() > 0, "{doc}");
+    }
+    let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{}", ids[0]), &admin);
+    assert!(chunks["data"][0]["content"].as_str().unwrap().contains("数据库备份"), "{chunks}");
+
+    let search = |q: &str| get(port, &format!("{base}/hybrid-search?query={q}"), &admin).2;
+    let hits = search("restore%20drills");
+    assert!(hits["data"][0]["content"].as_str().unwrap().contains("Restore drills"), "{hits}");
+    let hits = search("%E5%A4%87%E4%BB%BD"); // 备份
+    assert!(
+        hits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["content"].as_str().unwrap().contains("数据库备份每天凌晨执行")),
+        "{hits}"
+    );
+    let hits = search("nightly%20at%20two");
+    assert_eq!(hits["data"][0]["knowledge_title"], "sample.pdf", "{hits}");
+
+    // Another tenant sees none of it.
+    let (_, _, other) = call(port, "POST", "/api/v1/tenants", &admin, Some(&serde_json::json!({"name": "other"})));
+    let other_key = other["data"]["api_key"].as_str().unwrap().to_string();
+    let other = [("X-API-Key", other_key.as_str())];
+    assert_eq!(get(port, &format!("/api/v1/knowledge/{}", ids[0]), &other).0, 404);
+    assert_eq!(get(port, &format!("/api/v1/chunks/{}", ids[0]), &other).0, 404);
+    assert_eq!(get(port, &format!("{base}/hybrid-search?query=backup"), &other).0, 404);
+    assert_eq!(upload(port, &format!("{base}/knowledge/file"), &other_key, "x.md", b"x").0, 404);
+
+    // Oversize: 413 naming the limit, and nothing stored.
+    let stored_before = walk(files.path()).len();
+    let (status, _, body) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "big.txt", &vec![b'a'; 3 << 20]);
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1 MB"), "{body}");
+    assert_eq!(walk(files.path()).len(), stored_before);
+
+    // Delete removes the chunks and the stored file.
+    let (status, _, _) = call(port, "DELETE", &format!("/api/v1/knowledge/{}", ids[0]), &admin, None);
+    assert_eq!(status, 200);
+    assert_eq!(get(port, &format!("/api/v1/chunks/{}", ids[0]), &admin).0, 404);
+    assert!(!walk(files.path()).iter().any(|p| p.ends_with("ops.md")), "the stored file is gone");
+    let hits = search("restore%20drills");
+    assert!(!hits["data"].as_array().unwrap().iter().any(|h| h["knowledge_id"] == ids[0].as_str()), "{hits}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn with_docreader_down_a_job_retries_then_fails_with_the_reason_and_the_app_stays_up() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let files = tempfile::tempdir().unwrap();
+    let mut env = app_env(pg.port, &redis.addr(), free_port(), free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    env.push(("WEKNORA__INGEST__MAX_ATTEMPTS".into(), "3".into()));
+    env.push(("WEKNORA__INGEST__RETRY_BASE_MS".into(), "100".into()));
+    let (_app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "docs"})));
+    let path = format!("/api/v1/knowledge-bases/{}/knowledge/manual", kb["data"]["id"].as_str().unwrap());
+    let (status, _, body) =
+        call(port, "POST", &path, &admin, Some(&serde_json::json!({"title": "note", "content": "some text"})));
+    assert_eq!(status, 201, "{body}");
+    let doc = wait_parsed(port, ADMIN_KEY, body["data"]["id"].as_str().unwrap());
+    assert_eq!(doc["parse_status"], "failed");
+    let error = doc["error"].as_str().unwrap();
+    assert!(
+        error.contains("docreader") && error.contains("unreachable") && error.contains("after 3 attempts"),
+        "{error}"
+    );
+    assert!(healthcheck(port));
+    assert_eq!(get(port, "/ready", &[]).0, 503);
 }

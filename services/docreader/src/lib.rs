@@ -6,7 +6,5 @@ pub mod fetch;
 pub mod parse;
 pub mod service;
 
-/// Generated from proto/docreader.proto.
-pub mod proto {
-    tonic::include_proto!("docreader");
-}
+/// The wire contract (crates/docreader-proto).
+pub use weknora_docreader_proto as proto;
