@@ -80,8 +80,9 @@ async fn process(state: &AppState, owner: &str, job: Job) {
     let _enter = span.enter();
     let outcome = parse_and_store(state, owner, &job).await;
     let result = match outcome {
-        Ok(chunks) => {
+        Ok((kb, chunks)) => {
             tracing::info!(chunks, "ingest: completed");
+            crate::cache::knowledge_base_changed(state, kb).await;
             Ok(())
         }
         Err(Failure::Transient(reason)) if job.attempts < job.max_attempts => {
@@ -145,7 +146,8 @@ struct Source {
     split_markers: Vec<String>,
 }
 
-async fn parse_and_store(state: &AppState, owner: &str, job: &Job) -> Result<usize, Failure> {
+/// Returns the knowledge base the document belongs to and its chunk count.
+async fn parse_and_store(state: &AppState, owner: &str, job: &Job) -> Result<(Uuid, usize), Failure> {
     let db_error = |e: sqlx::Error| Failure::Transient(format!("database: {e}"));
     let src: Source = sqlx::query_as(
         "SELECT k.tenant_id, k.knowledge_base_id, k.source_type, k.source, k.file_type, k.object_key, \
@@ -233,7 +235,7 @@ async fn parse_and_store(state: &AppState, owner: &str, job: &Job) -> Result<usi
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    Ok(pieces.len())
+    Ok((src.knowledge_base_id, pieces.len()))
 }
 
 async fn read_document(state: &AppState, request: ReadRequest) -> Result<String, Failure> {

@@ -26,6 +26,8 @@ pub fn routes(max_bytes: usize) -> Router<Arc<AppState>> {
             post(upload_file).layer(DefaultBodyLimit::max(max_bytes + (1 << 20))),
         )
         .route("/api/v1/knowledge-bases/{id}/knowledge/manual", post(upload_manual))
+        .route("/api/v1/knowledge-bases/{id}/knowledge/url", post(upload_url))
+        .route("/api/v1/knowledge/{id}/reparse", post(reparse))
         .route("/api/v1/knowledge-bases/{id}/hybrid-search", get(search))
         .route("/api/v1/knowledge/{id}", get(read).delete(remove))
         .route("/api/v1/chunks/{knowledge_id}", get(chunks))
@@ -87,7 +89,8 @@ fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> Strin
 }
 
 /// Stores the bytes, then records the document and its job together; if recording fails
-/// the stored object is removed again.
+/// the stored object is removed again. `content` is None for URL documents, which
+/// docreader fetches itself.
 async fn ingest(
     state: &AppState,
     caller: &Caller,
@@ -95,21 +98,27 @@ async fn ingest(
     source_type: &str,
     file_name: &str,
     title: &str,
-    bytes: Bytes,
+    content: Option<Bytes>,
 ) -> Result<Knowledge, ApiError> {
     let id = Uuid::new_v4();
-    let key = object_key(caller.tenant_id, kb, id, file_name);
-    let checksum: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    let file_type = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    let size = bytes.len() as i64;
-    state.storage.write(&key, bytes).await.map_err(|e| {
-        tracing::error!(error = %e, key, "storage write failed");
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "storage_unavailable",
-            message: "the file could not be stored".into(),
-        }
-    })?;
+    let key = content.as_ref().map(|_| object_key(caller.tenant_id, kb, id, file_name));
+    let checksum: Option<String> =
+        content.as_ref().map(|b| Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect());
+    let file_type = match source_type {
+        "url" => String::new(),
+        _ => file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default(),
+    };
+    let size = content.as_ref().map_or(0, |b| b.len() as i64);
+    if let (Some(key), Some(bytes)) = (&key, content) {
+        state.storage.write(key, bytes).await.map_err(|e| {
+            tracing::error!(error = %e, key, "storage write failed");
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "storage_unavailable",
+                message: "the file could not be stored".into(),
+            }
+        })?;
+    }
     let recorded = async {
         let mut tx = state.db.begin().await?;
         let sql = format!(
@@ -145,7 +154,9 @@ async fn ingest(
             Ok(k)
         }
         Err(e) => {
-            let _ = state.storage.delete(&key).await;
+            if let Some(key) = &key {
+                let _ = state.storage.delete(key).await;
+            }
             Err(internal(e))
         }
     }
@@ -187,7 +198,7 @@ async fn upload_file(
         if data.is_empty() {
             return Err(bad("the file is empty"));
         }
-        let k = ingest(&state, &caller, kb, "file", &name, &name, Bytes::from(data)).await?;
+        let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data))).await?;
         return Ok((StatusCode::CREATED, Json(json!({ "success": true, "data": k }))));
     }
     Err(bad("send the file as the multipart field `file`"))
@@ -210,8 +221,72 @@ async fn upload_manual(
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
     let title = if body.title.trim().is_empty() { "manual" } else { body.title.trim() };
-    let k = ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, Bytes::from(body.content)).await?;
+    let k =
+        ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, Some(Bytes::from(body.content))).await?;
     Ok((StatusCode::CREATED, Json(json!({ "success": true, "data": k }))))
+}
+
+#[derive(Deserialize)]
+struct FromUrl {
+    url: String,
+    #[serde(default)]
+    title: String,
+}
+
+/// A web page or file by URL: docreader fetches it (with its private-address guard).
+async fn upload_url(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+    Json(body): Json<FromUrl>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    let url = body.url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::bad_request("url", "give an http:// or https:// URL"));
+    }
+    let title = if body.title.trim().is_empty() { url } else { body.title.trim() };
+    let k = ingest(&state, &caller, kb, "url", url, title, None).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "success": true, "data": k }))))
+}
+
+/// Parses a document again (after a failure, or with new chunk settings).
+async fn reparse(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    fetch(&state, &caller, id).await?;
+    let mut tx = state.db.begin().await.map_err(internal)?;
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM ingest_jobs WHERE knowledge_id = $1 AND state IN ('queued', 'running') FOR UPDATE)",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(internal)?;
+    if busy {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: "the document is already being parsed".into(),
+        });
+    }
+    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts) VALUES ($1, $2, $3)")
+        .bind(caller.tenant_id)
+        .bind(id)
+        .bind(state.config.ingest.max_attempts)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    sqlx::query("UPDATE knowledge SET parse_status = 'pending', error = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    state.new_job.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "success": true, "data": { "id": id, "parse_status": "pending" } }))))
 }
 
 async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<(Knowledge, Option<String>), ApiError> {
@@ -243,13 +318,14 @@ async fn remove(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, key) = fetch(&state, &caller, id).await?;
+    let (doc, key) = fetch(&state, &caller, id).await?;
     sqlx::query("DELETE FROM knowledge WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(caller.tenant_id)
         .execute(&state.db)
         .await
         .map_err(internal)?;
+    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     if let Some(key) = key
         && let Err(e) = state.storage.delete(&key).await
     {
@@ -332,6 +408,13 @@ async fn search(
         return Err(ApiError::bad_request("query", "the query has no searchable words"));
     }
     let top_k = q.top_k.unwrap_or(state.config.retrieval.top_k as i64).clamp(1, 200);
+    let cache_key = crate::cache::search_key(&state, caller.tenant_id, kb, top_k, &query).await;
+    if let Some(key) = &cache_key
+        && let Some(cached) = crate::cache::get(&state, key).await
+        && let Ok(hits) = serde_json::from_str::<Value>(&cached)
+    {
+        return Ok(Json(json!({ "success": true, "data": hits, "retrieval": "keyword", "cached": true })));
+    }
     let hits: Vec<Hit> = sqlx::query_as(
         "SELECT c.id AS chunk_id, c.knowledge_id, k.title AS knowledge_title, c.content, \
          ts_rank(c.search, q) AS score \
@@ -346,5 +429,9 @@ async fn search(
     .fetch_all(&state.db)
     .await
     .map_err(internal)?;
-    Ok(Json(json!({ "success": true, "data": hits, "retrieval": "keyword" })))
+    let hits = serde_json::to_value(&hits).unwrap_or_default();
+    if let Some(key) = &cache_key {
+        crate::cache::put(&state, key, &hits.to_string()).await;
+    }
+    Ok(Json(json!({ "success": true, "data": hits, "retrieval": "keyword", "cached": false })))
 }

@@ -217,6 +217,7 @@ async fn update(
         .await
         .map_err(|e| ApiError::from_db(e, "a knowledge base with this name exists"))?
         .ok_or_else(not_found)?;
+    crate::cache::knowledge_base_changed(&state, id).await;
     Ok(Json(json!({ "success": true, "data": updated })))
 }
 
@@ -235,5 +236,6 @@ async fn remove(
     if deleted == 0 {
         return Err(not_found());
     }
+    crate::cache::knowledge_base_changed(&state, id).await;
     Ok(Json(json!({ "success": true, "data": { "id": id, "deleted": true } })))
 }

@@ -1,6 +1,7 @@
 //! weknora-app: the HTTP API of weknora.
 
 pub mod auth;
+pub mod cache;
 pub mod chunker;
 pub mod config;
 pub mod ingest;

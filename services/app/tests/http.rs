@@ -44,8 +44,12 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn docreader() -> (Proc, u16) {
-    let port = free_port();
+    docreader_on(free_port(), &[])
+}
+
+fn docreader_on(port: u16, env: &[(&str, &str)]) -> (Proc, u16) {
     let child = Command::new(docreader_binary())
+        .envs(env.iter().copied())
         .env("DOCREADER_GRPC_PORT", port.to_string())
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::null())
@@ -370,6 +374,8 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     );
     let hits = search("nightly%20at%20two");
     assert_eq!(hits["data"][0]["knowledge_title"], "sample.pdf", "{hits}");
+    assert_eq!(hits["cached"], false);
+    assert_eq!(search("nightly%20at%20two")["cached"], true, "the same search again comes from Redis");
 
     // Another tenant sees none of it.
     let (_, _, other) = call(port, "POST", "/api/v1/tenants", &admin, Some(&serde_json::json!({"name": "other"})));
@@ -394,6 +400,7 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     assert!(!walk(files.path()).iter().any(|p| p.ends_with("ops.md")), "the stored file is gone");
     let hits = search("restore%20drills");
     assert!(!hits["data"].as_array().unwrap().iter().any(|h| h["knowledge_id"] == ids[0].as_str()), "{hits}");
+    assert_eq!(search("nightly%20at%20two")["cached"], false, "a change to the knowledge base invalidates its cache");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -435,4 +442,111 @@ fn with_docreader_down_a_job_retries_then_fails_with_the_reason_and_the_app_stay
     );
     assert!(healthcheck(port));
     assert_eq!(get(port, "/ready", &[]).0, 503);
+
+    // Once docreader is back, a reparse succeeds.
+    let dr_port: u16 =
+        env.iter().find(|(k, _)| k == "DOCREADER_ADDR").unwrap().1.rsplit(':').next().unwrap().parse().unwrap();
+    let (_docreader, _) = docreader_on(dr_port, &[]);
+    let id = body["data"]["id"].as_str().unwrap();
+    let (status, _, _) = call(port, "POST", &format!("/api/v1/knowledge/{id}/reparse"), &admin, None);
+    assert_eq!(status, 202);
+    assert_eq!(wait_parsed(port, ADMIN_KEY, id)["parse_status"], "completed");
+}
+
+/// Serves one HTML page on loopback for `count` requests.
+fn page_server(count: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body =
+                "<html><body><h1>Intranet page</h1><p>Failover runs through the standby region.</p></body></html>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_url_document_is_fetched_by_docreader_and_searchable() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader_on(free_port(), &[("DOCREADER_URL_ALLOWLIST", "127.0.0.1")]);
+    let files = tempfile::tempdir().unwrap();
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    let (_app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "web"})));
+    let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
+    let page = page_server(1);
+    let (status, _, body) = call(
+        port,
+        "POST",
+        &format!("{base}/knowledge/url"),
+        &admin,
+        Some(&serde_json::json!({"url": format!("http://127.0.0.1:{page}/wiki/failover")})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(wait_parsed(port, ADMIN_KEY, body["data"]["id"].as_str().unwrap())["parse_status"], "completed");
+    let (_, _, hits) = get(port, &format!("{base}/hybrid-search?query=standby%20region"), &admin);
+    assert!(
+        hits["data"][0]["content"].as_str().unwrap().contains("Failover runs through the standby region"),
+        "{hits}"
+    );
+}
+
+#[test]
+fn a_job_interrupted_by_a_crash_completes_after_restart_without_duplicate_chunks() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    // A docreader that accepts connections and never answers keeps the job running.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let files = tempfile::tempdir().unwrap();
+    let mut env = app_env(pg.port, &redis.addr(), hung_port, free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    env.push(("WEKNORA__INGEST__LEASE_SECS".into(), "2".into()));
+    env.push(("WEKNORA__INGEST__DOCREADER_TIMEOUT_SECS".into(), "120".into()));
+    let (app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "docs"})));
+    let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
+    let text = "Backups run nightly. ".repeat(200);
+    let (_, _, body) = call(
+        port,
+        "POST",
+        &format!("{base}/knowledge/manual"),
+        &admin,
+        Some(&serde_json::json!({"title": "ops", "content": text})),
+    );
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    wait_until("the job to be running", || {
+        get(port, &format!("/api/v1/knowledge/{id}"), &admin).2["data"]["parse_status"] == "processing"
+    });
+    drop(app); // SIGKILL mid-ingest: the job stays `running` with its lease
+
+    let (_docreader, dr_port) = docreader();
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(k, v)| if k == "DOCREADER_ADDR" { (k, format!("127.0.0.1:{dr_port}")) } else { (k, v) })
+        .collect();
+    let (_app, port) = start_app(&env);
+    let doc = wait_parsed(port, ADMIN_KEY, &id);
+    assert_eq!(doc["parse_status"], "completed", "{doc}");
+    let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{id}?page_size=200"), &admin);
+    let positions: Vec<i64> =
+        chunks["data"].as_array().unwrap().iter().map(|c| c["position"].as_i64().unwrap()).collect();
+    assert_eq!(chunks["total"].as_i64(), doc["chunk_count"].as_i64());
+    assert_eq!(positions, (0..positions.len() as i64).collect::<Vec<_>>(), "each chunk once, in order");
+    drop(hung);
 }

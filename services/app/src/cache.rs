@@ -1,0 +1,51 @@
+//! The Redis search cache. Entries are keyed by a knowledge base's generation, which every
+//! change to the knowledge base bumps, so a change invalidates all its cached searches at
+//! once. Redis being down only means no caching: every call here is best effort.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::server::AppState;
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+const TTL_SECS: u64 = 600;
+
+async fn run<T: redis::FromRedisValue>(state: &AppState, cmd: redis::Cmd) -> Option<T> {
+    let call = async {
+        let mut conn = state.redis.get_multiplexed_async_connection().await?;
+        cmd.query_async::<T>(&mut conn).await
+    };
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "redis: cache unavailable");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+fn generation_key(state: &AppState, kb: Uuid) -> String {
+    format!("{}kbgen:{kb}", state.config.redis.prefix)
+}
+
+/// The cache key for a search, or None when Redis does not answer.
+pub async fn search_key(state: &AppState, tenant: Uuid, kb: Uuid, top_k: i64, query: &str) -> Option<String> {
+    let generation: Option<i64> = run(state, redis::Cmd::get(generation_key(state, kb))).await?;
+    let prefix = &state.config.redis.prefix;
+    Some(format!("{prefix}search:{tenant}:{kb}:{}:{top_k}:{query}", generation.unwrap_or(0)))
+}
+
+pub async fn get(state: &AppState, key: &str) -> Option<String> {
+    run::<Option<String>>(state, redis::Cmd::get(key)).await.flatten()
+}
+
+pub async fn put(state: &AppState, key: &str, value: &str) {
+    let _: Option<()> = run(state, redis::Cmd::set_ex(key, value, TTL_SECS)).await;
+}
+
+/// Invalidates every cached search of the knowledge base.
+pub async fn knowledge_base_changed(state: &AppState, kb: Uuid) {
+    let _: Option<i64> = run(state, redis::Cmd::incr(generation_key(state, kb), 1)).await;
+}
