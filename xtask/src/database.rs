@@ -130,20 +130,15 @@ fn url_password(url: &str) -> Option<String> {
     Some(password.to_string()).filter(|p| !p.is_empty())
 }
 
+/// What a URL's user and password must escape: everything but unreserved characters.
+const URL_USERINFO: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Replaces every occurrence of the password (raw and percent-encoded) with `***`.
 pub fn redact(text: &str, password: Option<&str>) -> String {
     let Some(p) = password.filter(|p| !p.is_empty()) else { return text.to_string() };
     let mut out = text.replace(p, "***");
-    let encoded: String = p
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(p, URL_USERINFO).to_string();
     if encoded != p {
         out = out.replace(&encoded, "***");
     }

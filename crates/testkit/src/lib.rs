@@ -165,16 +165,9 @@ impl Pg {
     }
 
     pub fn url(&self, database: &str) -> String {
-        let encoded: String = PASSWORD
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        const USERINFO: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+        let encoded = percent_encoding::utf8_percent_encode(PASSWORD, USERINFO);
         format!("postgres://{USER}:{encoded}@127.0.0.1:{}/{database}", self.port)
     }
 

@@ -124,6 +124,23 @@ async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<KnowledgeB
         .ok_or_else(not_found)
 }
 
+type KbQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, KnowledgeBase, sqlx::postgres::PgArguments>;
+
+/// Binds $1 id, $2 tenant, then the settings in the order both INSERT and UPDATE use.
+fn with_settings<'q>(q: KbQuery<'q>, id: Uuid, tenant: Uuid, kb: &'q KnowledgeBase) -> KbQuery<'q> {
+    q.bind(id)
+        .bind(tenant)
+        .bind(&kb.name)
+        .bind(&kb.description)
+        .bind(kb.chunk_size)
+        .bind(kb.chunk_overlap)
+        .bind(&kb.split_markers)
+        .bind(kb.retrieval_top_k)
+        .bind(kb.keyword_threshold)
+        .bind(kb.vector_threshold)
+        .bind(&kb.embedding_model)
+}
+
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM knowledge_bases WHERE tenant_id = $1 ORDER BY created_at");
     let rows: Vec<KnowledgeBase> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -157,24 +174,15 @@ async fn create(
     apply(&mut kb, body);
     validate(&kb)?;
     let sql = format!(
-        "INSERT INTO knowledge_bases (tenant_id, name, description, chunk_size, chunk_overlap, split_markers, \
+        "INSERT INTO knowledge_bases (id, tenant_id, name, description, chunk_size, chunk_overlap, split_markers, \
          retrieval_top_k, keyword_threshold, vector_threshold, embedding_model) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     );
-    let created: KnowledgeBase = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(caller.tenant_id)
-        .bind(&kb.name)
-        .bind(&kb.description)
-        .bind(kb.chunk_size)
-        .bind(kb.chunk_overlap)
-        .bind(&kb.split_markers)
-        .bind(kb.retrieval_top_k)
-        .bind(kb.keyword_threshold)
-        .bind(kb.vector_threshold)
-        .bind(&kb.embedding_model)
-        .fetch_one(&state.db)
-        .await
-        .map_err(|e| ApiError::from_db(e, "a knowledge base with this name exists"))?;
+    let created: KnowledgeBase =
+        with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), Uuid::new_v4(), caller.tenant_id, &kb)
+            .fetch_one(&state.db)
+            .await
+            .map_err(|e| ApiError::from_db(e, "a knowledge base with this name exists"))?;
     Ok((StatusCode::CREATED, Json(json!({ "success": true, "data": created }))))
 }
 
@@ -201,18 +209,7 @@ async fn update(
          split_markers = $7, retrieval_top_k = $8, keyword_threshold = $9, vector_threshold = $10, \
          embedding_model = $11 WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
     );
-    let updated: KnowledgeBase = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(caller.tenant_id)
-        .bind(&kb.name)
-        .bind(&kb.description)
-        .bind(kb.chunk_size)
-        .bind(kb.chunk_overlap)
-        .bind(&kb.split_markers)
-        .bind(kb.retrieval_top_k)
-        .bind(kb.keyword_threshold)
-        .bind(kb.vector_threshold)
-        .bind(&kb.embedding_model)
+    let updated: KnowledgeBase = with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), id, caller.tenant_id, &kb)
         .fetch_optional(&state.db)
         .await
         .map_err(|e| ApiError::from_db(e, "a knowledge base with this name exists"))?

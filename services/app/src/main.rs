@@ -89,16 +89,11 @@ fn redis_url(config: &Config) -> String {
     format!("redis://{auth}{}/{}", r.addr, r.db)
 }
 
+/// A URL's password escapes everything but unreserved characters.
 fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const USERINFO: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
 async fn serve(config: Config) -> Result<()> {
