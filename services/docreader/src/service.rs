@@ -50,7 +50,16 @@ impl DocReaderService {
         let request_id = if req.request_id.is_empty() { new_request_id() } else { req.request_id.clone() };
         let span =
             tracing::info_span!("read", request_id = %request_id, file = %req.file_name, file_type = %req.file_type);
-        let result = self.process_in_span(req, &request_id).instrument(span.clone()).await;
+        // One deadline for the whole request: fetching a URL, queueing and parsing.
+        let timeout = self.config.request_timeout;
+        let label = if req.file_name.is_empty() { req.url.clone() } else { req.file_name.clone() };
+        let work = self.process_in_span(req, &request_id).instrument(span.clone());
+        let result = tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "{label}: not read within {}s (DOCREADER_REQUEST_TIMEOUT_SECS)",
+                timeout.as_secs()
+            )))
+        });
         if let Err(status) = &result {
             span.in_scope(|| warn!(code = ?status.code(), reason = %status.message(), "read failed"));
         }
@@ -89,17 +98,12 @@ impl DocReaderService {
                 self.config.max_file_size_mb
             )));
         }
-        let timeout = self.config.request_timeout;
-        let deadline_error = || {
-            Status::deadline_exceeded(format!(
-                "{label}: not parsed within {}s (DOCREADER_REQUEST_TIMEOUT_SECS)",
-                timeout.as_secs()
-            ))
-        };
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let permit = tokio::time::timeout(remaining, self.workers.clone().acquire_owned())
+        // Waiting for a worker counts against the request's deadline (see `process`).
+        let permit = self
+            .workers
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|_| deadline_error())?
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let limits = self.limits;
         let (name, kind) = (file_name.clone(), file_type.clone());
@@ -110,9 +114,7 @@ impl DocReaderService {
             let _permit = permit;
             std::panic::catch_unwind(AssertUnwindSafe(|| parse::parse(&bytes, &name, &kind, &limits)))
         });
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let outcome = tokio::time::timeout(remaining, task).await.map_err(|_| deadline_error())?;
-        let parsed = match outcome {
+        let parsed = match task.await {
             Ok(Ok(parsed)) => parsed,
             Ok(Err(panic)) => {
                 let why = panic

@@ -316,6 +316,24 @@ async fn url_reads_refuse_private_addresses_unless_allow_listed() {
     assert_contains(&doc.markdown_content, &["# 内网文档", "fetched over http"]);
 }
 
+#[tokio::test]
+async fn a_request_that_outlives_its_deadline_gets_deadline_exceeded_and_the_server_goes_on() {
+    // A web server that accepts the connection and never answers.
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung.local_addr().unwrap().port();
+    let server = start(&[("DOCREADER_REQUEST_TIMEOUT_SECS", "1"), ("DOCREADER_URL_ALLOWLIST", "127.0.0.1")]);
+    let mut c = client(&server).await;
+    let started = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/slow");
+    let status = c.read(ReadRequest { url: url.clone(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("DOCREADER_REQUEST_TIMEOUT_SECS"), "{}", status.message());
+    assert!(started.elapsed() < Duration::from_secs(10), "the deadline was not kept");
+    assert!(healthcheck(server.port));
+    assert_eq!(read(&mut c, b"still here".to_vec(), "a.txt").await.unwrap().markdown_content, "still here");
+    drop(hung);
+}
+
 #[test]
 fn healthcheck_fails_when_nothing_serves_and_version_prints_build_metadata() {
     assert!(!healthcheck(free_port()));
