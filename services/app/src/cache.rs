@@ -13,8 +13,16 @@ const TTL_SECS: u64 = 600;
 
 async fn run<T: redis::FromRedisValue>(state: &AppState, cmd: redis::Cmd) -> Option<T> {
     let call = async {
-        let mut conn = state.redis.get_multiplexed_async_connection().await?;
-        cmd.query_async::<T>(&mut conn).await
+        // No connection retries: with Redis down a search must not wait, only go uncached.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
+        let conn = state
+            .redis_conn
+            .get_or_try_init(|| redis::aio::ConnectionManager::new_with_config(state.redis.clone(), config))
+            .await?;
+        cmd.query_async::<T>(&mut conn.clone()).await
     };
     match tokio::time::timeout(TIMEOUT, call).await {
         Ok(Ok(v)) => Some(v),

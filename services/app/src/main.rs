@@ -142,6 +142,7 @@ async fn serve(config: Config) -> Result<()> {
         config,
         db: pool,
         redis,
+        redis_conn: tokio::sync::OnceCell::new(),
         storage,
         jieba: jieba_rs::Jieba::new(),
         new_job: tokio::sync::Notify::new(),

@@ -24,6 +24,8 @@ pub struct AppState {
     pub config: Config,
     pub db: PgPool,
     pub redis: redis::Client,
+    /// The cache's connection, opened on first use and re-established by itself.
+    pub redis_conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
     /// Where uploads are kept (OpenDAL: a local folder by default).
     pub storage: opendal::Operator,
     pub jieba: jieba_rs::Jieba,

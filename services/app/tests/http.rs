@@ -184,13 +184,22 @@ fn ready_with_every_dependency_up_and_info_reports_the_schema() {
 #[test]
 fn ready_names_what_is_down_while_health_stays_up() {
     let pg = Pg::debian();
-    let (_app, port) = start_app(&app_env(pg.port, &format!("127.0.0.1:{}", free_port()), free_port(), free_port()));
+    let mut env = app_env(pg.port, &format!("127.0.0.1:{}", free_port()), free_port(), free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    let (_app, port) = start_app(&env);
     let (status, _, body) = get(port, "/ready", &[]);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["message"], "not ready: redis, docreader down", "{body}");
     assert_eq!(body["checks"]["database"]["ok"], true);
     let (status, _, _) = get(port, "/health", &[]);
     assert_eq!(status, 200);
+
+    // Without Redis, search still answers, uncached.
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "k"})));
+    let path = format!("/api/v1/knowledge-bases/{}/hybrid-search?query=backup", kb["data"]["id"].as_str().unwrap());
+    let (status, _, hits) = get(port, &path, &admin);
+    assert_eq!((status, hits["cached"].as_bool()), (200, Some(false)), "{hits}");
 }
 
 fn run_app(env: &[(String, String)]) -> Output {
