@@ -72,17 +72,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    if config.log.format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
-
 fn redis_url(config: &Config) -> String {
     let r = &config.redis;
     let auth = if r.password.0.is_empty() { String::new() } else { format!(":{}@", percent(&r.password.0)) };
@@ -97,7 +86,7 @@ fn percent(s: &str) -> String {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    init_logging(&config);
+    weknora_telemetry::init_logging(&config.log.level, config.log.format == "json");
     let db = &config.database;
     let where_db = format!("{}@{}:{}/{}", db.user, db.host, db.port, db.name);
     let options = PgConnectOptions::new_without_pgpass()

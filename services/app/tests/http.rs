@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weknora_testkit::{PASSWORD, Pg, Redis, USER, free_port};
+use weknora_testkit::{PASSWORD, Pg, Redis, USER, free_port, serve_page};
 
 const APP: &str = env!("CARGO_BIN_EXE_weknora-app");
 
@@ -462,27 +462,6 @@ fn with_docreader_down_a_job_retries_then_fails_with_the_reason_and_the_app_stay
     assert_eq!(wait_parsed(port, ADMIN_KEY, id)["parse_status"], "completed");
 }
 
-/// Serves one HTML page on loopback for `count` requests.
-fn page_server(count: usize) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(count) {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let body =
-                "<html><body><h1>Intranet page</h1><p>Failover runs through the standby region.</p></body></html>";
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
 #[test]
 fn a_url_document_is_fetched_by_docreader_and_searchable() {
     let pg = Pg::debian();
@@ -496,7 +475,10 @@ fn a_url_document_is_fetched_by_docreader_and_searchable() {
     let admin = [("X-API-Key", ADMIN_KEY)];
     let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "web"})));
     let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
-    let page = page_server(1);
+    let page = serve_page(
+        "<html><body><h1>Intranet page</h1><p>Failover runs through the standby region.</p></body></html>",
+        1,
+    );
     let (status, _, body) = call(
         port,
         "POST",

@@ -1,7 +1,6 @@
 //! The server as the app meets it: the real binary on a real socket, a tonic client,
 //! real files (tests/fixtures, written by make_fixtures.py from known text).
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +11,7 @@ use docreader::proto::read_stream_response::Payload;
 use docreader::proto::{ListEnginesRequest, ReadRequest, ReadResponse};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use weknora_testkit::{free_port, serve_page};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weknora-docreader");
 const LIMIT_MB: usize = 4;
@@ -26,10 +26,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
 }
 
 fn healthcheck(port: u16) -> bool {
@@ -272,29 +268,9 @@ async fn list_engines_reports_the_builtin_engine() {
     assert!(status.message().contains("available: builtin"));
 }
 
-/// Serves one fixed HTML page on loopback, for `count` requests.
-fn page_server(count: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(count) {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let body = "<html><body><h1>内网文档</h1><p>fetched over http</p></body></html>";
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
 #[tokio::test]
 async fn url_reads_refuse_private_addresses_unless_allow_listed() {
-    let port = page_server(1);
+    let port = serve_page("<html><body><h1>内网文档</h1><p>fetched over http</p></body></html>", 1);
     let url_req = |url: String| ReadRequest { url, ..Default::default() };
     let guarded = start(&[]);
     let mut c = client(&guarded).await;
