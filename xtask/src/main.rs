@@ -7,6 +7,7 @@ mod database;
 mod docker;
 mod doctor;
 mod dotenv;
+mod images;
 mod migrate;
 mod paths;
 mod poll;
@@ -30,6 +31,9 @@ enum Command {
     Doctor(doctor::Doctor),
     /// Apply, revert, create and inspect database migrations.
     Migrate(migrate::Migrate),
+    /// Build our images (reproducible, labelled, per platform), the local stand-ins for
+    /// third-party images, push them, or clean them away.
+    BuildImages(images::BuildImages),
     /// Measure docreader's parser throughput against Python reference parsers.
     Bench(bench::Bench),
     /// Run everything CI runs: fmt, clippy, all tests, the Docker-backed suites.
@@ -54,6 +58,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor(cmd) => cmd.run(),
         Command::Migrate(cmd) => cmd.run(),
+        Command::BuildImages(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }

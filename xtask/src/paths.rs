@@ -44,3 +44,13 @@ pub fn bench_corpus() -> PathBuf {
 pub fn docreader_fuzz() -> PathBuf {
     project_root().join("services/docreader/fuzz")
 }
+
+/// Dockerfiles and the files their images need.
+pub fn docker_dir() -> PathBuf {
+    project_root().join("docker")
+}
+
+/// The app's configuration file (shipped in its image).
+pub fn app_config() -> PathBuf {
+    project_root().join("config/config.yaml")
+}

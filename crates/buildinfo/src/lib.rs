@@ -8,7 +8,7 @@ pub struct BuildInfo {
     pub version: &'static str,
     /// Full commit hash, with a `-dirty` suffix for uncommitted changes; "unknown" outside image builds.
     pub commit: &'static str,
-    /// Build time as Unix seconds (the commit time); empty when not set.
+    /// Build time in RFC 3339 (the commit time, as in the image's `created` label); empty when not set.
     pub build_time: &'static str,
     pub toolchain: &'static str,
 }
@@ -16,12 +16,12 @@ pub struct BuildInfo {
 pub const BUILD: BuildInfo = BuildInfo {
     version: env!("WEKNORA_BUILD_VERSION"),
     commit: env!("WEKNORA_BUILD_COMMIT"),
-    build_time: env!("WEKNORA_BUILD_EPOCH"),
+    build_time: env!("WEKNORA_BUILD_TIME"),
     toolchain: env!("WEKNORA_BUILD_TOOLCHAIN"),
 };
 
 impl BuildInfo {
-    /// One line for `--version`: `weknora-app 0.1.0 (commit abc123, built 1764000000, rustc 1.95.0 ...)`.
+    /// One line for `--version`: `weknora-app 0.1.0 (commit abc123, built 2026-11-25T21:14:41Z, rustc 1.95.0 ...)`.
     pub fn line(&self, binary: &str) -> String {
         let built = if self.build_time.is_empty() { "unknown" } else { self.build_time };
         format!("{binary} {} (commit {}, built {built}, {})", self.version, self.commit, self.toolchain)

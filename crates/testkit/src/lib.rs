@@ -3,8 +3,8 @@
 //! - `Pg::debian()`: a throwaway cluster from the machine's Debian packages (PostgreSQL 15
 //!   on bookworm: no extensions), on a free loopback port.
 //! - `Pg::local_image()`: a container of the local PostgreSQL 17 + pgvector image (the
-//!   stand-in for production's ParadeDB), built from docker/Dockerfile.postgres on a
-//!   debootstrap base when missing, exactly as docs/operations.md describes.
+//!   stand-in for production's ParadeDB), built by `cargo xtask build-images --local-deps`
+//!   when missing.
 //!
 //! Both use password authentication with the same user and password.
 
@@ -17,7 +17,6 @@ pub const USER: &str = "weknora";
 /// Characters that need percent-encoding in a URL, to prove redaction covers both forms.
 pub const PASSWORD: &str = "Tst-pw!3x#q@7";
 pub const LOCAL_IMAGE: &str = "weknora/postgres-local:17";
-const BASE_IMAGE: &str = "weknora/debian-base:trixie";
 
 enum Server {
     Cluster { dir: tempfile::TempDir, bin: PathBuf },
@@ -76,8 +75,8 @@ fn image_exists(image: &str) -> bool {
     Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success())
 }
 
-/// The local PostgreSQL image, built when missing: a debootstrap'd Debian trixie base
-/// imported into Docker, then docker/Dockerfile.postgres on top of it.
+/// The local PostgreSQL image, built when missing the way operators build it:
+/// `cargo xtask build-images --local-deps` (debootstrap base, then docker/Dockerfile.postgres).
 fn ensure_local_image() {
     // Tests run in parallel threads: build once.
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -85,19 +84,10 @@ fn ensure_local_image() {
     if image_exists(LOCAL_IMAGE) {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    if !image_exists(BASE_IMAGE) {
-        let rootfs = tempfile::tempdir().unwrap();
-        let mut c = Command::new("debootstrap");
-        c.args(["--variant=minbase", "trixie"]).arg(rootfs.path()).arg("http://deb.debian.org/debian");
-        check(c);
-        let mut c = Command::new("sh");
-        c.arg("-c").arg(format!("tar -C '{}' -c . | docker import - {BASE_IMAGE}", rootfs.path().display()));
-        check(c);
-    }
-    let dockerfile = root.join("docker/Dockerfile.postgres");
-    let context = root.join("docker/postgres");
-    docker(&["build", "-q", "-f", dockerfile.to_str().unwrap(), "-t", LOCAL_IMAGE, context.to_str().unwrap()]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap();
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root).args(["run", "--quiet", "--package", "xtask", "--", "build-images", "--local-deps"]);
+    check(c);
 }
 
 impl Pg {
@@ -229,6 +219,68 @@ impl Redis {
 }
 
 impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A throwaway image registry (Debian's docker-registry, Distribution 2.8) on a free
+/// loopback port, storing into a temporary folder; killed on drop.
+pub struct Registry {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let port = free_port();
+        let dir = tempfile::Builder::new().prefix("weknora-registry-").tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        let storage = dir.path().join("storage");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry is missing: run `cargo xtask doctor --fix`");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen within 10s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { port, child, _dir: dir }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// GET `path` from the registry's HTTP API with an `Accept` header; the body.
+    pub fn get(&self, path: &str, accept: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: {accept}\r\n\r\n", self.addr()).unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_string()
+    }
+}
+
+impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

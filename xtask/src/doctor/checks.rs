@@ -343,20 +343,23 @@ fn test_servers(f: &Facts) -> Check {
     if !f.redis_server {
         missing.push("redis-server");
     }
+    if !f.registry {
+        missing.push("docker-registry");
+    }
     // Only the tests need them; the stack runs its own in containers.
     match (f.postgres_server, missing.is_empty()) {
         (Some(v), true) => check(
             id,
             name,
             Status::Ok,
-            format!("PostgreSQL {v}, redis-server (the tests start throwaway servers)"),
+            format!("PostgreSQL {v}, redis-server, docker-registry (the tests start throwaway servers)"),
             None,
         ),
         _ => check(
             id,
             name,
             Status::Warn,
-            format!("missing {}: the tests that start them cannot run", missing.join(" and ")),
+            format!("missing {}: the tests that start them cannot run", missing.join(", ")),
             Some(FIX),
         ),
     }
@@ -430,6 +433,7 @@ pub mod tests {
             },
             postgres_server: Some(15),
             redis_server: true,
+            registry: true,
             debootstrap: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
@@ -518,6 +522,10 @@ pub mod tests {
         let mut f = healthy();
         f.redis_server = false;
         assert_eq!(status_of(&f, "test-servers"), Status::Warn);
+        let mut f = healthy();
+        f.registry = false;
+        let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
+        assert!(c.status == Status::Warn && c.detail.contains("docker-registry"), "{}", c.detail);
     }
 
     #[test]

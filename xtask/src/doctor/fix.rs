@@ -125,6 +125,7 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     want(!f.arm64.update_binfmts, "binfmt-support");
     want(f.postgres_server.is_none(), "postgresql");
     want(!f.redis_server, "redis-server");
+    want(!f.registry, "docker-registry");
     want(!f.debootstrap, "debootstrap");
 
     let mut steps = Vec::new();

@@ -120,6 +120,8 @@ pub struct Facts {
     pub postgres_server: Option<u32>,
     /// redis-server, for the tests that need a real Redis.
     pub redis_server: bool,
+    /// docker-registry (Distribution), the local registry the image push tests push to.
+    pub registry: bool,
     /// debootstrap makes the Debian base image where no registry is reachable.
     pub debootstrap: bool,
     /// `sqlx --version`, e.g. "sqlx-cli 0.9.0".
@@ -165,6 +167,7 @@ pub async fn gather(dev: bool) -> Facts {
         arm64: arm64(),
         postgres_server: postgres_server(),
         redis_server: on_path("redis-server"),
+        registry: on_path("docker-registry"),
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),

@@ -1,6 +1,6 @@
 //! xtask's own test helper; the servers come from weknora-testkit.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::process::Command;
 

@@ -1,0 +1,26 @@
+# weknora-app: the HTTP API, as a static binary in an empty image.
+#
+# `cargo xtask build-images --app` writes this image itself (byte for byte reproducible,
+# see docs/operations.md "Images"). This Dockerfile describes the same image for a plain
+# `docker build`, from a context that `cargo xtask build-images --app --context-dir DIR`
+# assembles (or by hand):
+#   RUSTFLAGS="-C target-feature=+crt-static" \
+#     cargo build --release --locked --target x86_64-unknown-linux-gnu -p weknora-app
+#   mkdir -p ctx/state && cp target/x86_64-unknown-linux-gnu/release/weknora-app \
+#     /etc/ssl/certs/ca-certificates.crt config/config.yaml ctx/
+#   docker build -f docker/Dockerfile.app -t weknora/app:dev ctx
+FROM scratch
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY config.yaml /etc/weknora/config.yaml
+COPY weknora-app /usr/local/bin/weknora-app
+# The working folder holds uploaded files (./data/files); mount a volume on /var/lib/weknora/data.
+COPY --chown=65532:65532 state /var/lib/weknora
+ENV PATH=/usr/local/bin \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    WEKNORA_CONFIG=/etc/weknora/config.yaml
+WORKDIR /var/lib/weknora
+USER 65532:65532
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/weknora-app", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/weknora-app"]

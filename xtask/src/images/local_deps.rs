@@ -1,0 +1,219 @@
+//! Local stand-ins for the third-party images, for sites that cannot pull from a registry
+//! (and this project's CI): PostgreSQL 17 + pgvector, Redis 7.0 and nginx from Debian
+//! packages, on a Debian base that debootstrap makes here and Docker imports.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
+use futures_util::StreamExt;
+
+use super::{BuildMeta, Built, Platform};
+use crate::paths;
+
+/// A Debian base image, made by debootstrap when missing.
+pub const BASE_REPOSITORY: &str = "weknora/debian-base";
+
+#[derive(Debug, Clone, Copy)]
+pub struct LocalDep {
+    pub name: &'static str,
+    /// Repository and tag, e.g. `weknora/postgres-local:17`.
+    pub image: &'static str,
+    /// Debian release of the base: trixie has PostgreSQL 17 + pgvector, bookworm Redis 7.0.
+    pub suite: &'static str,
+    pub description: &'static str,
+}
+
+pub const LOCAL_DEPS: [LocalDep; 3] = [
+    LocalDep {
+        name: "postgres",
+        image: "weknora/postgres-local:17",
+        suite: "trixie",
+        description: "PostgreSQL 17 + pgvector from Debian, standing in for ParadeDB",
+    },
+    LocalDep {
+        name: "redis",
+        image: "weknora/redis-local:7.0",
+        suite: "bookworm",
+        description: "Redis 7.0 from Debian, standing in for redis:7.0-alpine",
+    },
+    LocalDep {
+        name: "nginx",
+        image: "weknora/nginx-local:1",
+        suite: "trixie",
+        description: "nginx from Debian, standing in for the nginx image (same templates mechanism)",
+    },
+];
+
+impl LocalDep {
+    pub fn repository(&self) -> &'static str {
+        self.image.split_once(':').map_or(self.image, |(r, _)| r)
+    }
+
+    pub fn base(&self) -> String {
+        format!("{BASE_REPOSITORY}:{}", self.suite)
+    }
+
+    pub fn dockerfile(&self) -> std::path::PathBuf {
+        paths::docker_dir().join(format!("Dockerfile.{}", self.name))
+    }
+
+    /// The files next to the Dockerfile (entrypoints, configuration), if any.
+    pub fn context_dir(&self) -> std::path::PathBuf {
+        paths::docker_dir().join(self.name)
+    }
+}
+
+/// The build arguments every Debian-based image takes: its base, an APT mirror, and the
+/// proxies of this environment (Docker passes *_PROXY build arguments to RUN steps).
+pub fn build_args(
+    dep: &LocalDep,
+    apt_mirror: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> HashMap<String, String> {
+    let mut args = HashMap::from([("BASE_IMAGE".to_string(), dep.base())]);
+    if let Some(m) = apt_mirror.filter(|m| !m.is_empty()) {
+        args.insert("APT_MIRROR".into(), m.to_string());
+    }
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"] {
+        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+            args.insert(var.into(), v);
+        }
+    }
+    args
+}
+
+/// Builds every local stand-in (bases first, when missing).
+pub async fn build(docker: &Docker, meta: &BuildMeta, apt_mirror: Option<&str>) -> Result<Vec<Built>> {
+    let mut built = Vec::new();
+    for dep in LOCAL_DEPS {
+        ensure_base(docker, dep.suite, apt_mirror).await?;
+        let labels: HashMap<String, String> = meta.labels(dep.name, dep.description).into_iter().collect();
+        let args = build_args(&dep, apt_mirror, |k| std::env::var(k).ok());
+        let context = context_tar(&dep)?;
+        eprintln!("==> building {} from {}", dep.image, dep.dockerfile().display());
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(dep.image)
+            .rm(true)
+            .forcerm(true)
+            .buildargs(&args)
+            .labels(&labels)
+            .build();
+        let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(msg) = stream.next().await {
+            let info = match msg {
+                Ok(info) => info,
+                Err(e) => bail!("building {} failed: {e}\n{}", dep.image, tail.join("")),
+            };
+            if let Some(line) = info.stream {
+                if line.starts_with("Step ") {
+                    eprint!("    {line}");
+                }
+                tail.push(line);
+                if tail.len() > 30 {
+                    tail.remove(0);
+                }
+            }
+        }
+        let inspect = docker.inspect_image(dep.image).await.with_context(|| format!("inspecting {}", dep.image))?;
+        built.push(Built {
+            image: dep.repository().to_string(),
+            platform: Platform::host()?.docker().to_string(),
+            id: inspect.id.unwrap_or_default(),
+            tags: vec![dep.image.to_string()],
+            size_bytes: inspect.size.unwrap_or_default(),
+        });
+    }
+    Ok(built)
+}
+
+/// The build context: the dependency's folder (when it has one) plus its Dockerfile.
+fn context_tar(dep: &LocalDep) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dir = dep.context_dir();
+    if dir.is_dir() {
+        tar.append_dir_all(".", &dir).with_context(|| format!("packing {}", dir.display()))?;
+    }
+    let dockerfile = dep.dockerfile();
+    tar.append_path_with_name(&dockerfile, "Dockerfile")
+        .with_context(|| format!("packing {}", dockerfile.display()))?;
+    Ok(tar.into_inner()?)
+}
+
+/// Makes `weknora/debian-base:<suite>` with debootstrap when Docker does not have it.
+async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>) -> Result<()> {
+    let image = format!("{BASE_REPOSITORY}:{suite}");
+    if docker.inspect_image(&image).await.is_ok() {
+        return Ok(());
+    }
+    let mirror = apt_mirror.filter(|m| !m.is_empty()).unwrap_or("http://deb.debian.org/debian");
+    eprintln!("==> {image} is missing: making it with debootstrap {suite} from {mirror} (about a minute)");
+    let rootfs = tempfile::Builder::new().prefix("weknora-rootfs-").tempdir()?;
+    let status = Command::new("debootstrap")
+        .args(["--variant=minbase", suite])
+        .arg(rootfs.path())
+        .arg(mirror)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("debootstrap is missing: run `cargo xtask doctor --fix` (it installs it)")?;
+    if !status.success() {
+        bail!("debootstrap {suite} failed (it needs root and a reachable Debian mirror; set APT_MIRROR for another)");
+    }
+    import_rootfs(docker, rootfs.path(), suite).await
+}
+
+async fn import_rootfs(docker: &Docker, rootfs: &Path, suite: &str) -> Result<()> {
+    // The system tar keeps device nodes and hard links exactly as debootstrap made them.
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .args(["--numeric-owner", "-c", "."])
+        .output()
+        .context("running tar")?;
+    if !out.status.success() {
+        bail!("packing the debootstrap folder failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let opts = CreateImageOptionsBuilder::default().from_src("-").repo(BASE_REPOSITORY).tag(suite).build();
+    let mut stream = docker.create_image(Some(opts), Some(bollard::body_full(out.stdout.into())), None);
+    while let Some(msg) = stream.next().await {
+        msg.with_context(|| format!("importing the {suite} root filesystem into Docker"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stand_in_has_a_dockerfile_on_its_base() {
+        for dep in LOCAL_DEPS {
+            let text = std::fs::read_to_string(dep.dockerfile()).unwrap();
+            assert!(text.contains("ARG BASE_IMAGE=") && text.contains("FROM ${BASE_IMAGE}"), "{}", dep.name);
+            assert!(text.contains("ARG APT_MIRROR"), "{}: no APT mirror argument", dep.name);
+            assert!(text.contains("HEALTHCHECK"), "{}: no healthcheck", dep.name);
+            assert!(text.contains(&format!("ARG BASE_IMAGE={}", dep.base())), "{}", dep.name);
+        }
+        assert_eq!(LOCAL_DEPS[0].repository(), "weknora/postgres-local");
+    }
+
+    #[test]
+    fn build_args_carry_base_mirror_and_proxies() {
+        let env = |k: &str| match k {
+            "HTTPS_PROXY" => Some("http://proxy:3128".to_string()),
+            "NO_PROXY" => Some(String::new()),
+            _ => None,
+        };
+        let args = build_args(&LOCAL_DEPS[1], Some("http://mirror/debian"), env);
+        assert_eq!(args["BASE_IMAGE"], "weknora/debian-base:bookworm");
+        assert_eq!(args["APT_MIRROR"], "http://mirror/debian");
+        assert_eq!(args["HTTPS_PROXY"], "http://proxy:3128");
+        assert!(!args.contains_key("NO_PROXY"), "empty values are left out");
+        assert!(!build_args(&LOCAL_DEPS[0], Some(""), |_| None).contains_key("APT_MIRROR"));
+    }
+}

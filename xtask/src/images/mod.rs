@@ -1,0 +1,488 @@
+//! `cargo xtask build-images`: our services' images, reproducible and labelled, for one or
+//! more platforms; the local stand-ins for third-party images; pushing to a registry as one
+//! multi-platform manifest list; cleaning up.
+//!
+//! The Rust services' images are written by xtask itself (see `archive`) and loaded into
+//! Docker through bollard; the Debian-based stand-ins are Dockerfile builds through bollard.
+
+mod archive;
+mod local_deps;
+mod meta;
+mod platform;
+mod registry;
+mod service;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::{
+    ImportImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder, PruneImagesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::docker;
+pub use local_deps::LOCAL_DEPS;
+pub use meta::BuildMeta;
+pub use platform::Platform;
+pub use service::{APP, DOCREADER, RustService};
+
+#[derive(clap::Args)]
+pub struct BuildImages {
+    /// The API image (weknora/app).
+    #[arg(long)]
+    app: bool,
+    /// The document parser image (weknora/docreader).
+    #[arg(long)]
+    docreader: bool,
+    /// All our images (the default when none is named).
+    #[arg(long)]
+    all: bool,
+    /// The local stand-ins for third-party images (PostgreSQL 17 + pgvector, Redis, nginx)
+    /// from Debian packages, for sites that cannot pull from a registry.
+    #[arg(long)]
+    local_deps: bool,
+    /// Platforms, comma-separated: linux/amd64, linux/arm64 (default: this machine's).
+    #[arg(long, value_name = "LIST")]
+    platform: Option<String>,
+    /// An extra tag on every image, e.g. `latest` (repeatable). Images are always tagged
+    /// `<version>` and `<version>-<commit>`.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Push to this registry (host[:port]) and join the platforms in one manifest list.
+    #[arg(long, value_name = "REGISTRY")]
+    push: Option<String>,
+    /// Write plain `docker build` contexts for our Dockerfiles into DIR instead of loading images.
+    #[arg(long, value_name = "DIR", conflicts_with = "push")]
+    context_dir: Option<PathBuf>,
+    /// Remove containers that use our images, the images, and our dangling layers.
+    #[arg(long, conflicts_with_all = ["push", "context_dir", "tags", "platform"])]
+    clean: bool,
+    /// Confirm `--clean`.
+    #[arg(long, requires = "clean")]
+    yes: bool,
+    /// With `--clean`: list what would be removed, remove nothing.
+    #[arg(long, requires = "clean")]
+    dry_run: bool,
+    /// An APT mirror for the Debian-based images, e.g. http://mirror.internal/debian.
+    #[arg(long, env = "APT_MIRROR", value_name = "URL")]
+    apt_mirror: Option<String>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One image that is now in Docker.
+#[derive(Debug, Clone, Serialize)]
+pub struct Built {
+    pub image: String,
+    pub platform: String,
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size_bytes: i64,
+}
+
+impl BuildImages {
+    pub fn run(self) -> Result<ExitCode> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(self.run_async())
+    }
+
+    fn services(&self) -> Vec<RustService> {
+        let named = [(self.app, APP), (self.docreader, DOCREADER)];
+        let nothing_named = !self.app && !self.docreader && !self.local_deps;
+        named.into_iter().filter(|(on, _)| *on || self.all || nothing_named).map(|(_, s)| s).collect()
+    }
+
+    async fn run_async(self) -> Result<ExitCode> {
+        for tag in &self.tags {
+            check_tag(tag)?;
+        }
+        let registry = self.push.as_deref().map(registry::normalize).transpose()?;
+        let services = self.services();
+        if self.clean {
+            return clean(&services, self.local_deps, self.yes, self.dry_run, self.json).await;
+        }
+        let host = Platform::host()?;
+        let platforms = match &self.platform {
+            Some(list) => Platform::parse_list(list, host)?,
+            None => vec![host],
+        };
+        let workspace = Workspace::read()?;
+        let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
+        eprintln!(
+            "==> weknora {} (commit {}{}, {})",
+            meta.version,
+            meta.short,
+            if meta.dirty { ", uncommitted changes" } else { "" },
+            meta.created
+        );
+        let mut built = Vec::new();
+        if self.local_deps {
+            let docker = docker::connect().await?;
+            built.extend(local_deps::build(&docker, &meta, self.apt_mirror.as_deref()).await?);
+        }
+        if !services.is_empty() {
+            for p in &platforms {
+                cargo_build(&workspace, &meta, &services, *p, host)?;
+            }
+            if let Some(dir) = &self.context_dir {
+                write_contexts(dir, &workspace, &services, &platforms)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let docker = docker::connect().await?;
+            for service in &services {
+                for p in &platforms {
+                    let binary = workspace.binary(service, *p);
+                    built.push(load_service_image(&docker, service, &binary, &meta, *p, host, &self.tags).await?);
+                }
+            }
+            if let Some(registry) = &registry {
+                for service in &services {
+                    let images: Vec<&Built> = built.iter().filter(|b| b.image == service.repository).collect();
+                    registry::push(&docker, registry, service.repository, &images, &meta.tags(&self.tags)).await?;
+                }
+            }
+        }
+        report(&built, self.json)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What cargo metadata says about the workspace.
+pub struct Workspace {
+    pub version: String,
+    pub repository: String,
+    pub target_dir: PathBuf,
+}
+
+impl Workspace {
+    pub fn read() -> Result<Workspace> {
+        let metadata = cargo_metadata::MetadataCommand::new()
+            .no_deps()
+            .exec()
+            .context("running `cargo metadata` to find the services' binaries and versions")?;
+        let bins: Vec<(&str, &cargo_metadata::Package)> = metadata
+            .workspace_packages()
+            .into_iter()
+            .flat_map(|p| p.targets.iter().filter(|t| t.is_bin()).map(move |t| (t.name.as_str(), p)))
+            .collect();
+        let package_of = |bin: &str| {
+            bins.iter()
+                .find(|(name, _)| *name == bin)
+                .map(|(_, p)| *p)
+                .with_context(|| format!("no workspace package builds the binary `{bin}`"))
+        };
+        let app = package_of(APP.binary)?;
+        package_of(DOCREADER.binary)?;
+        let repository = app.repository.clone().filter(|r| !r.is_empty()).context(
+            "services/app/Cargo.toml has no `repository` (the images' source label): set `repository.workspace = true`",
+        )?;
+        Ok(Workspace {
+            version: app.version.to_string(),
+            repository,
+            target_dir: metadata.target_directory.into_std_path_buf(),
+        })
+    }
+
+    /// Where cargo leaves a service's binary for a platform.
+    pub fn binary(&self, service: &RustService, platform: Platform) -> PathBuf {
+        self.target_dir.join(platform.rust_target()).join("release").join(service.binary)
+    }
+}
+
+/// The compiler flags of image builds: static glibc, and no machine-specific paths in the
+/// binaries (the checkout, cargo's home and the target folder are remapped), so the same
+/// commit gives the same bytes anywhere.
+pub fn rustflags(workspace: &Workspace) -> String {
+    let root = crate::paths::project_root();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    // When several prefixes match, rustc applies the last: the target folder may sit inside the checkout.
+    [
+        "-Ctarget-feature=+crt-static".to_string(),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        format!("--remap-path-prefix={}=/weknora", root.display()),
+        format!("--remap-path-prefix={}=/target", workspace.target_dir.display()),
+    ]
+    .join("\x1f")
+}
+
+/// Builds the services' binaries for one platform with the pinned toolchain.
+fn cargo_build(
+    workspace: &Workspace,
+    meta: &BuildMeta,
+    services: &[RustService],
+    platform: Platform,
+    host: Platform,
+) -> Result<()> {
+    eprintln!(
+        "==> compiling {} for {}",
+        services.iter().map(|s| s.binary).collect::<Vec<_>>().join(", "),
+        platform.docker()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--locked", "--target", platform.rust_target()]);
+    for s in services {
+        cmd.args(["--package", s.binary]);
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags(workspace));
+    cmd.envs(meta.build_env());
+    if let Some((var, linker)) = platform.linker_env(host) {
+        cmd.env(var, linker);
+    }
+    // cargo reports on stderr; stdout stays for our result.
+    cmd.stdout(std::process::Stdio::null());
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        bail!(
+            "compiling for {} failed (see cargo's output above); for linux/arm64 run `cargo xtask doctor --fix` \
+             to install the cross linker and target",
+            platform.docker()
+        );
+    }
+    Ok(())
+}
+
+/// Tags an image gets in Docker: the host platform's image the plain tags, the others
+/// `<tag>-<arch>` (Docker keeps one image per tag).
+pub fn local_tags(repository: &str, tags: &[String], platform: Platform, host: Platform) -> Vec<String> {
+    let suffix = if platform == host { String::new() } else { format!("-{}", platform.arch()) };
+    tags.iter().map(|t| format!("{repository}:{t}{suffix}")).collect()
+}
+
+/// Writes one service's image archive for one platform and loads it into Docker.
+async fn load_service_image(
+    docker: &Docker,
+    service: &RustService,
+    binary: &Path,
+    meta: &BuildMeta,
+    platform: Platform,
+    host: Platform,
+    extra_tags: &[String],
+) -> Result<Built> {
+    let epoch = u64::try_from(meta.epoch)?;
+    let layer = archive::layer_tar(&service.entries(binary)?, epoch)?;
+    let runtime = service.runtime(meta.labels(service.binary, service.description));
+    let config =
+        archive::config_json(&runtime, platform.arch(), platform.variant(), &meta.created, &archive::digest(&layer));
+    let id = archive::digest(&config);
+    let tags = local_tags(service.repository, &meta.tags(extra_tags), platform, host);
+    let image = archive::image_archive(&config, &layer, &tags, epoch)?;
+    eprintln!("==> loading {} ({}, {:.1} MB)", tags[0], platform.docker(), layer.len() as f64 / 1e6);
+    let mut stream = docker.import_image(
+        ImportImageOptionsBuilder::default().quiet(true).build(),
+        bollard::body_full(image.into()),
+        None,
+    );
+    while let Some(msg) = stream.next().await {
+        msg.with_context(|| format!("Docker refused the image archive of {}", tags[0]))?;
+    }
+    let inspect = docker.inspect_image(&tags[0]).await.with_context(|| format!("inspecting {}", tags[0]))?;
+    let loaded = inspect.id.unwrap_or_default();
+    if loaded != id {
+        bail!("Docker stored {} as {loaded}, not {id}: the daemon rewrote the image config", tags[0]);
+    }
+    Ok(Built {
+        image: service.repository.to_string(),
+        platform: platform.docker().to_string(),
+        id,
+        tags,
+        size_bytes: inspect.size.unwrap_or_default(),
+    })
+}
+
+/// Writes `DIR/<service>-<arch>/` contexts for `docker build -f Dockerfile DIR/...`.
+fn write_contexts(dir: &Path, workspace: &Workspace, services: &[RustService], platforms: &[Platform]) -> Result<()> {
+    for service in services {
+        for p in platforms {
+            let ctx = dir.join(format!("{}-{}", service.name, p.arch()));
+            std::fs::create_dir_all(&ctx).with_context(|| format!("creating {}", ctx.display()))?;
+            for (name, source) in service.context_files(&workspace.binary(service, *p)) {
+                let dest = ctx.join(&name);
+                match source {
+                    Some(src) => {
+                        std::fs::copy(&src, &dest)
+                            .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+                    }
+                    None => std::fs::create_dir_all(&dest)?,
+                }
+            }
+            println!("{}", ctx.display());
+            eprintln!("    docker build --platform {} -t {}:dev {}", p.docker(), service.repository, ctx.display());
+        }
+    }
+    Ok(())
+}
+
+fn report(built: &[Built], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(built)?);
+        return Ok(());
+    }
+    for b in built {
+        let short = b.id.strip_prefix("sha256:").unwrap_or(&b.id);
+        println!(
+            "{:<40} {:<12} {:.12} {:>7.1} MB",
+            b.tags.first().map(String::as_str).unwrap_or(&b.image),
+            b.platform,
+            short,
+            b.size_bytes as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
+/// Docker's rule for tags: up to 128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+pub fn check_tag(tag: &str) -> Result<()> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        bail!(
+            "`{tag}` is not a valid image tag: use up to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
+        );
+    }
+    Ok(())
+}
+
+/// `--clean`: containers using our images, the images, our dangling layers.
+async fn clean(services: &[RustService], local_deps: bool, yes: bool, dry_run: bool, json: bool) -> Result<ExitCode> {
+    if !yes && !dry_run {
+        bail!("--clean removes containers and images: add --yes to go ahead, or --dry-run to see what it would remove");
+    }
+    let docker = docker::connect().await?;
+    let mut repositories: Vec<&str> = services.iter().map(|s| s.repository).collect();
+    if local_deps {
+        repositories.extend(LOCAL_DEPS.iter().map(|d| d.repository()));
+    }
+    let mut images = Vec::new();
+    for repo in &repositories {
+        let filters = HashMap::from([("reference".to_string(), vec![repo.to_string()])]);
+        let list = docker.list_images(Some(ListImagesOptionsBuilder::default().filters(&filters).build())).await?;
+        images.extend(list.into_iter().map(|i| i.id));
+    }
+    images.sort();
+    images.dedup();
+    let mut containers = Vec::new();
+    for id in &images {
+        let filters = HashMap::from([("ancestor".to_string(), vec![id.clone()])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        for c in docker.list_containers(Some(opts)).await? {
+            containers.extend(c.id);
+        }
+    }
+    containers.sort();
+    containers.dedup();
+    if dry_run {
+        let plan = serde_json::json!({ "containers": containers, "images": images });
+        if json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            for c in &containers {
+                println!("would remove container {c:.12}");
+            }
+            for i in &images {
+                println!("would remove image {i}");
+            }
+            println!("would prune dangling images labelled as ours");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &containers {
+        eprintln!("==> removing container {c:.12}");
+        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        docker.remove_container(c, Some(opts)).await.with_context(|| format!("removing container {c}"))?;
+    }
+    for i in &images {
+        eprintln!("==> removing image {i}");
+        let opts = RemoveImageOptionsBuilder::default().force(true).build();
+        docker.remove_image(i, Some(opts), None).await.with_context(|| format!("removing image {i}"))?;
+    }
+    let workspace = Workspace::read()?;
+    let filters = HashMap::from([
+        ("dangling".to_string(), vec!["true".to_string()]),
+        ("label".to_string(), vec![format!("org.opencontainers.image.source={}", workspace.repository)]),
+    ]);
+    let pruned = docker.prune_images(Some(PruneImagesOptionsBuilder::default().filters(&filters).build())).await?;
+    let reclaimed = pruned.space_reclaimed.unwrap_or_default();
+    let result = serde_json::json!({ "containers": containers, "images": images, "reclaimed_bytes": reclaimed });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "removed {} containers, {} images; pruned {:.1} MB of dangling layers",
+            containers.len(),
+            images.len(),
+            reclaimed as f64 / 1e6
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_image_gets_plain_tags_the_others_an_arch_suffix() {
+        let tags = vec!["0.1.0".to_string(), "0.1.0-0123456789ab".to_string()];
+        assert_eq!(
+            local_tags("weknora/app", &tags, Platform::Amd64, Platform::Amd64),
+            ["weknora/app:0.1.0", "weknora/app:0.1.0-0123456789ab"]
+        );
+        assert_eq!(
+            local_tags("weknora/app", &tags, Platform::Arm64, Platform::Amd64),
+            ["weknora/app:0.1.0-arm64", "weknora/app:0.1.0-0123456789ab-arm64"]
+        );
+    }
+
+    #[test]
+    fn tags_follow_dockers_rule() {
+        for ok in ["latest", "v1.2.3", "0.1.0-abc_def"] {
+            check_tag(ok).unwrap();
+        }
+        for bad in ["", "-x", ".x", "a:b", "a/b", &"x".repeat(129)] {
+            let err = check_tag(bad).unwrap_err().to_string();
+            assert!(err.contains("not a valid image tag"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nothing_named_means_all_our_images() {
+        let parse = |args: &[&str]| {
+            #[derive(clap::Parser)]
+            struct Wrap {
+                #[command(flatten)]
+                b: BuildImages,
+            }
+            let mut argv = vec!["build-images"];
+            argv.extend_from_slice(args);
+            <Wrap as clap::Parser>::try_parse_from(argv).map(|w| w.b)
+        };
+        let names = |b: &BuildImages| b.services().iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(names(&parse(&[]).unwrap()), ["app", "docreader"]);
+        assert_eq!(names(&parse(&["--docreader"]).unwrap()), ["docreader"]);
+        assert_eq!(names(&parse(&["--all"]).unwrap()), ["app", "docreader"]);
+        assert!(names(&parse(&["--local-deps"]).unwrap()).is_empty());
+        assert!(parse(&["--yes"]).is_err(), "--yes belongs to --clean");
+        assert!(parse(&["--clean", "--push", "127.0.0.1:5000"]).is_err());
+    }
+
+    #[test]
+    fn image_binaries_are_static_and_free_of_local_paths() {
+        let ws = Workspace { version: "0.1.0".into(), repository: String::new(), target_dir: "/w/target".into() };
+        let flags: Vec<String> = rustflags(&ws).split('\x1f').map(str::to_string).collect();
+        assert_eq!(flags[0], "-Ctarget-feature=+crt-static");
+        assert_eq!(flags.last().unwrap(), "--remap-path-prefix=/w/target=/target");
+        assert!(flags.iter().any(|f| f.ends_with("=/weknora")));
+    }
+}
