@@ -6,14 +6,15 @@
 # assembles (or by hand):
 #   RUSTFLAGS="-C target-feature=+crt-static" \
 #     cargo build --release --locked --target x86_64-unknown-linux-gnu -p weknora-app
-#   mkdir -p ctx/state && cp target/x86_64-unknown-linux-gnu/release/weknora-app \
+#   mkdir -p ctx/state/data && cp target/x86_64-unknown-linux-gnu/release/weknora-app \
 #     /etc/ssl/certs/ca-certificates.crt config/config.yaml ctx/
 #   docker build -f docker/Dockerfile.app -t weknora/app:dev ctx
 FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY config.yaml /etc/weknora/config.yaml
 COPY weknora-app /usr/local/bin/weknora-app
-# The working folder holds uploaded files (./data/files); mount a volume on /var/lib/weknora/data.
+# The working folder; uploaded files go to ./data/files, where a volume is mounted on
+# /var/lib/weknora/data (a new volume takes its owner, the unprivileged user, from here).
 COPY --chown=65532:65532 state /var/lib/weknora
 ENV PATH=/usr/local/bin \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \

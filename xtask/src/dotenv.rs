@@ -119,10 +119,37 @@ impl Vars {
     }
 }
 
-/// Values in `.env.example` that mean "the operator must choose this".
+/// Values in `.env.example` that mean "this must be chosen" (`<generated>` secrets are
+/// chosen by `cargo xtask start`). An empty value in the example means optional.
 fn is_placeholder(value: &str) -> bool {
     let v = value.trim().to_ascii_lowercase();
-    v.is_empty() || v.contains("change-me") || v.contains("changeme") || (v.starts_with('<') && v.ends_with('>'))
+    v.contains("change-me") || v.contains("changeme") || (v.starts_with('<') && v.ends_with('>'))
+}
+
+/// The value in `.env.example` of secrets that `.env` gets generated.
+pub const GENERATED: &str = "<generated>";
+
+/// A new `.env` from the example's text: every `KEY=<generated>` gets a fresh random value
+/// (32 bytes from the OS, hex); everything else is copied as it is.
+pub fn new_env_text(example: &str) -> std::io::Result<String> {
+    let mut out = String::with_capacity(example.len() + 256);
+    for line in example.lines() {
+        match line.split_once('=') {
+            Some((key, value)) if value.trim() == GENERATED && !key.trim_start().starts_with('#') => {
+                out.push_str(&format!("{key}={}", random_hex(32)?));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn random_hex(bytes: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What is wrong with a `.env` compared with the `.env.example` it came from.
@@ -149,7 +176,7 @@ impl EnvReport {
             .entries
             .iter()
             .filter(|e| is_placeholder(&e.value))
-            .filter(|e| env.get(&e.key).is_some_and(|v| is_placeholder(v) || v == e.value))
+            .filter(|e| env.get(&e.key).is_some_and(|v| v.trim().is_empty() || is_placeholder(v) || v == e.value))
             .map(|e| e.key.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -211,11 +238,11 @@ mod tests {
         assert_eq!(f.duplicates(), ["A"]);
     }
 
-    const EXAMPLE: &str = "APP_PORT=8080\nDB_PASSWORD=\nREDIS_PASSWORD=change-me\n# OPTIONAL=1\n";
+    const EXAMPLE: &str = "APP_PORT=8080\nDB_PASSWORD=<generated>\nREDIS_PASSWORD=change-me\n# OPTIONAL=1\nTOKEN=\n";
 
     #[test]
     fn a_complete_env_passes() {
-        let env = EnvFile::parse("APP_PORT=9090\nDB_PASSWORD=s3cret\nREDIS_PASSWORD=r3dis\n");
+        let env = EnvFile::parse("APP_PORT=9090\nDB_PASSWORD=s3cret\nREDIS_PASSWORD=r3dis\nTOKEN=\n");
         let report = EnvReport::compare(&env, &EnvFile::parse(EXAMPLE));
         assert_eq!(report, EnvReport::default());
         assert!(!report.is_broken());
@@ -223,7 +250,7 @@ mod tests {
 
     #[test]
     fn names_missing_and_unset_keys() {
-        let env = EnvFile::parse("DB_PASSWORD=\nREDIS_PASSWORD=change-me\nAPP_PROT=1\n");
+        let env = EnvFile::parse("DB_PASSWORD=\nREDIS_PASSWORD=change-me\nAPP_PROT=1\nTOKEN=\n");
         let report = EnvReport::compare(&env, &EnvFile::parse(EXAMPLE));
         assert_eq!(report.missing, ["APP_PORT"]);
         assert_eq!(report.unset, ["DB_PASSWORD", "REDIS_PASSWORD"]);
@@ -232,8 +259,22 @@ mod tests {
     }
 
     #[test]
+    fn a_new_env_gets_fresh_secrets_and_keeps_everything_else() {
+        let example = "# generated\nDB_PASSWORD=<generated>\nAPP_PORT=8080\n# X=<generated>\nTOKEN=\n";
+        let a = new_env_text(example).unwrap();
+        let b = new_env_text(example).unwrap();
+        let env = EnvFile::parse(&a);
+        let secret = env.get("DB_PASSWORD").unwrap();
+        assert_eq!(secret.len(), 64);
+        assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b, "every .env gets its own secrets");
+        assert!(a.contains("APP_PORT=8080\n# X=<generated>\nTOKEN=\n"), "{a}");
+        assert!(!EnvReport::compare(&env, &EnvFile::parse(example)).is_broken());
+    }
+
+    #[test]
     fn commented_keys_are_optional_and_unknown_keys_are_not_fatal() {
-        let env = EnvFile::parse("APP_PORT=1\nDB_PASSWORD=x\nREDIS_PASSWORD=y\nEXTRA=1\n");
+        let env = EnvFile::parse("APP_PORT=1\nDB_PASSWORD=x\nREDIS_PASSWORD=y\nEXTRA=1\nTOKEN=\n");
         let report = EnvReport::compare(&env, &EnvFile::parse(EXAMPLE));
         assert!(report.missing.is_empty());
         assert_eq!(report.unknown, ["EXTRA"]);

@@ -9,9 +9,11 @@ mod doctor;
 mod dotenv;
 mod images;
 mod migrate;
+mod ollama;
 mod paths;
 mod poll;
 mod process;
+mod stack;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -34,6 +36,23 @@ enum Command {
     /// Build our images (reproducible, labelled, per platform), the local stand-ins for
     /// third-party images, push them, or clean them away.
     BuildImages(images::BuildImages),
+    /// Bring the whole stack up healthy: checks, images, postgres and redis, migrations, the rest.
+    Start(stack::Start),
+    /// Stop the stack (`--volumes --yes` also deletes its data).
+    Stop(stack::Stop),
+    /// Restart one service (ours are rebuilt and recreated) or all of them.
+    Restart(stack::Restart),
+    /// The stack's containers: service, state, health, version, ports.
+    Ps(stack::Ps),
+    /// The stack's logs.
+    Logs(stack::Logs),
+    /// Pull the upstream third-party images.
+    Pull(stack::Pull),
+    /// Check what the stack needs from this machine (the stack part of doctor).
+    Check(stack::Check),
+    /// A local Ollama for models: start, stop, status.
+    #[command(subcommand)]
+    Ollama(ollama::Ollama),
     /// Measure docreader's parser throughput against Python reference parsers.
     Bench(bench::Bench),
     /// Run everything CI runs: fmt, clippy, all tests, the Docker-backed suites.
@@ -59,6 +78,14 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Doctor(cmd) => cmd.run(),
         Command::Migrate(cmd) => cmd.run(),
         Command::BuildImages(cmd) => cmd.run(),
+        Command::Start(cmd) => cmd.run(),
+        Command::Stop(cmd) => cmd.run(),
+        Command::Restart(cmd) => cmd.run(),
+        Command::Ps(cmd) => cmd.run(),
+        Command::Logs(cmd) => cmd.run(),
+        Command::Pull(cmd) => cmd.run(),
+        Command::Check(cmd) => cmd.run(),
+        Command::Ollama(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }

@@ -10,9 +10,13 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The operator's configuration for the stack (never committed).
+/// The operator's configuration for the stack (never committed); `WEKNORA_ENV_FILE`
+/// points elsewhere (the end-to-end tests use their own).
 pub fn env_file() -> PathBuf {
-    project_root().join(".env")
+    match std::env::var_os("WEKNORA_ENV_FILE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => project_root().join(".env"),
+    }
 }
 
 /// The documented template `.env` is checked against.
@@ -53,4 +57,19 @@ pub fn docker_dir() -> PathBuf {
 /// The app's configuration file (shipped in its image).
 pub fn app_config() -> PathBuf {
     project_root().join("config/config.yaml")
+}
+
+/// The web UI's static files (served by the frontend image).
+pub fn frontend() -> PathBuf {
+    project_root().join("services/frontend")
+}
+
+/// The production compose file.
+pub fn compose_file() -> PathBuf {
+    project_root().join("docker-compose.yml")
+}
+
+/// The development compose file.
+pub fn compose_dev_file() -> PathBuf {
+    project_root().join("docker-compose.dev.yml")
 }

@@ -32,6 +32,9 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Apply pending migrations (the ones built into this binary) and exit: how
+    /// `cargo xtask start` migrates a stack whose database port is not published.
+    Migrate,
     /// Exit 0 when the local app answers GET /health with 200.
     Healthcheck {
         /// Where the app listens (default: 127.0.0.1 and the configured port).
@@ -57,6 +60,11 @@ fn main() -> ExitCode {
         Command::Healthcheck { addr } => {
             healthcheck(&addr.unwrap_or_else(|| format!("127.0.0.1:{}", config.server.port)))
         }
+        Command::Migrate => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(migrate(config))),
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -85,8 +93,8 @@ fn percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
-async fn serve(config: Config) -> Result<()> {
-    weknora_telemetry::init_logging(&config.log.level, config.log.format == "json");
+/// The database pool (connecting lazily) and `user@host:port/name` for messages.
+fn database(config: &Config) -> (sqlx::PgPool, String) {
     let db = &config.database;
     let where_db = format!("{}@{}:{}/{}", db.user, db.host, db.port, db.name);
     let options = PgConnectOptions::new_without_pgpass()
@@ -97,6 +105,36 @@ async fn serve(config: Config) -> Result<()> {
         .database(&db.name);
     let pool =
         PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options);
+    (pool, where_db)
+}
+
+async fn migrate(config: Config) -> Result<()> {
+    let (pool, where_db) = database(&config);
+    let before: i64 = current_version(&pool).await;
+    weknora_app::MIGRATOR
+        .run(&pool)
+        .await
+        .with_context(|| format!("migrating {where_db} failed; nothing after the failed migration was applied"))?;
+    let after = current_version(&pool).await;
+    let applied = weknora_app::MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && m.version > before && m.version <= after)
+        .count();
+    println!("{where_db}: schema at version {after} ({applied} migrations applied)");
+    Ok(())
+}
+
+/// The newest applied migration; 0 before the first.
+async fn current_version(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn serve(config: Config) -> Result<()> {
+    weknora_telemetry::init_logging(&config.log.level, config.log.format == "json");
+    let (pool, where_db) = database(&config);
     if config.server.auto_migrate {
         tracing::info!(database = %where_db, "AUTO_MIGRATE: applying pending migrations");
         weknora_app::MIGRATOR

@@ -220,6 +220,28 @@ fn a_failed_auto_migrate_stops_the_app_naming_the_database_never_the_password() 
 }
 
 #[test]
+fn migrate_applies_pending_migrations_once_and_names_a_dead_database() {
+    let pg = Pg::debian();
+    let env = app_env(pg.port, "127.0.0.1:1", 1, free_port());
+    let migrate = |env: &[(String, String)]| {
+        Command::new(APP).arg("migrate").envs(env.iter().map(|(k, v)| (k, v))).output().unwrap()
+    };
+    let newest = weknora_app::MIGRATOR.iter().map(|m| m.version).max().unwrap();
+    let count = weknora_app::MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()).count();
+    let first = migrate(&env);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains(&format!("schema at version {newest} ({count} migrations applied)")), "{stdout}");
+    let again = migrate(&env);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("(0 migrations applied)"));
+    let dead = free_port();
+    let out = migrate(&app_env(dead, "127.0.0.1:1", 1, free_port()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&format!("127.0.0.1:{dead}/postgres")), "{stderr}");
+    assert!(!stderr.contains(PASSWORD));
+}
+
+#[test]
 fn bad_configuration_stops_the_app_naming_the_variable() {
     let mut env = app_env(1, "127.0.0.1:1", 1, free_port());
     env.push(("DB_PORT".into(), "five-four-three-two".into()));

@@ -78,6 +78,24 @@ impl Doctor {
     }
 }
 
+/// The checks the stack itself depends on (the rest of doctor is about building and
+/// testing): `cargo xtask check`, and the first step of `cargo xtask start`.
+const STACK_CHECKS: [&str; 7] = ["docker-cli", "docker-daemon", "compose", "ports", "disk", "memory", "env-file"];
+
+/// Runs the stack's checks, prints them (a table on stderr, or JSON on stdout) and
+/// returns whether none failed.
+pub async fn stack_checks(dev: bool, json: bool) -> Result<bool> {
+    let facts = probe::gather(dev).await;
+    let checks: Vec<Check> = checks::evaluate(&facts).into_iter().filter(|c| STACK_CHECKS.contains(&c.id)).collect();
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "ok": ok, "checks": checks }))?);
+    } else {
+        eprint!("{}", render_table(&checks));
+    }
+    Ok(ok)
+}
+
 fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
     let sudo = if facts.host.root { "" } else { "sudo " };
     if dry_run {

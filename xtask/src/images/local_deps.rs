@@ -90,63 +90,82 @@ pub fn build_args(
 pub async fn build(docker: &Docker, meta: &BuildMeta, apt_mirror: Option<&str>) -> Result<Vec<Built>> {
     let mut built = Vec::new();
     for dep in LOCAL_DEPS {
-        ensure_base(docker, dep.suite, apt_mirror).await?;
-        let labels: HashMap<String, String> = meta.labels(dep.name, dep.description).into_iter().collect();
-        let args = build_args(&dep, apt_mirror, |k| std::env::var(k).ok());
-        let context = context_tar(&dep)?;
-        eprintln!("==> building {} from {}", dep.image, dep.dockerfile().display());
-        let opts = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
-            .t(dep.image)
-            .rm(true)
-            .forcerm(true)
-            .buildargs(&args)
-            .labels(&labels)
-            .build();
-        let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
-        let mut tail: Vec<String> = Vec::new();
-        while let Some(msg) = stream.next().await {
-            let info = match msg {
-                Ok(info) => info,
-                Err(e) => bail!("building {} failed: {e}\n{}", dep.image, tail.join("")),
-            };
-            if let Some(line) = info.stream {
-                if line.starts_with("Step ") {
-                    eprint!("    {line}");
-                }
-                tail.push(line);
-                if tail.len() > 30 {
-                    tail.remove(0);
-                }
-            }
-        }
-        let inspect = docker.inspect_image(dep.image).await.with_context(|| format!("inspecting {}", dep.image))?;
-        built.push(Built {
-            image: dep.repository().to_string(),
-            platform: Platform::host()?.docker().to_string(),
-            id: inspect.id.unwrap_or_default(),
-            tags: vec![dep.image.to_string()],
-            size_bytes: inspect.size.unwrap_or_default(),
-        });
+        built.push(build_one(docker, &dep, meta, apt_mirror).await?);
     }
     Ok(built)
 }
 
-/// The build context: the dependency's folder (when it has one) plus its Dockerfile.
-fn context_tar(dep: &LocalDep) -> Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let dir = dep.context_dir();
-    if dir.is_dir() {
-        tar.append_dir_all(".", &dir).with_context(|| format!("packing {}", dir.display()))?;
+/// Builds one stand-in (its base first, when missing).
+pub async fn build_one(docker: &Docker, dep: &LocalDep, meta: &BuildMeta, apt_mirror: Option<&str>) -> Result<Built> {
+    ensure_base(docker, dep.suite, apt_mirror).await?;
+    let labels: HashMap<String, String> = meta.labels(dep.name, dep.description).into_iter().collect();
+    let args = build_args(dep, apt_mirror, |k| std::env::var(k).ok());
+    let context = context_tar(&[(dep.context_dir(), ".".into())], &dep.dockerfile(), "Dockerfile")?;
+    eprintln!("==> building {} from {}", dep.image, dep.dockerfile().display());
+    build_dockerfile(docker, dep.image, "Dockerfile", context, &args, &labels).await?;
+    let inspect = docker.inspect_image(dep.image).await.with_context(|| format!("inspecting {}", dep.image))?;
+    Ok(Built {
+        image: dep.repository().to_string(),
+        platform: Platform::host()?.docker().to_string(),
+        id: inspect.id.unwrap_or_default(),
+        tags: vec![dep.image.to_string()],
+        size_bytes: inspect.size.unwrap_or_default(),
+    })
+}
+
+/// A Dockerfile build through the Docker API (classic builder): progress on stderr, and a
+/// step that fails mid-stream fails the build with the daemon's message and the last lines.
+pub async fn build_dockerfile(
+    docker: &Docker,
+    image: &str,
+    dockerfile: &str,
+    context: Vec<u8>,
+    args: &HashMap<String, String>,
+    labels: &HashMap<String, String>,
+) -> Result<()> {
+    let opts = BuildImageOptionsBuilder::default()
+        .dockerfile(dockerfile)
+        .t(image)
+        .rm(true)
+        .forcerm(true)
+        .buildargs(args)
+        .labels(labels)
+        .build();
+    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(msg) = stream.next().await {
+        let info = match msg {
+            Ok(info) => info,
+            Err(e) => bail!("building {image} failed: {e}\n{}", tail.join("")),
+        };
+        if let Some(line) = info.stream {
+            if line.starts_with("Step ") {
+                eprintln!("    {}", line.trim_end());
+            }
+            tail.push(line);
+            if tail.len() > 30 {
+                tail.remove(0);
+            }
+        }
     }
-    let dockerfile = dep.dockerfile();
-    tar.append_path_with_name(&dockerfile, "Dockerfile")
+    Ok(())
+}
+
+/// A build context: folders (when they exist) under names in the context, plus the Dockerfile.
+pub fn context_tar(dirs: &[(std::path::PathBuf, String)], dockerfile: &Path, dockerfile_name: &str) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (dir, name) in dirs {
+        if dir.is_dir() {
+            tar.append_dir_all(name, dir).with_context(|| format!("packing {}", dir.display()))?;
+        }
+    }
+    tar.append_path_with_name(dockerfile, dockerfile_name)
         .with_context(|| format!("packing {}", dockerfile.display()))?;
     Ok(tar.into_inner()?)
 }
 
 /// Makes `weknora/debian-base:<suite>` with debootstrap when Docker does not have it.
-async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>) -> Result<()> {
+pub async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>) -> Result<()> {
     let image = format!("{BASE_REPOSITORY}:{suite}");
     if docker.inspect_image(&image).await.is_ok() {
         return Ok(());

@@ -11,6 +11,7 @@ mod meta;
 mod platform;
 mod registry;
 mod service;
+pub mod third_party;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,10 @@ pub struct BuildImages {
     /// The document parser image (weknora/docreader).
     #[arg(long)]
     docreader: bool,
+    /// The web UI image (weknora/frontend: nginx with services/frontend/), for this machine's
+    /// platform, on the upstream nginx image or the local stand-in.
+    #[arg(long)]
+    frontend: bool,
     /// All our images (the default when none is named).
     #[arg(long)]
     all: bool,
@@ -92,21 +97,64 @@ impl BuildImages {
         rt.block_on(self.run_async())
     }
 
+    fn nothing_named(&self) -> bool {
+        !self.app && !self.docreader && !self.frontend && !self.local_deps
+    }
+
     fn services(&self) -> Vec<RustService> {
         let named = [(self.app, APP), (self.docreader, DOCREADER)];
-        let nothing_named = !self.app && !self.docreader && !self.local_deps;
-        named.into_iter().filter(|(on, _)| *on || self.all || nothing_named).map(|(_, s)| s).collect()
+        named.into_iter().filter(|(on, _)| *on || self.all || self.nothing_named()).map(|(_, s)| s).collect()
+    }
+
+    fn with_frontend(&self) -> bool {
+        self.frontend || self.all || self.nothing_named()
+    }
+
+    /// Just these of our images, for this machine's platform (what `start` and `restart` build).
+    pub fn only(app: bool, docreader: bool, frontend: bool) -> BuildImages {
+        BuildImages {
+            app,
+            docreader,
+            frontend,
+            all: false,
+            local_deps: false,
+            platform: None,
+            tags: Vec::new(),
+            push: None,
+            context_dir: None,
+            clean: false,
+            yes: false,
+            dry_run: false,
+            apt_mirror: std::env::var("APT_MIRROR").ok(),
+            json: false,
+        }
     }
 
     async fn run_async(self) -> Result<ExitCode> {
         for tag in &self.tags {
             check_tag(tag)?;
         }
+        if self.clean {
+            let mut repositories: Vec<&str> = self.services().iter().map(|s| s.repository).collect();
+            if self.with_frontend() {
+                repositories.push(FRONTEND_REPOSITORY);
+            }
+            if self.local_deps {
+                repositories.extend(LOCAL_DEPS.iter().map(|d| d.repository()));
+            }
+            return clean(&repositories, self.yes, self.dry_run, self.json).await;
+        }
+        let built = self.execute().await?;
+        if self.context_dir.is_none() {
+            report(&built, self.json)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Builds (and pushes) what was asked; the images now in Docker.
+    pub async fn execute(&self) -> Result<Vec<Built>> {
         let registry = self.push.as_deref().map(registry::normalize).transpose()?;
         let services = self.services();
-        if self.clean {
-            return clean(&services, self.local_deps, self.yes, self.dry_run, self.json).await;
-        }
         let host = Platform::host()?;
         let platforms = match &self.platform {
             Some(list) => Platform::parse_list(list, host)?,
@@ -121,36 +169,103 @@ impl BuildImages {
             if meta.dirty { ", uncommitted changes" } else { "" },
             meta.created
         );
-        let mut built = Vec::new();
-        if self.local_deps {
-            let docker = docker::connect().await?;
-            built.extend(local_deps::build(&docker, &meta, self.apt_mirror.as_deref()).await?);
-        }
         if !services.is_empty() {
             for p in &platforms {
                 cargo_build(&workspace, &meta, &services, *p, host)?;
             }
-            if let Some(dir) = &self.context_dir {
-                write_contexts(dir, &workspace, &services, &platforms)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let docker = docker::connect().await?;
-            for service in &services {
-                for p in &platforms {
-                    let binary = workspace.binary(service, *p);
-                    built.push(load_service_image(&docker, service, &binary, &meta, *p, host, &self.tags).await?);
-                }
-            }
-            if let Some(registry) = &registry {
-                for service in &services {
-                    let images: Vec<&Built> = built.iter().filter(|b| b.image == service.repository).collect();
-                    registry::push(&docker, registry, service.repository, &images, &meta.tags(&self.tags)).await?;
-                }
+        }
+        if let Some(dir) = &self.context_dir {
+            write_contexts(dir, &workspace, &services, &platforms)?;
+            return Ok(Vec::new());
+        }
+        let docker = docker::connect().await?;
+        let mut built = Vec::new();
+        if self.local_deps {
+            built.extend(local_deps::build(&docker, &meta, self.apt_mirror.as_deref()).await?);
+        }
+        for service in &services {
+            for p in &platforms {
+                let binary = workspace.binary(service, *p);
+                built.push(load_service_image(&docker, service, &binary, &meta, *p, host, &self.tags).await?);
             }
         }
-        report(&built, self.json)?;
-        Ok(ExitCode::SUCCESS)
+        if self.with_frontend() {
+            let vars = crate::dotenv::Vars::load();
+            let mut resolver = third_party::Resolver::new(&docker, &meta, self.apt_mirror.clone());
+            let nginx = resolver.image(&third_party::NGINX, vars.get(third_party::NGINX.env)).await?;
+            built.push(build_frontend(&docker, &meta, &nginx, &self.tags).await?);
+        }
+        if let Some(registry) = &registry {
+            let mut repositories: Vec<&str> = services.iter().map(|s| s.repository).collect();
+            if self.with_frontend() {
+                repositories.push(FRONTEND_REPOSITORY);
+            }
+            for repository in repositories {
+                let images: Vec<&Built> = built.iter().filter(|b| b.image == repository).collect();
+                registry::push(&docker, registry, repository, &images, &meta.tags(&self.tags)).await?;
+            }
+        }
+        Ok(built)
     }
+}
+
+/// The development image (docker/Dockerfile.app.dev) as `image`, on its debootstrap'd
+/// base (made when missing), with this machine's CA bundle so TLS-inspecting proxies work.
+pub async fn build_dev_image(docker: &Docker, meta: &BuildMeta, image: &str) -> Result<()> {
+    let apt_mirror = std::env::var("APT_MIRROR").ok();
+    local_deps::ensure_base(docker, "trixie", apt_mirror.as_deref()).await?;
+    let context_dir = tempfile::tempdir()?;
+    for entry in std::fs::read_dir(crate::paths::docker_dir().join("app-dev"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), context_dir.path().join(entry.file_name()))?;
+    }
+    if Path::new(service::HOST_CA_BUNDLE).exists() {
+        std::fs::copy(service::HOST_CA_BUNDLE, context_dir.path().join("ca-certificates.crt"))?;
+    }
+    let dockerfile = crate::paths::docker_dir().join("Dockerfile.app.dev");
+    let context =
+        local_deps::context_tar(&[(context_dir.path().to_path_buf(), ".".into())], &dockerfile, "Dockerfile")?;
+    let mut args = HashMap::new();
+    if let Some(m) = apt_mirror.filter(|m| !m.is_empty()) {
+        args.insert("APT_MIRROR".to_string(), m);
+    }
+    let labels: HashMap<String, String> =
+        meta.labels("weknora-app-dev", "weknora-app for development: toolchain and hot reload").into_iter().collect();
+    eprintln!("==> building {image} from {}", dockerfile.display());
+    local_deps::build_dockerfile(docker, image, "Dockerfile", context, &args, &labels).await
+}
+
+/// The frontend image's repository.
+pub const FRONTEND_REPOSITORY: &str = "weknora/frontend";
+
+/// Builds docker/Dockerfile.frontend on `nginx` (this machine's platform only: the
+/// image holds no compiled code of ours).
+async fn build_frontend(docker: &Docker, meta: &BuildMeta, nginx: &str, extra_tags: &[String]) -> Result<Built> {
+    let dockerfile = crate::paths::docker_dir().join("Dockerfile.frontend");
+    let dirs = [
+        (crate::paths::docker_dir().join("frontend"), "docker/frontend".to_string()),
+        (crate::paths::frontend(), "services/frontend".to_string()),
+    ];
+    let context = local_deps::context_tar(&dirs, &dockerfile, "docker/Dockerfile.frontend")?;
+    let tags = local_tags(FRONTEND_REPOSITORY, &meta.tags(extra_tags), Platform::host()?, Platform::host()?);
+    let labels: HashMap<String, String> =
+        meta.labels("weknora-frontend", "weknora web UI: nginx serving the UI and proxying /api").into_iter().collect();
+    let args = HashMap::from([("NGINX_IMAGE".to_string(), nginx.to_string())]);
+    eprintln!("==> building {} on {nginx}", tags[0]);
+    local_deps::build_dockerfile(docker, &tags[0], "docker/Dockerfile.frontend", context, &args, &labels).await?;
+    for tag in &tags[1..] {
+        let (repo, t) = tag.rsplit_once(':').expect("a tag");
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(t).build();
+        docker.tag_image(&tags[0], Some(opts)).await.with_context(|| format!("tagging {tag}"))?;
+    }
+    let inspect = docker.inspect_image(&tags[0]).await?;
+    Ok(Built {
+        image: FRONTEND_REPOSITORY.to_string(),
+        platform: Platform::host()?.docker().to_string(),
+        id: inspect.id.unwrap_or_default(),
+        tags,
+        size_bytes: inspect.size.unwrap_or_default(),
+    })
 }
 
 /// What cargo metadata says about the workspace.
@@ -355,17 +470,13 @@ pub fn check_tag(tag: &str) -> Result<()> {
 }
 
 /// `--clean`: containers using our images, the images, our dangling layers.
-async fn clean(services: &[RustService], local_deps: bool, yes: bool, dry_run: bool, json: bool) -> Result<ExitCode> {
+async fn clean(repositories: &[&str], yes: bool, dry_run: bool, json: bool) -> Result<ExitCode> {
     if !yes && !dry_run {
         bail!("--clean removes containers and images: add --yes to go ahead, or --dry-run to see what it would remove");
     }
     let docker = docker::connect().await?;
-    let mut repositories: Vec<&str> = services.iter().map(|s| s.repository).collect();
-    if local_deps {
-        repositories.extend(LOCAL_DEPS.iter().map(|d| d.repository()));
-    }
     let mut images = Vec::new();
-    for repo in &repositories {
+    for repo in repositories {
         let filters = HashMap::from([("reference".to_string(), vec![repo.to_string()])]);
         let list = docker.list_images(Some(ListImagesOptionsBuilder::default().filters(&filters).build())).await?;
         images.extend(list.into_iter().map(|i| i.id));

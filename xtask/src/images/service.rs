@@ -71,6 +71,8 @@ impl RustService {
         if self.stateful {
             entries.push(Entry::file(CONFIG, 0o644, read(&paths::app_config())?));
             entries.push(Entry::dir(STATE_DIR, 0o755, UID));
+            // The mount point of the uploads volume: a new volume takes its owner from here.
+            entries.push(Entry::dir(&format!("{STATE_DIR}/data"), 0o755, UID));
         }
         Ok(entries)
     }
@@ -103,7 +105,7 @@ impl RustService {
         ];
         if self.stateful {
             files.push(("config.yaml".into(), Some(paths::app_config())));
-            files.push(("state".into(), None));
+            files.push(("state/data".into(), None));
         }
         files
     }
@@ -130,7 +132,7 @@ mod tests {
     #[test]
     fn the_app_context_has_binary_certs_config_and_state_folder() {
         let names: Vec<String> = APP.context_files(Path::new("/x/weknora-app")).into_iter().map(|f| f.0).collect();
-        assert_eq!(names, ["Dockerfile", "weknora-app", "ca-certificates.crt", "config.yaml", "state"]);
+        assert_eq!(names, ["Dockerfile", "weknora-app", "ca-certificates.crt", "config.yaml", "state/data"]);
         let names: Vec<String> =
             DOCREADER.context_files(Path::new("/x/weknora-docreader")).into_iter().map(|f| f.0).collect();
         assert_eq!(names, ["Dockerfile", "weknora-docreader", "ca-certificates.crt"]);
@@ -143,7 +145,8 @@ mod tests {
     fn the_dockerfiles_copy_every_context_file() {
         for service in [APP, DOCREADER] {
             let text = std::fs::read_to_string(service.dockerfile()).unwrap();
-            for (name, _) in service.context_files(Path::new("/x")).into_iter().skip(1) {
+            for (path, _) in service.context_files(Path::new("/x")).into_iter().skip(1) {
+                let name = path.split('/').next().unwrap();
                 let copied = text.lines().any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == name));
                 assert!(copied, "{} does not COPY {name}", service.dockerfile().display());
             }

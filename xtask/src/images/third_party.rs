@@ -1,0 +1,133 @@
+//! Third-party images: the pinned upstream image of each service, overridable by env
+//! (POSTGRES_IMAGE, ...), and the local stand-in used when no registry answers. The
+//! compose files carry the same defaults; a test checks that they agree.
+
+use anyhow::{Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::BuildMeta;
+use super::local_deps::{self, LOCAL_DEPS, LocalDep};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ThirdParty {
+    pub service: &'static str,
+    /// The variable that overrides the image.
+    pub env: &'static str,
+    pub upstream: &'static str,
+    pub local: Option<&'static LocalDep>,
+}
+
+pub const POSTGRES: ThirdParty = ThirdParty {
+    service: "postgres",
+    env: "POSTGRES_IMAGE",
+    upstream: "paradedb/paradedb:v0.18.9-pg17",
+    local: Some(&LOCAL_DEPS[0]),
+};
+pub const REDIS: ThirdParty =
+    ThirdParty { service: "redis", env: "REDIS_IMAGE", upstream: "redis:7.0-alpine", local: Some(&LOCAL_DEPS[1]) };
+/// The frontend image's base.
+pub const NGINX: ThirdParty =
+    ThirdParty { service: "frontend", env: "NGINX_IMAGE", upstream: "nginx:1.27-alpine", local: Some(&LOCAL_DEPS[2]) };
+pub const MINIO: ThirdParty = ThirdParty {
+    service: "minio",
+    env: "MINIO_IMAGE",
+    upstream: "minio/minio:RELEASE.2025-04-22T22-12-26Z",
+    local: None,
+};
+pub const NEO4J: ThirdParty =
+    ThirdParty { service: "neo4j", env: "NEO4J_IMAGE", upstream: "neo4j:5.26-community", local: None };
+pub const JAEGER: ThirdParty =
+    ThirdParty { service: "jaeger", env: "JAEGER_IMAGE", upstream: "jaegertracing/all-in-one:1.62.0", local: None };
+
+/// Every third-party image the compose files run.
+pub const SERVICES: [ThirdParty; 5] = [POSTGRES, REDIS, MINIO, NEO4J, JAEGER];
+
+/// Picks each third-party image: the override when set, else the upstream image when
+/// Docker has it or can pull it, else the local stand-in (built when missing). The first
+/// failed pull is reported once; later images do not try the registry again.
+/// Stand-ins are (re)built through Docker's build cache each time they are picked.
+pub struct Resolver<'a> {
+    docker: &'a Docker,
+    meta: &'a BuildMeta,
+    apt_mirror: Option<String>,
+    registry_error: Option<String>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(docker: &'a Docker, meta: &'a BuildMeta, apt_mirror: Option<String>) -> Resolver<'a> {
+        Resolver { docker, meta, apt_mirror, registry_error: None }
+    }
+
+    /// The image to use for `tp`; `chosen` is the override from env or `.env`, if any.
+    pub async fn image(&mut self, tp: &ThirdParty, chosen: Option<&str>) -> Result<String> {
+        if let Some(image) = chosen.filter(|c| !c.is_empty()) {
+            if self.docker.inspect_image(image).await.is_ok() {
+                return Ok(image.to_string());
+            }
+            if let Some(dep) = LOCAL_DEPS.iter().find(|d| d.image == image) {
+                local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
+                return Ok(image.to_string());
+            }
+            if let Err(e) = self.pull(image).await {
+                bail!("{} is set to {image}, which Docker does not have and cannot pull: {e}", tp.env);
+            }
+            return Ok(image.to_string());
+        }
+        if self.docker.inspect_image(tp.upstream).await.is_ok() {
+            return Ok(tp.upstream.to_string());
+        }
+        if self.registry_error.is_none() {
+            match self.pull(tp.upstream).await {
+                Ok(()) => return Ok(tp.upstream.to_string()),
+                Err(e) => {
+                    eprintln!("==> no registry reachable ({e}): using the local stand-ins built from Debian packages");
+                    self.registry_error = Some(e);
+                }
+            }
+        }
+        let Some(dep) = tp.local else {
+            bail!(
+                "{} ({}) cannot be pulled ({}) and has no local stand-in: load it with `docker load`, or set {} to an image Docker has",
+                tp.service,
+                tp.upstream,
+                self.registry_error.as_deref().unwrap_or("no registry"),
+                tp.env
+            );
+        };
+        // Built every time: Docker's build cache makes that quick, and a stand-in never
+        // lags behind its Dockerfile.
+        local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
+        Ok(dep.image.to_string())
+    }
+
+    async fn pull(&self, image: &str) -> std::result::Result<(), String> {
+        eprintln!("==> pulling {image}");
+        let opts = CreateImageOptionsBuilder::default().from_image(image).build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(msg) = stream.next().await {
+            msg.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compose_files_default_to_the_same_upstream_images() {
+        for file in ["docker-compose.yml", "docker-compose.dev.yml"] {
+            let path = crate::paths::project_root().join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            for tp in SERVICES {
+                let spelled = format!("${{{}:-{}}}", tp.env, tp.upstream);
+                assert!(text.contains(&spelled), "{file} does not say {spelled}");
+            }
+        }
+        let dockerfile = std::fs::read_to_string(crate::paths::docker_dir().join("Dockerfile.frontend")).unwrap();
+        assert!(dockerfile.contains(&format!("ARG NGINX_IMAGE={}", NGINX.upstream)));
+    }
+}

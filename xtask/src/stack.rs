@@ -1,0 +1,597 @@
+//! The running stack: `start`, `stop`, `restart`, `ps`, `logs`, `pull`, `check`. Compose
+//! (v2 plugin, else standalone v1) creates and removes things, always with an explicit
+//! project name, compose file and env file; everything else (finding containers again by
+//! their compose labels, health waits, logs of a failed service) goes through bollard.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::docker::{self, ComposeCli};
+use crate::dotenv::{self, Vars};
+use crate::images::third_party::{self, Resolver, ThirdParty};
+use crate::images::{self, BuildImages, BuildMeta, Workspace};
+use crate::paths;
+
+/// Our services, built from this repository.
+const OURS: [&str; 3] = ["app", "docreader", "frontend"];
+
+#[derive(clap::Args)]
+pub struct Start {
+    /// Development mode: docker-compose.dev.yml (app-dev with hot reload, ports on 127.0.0.1).
+    #[arg(long)]
+    dev: bool,
+    /// Optional services: minio, neo4j, jaeger, or full (repeatable).
+    #[arg(long = "profile", value_name = "P")]
+    profiles: Vec<String>,
+    /// Also start a local Ollama (`cargo xtask ollama start`).
+    #[arg(long)]
+    ollama: bool,
+    /// Never build images: fail when one is missing.
+    #[arg(long, conflicts_with = "pull")]
+    no_build: bool,
+    /// Pull the third-party images first.
+    #[arg(long)]
+    pull: bool,
+    /// How long to wait for every service to be healthy, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct Stop {
+    /// Also remove the volumes: every document, chunk and database row of this stack.
+    #[arg(long)]
+    volumes: bool,
+    /// Confirm `--volumes`.
+    #[arg(long)]
+    yes: bool,
+    /// Print what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Restart {
+    /// One service; ours (app, docreader, frontend) are rebuilt first and recreated.
+    service: Option<String>,
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct Ps {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Logs {
+    service: Option<String>,
+    /// Keep following.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only lines since this time (e.g. 10m, 2026-11-25T10:00:00).
+    #[arg(long)]
+    since: Option<String>,
+    /// Lines from the end of each service's log.
+    #[arg(long, default_value = "200")]
+    tail: String,
+}
+
+#[derive(clap::Args)]
+pub struct Check {
+    /// Also check the ports development mode publishes.
+    #[arg(long)]
+    dev: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Pull {
+    #[arg(long = "profile", value_name = "P")]
+    profiles: Vec<String>,
+}
+
+/// Compose for this checkout: program, project, file, env file, profiles, extra environment.
+pub struct Stack {
+    compose: ComposeCli,
+    pub project: String,
+    file: PathBuf,
+    env_file: PathBuf,
+    profiles: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Stack {
+    /// The stack as this checkout and `.env` describe it. `dev: None` finds the mode of the
+    /// running stack (an `app-dev` container means development).
+    pub async fn open(docker: &Docker, dev: Option<bool>, profiles: &[String]) -> Result<Stack> {
+        let compose = ComposeCli::detect()
+            .context("no docker compose found: run `cargo xtask doctor --fix` to install the compose plugin")?;
+        let vars = Vars::load();
+        let project = docker::project_name(&vars).to_ascii_lowercase();
+        let dev = match dev {
+            Some(d) => d,
+            None => containers(docker, &project).await?.iter().any(|c| c.service == "app-dev"),
+        };
+        let version = match vars.get("WEKNORA_VERSION") {
+            Some(v) => v.to_string(),
+            None => Workspace::read()?.version,
+        };
+        for p in profiles {
+            if !["minio", "neo4j", "jaeger", "full"].contains(&p.as_str()) {
+                bail!("unknown profile `{p}`: use minio, neo4j, jaeger or full");
+            }
+        }
+        Ok(Stack {
+            compose,
+            project,
+            file: if dev { paths::compose_dev_file() } else { paths::compose_file() },
+            env_file: paths::env_file(),
+            profiles: profiles.to_vec(),
+            env: vec![("WEKNORA_VERSION".into(), version)],
+        })
+    }
+
+    pub fn dev(&self) -> bool {
+        self.file == paths::compose_dev_file()
+    }
+
+    pub fn version(&self) -> &str {
+        &self.env[0].1
+    }
+
+    /// The compose command for `args`, with everything explicit.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.compose.program[0]);
+        cmd.args(&self.compose.program[1..]);
+        cmd.arg("--project-name").arg(&self.project).arg("--file").arg(&self.file);
+        if self.env_file.exists() {
+            cmd.arg("--env-file").arg(&self.env_file);
+        }
+        for p in &self.profiles {
+            cmd.args(["--profile", p]);
+        }
+        cmd.args(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.current_dir(paths::project_root());
+        cmd
+    }
+
+    /// Runs compose; its progress goes to our stderr.
+    pub fn run(&self, args: &[&str]) -> Result<()> {
+        let status = self
+            .command(args)
+            .stdout(Stdio::inherit())
+            .status()
+            .with_context(|| format!("running {}", self.compose.display()))?;
+        if !status.success() {
+            bail!("`{} {}` failed (its output is above)", self.compose.display(), args.join(" "));
+        }
+        Ok(())
+    }
+
+    /// The services compose would run with these profiles.
+    pub fn services(&self) -> Result<Vec<String>> {
+        let out = self.command(&["config", "--services"]).stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            bail!("the compose file does not resolve: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect())
+    }
+}
+
+/// One container of the project, as `ps` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    pub service: String,
+    pub name: String,
+    pub state: String,
+    pub health: String,
+    pub ports: Vec<String>,
+    pub image: String,
+    pub version: String,
+    #[serde(skip)]
+    pub id: String,
+}
+
+/// The project's containers, found by compose's labels.
+pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("com.docker.compose.project={project}")])]);
+    let list = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .await?;
+    let mut out = Vec::new();
+    for c in list {
+        let labels = c.labels.unwrap_or_default();
+        let id = c.id.unwrap_or_default();
+        let health = match docker.inspect_container(&id, None).await {
+            Ok(i) => i.state.and_then(|s| s.health).and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let mut ports: Vec<String> = c
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some(format!("{}:{}->{}", p.ip?, p.public_port?, p.private_port)))
+            .collect();
+        ports.sort();
+        ports.dedup();
+        out.push(Container {
+            service: labels.get("com.docker.compose.service").cloned().unwrap_or_default(),
+            name: c.names.unwrap_or_default().first().cloned().unwrap_or_default().trim_start_matches('/').into(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            health: if health.is_empty() || health == "none" { "-".into() } else { health },
+            ports,
+            image: c.image.unwrap_or_default(),
+            version: labels.get("org.opencontainers.image.version").cloned().unwrap_or_else(|| "-".into()),
+            id,
+        });
+    }
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(out)
+}
+
+/// Creates `.env` from `.env.example` with generated secrets when it is missing; never
+/// touches an existing one.
+pub fn ensure_env_file(path: &Path) -> Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let example = std::fs::read_to_string(paths::env_example())
+        .with_context(|| format!("reading {}", paths::env_example().display()))?;
+    let text = dotenv::new_env_text(&example).context("generating secrets from /dev/urandom")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    eprintln!("==> created {} from .env.example with generated secrets (mode 600)", path.display());
+    Ok(true)
+}
+
+/// Waits until every one of `services` has a running, healthy container; on failure names
+/// the service, its last health output and its last log lines.
+pub async fn wait_healthy(docker: &Docker, project: &str, services: &[String], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all = containers(docker, project).await?;
+        let mut pending = Vec::new();
+        for service in services {
+            let Some(c) = all.iter().find(|c| &c.service == service) else {
+                pending.push(format!("{service} (no container)"));
+                continue;
+            };
+            match (c.state.as_str(), c.health.as_str()) {
+                ("running", "healthy" | "-") => {}
+                ("running", "unhealthy") => return Err(failure(docker, c, "is unhealthy").await),
+                ("running", _) => pending.push(format!("{service} ({})", c.health)),
+                ("exited" | "dead", _) => return Err(failure(docker, c, "exited").await),
+                (state, _) => pending.push(format!("{service} ({state})")),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let first = all.iter().find(|c| pending.iter().any(|p| p.starts_with(&c.service)));
+            let reason = format!("not healthy after {}s: {}", timeout.as_secs(), pending.join(", "));
+            return Err(match first {
+                Some(c) => failure(docker, c, &reason).await,
+                None => anyhow::anyhow!(reason),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// "<service> <what>", the healthcheck's last output and the last log lines.
+async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
+    let health = match docker.inspect_container(&c.id, None).await {
+        Ok(i) => i
+            .state
+            .and_then(|s| s.health)
+            .and_then(|h| h.log)
+            .and_then(|l| l.last().cloned())
+            .map(|l| format!("exit {}: {}", l.exit_code.unwrap_or_default(), l.output.unwrap_or_default().trim()))
+            .unwrap_or_else(|| "(no healthcheck output)".into()),
+        Err(e) => e.to_string(),
+    };
+    let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail("30").build();
+    let mut logs = String::new();
+    let mut stream = docker.logs(&c.id, Some(opts));
+    while let Some(Ok(line)) = stream.next().await {
+        logs.push_str(&line.to_string());
+    }
+    anyhow::anyhow!(
+        "service `{}` {what}\nlast healthcheck: {health}\nlast log lines:\n{}\n(more: cargo xtask logs {})",
+        c.service,
+        logs.trim_end(),
+        c.service
+    )
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Picks every third-party image of the active services: upstream, or the local stand-in.
+async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String]) -> Result<()> {
+    let workspace = Workspace::read()?;
+    let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
+    let vars = Vars::load();
+    let mut resolver = Resolver::new(docker, &meta, vars.get("APT_MIRROR").map(str::to_string));
+    let active: Vec<ThirdParty> =
+        third_party::SERVICES.into_iter().filter(|tp| services.iter().any(|s| s == tp.service)).collect();
+    for tp in active {
+        let image = resolver.image(&tp, vars.get(tp.env)).await?;
+        stack.env.push((tp.env.to_string(), image));
+    }
+    Ok(())
+}
+
+/// Builds the images of ours that Docker lacks or that were built from another commit
+/// (or, with `force`, the ones named).
+async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: bool, no_build: bool) -> Result<()> {
+    let workspace = Workspace::read()?;
+    let revision = BuildMeta::detect(&workspace.version, &workspace.repository)?.revision();
+    let mut missing = Vec::new();
+    for name in wanted {
+        let image = format!("weknora/{name}:{}", stack.version());
+        let built_from = match docker.inspect_image(&image).await {
+            Ok(i) => i.config.and_then(|c| c.labels).and_then(|l| l.get("org.opencontainers.image.revision").cloned()),
+            Err(_) => None,
+        };
+        if force || built_from.as_deref() != Some(revision.as_str()) {
+            missing.push(*name);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if no_build {
+        bail!(
+            "images {} are missing or were built from another commit: build them with `cargo xtask build-images` \
+             (or drop --no-build)",
+            missing.join(", ")
+        );
+    }
+    eprintln!("==> building {}", missing.join(", "));
+    let has = |n: &str| missing.contains(&n);
+    BuildImages::only(has("app"), has("docreader"), has("frontend")).execute().await?;
+    Ok(())
+}
+
+impl Start {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(self.run_async())
+    }
+
+    async fn run_async(self) -> Result<ExitCode> {
+        ensure_env_file(&paths::env_file())?;
+        eprintln!("==> checking the machine");
+        if !crate::doctor::stack_checks(self.dev, false).await? {
+            bail!("a required check failed (table above): fix it, or run `cargo xtask doctor --fix`");
+        }
+        let docker = docker::connect().await?;
+        let mut stack = Stack::open(&docker, Some(self.dev), &self.profiles).await?;
+        let services = stack.services()?;
+        if self.pull {
+            Pull::pull(&stack, &services)?;
+        }
+        resolve_images(&docker, &mut stack, &services).await?;
+        let ours: Vec<&str> = OURS.iter().copied().filter(|o| services.iter().any(|s| s == o)).collect();
+        build_missing(&docker, &stack, &ours, false, self.no_build).await?;
+        if stack.dev() {
+            let workspace = Workspace::read()?;
+            let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
+            images::build_dev_image(&docker, &meta, &format!("weknora/app-dev:{}", stack.version())).await?;
+        }
+        let timeout = Duration::from_secs(self.timeout);
+        let deps = ["postgres".to_string(), "redis".to_string()];
+        eprintln!("==> starting postgres and redis");
+        stack.run(&["up", "--detach", "--remove-orphans", "postgres", "redis"])?;
+        wait_healthy(&docker, &stack.project, &deps, timeout).await?;
+        eprintln!("==> migrating the database");
+        migrate(&stack)?;
+        eprintln!("==> starting {}", services.join(", "));
+        if let Err(e) = stack.run(&["up", "--detach", "--remove-orphans"]) {
+            // Compose gave up on a dependency: say which service, and why.
+            wait_healthy(&docker, &stack.project, &services, Duration::ZERO).await?;
+            return Err(e);
+        }
+        wait_healthy(&docker, &stack.project, &services, timeout).await?;
+        if self.ollama {
+            crate::ollama::start()?;
+        }
+        let vars = Vars::load();
+        let port = |k: &str, d: &str| vars.get(k).unwrap_or(d).to_string();
+        println!("weknora {} is up ({} services healthy, project {})", stack.version(), services.len(), stack.project);
+        println!("  web UI:    http://localhost:{}/", port("FRONTEND_PORT", "80"));
+        println!("  API:       http://localhost:{}/api/v1 (also through the web UI's /api)", port("APP_PORT", "8080"));
+        println!("  admin key: ADMIN_API_KEY in {} (send it as X-API-Key)", paths::env_file().display());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Applies pending migrations inside the stack's network with the app image's own
+/// migrations (production: the database port is not published); in development through
+/// the published port with `cargo xtask migrate up`.
+fn migrate(stack: &Stack) -> Result<()> {
+    if stack.dev() {
+        let vars = Vars::load();
+        let exe = std::env::current_exe()?;
+        let status = Command::new(exe)
+            .args(["migrate", "up"])
+            .env("DB_HOST", "127.0.0.1")
+            .env("DB_PORT", vars.get("DB_PORT").unwrap_or("5432"))
+            .env("DATABASE_URL", "")
+            .status()?;
+        if !status.success() {
+            bail!("migrating failed (see above); the stack's other services were not started");
+        }
+        return Ok(());
+    }
+    stack
+        .run(&["run", "--rm", "--no-deps", "-T", "app", "migrate"])
+        .context("migrating failed; the stack's other services were not started (database and redis are up)")
+}
+
+impl Stop {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(async {
+            let docker = docker::connect().await?;
+            let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
+            let found = containers(&docker, &stack.project).await?;
+            if self.volumes && !self.yes && !self.dry_run {
+                bail!(
+                    "--volumes deletes every document, chunk and database row of project `{}`: add --yes to go ahead \
+                     (take a backup first), or --dry-run to see what it would remove",
+                    stack.project
+                );
+            }
+            if self.dry_run {
+                for c in &found {
+                    println!("would remove container {} ({})", c.name, c.service);
+                }
+                println!("would remove network {}_WeKnora-network", stack.project);
+                if self.volumes {
+                    println!("would remove the volumes of project {}", stack.project);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut args = vec!["down", "--remove-orphans"];
+            if self.volumes {
+                args.push("--volumes");
+            }
+            stack.run(&args)?;
+            println!("stopped project {} ({} containers removed)", stack.project, found.len());
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
+
+impl Restart {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(async {
+            let docker = docker::connect().await?;
+            let mut stack = Stack::open(&docker, None, &["full".to_string()]).await?;
+            let running: Vec<String> =
+                containers(&docker, &stack.project).await?.into_iter().map(|c| c.service).collect();
+            if running.is_empty() {
+                bail!("project {} has no containers: start it with `cargo xtask start`", stack.project);
+            }
+            let timeout = Duration::from_secs(self.timeout);
+            match self.service.as_deref() {
+                Some(svc) if OURS.contains(&svc) => {
+                    build_missing(&docker, &stack, &[svc], true, false).await?;
+                    resolve_images(&docker, &mut stack, &running).await?;
+                    stack.run(&["up", "--detach", "--no-deps", "--force-recreate", svc])?;
+                    wait_healthy(&docker, &stack.project, &[svc.to_string()], timeout).await?;
+                }
+                Some(svc) => {
+                    if !running.iter().any(|r| r == svc) {
+                        bail!("no service `{svc}` in project {}: running are {}", stack.project, running.join(", "));
+                    }
+                    stack.run(&["restart", svc])?;
+                    wait_healthy(&docker, &stack.project, &[svc.to_string()], timeout).await?;
+                }
+                None => {
+                    stack.run(&["restart"])?;
+                    wait_healthy(&docker, &stack.project, &running, timeout).await?;
+                }
+            }
+            println!("restarted {} (healthy)", self.service.as_deref().unwrap_or("every service"));
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
+
+impl Ps {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(async {
+            let docker = docker::connect().await?;
+            let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
+            let list = containers(&docker, &project).await?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                eprintln!("project {project} has no containers (start it with `cargo xtask start`)");
+            } else {
+                println!("{:<12} {:<10} {:<10} {:<10} PORTS", "SERVICE", "STATE", "HEALTH", "VERSION");
+                for c in &list {
+                    println!(
+                        "{:<12} {:<10} {:<10} {:<10} {}",
+                        c.service,
+                        c.state,
+                        c.health,
+                        c.version,
+                        c.ports.join(", ")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
+
+impl Logs {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(async {
+            let docker = docker::connect().await?;
+            let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
+            let mut args = vec!["logs", "--no-color", "--tail", &self.tail];
+            if self.follow {
+                args.push("--follow");
+            }
+            if let Some(since) = &self.since {
+                args.extend(["--since", since]);
+            }
+            if let Some(s) = &self.service {
+                args.push(s);
+            }
+            stack.run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
+
+impl Pull {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(async {
+            let docker = docker::connect().await?;
+            let stack = Stack::open(&docker, Some(false), &self.profiles).await?;
+            Pull::pull(&stack, &stack.services()?)?;
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+
+    /// Pulls the upstream third-party images (never ours: they are built here).
+    fn pull(stack: &Stack, services: &[String]) -> Result<()> {
+        let upstream: Vec<&str> =
+            services.iter().map(String::as_str).filter(|s| !OURS.contains(s) && *s != "app-dev").collect();
+        let mut args = vec!["pull"];
+        args.extend(&upstream);
+        stack.run(&args).context(
+            "pulling failed: where no registry is reachable, `cargo xtask start` uses local stand-ins instead (see docs/operations.md)",
+        )
+    }
+}
+
+impl Check {
+    pub fn run(self) -> Result<ExitCode> {
+        runtime()?.block_on(async {
+            let ok = crate::doctor::stack_checks(self.dev, self.json).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        })
+    }
+}
