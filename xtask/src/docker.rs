@@ -72,10 +72,14 @@ impl ComposeCli {
     }
 
     /// Finds compose: the `docker compose` v2 plugin first, then a standalone `docker-compose`
-    /// (v1, or a v2 binary installed under that name).
+    /// (v1, or a v2 binary installed under that name). `WEKNORA_COMPOSE=docker-compose`
+    /// insists on the standalone one (the tests run the stack with both).
     pub fn detect() -> Option<ComposeCli> {
-        let plugin = stdout_of("docker", &["compose", "version"]);
         let standalone = stdout_of("docker-compose", &["version"]);
+        if std::env::var("WEKNORA_COMPOSE").is_ok_and(|v| v == "docker-compose") {
+            return choose_compose(None, standalone.as_deref());
+        }
+        let plugin = stdout_of("docker", &["compose", "version"]);
         choose_compose(plugin.as_deref(), standalone.as_deref())
     }
 }

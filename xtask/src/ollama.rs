@@ -133,9 +133,9 @@ impl Ollama {
                     for m in &missing {
                         println!("missing:   {m} (get it with `ollama pull {m}`)");
                     }
-                    if !installed {
-                        eprintln!("{NOT_INSTALLED}");
-                    }
+                }
+                if !installed {
+                    eprintln!("{NOT_INSTALLED}");
                 }
                 Ok(if have.is_some() && missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }

@@ -276,6 +276,7 @@ pub async fn wait_healthy(docker: &Docker, project: &str, services: &[String], t
                 ("running", "unhealthy") => return Err(failure(docker, c, "is unhealthy").await),
                 ("running", _) => pending.push(format!("{service} ({})", c.health)),
                 ("exited" | "dead", _) => return Err(failure(docker, c, "exited").await),
+                ("restarting", _) => return Err(failure(docker, c, "keeps exiting and restarting").await),
                 (state, _) => pending.push(format!("{service} ({state})")),
             }
         }

@@ -17,6 +17,13 @@ use serde_json::Value;
 use support::xtask;
 use weknora_testkit::free_port;
 
+/// One stack at a time: they share the machine's two cores and the image builds.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Project {
     name: String,
     env: Vec<(String, String)>,
@@ -114,6 +121,7 @@ const DOC: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs a
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_up() {
+    let _serial = one_at_a_time();
     let p = Project::new("e2e", &[]);
     let (ok, out, err) = p.xtask(&["start", "--timeout", "600"]);
     assert!(ok, "start failed:\n{err}");
@@ -183,6 +191,14 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let (ok, _, err) = p.xtask(&["restart", "nosuch"]);
     assert!(!ok && err.contains("no service `nosuch`") && err.contains("postgres"), "{err}");
 
+    // A service that cannot start: start names it, with its health output and last log lines.
+    let mut broken = p.env.clone();
+    broken.push(("REDIS_DB".into(), "first".into()));
+    let (ok, _, err) = xtask(&["start", "--timeout", "120"], &broken);
+    assert!(!ok, "start with a broken app configuration succeeded");
+    assert!(err.contains("service `app`") && err.contains("last log lines") && err.contains("REDIS_DB"), "{err}");
+    assert!(!err.contains(&key), "the admin key was printed");
+
     // stop --volumes needs --yes; with it, nothing of the project is left.
     let (ok, _, err) = p.xtask(&["stop", "--volumes"]);
     assert!(!ok && err.contains("--yes"), "{err}");
@@ -194,7 +210,23 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
 
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
+fn the_stack_runs_with_standalone_compose_v1_too() {
+    let _serial = one_at_a_time();
+    let mut p = Project::new("v1", &[]);
+    p.env.push(("WEKNORA_COMPOSE".into(), "docker-compose".into()));
+    let (ok, out, err) = p.xtask(&["start", "--timeout", "600"]);
+    assert!(ok, "start with docker-compose v1 failed:\n{err}");
+    assert!(out.contains("is up"), "{out}");
+    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
+    assert!(ok, "{err}");
+    assert_eq!(p.leftovers(), "");
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn the_development_stack_starts_with_app_dev_on_the_mounted_source() {
+    let _serial = one_at_a_time();
     let p = Project::new("dev", &["DB_PORT", "REDIS_PORT", "DOCREADER_PORT"]);
     let (ok, out, err) = p.xtask(&["start", "--dev", "--timeout", "1200"]);
     assert!(ok, "start --dev failed:\n{err}");
