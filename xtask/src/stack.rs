@@ -186,8 +186,18 @@ impl Stack {
         if !out.status.success() {
             bail!("the compose file does not resolve: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect())
+        let listed = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        Ok(active_services(listed, &self.profiles))
     }
+}
+
+/// The services that run with `profiles`: compose v1's `config --services` lists the
+/// optional ones (each in the profile of its own name and in `full`) even when no profile
+/// selects them, so they are dropped here.
+pub fn active_services(listed: Vec<String>, profiles: &[String]) -> Vec<String> {
+    const OPTIONAL: [&str; 3] = ["minio", "neo4j", "jaeger"];
+    let on = |s: &str| profiles.iter().any(|p| p == s || p == "full");
+    listed.into_iter().filter(|s| !s.is_empty() && (!OPTIONAL.contains(&s.as_str()) || on(s))).collect()
 }
 
 /// One container of the project, as `ps` shows it.
@@ -594,5 +604,19 @@ impl Check {
             let ok = crate::doctor::stack_checks(self.dev, self.json).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_services_run_only_with_their_profile() {
+        let listed: Vec<String> =
+            ["app", "minio", "neo4j", "jaeger", "postgres", ""].iter().map(|s| s.to_string()).collect();
+        assert_eq!(active_services(listed.clone(), &[]), ["app", "postgres"]);
+        assert_eq!(active_services(listed.clone(), &["neo4j".into()]), ["app", "neo4j", "postgres"]);
+        assert_eq!(active_services(listed, &["full".into()]), ["app", "minio", "neo4j", "jaeger", "postgres"]);
     }
 }

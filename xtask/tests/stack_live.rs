@@ -193,10 +193,11 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
 
     // A service that cannot start: start names it, with its health output and last log lines.
     let mut broken = p.env.clone();
-    broken.push(("REDIS_DB".into(), "first".into()));
+    // (A setting that `weknora-app migrate` does not read: the app itself must fail.)
+    broken.push(("STORAGE_TYPE".into(), "minio".into()));
     let (ok, _, err) = xtask(&["start", "--timeout", "120"], &broken);
     assert!(!ok, "start with a broken app configuration succeeded");
-    assert!(err.contains("service `app`") && err.contains("last log lines") && err.contains("REDIS_DB"), "{err}");
+    assert!(err.contains("service `app`") && err.contains("last log lines") && err.contains("STORAGE_TYPE"), "{err}");
     assert!(!err.contains(&key), "the admin key was printed");
 
     // stop --volumes needs --yes; with it, nothing of the project is left.
