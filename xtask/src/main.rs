@@ -14,6 +14,7 @@ mod paths;
 mod poll;
 mod process;
 mod stack;
+mod utc;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

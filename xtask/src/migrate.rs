@@ -463,20 +463,7 @@ fn print_capabilities(caps: &[Capability]) {
 
 /// `YYYYMMDDHHMMSS` in UTC for a Unix time.
 pub fn stamp(unix_secs: u64) -> i64 {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = ((secs / 3600) as i64, (secs % 3600 / 60) as i64, (secs % 60) as i64);
-    ((((year * 100 + month) * 100 + day) * 100 + h) * 100 + m) * 100 + s
+    crate::utc::civil(unix_secs).iter().fold(0, |acc, part| acc * 100 + part)
 }
 
 fn now_stamp() -> i64 {

@@ -109,22 +109,11 @@ fn version_from(workspace: &str, tag: Option<&str>) -> String {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (days to civil date: Howard Hinnant's algorithm).
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339_utc(epoch: i64) -> Result<String> {
-    if epoch < 0 {
-        bail!("commit time {epoch} is before 1970");
-    }
-    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    Ok(format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60))
+    let Ok(secs) = u64::try_from(epoch) else { bail!("commit time {epoch} is before 1970") };
+    let [year, month, day, h, m, s] = crate::utc::civil(secs);
+    Ok(format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"))
 }
 
 #[cfg(test)]
