@@ -43,6 +43,15 @@ pub fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
 }
 
+/// Waits (up to 10 s) until something accepts connections on 127.0.0.1:`port`.
+fn wait_listening(port: u16, server: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{server} did not listen within 10s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A server tool; as root it runs as `postgres`, since PostgreSQL refuses to run as root.
 fn server_command(program: &Path) -> Command {
     if rustix::process::geteuid().is_root() {
@@ -205,11 +214,7 @@ impl Redis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is missing: run `cargo xtask doctor --fix`");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen within 10s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, "redis-server");
         Redis { port, child }
     }
 
@@ -255,11 +260,7 @@ impl Registry {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker-registry is missing: run `cargo xtask doctor --fix`");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen within 10s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, "docker-registry");
         Registry { port, child, _dir: dir }
     }
 
