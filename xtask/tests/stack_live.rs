@@ -1,12 +1,13 @@
 //! The main job end to end: `cargo xtask start` on a fresh project name brings every
 //! service up healthy with locally built images (local stand-ins for the third-party ones:
 //! no registry here); a document uploaded through the frontend's `/api` proxy is parsed and
-//! found; `restart app` keeps the data; `stop --volumes --yes` leaves nothing of the
+//! found, and the web interface does the same in headless Chromium; `restart app` keeps the data; `stop --volumes --yes` leaves nothing of the
 //! project behind. Then the development compose file starts too (app-dev compiles the
 //! mounted source in its container).
 //!
 //! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it.
 
+mod browser;
 mod support;
 
 use std::path::Path;
@@ -171,6 +172,9 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let (status, hits) = curl(&front, &key, &[], &search);
     assert_eq!(status, 200, "{hits}");
     assert!(hits.to_string().contains("restore drill"), "{hits}");
+
+    // The same through the web interface, in a real browser.
+    browser::walk_through_the_ui(&front, &key);
 
     // A second start is a quick no-op.
     let (ok, out, err) = p.xtask(&["start"]);

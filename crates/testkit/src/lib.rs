@@ -44,7 +44,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits (up to 10 s) until something accepts connections on 127.0.0.1:`port`.
-fn wait_listening(port: u16, server: &str) {
+pub fn wait_listening(port: u16, server: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{server} did not listen within 10s");

@@ -25,6 +25,7 @@ pub fn routes(max_bytes: usize) -> Router<Arc<AppState>> {
             // Room for the multipart framing on top of the file itself.
             post(upload_file).layer(DefaultBodyLimit::max(max_bytes + (1 << 20))),
         )
+        .route("/api/v1/knowledge-bases/{id}/knowledge", get(list))
         .route("/api/v1/knowledge-bases/{id}/knowledge/manual", post(upload_manual))
         .route("/api/v1/knowledge-bases/{id}/knowledge/url", post(upload_url))
         .route("/api/v1/knowledge/{id}/reparse", post(reparse))
@@ -340,6 +341,44 @@ struct Page {
     page_size: Option<i64>,
 }
 
+impl Page {
+    /// (page number from 1, page size 1..=200; 20 by default).
+    fn resolve(&self) -> (i64, i64) {
+        (self.page.unwrap_or(1).max(1), self.page_size.unwrap_or(20).clamp(1, 200))
+    }
+}
+
+/// A knowledge base's documents, newest first, paged like the chunks.
+async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    let (number, size) = page.resolve();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2 \
+         ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
+    );
+    let rows: Vec<Knowledge> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(kb)
+        .bind(caller.tenant_id)
+        .bind(size)
+        .bind((number - 1) * size)
+        .fetch_all(&state.db)
+        .await
+        .map_err(internal)?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2")
+            .bind(kb)
+            .bind(caller.tenant_id)
+            .fetch_one(&state.db)
+            .await
+            .map_err(internal)?;
+    Ok(Json(json!({ "success": true, "data": rows, "page": number, "page_size": size, "total": total })))
+}
+
 #[derive(Serialize, sqlx::FromRow)]
 struct ChunkRow {
     id: Uuid,
@@ -356,8 +395,7 @@ async fn chunks(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     fetch(&state, &caller, knowledge_id).await?;
-    let size = page.page_size.unwrap_or(20).clamp(1, 200);
-    let number = page.page.unwrap_or(1).max(1);
+    let (number, size) = page.resolve();
     let rows: Vec<ChunkRow> = sqlx::query_as(
         "SELECT id, position, content, start_offset, end_offset FROM chunks WHERE knowledge_id = $1 AND tenant_id = $2 \
          ORDER BY position LIMIT $3 OFFSET $4",
@@ -394,7 +432,7 @@ struct Hit {
 }
 
 /// Keyword retrieval over the app-segmented full-text index (Chinese works on plain
-/// PostgreSQL). Vector retrieval and fusion join here when an embedding model is configured.
+/// PostgreSQL). `terms` are the words searched for, so a client can highlight them. Vector retrieval and fusion join here when an embedding model is configured.
 async fn search(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -413,7 +451,9 @@ async fn search(
         && let Some(cached) = crate::cache::get(&state, key).await
         && let Ok(hits) = serde_json::from_str::<Value>(&cached)
     {
-        return Ok(Json(json!({ "success": true, "data": hits, "retrieval": "keyword", "cached": true })));
+        return Ok(Json(
+            json!({ "success": true, "data": hits, "terms": tokens, "retrieval": "keyword", "cached": true }),
+        ));
     }
     let hits: Vec<Hit> = sqlx::query_as(
         "SELECT c.id AS chunk_id, c.knowledge_id, k.title AS knowledge_title, c.content, \
@@ -433,5 +473,5 @@ async fn search(
     if let Some(key) = &cache_key {
         crate::cache::put(&state, key, &hits.to_string()).await;
     }
-    Ok(Json(json!({ "success": true, "data": hits, "retrieval": "keyword", "cached": false })))
+    Ok(Json(json!({ "success": true, "data": hits, "terms": tokens, "retrieval": "keyword", "cached": false })))
 }

@@ -227,6 +227,7 @@ async fn system_info(State(state): State<Arc<AppState>>) -> Result<Json<Value>, 
                 "storage": state.config.storage.kind,
                 "graph": state.config.graph.enabled,
             },
+            "limits": { "max_file_size_mb": state.config.server.max_file_size_mb },
         }
     })))
 }

@@ -168,6 +168,7 @@ fn ready_with_every_dependency_up_and_info_reports_the_schema() {
     assert_eq!(info["schema_version"], 20261125000007i64, "AUTO_MIGRATE applied every migration");
     assert_eq!(info["capabilities"]["pgvector"], false, "plain PostgreSQL 15 has no pgvector");
     assert_eq!(info["capabilities"]["storage"], "local");
+    assert_eq!(info["limits"]["max_file_size_mb"], 50, "the default upload limit, for clients to show");
     assert!(info["toolchain"].as_str().unwrap().starts_with("rustc 1."));
 
     let (_, head, _) = get(port, "/health", &[("X-Request-ID", "trace-me-42")]);
@@ -388,12 +389,17 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
         assert_eq!(doc["parse_status"], "completed", "{doc}");
         assert!(doc["chunk_count"].as_i64().unwrap() > 0, "{doc}");
     }
+    let (_, _, listed) = get(port, &format!("{base}/knowledge?page_size=2"), &admin);
+    assert_eq!(listed["total"], 3, "{listed}");
+    let newest: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|d| d["title"].as_str().unwrap()).collect();
+    assert_eq!(newest, ["sample.docx", "sample.pdf"], "newest first, one page: {listed}");
     let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{}", ids[0]), &admin);
     assert!(chunks["data"][0]["content"].as_str().unwrap().contains("数据库备份"), "{chunks}");
 
     let search = |q: &str| get(port, &format!("{base}/hybrid-search?query={q}"), &admin).2;
     let hits = search("restore%20drills");
     assert!(hits["data"][0]["content"].as_str().unwrap().contains("Restore drills"), "{hits}");
+    assert_eq!(hits["terms"], serde_json::json!(["restore", "drills"]), "the words searched for, to highlight");
     let hits = search("%E5%A4%87%E4%BB%BD"); // 备份
     assert!(
         hits["data"]
@@ -415,6 +421,7 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     assert_eq!(get(port, &format!("/api/v1/knowledge/{}", ids[0]), &other).0, 404);
     assert_eq!(get(port, &format!("/api/v1/chunks/{}", ids[0]), &other).0, 404);
     assert_eq!(get(port, &format!("{base}/hybrid-search?query=backup"), &other).0, 404);
+    assert_eq!(get(port, &format!("{base}/knowledge"), &other).0, 404);
     assert_eq!(upload(port, &format!("{base}/knowledge/file"), &other_key, "x.md", b"x").0, 404);
 
     // Oversize: 413 naming the limit, and nothing stored.

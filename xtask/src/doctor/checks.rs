@@ -346,13 +346,16 @@ fn test_servers(f: &Facts) -> Check {
     if !f.registry {
         missing.push("docker-registry");
     }
+    if !f.browser {
+        missing.push("chromium, chromium-driver, fonts-wqy-microhei");
+    }
     // Only the tests need them; the stack runs its own in containers.
     match (f.postgres_server, missing.is_empty()) {
         (Some(v), true) => check(
             id,
             name,
             Status::Ok,
-            format!("PostgreSQL {v}, redis-server, docker-registry (the tests start throwaway servers)"),
+            format!("PostgreSQL {v}, redis-server, docker-registry, Chromium (the tests start throwaway servers)"),
             None,
         ),
         _ => check(
@@ -434,6 +437,7 @@ pub mod tests {
             postgres_server: Some(15),
             redis_server: true,
             registry: true,
+            browser: true,
             debootstrap: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
@@ -526,6 +530,10 @@ pub mod tests {
         f.registry = false;
         let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
         assert!(c.status == Status::Warn && c.detail.contains("docker-registry"), "{}", c.detail);
+        let mut f = healthy();
+        f.browser = false;
+        let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
+        assert!(c.status == Status::Warn && c.detail.contains("chromium-driver"), "{}", c.detail);
     }
 
     #[test]

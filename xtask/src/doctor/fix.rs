@@ -126,6 +126,9 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     want(f.postgres_server.is_none(), "postgresql");
     want(!f.redis_server, "redis-server");
     want(!f.registry, "docker-registry");
+    for package in ["chromium", "chromium-driver", "fonts-wqy-microhei"] {
+        want(!f.browser, package);
+    }
     want(!f.debootstrap, "debootstrap");
 
     let mut steps = Vec::new();
@@ -382,6 +385,14 @@ mod tests {
         let mut f = healthy();
         f.postgres_server = None;
         assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
+    }
+
+    #[test]
+    fn the_browser_test_gets_chromium_its_driver_and_a_chinese_font() {
+        let mut f = healthy();
+        f.browser = false;
+        let packages = ["chromium", "chromium-driver", "fonts-wqy-microhei"].map(String::from).to_vec();
+        assert_eq!(plan(&f), [Step::AptInstall { packages }]);
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct Facts {
     pub redis_server: bool,
     /// docker-registry (Distribution), the local registry the image push tests push to.
     pub registry: bool,
+    /// Chromium, its WebDriver and a CJK font: the browser test of the web interface.
+    pub browser: bool,
     /// debootstrap makes the Debian base image where no registry is reachable.
     pub debootstrap: bool,
     /// `sqlx --version`, e.g. "sqlx-cli 0.9.0".
@@ -129,6 +131,9 @@ pub struct Facts {
     /// The Python writer and reference parsers the docreader fixtures and benchmark use.
     pub bench_python: bool,
 }
+
+/// The font fonts-wqy-microhei installs, so that screenshots show Chinese text.
+const CJK_FONT: &str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc";
 
 pub async fn gather(dev: bool) -> Facts {
     let env = env_fact();
@@ -168,6 +173,7 @@ pub async fn gather(dev: bool) -> Facts {
         postgres_server: postgres_server(),
         redis_server: on_path("redis-server"),
         registry: on_path("docker-registry"),
+        browser: on_path("chromium") && on_path("chromedriver") && Path::new(CJK_FONT).exists(),
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),

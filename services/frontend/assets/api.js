@@ -1,0 +1,89 @@
+// The app's HTTP API, through the web server's /api proxy. Every failure becomes an
+// ApiError whose message is the one the app wrote in its error body, or a plain sentence
+// naming what to check when no app answered.
+
+import { t } from './i18n.js';
+
+const KEY = 'weknora.apiKey';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** The key in use: kept for this tab only, unless the user asked to be remembered. */
+export function apiKey() {
+  return sessionStorage.getItem(KEY) || localStorage.getItem(KEY) || '';
+}
+
+export function setApiKey(key, remember) {
+  signOut();
+  (remember ? localStorage : sessionStorage).setItem(KEY, key);
+}
+
+export function signOut() {
+  sessionStorage.removeItem(KEY);
+  localStorage.removeItem(KEY);
+}
+
+/** The error for a response that is not a success, from its status and body text. */
+function errorFrom(status, text) {
+  try {
+    const body = JSON.parse(text);
+    if (body && body.error && body.error.message) {
+      return new ApiError(status, body.error.code || 'error', body.error.message);
+    }
+  } catch {
+    // Not JSON: nginx answered for the app (size limit, app down).
+  }
+  if (status === 413) return new ApiError(status, 'file_too_large', t('err.tooLarge'));
+  if (status === 502 || status === 503 || status === 504) {
+    return new ApiError(status, 'unavailable', t('err.gateway', { status }));
+  }
+  return new ApiError(status, 'unexpected', t('err.unexpected', { status }));
+}
+
+/** `api('GET', '/knowledge-bases')`: the whole JSON body of a successful answer. */
+export async function api(method, path, body, key = apiKey()) {
+  const headers = { 'X-API-Key': key };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', t('err.network'));
+  }
+  const text = await response.text();
+  if (!response.ok) throw errorFrom(response.status, text);
+  return text ? JSON.parse(text) : {};
+}
+
+/**
+ * Uploads one file to a knowledge base, reporting progress as a fraction (0..1).
+ * XMLHttpRequest because fetch cannot report upload progress.
+ */
+export function uploadFile(kbId, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/api/v1/knowledge-bases/${encodeURIComponent(kbId)}/knowledge/file`);
+    xhr.setRequestHeader('X-API-Key', apiKey());
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress(e.loaded / e.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
+      else reject(errorFrom(xhr.status, xhr.responseText));
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'network', t('err.network')));
+    const form = new FormData();
+    form.append('file', file, file.name);
+    xhr.send(form);
+  });
+}

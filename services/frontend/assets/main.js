@@ -1,0 +1,407 @@
+// The weknora web interface: plain JavaScript modules, no build step. Routes live in the
+// URL's hash so that nginx serves one page and every view can be bookmarked:
+//   #/                     knowledge bases
+//   #/kb/<id>              a knowledge base's documents (upload, live status)
+//   #/kb/<id>/search?q=    search in it
+//   #/doc/<id>?page=       a document's chunks
+
+import { api, apiKey, ApiError, setApiKey, signOut, uploadFile } from './api.js';
+import { el, fill, highlight } from './dom.js';
+import { formatBytes, formatDate, language, setLanguage, t } from './i18n.js';
+
+const view = document.getElementById('view');
+const flashBox = document.getElementById('flash');
+/** Upload limit and build facts from /api/v1/system/info (no key needed). */
+let system = { limits: { max_file_size_mb: 50 } };
+/** Stops the live refresh of the view being left. */
+let stopRefresh = () => {};
+const ACCEPT =
+  '.txt,.md,.markdown,.html,.htm,.pdf,.docx,.xlsx,.xls,.ods,.csv,.tsv,.pptx,.epub,.png,.jpg,.jpeg,.gif,.bmp,.webp,.tif,.tiff,.log';
+const PARALLEL_UPLOADS = 3;
+const REFRESH_MS = 1500;
+
+// ---------------------------------------------------------------- messages
+
+function flash(message, kind = 'error') {
+  fill(flashBox, message ? el('p', { class: kind }, message) : null);
+}
+
+/** Shows an error; a refused key sends the user back to sign in. */
+function fail(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    signOut();
+    location.hash = '#/';
+    render().then(() => flash(t('signin.expired')));
+    return;
+  }
+  flash(error.message || String(error));
+}
+
+// ---------------------------------------------------------------- header and footer
+
+function renderChrome() {
+  const signedIn = Boolean(apiKey());
+  fill(document.getElementById('nav'), signedIn ? el('a', { href: '#/' }, t('nav.kbs')) : null);
+  const lang = document.getElementById('lang');
+  lang.textContent = t('lang.switch');
+  const out = document.getElementById('sign-out');
+  out.hidden = !signedIn;
+  out.textContent = t('signin.out');
+  const footer = document.getElementById('footer');
+  footer.textContent = system.version
+    ? t('footer.version', { version: system.version, schema: system.schema_version ?? '—' })
+    : '';
+}
+
+document.getElementById('lang').addEventListener('click', () => {
+  setLanguage(language() === 'zh' ? 'en' : 'zh');
+  render();
+});
+
+document.getElementById('sign-out').addEventListener('click', () => {
+  signOut();
+  location.hash = '#/';
+  render();
+});
+
+// ---------------------------------------------------------------- sign in
+
+function signInView() {
+  const key = el('input', { id: 'api-key', type: 'password', required: true, autocomplete: 'off', size: 40 });
+  const remember = el('input', { id: 'remember', type: 'checkbox' });
+  const form = el(
+    'form',
+    { class: 'card narrow', id: 'sign-in' },
+    el('h1', {}, t('signin.title')),
+    el('p', { class: 'muted' }, t('signin.help')),
+    el('label', { for: 'api-key' }, t('signin.key')),
+    key,
+    el('label', { class: 'check' }, remember, ' ', t('signin.remember')),
+    el('button', { type: 'submit' }, t('signin.submit')),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await api('GET', '/tenants/current', undefined, key.value.trim());
+      setApiKey(key.value.trim(), remember.checked);
+      flash('');
+      render();
+    } catch (error) {
+      flash(error.message);
+    }
+  });
+  fill(view, form);
+  key.focus();
+}
+
+// ---------------------------------------------------------------- knowledge bases
+
+async function kbListView() {
+  const { data: kbs } = await api('GET', '/knowledge-bases');
+  const name = el('input', { id: 'kb-name', required: true, maxlength: 200 });
+  const description = el('input', { id: 'kb-description', maxlength: 2000 });
+  const create = el(
+    'form',
+    { class: 'card', id: 'kb-create' },
+    el('h2', {}, t('kbs.create')),
+    el('div', { class: 'row' },
+      el('label', {}, t('kbs.name'), name),
+      el('label', { class: 'grow' }, t('kbs.description'), description),
+      el('button', { type: 'submit' }, t('kbs.submit'))),
+  );
+  create.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const { data } = await api('POST', '/knowledge-bases', { name: name.value, description: description.value });
+      flash('');
+      location.hash = `#/kb/${data.id}`;
+    } catch (error) {
+      fail(error);
+    }
+  });
+  const list = kbs.length
+    ? el('ul', { class: 'kbs', id: 'kb-list' }, kbs.map((kb) =>
+      el('li', { class: 'card kb', 'data-kb-id': kb.id },
+        el('div', { class: 'grow' },
+          el('a', { class: 'kb-name', href: `#/kb/${kb.id}` }, kb.name),
+          kb.description ? el('p', {}, kb.description) : null,
+          el('p', { class: 'muted' },
+            t('kbs.chunking', { size: kb.chunk_size, overlap: kb.chunk_overlap }), ' · ',
+            t('kbs.created'), ' ', formatDate(kb.created_at))),
+        el('button', { type: 'button', class: 'danger kb-delete', onclick: () => deleteKb(kb) }, t('kbs.delete')))))
+    : el('p', { class: 'muted', id: 'kb-list' }, t('kbs.empty'));
+  fill(view, el('h1', {}, t('kbs.title')), list, create);
+}
+
+async function deleteKb(kb) {
+  if (!confirm(t('kbs.confirmDelete', { name: kb.name }))) return;
+  try {
+    await api('DELETE', `/knowledge-bases/${kb.id}`);
+    await kbListView();
+    flash(t('kbs.deleted', { name: kb.name }), 'notice');
+  } catch (error) {
+    fail(error);
+  }
+}
+
+/** The heading and tabs shared by a knowledge base's documents and search views. */
+function kbHeader(kb, active) {
+  const tab = (id, href, label) => el('a', { href, class: active === id ? 'tab active' : 'tab', id: `tab-${id}` }, label);
+  return [
+    el('h1', {}, kb.name),
+    kb.description ? el('p', { class: 'muted' }, kb.description) : null,
+    el('nav', { class: 'tabs' },
+      tab('documents', `#/kb/${kb.id}`, t('tab.documents')),
+      tab('search', `#/kb/${kb.id}/search`, t('tab.search'))),
+  ];
+}
+
+// ---------------------------------------------------------------- documents
+
+async function documentsView(kbId) {
+  const { data: kb } = await api('GET', `/knowledge-bases/${kbId}`);
+  const table = el('div', { id: 'documents' });
+  const uploads = el('ul', { class: 'uploads', id: 'uploads' });
+  let page = 1;
+
+  const refresh = async () => {
+    const list = await api('GET', `/knowledge-bases/${kbId}/knowledge?page=${page}&page_size=50`);
+    fill(table, documentsTable(list, (p) => { page = p; refresh().catch(fail); }, refresh));
+    return list.data.some((d) => d.parse_status === 'pending' || d.parse_status === 'processing');
+  };
+  // Live status: refresh while anything is waiting or parsing, and after every upload.
+  let timer = null;
+  let alive = true;
+  const schedule = async () => {
+    clearTimeout(timer);
+    if (!alive) return;
+    try {
+      if (await refresh()) timer = setTimeout(schedule, REFRESH_MS);
+    } catch (error) {
+      fail(error);
+    }
+  };
+  stopRefresh = () => { alive = false; clearTimeout(timer); };
+
+  fill(view, ...kbHeader(kb, 'documents'),
+    dropZone(kbId, uploads, schedule), uploads, textAndUrlForms(kbId, schedule), table);
+  await schedule();
+}
+
+function dropZone(kbId, uploads, changed) {
+  const limitMb = system.limits.max_file_size_mb;
+  const input = el('input', { type: 'file', id: 'file-input', multiple: true, accept: ACCEPT, class: 'visually-hidden' });
+  const zone = el('label', { class: 'drop', id: 'drop-zone', for: 'file-input' },
+    el('strong', {}, t('upload.drop')),
+    el('span', { class: 'button' }, t('upload.choose')),
+    el('span', { class: 'muted', id: 'upload-limit' }, t('upload.limit', { mb: limitMb })),
+    input);
+  const take = (files) => {
+    if (files.length) uploadAll(kbId, [...files], uploads, changed);
+  };
+  input.addEventListener('change', () => { take(input.files); input.value = ''; });
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    take(e.dataTransfer.files);
+  });
+  return zone;
+}
+
+/** Uploads files a few at a time, each with its own progress bar and outcome. */
+async function uploadAll(kbId, files, uploads, changed) {
+  const limitMb = system.limits.max_file_size_mb;
+  const queue = files.map((file) => {
+    const bar = el('progress', { max: 1, value: 0 });
+    const outcome = el('span', { class: 'outcome' });
+    const item = el('li', { 'data-file': file.name }, el('span', { class: 'file-name' }, file.name),
+      el('span', { class: 'muted' }, formatBytes(file.size)), bar, outcome);
+    uploads.prepend(item);
+    return { file, bar, outcome, item };
+  });
+  const done = (u, kind, message) => {
+    u.item.classList.add(kind);
+    u.outcome.textContent = message;
+    u.bar.remove();
+  };
+  const next = async () => {
+    for (let u = queue.shift(); u; u = queue.shift()) {
+      // Refused here, before a byte is sent: the server would refuse it anyway.
+      if (u.file.size > limitMb * 1024 * 1024) {
+        done(u, 'failed', t('upload.tooLarge', { name: u.file.name, size: formatBytes(u.file.size), mb: limitMb }));
+        continue;
+      }
+      if (u.file.size === 0) {
+        done(u, 'failed', t('upload.empty', { name: u.file.name }));
+        continue;
+      }
+      try {
+        await uploadFile(kbId, u.file, (fraction) => { u.bar.value = fraction; });
+        done(u, 'ok', t('upload.queued'));
+        changed();
+      } catch (error) {
+        if (error.status === 401) return fail(error);
+        done(u, 'failed', error.message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL_UPLOADS }, next));
+}
+
+function textAndUrlForms(kbId, changed) {
+  const submit = (path, body, form) => async (e) => {
+    e.preventDefault();
+    try {
+      await api('POST', `/knowledge-bases/${kbId}/knowledge/${path}`, body());
+      form.reset();
+      flash('');
+      changed();
+    } catch (error) {
+      fail(error);
+    }
+  };
+  const title = el('input', { name: 'title', maxlength: 200 });
+  const content = el('textarea', { name: 'content', rows: 6, required: true });
+  const text = el('form', { id: 'add-text' },
+    el('label', {}, t('upload.title'), title),
+    el('label', {}, t('upload.content'), content),
+    el('button', { type: 'submit' }, t('upload.add')));
+  text.addEventListener('submit', submit('manual', () => ({ title: title.value, content: content.value }), text));
+  const url = el('input', { name: 'url', type: 'url', required: true, placeholder: 'https://' });
+  const page = el('form', { id: 'add-url' },
+    el('label', {}, t('upload.urlField'), url),
+    el('button', { type: 'submit' }, t('upload.add')));
+  page.addEventListener('submit', submit('url', () => ({ url: url.value }), page));
+  return el('div', { class: 'row extras' },
+    el('details', { class: 'card grow' }, el('summary', {}, t('upload.text')), text),
+    el('details', { class: 'card grow' }, el('summary', {}, t('upload.url')), page));
+}
+
+function statusBadge(doc) {
+  return el('span', { class: `status ${doc.parse_status}`, 'data-status': doc.parse_status, title: doc.error || '' },
+    t(`status.${doc.parse_status}`));
+}
+
+function documentsTable(list, goTo, changed) {
+  if (list.total === 0) return el('p', { class: 'muted' }, t('docs.empty'));
+  const action = (label, cls, run) => el('button', { type: 'button', class: cls, onclick: run }, label);
+  const rows = list.data.map((doc) => el('tr', { 'data-doc-id': doc.id },
+    el('td', {}, el('a', { href: `#/doc/${doc.id}`, class: 'doc-title' }, doc.title),
+      doc.error ? el('div', { class: 'error-text' }, doc.error) : null),
+    el('td', {}, doc.file_type || doc.source_type),
+    el('td', { class: 'num' }, doc.size_bytes ? formatBytes(doc.size_bytes) : ''),
+    el('td', {}, statusBadge(doc)),
+    el('td', { class: 'num' }, doc.chunk_count),
+    el('td', {}, formatDate(doc.created_at)),
+    el('td', { class: 'actions' },
+      action(t('docs.view'), 'link', () => { location.hash = `#/doc/${doc.id}`; }),
+      doc.parse_status === 'failed' || doc.parse_status === 'completed'
+        ? action(t('docs.reparse'), 'link', async () => {
+          try { await api('POST', `/knowledge/${doc.id}/reparse`); changed(); } catch (error) { fail(error); }
+        })
+        : null,
+      action(t('docs.delete'), 'link danger', async () => {
+        if (!confirm(t('docs.confirmDelete', { name: doc.title }))) return;
+        try { await api('DELETE', `/knowledge/${doc.id}`); changed(); } catch (error) { fail(error); }
+      }))));
+  return [
+    el('p', { class: 'muted' }, t('docs.total', { n: list.total })),
+    el('table', {},
+      el('thead', {}, el('tr', {}, ['docs.title', 'docs.type', 'docs.size', 'docs.status', 'docs.chunks', 'docs.added', '']
+        .map((k) => el('th', {}, k ? t(k) : '')))),
+      el('tbody', {}, rows)),
+    pager(list, goTo),
+  ];
+}
+
+function pager(list, goTo) {
+  const pages = Math.max(1, Math.ceil(list.total / list.page_size));
+  if (pages === 1) return null;
+  return el('div', { class: 'pager' },
+    el('button', { type: 'button', disabled: list.page <= 1, onclick: () => goTo(list.page - 1) }, t('page.prev')),
+    el('span', {}, t('page.of', { page: list.page, pages })),
+    el('button', { type: 'button', disabled: list.page >= pages, onclick: () => goTo(list.page + 1) }, t('page.next')));
+}
+
+// ---------------------------------------------------------------- search
+
+async function searchView(kbId, params) {
+  const { data: kb } = await api('GET', `/knowledge-bases/${kbId}`);
+  const query = el('input', { id: 'search-query', type: 'search', required: true, value: params.get('q') || '',
+    placeholder: t('search.placeholder') });
+  const topK = el('input', { id: 'search-top-k', type: 'number', min: 1, max: 200, value: params.get('top_k') || kb.retrieval_top_k });
+  const form = el('form', { class: 'row', id: 'search' },
+    el('span', { class: 'grow' }, query),
+    el('label', { class: 'inline' }, t('search.topK'), ' ', topK),
+    el('button', { type: 'submit' }, t('search.submit')));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams({ q: query.value, top_k: topK.value });
+    location.hash = `#/kb/${kbId}/search?${q}`;
+  });
+  const results = el('div', { id: 'results' });
+  fill(view, ...kbHeader(kb, 'search'), form, results);
+  query.focus();
+  const q = params.get('q');
+  if (!q) return;
+  const found = await api('GET',
+    `/knowledge-bases/${kbId}/hybrid-search?${new URLSearchParams({ query: q, top_k: topK.value })}`);
+  const hits = found.data;
+  fill(results,
+    el('p', { class: 'muted' }, hits.length ? t('search.count', { n: hits.length, q }) : t('search.none', { q })),
+    el('ol', { class: 'hits' }, hits.map((hit) => el('li', { class: 'card hit' },
+      el('div', { class: 'row' },
+        el('a', { class: 'grow', href: `#/doc/${hit.knowledge_id}` }, hit.knowledge_title),
+        el('span', { class: 'muted' }, t('search.score', { score: hit.score.toFixed(3) }))),
+      el('p', { class: 'passage' }, highlight(hit.content, found.terms || []))))));
+}
+
+// ---------------------------------------------------------------- chunks
+
+async function chunksView(docId, params) {
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const [{ data: doc }, list] = await Promise.all([
+    api('GET', `/knowledge/${docId}`),
+    api('GET', `/chunks/${docId}?page=${page}&page_size=20`),
+  ]);
+  fill(view,
+    el('p', {}, el('a', { href: `#/kb/${doc.knowledge_base_id}` }, '← ', t('chunks.back'))),
+    el('h1', {}, t('chunks.title', { name: doc.title })),
+    el('p', {}, statusBadge(doc), ' ', doc.error ? el('span', { class: 'error-text' }, doc.error) : null),
+    list.total
+      ? el('ol', { class: 'chunks', id: 'chunks' }, list.data.map((c) => el('li', { class: 'card' },
+        el('div', { class: 'muted' }, t('chunks.position', { n: c.position + 1 })),
+        el('pre', {}, c.content))))
+      : el('p', { class: 'muted' }, t('chunks.empty')),
+    pager(list, (p) => { location.hash = `#/doc/${docId}?page=${p}`; }));
+}
+
+// ---------------------------------------------------------------- routing
+
+async function render() {
+  stopRefresh();
+  stopRefresh = () => {};
+  setLanguage(language());
+  renderChrome();
+  if (!apiKey()) return signInView();
+  const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(query);
+  const parts = path.split('/').filter(Boolean);
+  try {
+    if (parts[0] === 'kb' && parts[1] && parts[2] === 'search') await searchView(parts[1], params);
+    else if (parts[0] === 'kb' && parts[1]) await documentsView(parts[1]);
+    else if (parts[0] === 'doc' && parts[1]) await chunksView(parts[1], params);
+    else await kbListView();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+window.addEventListener('hashchange', () => { flash(''); render(); });
+
+api('GET', '/system/info')
+  .then((info) => { system = info.data; })
+  .catch(() => {})
+  .finally(render);
