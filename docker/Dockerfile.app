@@ -16,6 +16,20 @@ COPY weknora-app /usr/local/bin/weknora-app
 # The working folder; uploaded files go to ./data/files, where a volume is mounted on
 # /var/lib/weknora/data (a new volume takes its owner, the unprivileged user, from here).
 COPY --chown=65532:65532 state /var/lib/weknora
+# The labels `cargo xtask build-images` sets with the build's facts; a plain build gets
+# these placeholders unless it passes them (--build-arg VERSION=0.1.0 ...).
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+ARG TOOLCHAIN=unknown
+LABEL org.opencontainers.image.title="weknora-app" \
+      org.opencontainers.image.description="weknora HTTP API: knowledge bases, documents, ingest, search" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="https://github.com/weknora/weknora" \
+      org.opencontainers.image.licenses="MIT" \
+      io.github.weknora.toolchain="${TOOLCHAIN}"
 ENV PATH=/usr/local/bin \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     WEKNORA_CONFIG=/etc/weknora/config.yaml

@@ -382,13 +382,16 @@ fn dev_tools(f: &Facts) -> Check {
         Some(v) => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (found {v})")),
         None => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (`sqlx migrate`, tested against our migrations)")),
     }
+    if !f.nix {
+        missing.push("Nix (nix-bin: the tests parse and evaluate the flake)".into());
+    }
     if !f.bench_python {
         missing.push(
             "the Python reference parsers of `cargo xtask bench` (services/docreader/bench/requirements.txt)".into(),
         );
     }
     if missing.is_empty() {
-        check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, bench parsers"), None)
+        check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers"), None)
     } else {
         check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX))
     }
@@ -439,6 +442,7 @@ pub mod tests {
             registry: true,
             browser: true,
             debootstrap: true,
+            nix: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
         }

@@ -130,6 +130,7 @@ pub fn plan(f: &Facts) -> Vec<Step> {
         want(!f.browser, package);
     }
     want(!f.debootstrap, "debootstrap");
+    want(!f.nix, "nix-bin");
 
     let mut steps = Vec::new();
     if !packages.is_empty() {
@@ -385,6 +386,13 @@ mod tests {
         let mut f = healthy();
         f.postgres_server = None;
         assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
+    }
+
+    #[test]
+    fn nix_is_installed_for_the_flake_checks() {
+        let mut f = healthy();
+        f.nix = false;
+        assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["nix-bin".into()] }]);
     }
 
     #[test]

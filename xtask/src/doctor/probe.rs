@@ -11,7 +11,7 @@ use bollard::query_parameters::ListContainersOptions;
 use crate::docker::{self, ComposeCli, DaemonInfo};
 use crate::dotenv::{EnvFile, Vars};
 use crate::paths;
-use crate::process::stdout_of;
+use crate::process::{on_path, stdout_of};
 
 /// A port the stack publishes, and which variable moves it.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +126,8 @@ pub struct Facts {
     pub browser: bool,
     /// debootstrap makes the Debian base image where no registry is reachable.
     pub debootstrap: bool,
+    /// nix-instantiate, which the tests use to parse and evaluate the flake's files.
+    pub nix: bool,
     /// `sqlx --version`, e.g. "sqlx-cli 0.9.0".
     pub sqlx_cli: Option<String>,
     /// The Python writer and reference parsers the docreader fixtures and benchmark use.
@@ -175,14 +177,10 @@ pub async fn gather(dev: bool) -> Facts {
         registry: on_path("docker-registry"),
         browser: on_path("chromium") && on_path("chromedriver") && Path::new(CJK_FONT).exists(),
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
+        nix: on_path("nix-instantiate"),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),
     }
-}
-
-/// Finds `program` in PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn env_fact() -> EnvFact {

@@ -170,6 +170,24 @@ mod tests {
     }
 
     #[test]
+    fn the_dockerfiles_declare_the_labels_xtask_sets() {
+        let dockerfiles = [
+            include_str!("../../../docker/Dockerfile.app"),
+            include_str!("../../../docker/Dockerfile.docreader"),
+            include_str!("../../../docker/Dockerfile.frontend"),
+        ];
+        let keys = meta(false).labels("t", "d").into_keys().collect::<Vec<_>>();
+        for dockerfile in dockerfiles {
+            let declared =
+                dockerfile.matches("org.opencontainers.image.").count() + dockerfile.matches(TOOLCHAIN_LABEL).count();
+            assert_eq!(declared, keys.len(), "a Dockerfile declares other labels than {keys:?}");
+            for key in &keys {
+                assert!(dockerfile.contains(&format!("{key}=")), "a Dockerfile lacks the label {key}");
+            }
+        }
+    }
+
+    #[test]
     fn the_binaries_get_the_same_facts() {
         let env = meta(false).build_env();
         let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());

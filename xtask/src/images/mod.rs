@@ -8,6 +8,7 @@
 mod archive;
 mod local_deps;
 mod meta;
+mod nix;
 mod platform;
 mod registry;
 mod service;
@@ -76,6 +77,10 @@ pub struct BuildImages {
     /// An APT mirror for the Debian-based images, e.g. http://mirror.internal/debian.
     #[arg(long, env = "APT_MIRROR", value_name = "URL")]
     apt_mirror: Option<String>,
+    /// Build through the Nix flake (`nix build .#<service>-image`) instead of cargo, and
+    /// load the results into Docker.
+    #[arg(long, conflicts_with_all = ["local_deps", "push", "context_dir", "clean", "tags"])]
+    nix: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -126,6 +131,7 @@ impl BuildImages {
             yes: false,
             dry_run: false,
             apt_mirror: std::env::var("APT_MIRROR").ok(),
+            nix: false,
             json: false,
         }
     }
@@ -144,11 +150,31 @@ impl BuildImages {
             }
             return clean(&repositories, self.yes, self.dry_run, self.json).await;
         }
-        let built = self.execute().await?;
+        let built = if self.nix { self.execute_nix().await? } else { self.execute().await? };
         if self.context_dir.is_none() {
             report(&built, self.json)?;
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    fn platforms(&self) -> Result<Vec<Platform>> {
+        let host = Platform::host()?;
+        match &self.platform {
+            Some(list) => Platform::parse_list(list, host),
+            None => Ok(vec![host]),
+        }
+    }
+
+    /// `--nix`: the selected images from the flake.
+    async fn execute_nix(&self) -> Result<Vec<Built>> {
+        nix::ensure_installed()?;
+        let mut names: Vec<&str> = self.services().iter().map(|s| s.name).collect();
+        if self.with_frontend() {
+            names.push("frontend");
+        }
+        let platforms = self.platforms()?;
+        let docker = docker::connect().await?;
+        nix::build(&docker, &names, &platforms, Platform::host()?).await
     }
 
     /// Builds (and pushes) what was asked; the images now in Docker.
@@ -156,10 +182,7 @@ impl BuildImages {
         let registry = self.push.as_deref().map(registry::normalize).transpose()?;
         let services = self.services();
         let host = Platform::host()?;
-        let platforms = match &self.platform {
-            Some(list) => Platform::parse_list(list, host)?,
-            None => vec![host],
-        };
+        let platforms = self.platforms()?;
         let workspace = Workspace::read()?;
         let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
         eprintln!(

@@ -1,0 +1,63 @@
+# The workspace's binaries, built by crane with the toolchain rust-toolchain.toml pins, and
+# the web UI's files. One dependency build serves every package; the version and commit go
+# only on the final packages, so a new commit does not rebuild the dependencies.
+{
+  pkgs,
+  craneLib,
+  build,
+  root,
+}:
+let
+  inherit (pkgs) lib;
+
+  # Cargo sources plus what the crates read at compile time; .cargo/ stays out (its
+  # cross-linker setting is for Debian hosts).
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (lib.fileset.difference (craneLib.fileset.commonCargoSources root) (root + "/.cargo"))
+      (root + "/migrations")
+      (root + "/config")
+      (root + "/crates/docreader-proto/proto")
+    ];
+  };
+
+  commonArgs = {
+    inherit src;
+    pname = "weknora";
+    inherit (build) version;
+    strictDeps = true;
+    # Static binaries, as the Dockerfiles ship them: the images hold nothing else.
+    buildInputs = [ pkgs.glibc.static ];
+    CARGO_BUILD_RUSTFLAGS = "-C target-feature=+crt-static";
+    cargoExtraArgs = "--locked -p weknora-app -p weknora-docreader";
+    doCheck = false;
+  };
+
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+
+  service =
+    name:
+    craneLib.buildPackage (
+      commonArgs
+      // {
+        inherit cargoArtifacts;
+        pname = name;
+        cargoExtraArgs = "--locked -p ${name}";
+        env = build.env;
+        meta.mainProgram = name;
+      }
+    );
+in
+{
+  inherit src commonArgs cargoArtifacts;
+
+  app = service "weknora-app";
+  docreader = service "weknora-docreader";
+
+  # The UI is plain files (no build step): the package is the folder nginx serves.
+  frontend = pkgs.runCommand "weknora-frontend-${build.version}" { } ''
+    mkdir -p $out/share
+    cp -r ${root + "/services/frontend"} $out/share/weknora-frontend
+  '';
+}
