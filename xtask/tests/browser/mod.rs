@@ -65,6 +65,25 @@ impl Session {
         }
     }
 
+    /// Waits until an element matching `selector` shows `needle` (a re-render may still be
+    /// on its way: the old page's elements do not count as an answer).
+    async fn wait_for_text(&self, selector: &str, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            for e in self.client.find_all(Locator::Css(selector)).await.unwrap() {
+                if let Ok(text) = e.text().await
+                    && text.contains(needle)
+                {
+                    return text;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("`{selector}` never showed “{needle}”:\n{}", self.page_text().await);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     async fn page_text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {
             Ok(body) => body.text().await.unwrap_or_default(),
@@ -78,8 +97,16 @@ impl Session {
         field.send_keys(text).await.unwrap();
     }
 
+    /// Clicks `selector`, finding it again if the page re-rendered it in between.
     async fn click(&self, selector: &str) {
-        self.css(selector).await.click().await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.css(selector).await.click().await {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("clicking `{selector}`: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn shot(&mut self, name: &str) {
@@ -214,16 +241,17 @@ async fn steps(s: &mut Session, api_key: &str) {
 
     // In Chinese, with the interface in Chinese too.
     s.click("#lang").await;
+    s.wait_for_text("#tab-search", "检索").await;
     s.type_into("#search-query", "数据库备份").await;
     s.click("#search button[type=submit]").await;
-    let marks = s.texts("#results .hit mark", 1).await;
-    assert!(marks.iter().any(|m| m.contains("备份")), "{marks:?}");
-    let tab = s.css("#tab-search").await.text().await.unwrap();
-    assert_eq!(tab, "检索", "the interface switched to Chinese");
+    s.wait_for_text("#results .hit mark", "备份").await;
+    let passage = s.wait_for_text("#results .hit .passage", "数据库备份每天凌晨两点执行").await;
+    assert!(!passage.contains("restore"), "only the Chinese document matches: {passage}");
     s.shot("search-chinese").await;
 
     // Back in English: delete the knowledge base (after a confirmation).
     s.click("#lang").await;
+    s.wait_for_text("#tab-search", "Search").await;
     s.click("#nav a").await;
     s.click(&format!("#kb-list [data-kb-id='{kb_id}'] .kb-delete")).await;
     s.client.accept_alert().await.unwrap();
