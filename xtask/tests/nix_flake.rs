@@ -288,3 +288,25 @@ fn the_lock_is_genuine_and_the_outputs_have_their_shape_where_the_inputs_are_at_
     args.extend(overrides);
     assert_eq!(run("nix", &args, &root()).trim(), r#"["aarch64-linux","x86_64-linux"]"#);
 }
+
+#[test]
+fn build_images_with_nix_names_what_is_missing() {
+    let xtask = |path: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["build-images", "--nix", "--app"])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let err = xtask(&empty.path().display().to_string());
+    assert!(err.contains("Nix is not installed") && err.contains("leave out --nix"), "{err}");
+    // This machine's Nix (Debian's 2.8) is older than the pinned nixpkgs accepts.
+    let version = run("nix", &["--version"], &root());
+    if version.trim().ends_with("2.8.0") {
+        let err = xtask(&std::env::var("PATH").unwrap());
+        assert!(err.contains("too old for the flake") && err.contains("2.18"), "{err}");
+    }
+}
