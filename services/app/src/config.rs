@@ -62,6 +62,9 @@ pub struct Minio {
     pub secret_access_key: Secret,
     pub bucket_name: String,
     pub use_ssl: bool,
+    /// The bucket's region (AWS S3); MinIO accepts the default, us-east-1.
+    #[serde(default)]
+    pub region: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +151,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("MINIO_SECRET_ACCESS_KEY", "storage.minio.secret_access_key"),
     ("MINIO_BUCKET_NAME", "storage.minio.bucket_name"),
     ("MINIO_USE_SSL", "storage.minio.use_ssl"),
+    ("MINIO_REGION", "storage.minio.region"),
     ("DOCREADER_ADDR", "docreader.addr"),
     ("GRPC_AUTH_TOKEN", "docreader.auth_token"),
     ("OLLAMA_BASE_URL", "models.ollama_base_url"),

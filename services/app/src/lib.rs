@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod knowledge;
 pub mod knowledge_bases;
 pub mod server;
+pub mod storage;
 
 /// The schema, embedded: AUTO_MIGRATE applies it at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

@@ -157,13 +157,7 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("server.host `{}` is not an IP address", config.server.host))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(version = BUILD.version, commit = BUILD.commit, %addr, database = %where_db, "weknora-app listening");
-    if config.storage.kind != "local" {
-        anyhow::bail!("STORAGE_TYPE={} is not supported by this build yet: use local", config.storage.kind);
-    }
-    std::fs::create_dir_all(&config.storage.local_path)
-        .with_context(|| format!("creating the storage folder {}", config.storage.local_path))?;
-    let storage = opendal::Operator::new(opendal::services::Fs::default().root(&config.storage.local_path))
-        .context("opening the storage folder")?;
+    let storage = weknora_app::storage::open(&config.storage).await?;
     let instance = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "app".into()), std::process::id());
     let state = Arc::new(AppState {
         config,

@@ -570,3 +570,102 @@ fn a_job_interrupted_by_a_crash_completes_after_restart_without_duplicate_chunks
     assert_eq!(positions, (0..positions.len() as i64).collect::<Vec<_>>(), "each chunk once, in order");
     drop(hung);
 }
+
+/// An S3 server over a folder (s3s-fs) on a loopback port, with one access key: the
+/// S3 protocol the app speaks to MinIO, where no MinIO can be had (no registry, no package).
+struct S3Server {
+    port: u16,
+    root: tempfile::TempDir,
+}
+
+const S3_ACCESS_KEY: &str = "weknora-test";
+const S3_SECRET_KEY: &str = "s3-secret-that-must-never-be-printed";
+
+fn s3_server() -> S3Server {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("weknora")).unwrap();
+    let port = free_port();
+    let mut builder = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root.path()).unwrap());
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
+    let service = builder.build();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let _ = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service).await;
+                });
+            }
+        });
+    });
+    weknora_testkit::wait_listening(port, "the S3 server");
+    S3Server { port, root }
+}
+
+fn s3_env(env: &mut Vec<(String, String)>, s3: &S3Server, bucket: &str, secret: &str) {
+    for (k, v) in [
+        ("STORAGE_TYPE", "minio".to_string()),
+        ("MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
+        ("MINIO_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
+        ("MINIO_SECRET_ACCESS_KEY", secret.into()),
+        ("MINIO_BUCKET_NAME", bucket.into()),
+    ] {
+        env.push((k.into(), v));
+    }
+}
+
+#[test]
+fn with_minio_storage_uploads_live_in_the_bucket_and_a_wrong_bucket_or_key_stops_the_app() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let s3 = s3_server();
+    let base_env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+
+    // A missing bucket or a wrong key: the app refuses to start, says which settings to
+    // check, and never prints the secret.
+    for (bucket, secret, expected) in [
+        ("no-such-bucket", S3_SECRET_KEY, "NoSuchBucket"),
+        ("weknora", "wrong-secret-that-must-not-show", "SignatureDoesNotMatch"),
+    ] {
+        let mut env = base_env.clone();
+        s3_env(&mut env, &s3, bucket, secret);
+        let out = run_app(&env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the app started with bucket {bucket}");
+        assert!(err.contains(expected) && err.contains("STORAGE_TYPE=minio"), "{err}");
+        assert!(err.contains(&format!("bucket `{bucket}`")) && err.contains("MINIO_SECRET_ACCESS_KEY"), "{err}");
+        assert!(!err.contains(secret) && !err.contains(S3_SECRET_KEY), "a secret was printed: {err}");
+    }
+
+    let mut env = base_env;
+    s3_env(&mut env, &s3, "weknora", S3_SECRET_KEY);
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    let (_app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, info) = get(port, "/api/v1/system/info", &[]);
+    assert_eq!(info["data"]["capabilities"]["storage"], "minio", "{info}");
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "s3"})));
+    let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
+    let md = b"# Object storage\n\nUploads are kept in the MinIO bucket and parsed from there.\n";
+    let (status, _, body) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "bucket.md", md);
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_parsed(port, ADMIN_KEY, &id)["parse_status"], "completed");
+    let stored: Vec<PathBuf> = walk(&s3.root.path().join("weknora"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "bucket.md"))
+        .collect();
+    assert_eq!(stored.len(), 1, "the upload is an object in the bucket");
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), md);
+    let (_, _, hits) = get(port, &format!("{base}/hybrid-search?query=bucket"), &admin);
+    assert!(hits["data"][0]["content"].as_str().unwrap().contains("MinIO bucket"), "{hits}");
+
+    let (status, _, _) = call(port, "DELETE", &format!("/api/v1/knowledge/{id}"), &admin, None);
+    assert_eq!(status, 200);
+    assert!(!stored[0].exists(), "deleting the document deletes its object");
+}

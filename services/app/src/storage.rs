@@ -1,0 +1,77 @@
+//! Where uploaded files live: a local folder (a volume in the stack) or a MinIO/S3 bucket,
+//! both through OpenDAL. The bucket is checked at start, so a wrong endpoint, bucket or key
+//! stops the app with the settings to fix instead of failing the first upload.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use opendal::Operator;
+
+use crate::config::Storage;
+
+/// How long the start-up check may wait for the bucket to answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The region MinIO answers to unless told otherwise (AWS needs the bucket's own).
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// The endpoint as a URL: `MINIO_ENDPOINT` may be `host:port` (the original's form, with
+/// `MINIO_USE_SSL` choosing the scheme) or a full URL.
+pub fn endpoint_url(endpoint: &str, use_ssl: bool) -> String {
+    if endpoint.contains("://") {
+        endpoint.trim_end_matches('/').to_string()
+    } else {
+        format!("{}://{}", if use_ssl { "https" } else { "http" }, endpoint.trim_end_matches('/'))
+    }
+}
+
+/// Opens the configured storage and checks that it answers.
+pub async fn open(config: &Storage) -> Result<Operator> {
+    if config.kind == "local" {
+        std::fs::create_dir_all(&config.local_path)
+            .with_context(|| format!("creating the storage folder {}", config.local_path))?;
+        return Operator::new(opendal::services::Fs::default().root(&config.local_path))
+            .context("opening the storage folder");
+    }
+    // OpenDAL's HTTP transport (reqwest), whose TLS (https endpoints) needs a process-wide
+    // crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    opendal_http_transport_reqwest::install_default();
+    let m = &config.minio;
+    let endpoint = endpoint_url(&m.endpoint, m.use_ssl);
+    let region = if m.region.is_empty() { DEFAULT_REGION } else { &m.region };
+    let builder = opendal::services::S3::default()
+        .endpoint(&endpoint)
+        .bucket(&m.bucket_name)
+        .region(region)
+        .access_key_id(&m.access_key_id)
+        .secret_access_key(&m.secret_access_key.0)
+        .disable_config_load()
+        .disable_ec2_metadata();
+    let op = Operator::new(builder).context("configuring the MinIO/S3 storage")?;
+    let checked = tokio::time::timeout(CHECK_TIMEOUT, op.check()).await;
+    let problem = match checked {
+        Ok(Ok(())) => return Ok(op),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+    };
+    Err(anyhow!(
+        "STORAGE_TYPE={}: bucket `{}` at {endpoint} cannot be used: {problem}. Check MINIO_ENDPOINT, \
+         MINIO_USE_SSL, MINIO_BUCKET_NAME (the bucket must exist), MINIO_ACCESS_KEY_ID and \
+         MINIO_SECRET_ACCESS_KEY",
+        config.kind,
+        m.bucket_name
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_takes_its_scheme_from_use_ssl_unless_it_has_one() {
+        assert_eq!(endpoint_url("minio:9000", false), "http://minio:9000");
+        assert_eq!(endpoint_url("minio:9000", true), "https://minio:9000");
+        assert_eq!(endpoint_url("https://s3.eu-west-1.amazonaws.com/", false), "https://s3.eu-west-1.amazonaws.com");
+    }
+}
