@@ -17,55 +17,61 @@ let
   ];
   # Docker's Healthcheck timings are in nanoseconds.
   seconds = s: s * 1000000000;
+
+  # app and docreader: a static binary in an empty image, run unprivileged, with the
+  # binary as entrypoint and as healthcheck.
+  rustService =
+    {
+      name,
+      description,
+      port,
+      workdir,
+      env ? { },
+    }:
+    let
+      exe = "/usr/local/bin/weknora-${name}";
+    in
+    {
+      repository = "weknora/${name}";
+      title = "weknora-${name}";
+      inherit description workdir labelKeys;
+      binary = "weknora-${name}";
+      entrypoint = [ exe ];
+      cmd = null;
+      user = "65532:65532";
+      ports = [ "${toString port}/tcp" ];
+      env = {
+        PATH = "/usr/local/bin";
+        SSL_CERT_FILE = "/etc/ssl/certs/ca-certificates.crt";
+      }
+      // env;
+      healthcheck = {
+        Test = [
+          "CMD"
+          exe
+          "healthcheck"
+        ];
+        Interval = seconds 10;
+        Timeout = seconds 5;
+        StartPeriod = seconds 30;
+        Retries = 3;
+      };
+    };
 in
 {
-  app = {
-    repository = "weknora/app";
-    title = "weknora-app";
+  app = rustService {
+    name = "app";
     description = "weknora HTTP API: knowledge bases, documents, ingest, search";
-    binary = "weknora-app";
-    entrypoint = [ "/usr/local/bin/weknora-app" ];
-    cmd = null;
-    user = "65532:65532";
-    ports = [ "8080/tcp" ];
+    port = 8080;
     workdir = "/var/lib/weknora";
-    env = {
-      PATH = "/usr/local/bin";
-      SSL_CERT_FILE = "/etc/ssl/certs/ca-certificates.crt";
-      WEKNORA_CONFIG = "/etc/weknora/config.yaml";
-    };
-    healthcheck = {
-      Test = [ "CMD" "/usr/local/bin/weknora-app" "healthcheck" ];
-      Interval = seconds 10;
-      Timeout = seconds 5;
-      StartPeriod = seconds 30;
-      Retries = 3;
-    };
-    inherit labelKeys;
+    env.WEKNORA_CONFIG = "/etc/weknora/config.yaml";
   };
 
-  docreader = {
-    repository = "weknora/docreader";
-    title = "weknora-docreader";
+  docreader = rustService {
+    name = "docreader";
     description = "weknora document parser (gRPC): files and URLs to markdown";
-    binary = "weknora-docreader";
-    entrypoint = [ "/usr/local/bin/weknora-docreader" ];
-    cmd = null;
-    user = "65532:65532";
-    ports = [ "50051/tcp" ];
+    port = 50051;
     workdir = "/";
-    env = {
-      PATH = "/usr/local/bin";
-      SSL_CERT_FILE = "/etc/ssl/certs/ca-certificates.crt";
-    };
-    healthcheck = {
-      Test = [ "CMD" "/usr/local/bin/weknora-docreader" "healthcheck" ];
-      Interval = seconds 10;
-      Timeout = seconds 5;
-      StartPeriod = seconds 30;
-      Retries = 3;
-    };
-    inherit labelKeys;
   };
 
   frontend = {

@@ -6,6 +6,8 @@
 //!
 //! Needs Nix (`cargo xtask doctor --fix` installs Debian's nix-bin).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -292,13 +294,9 @@ fn the_lock_is_genuine_and_the_outputs_have_their_shape_where_the_inputs_are_at_
 #[test]
 fn build_images_with_nix_names_what_is_missing() {
     let xtask = |path: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["build-images", "--nix", "--app"])
-            .env("PATH", path)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let (ok, _, err) = support::xtask(&["build-images", "--nix", "--app"], &[("PATH".into(), path.into())]);
+        assert!(!ok);
+        err
     };
     let empty = tempfile::tempdir().unwrap();
     let err = xtask(&empty.path().display().to_string());

@@ -346,6 +346,12 @@ impl Page {
     fn resolve(&self) -> (i64, i64) {
         (self.page.unwrap_or(1).max(1), self.page_size.unwrap_or(20).clamp(1, 200))
     }
+
+    /// The answer of every paged listing: one page of rows and where it stands.
+    fn answer(&self, rows: impl Serialize, total: i64) -> Json<Value> {
+        let (number, size) = self.resolve();
+        Json(json!({ "success": true, "data": rows, "page": number, "page_size": size, "total": total }))
+    }
 }
 
 /// A knowledge base's documents, newest first, paged like the chunks.
@@ -376,7 +382,7 @@ async fn list(
             .fetch_one(&state.db)
             .await
             .map_err(internal)?;
-    Ok(Json(json!({ "success": true, "data": rows, "page": number, "page_size": size, "total": total })))
+    Ok(page.answer(rows, total))
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -413,7 +419,7 @@ async fn chunks(
         .fetch_one(&state.db)
         .await
         .map_err(internal)?;
-    Ok(Json(json!({ "success": true, "data": rows, "page": number, "page_size": size, "total": total })))
+    Ok(page.answer(rows, total))
 }
 
 #[derive(Deserialize)]

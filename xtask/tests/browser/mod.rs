@@ -24,7 +24,7 @@ impl Drop for Driver {
     }
 }
 
-pub fn screenshot_dir() -> PathBuf {
+fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
