@@ -578,6 +578,9 @@ impl Logs {
 
 impl Pull {
     pub fn run(self) -> Result<ExitCode> {
+        // The compose file needs `.env`'s secrets to resolve; pull before the first start
+        // creates it as start would.
+        ensure_env_file(&paths::env_file())?;
         runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, Some(false), &self.profiles).await?;

@@ -3,7 +3,8 @@
 //! no registry here); a document uploaded through the frontend's `/api` proxy is parsed and
 //! found, and the web interface does the same in headless Chromium; `restart app` keeps the data; `stop --volumes --yes` leaves nothing of the
 //! project behind. Then the development compose file starts too (app-dev compiles the
-//! mounted source in its container).
+//! mounted source in its container, and an edit of it is served without a restart), and
+//! `pull` fetches the third-party images the stack names from a registry on loopback.
 //!
 //! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it.
 
@@ -140,6 +141,10 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
     }
     assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    // `check` on the running stack: its own containers hold the ports, and that is fine.
+    let (ok, out, err) = p.xtask(&["check", "--json"]);
+    assert!(ok, "check failed on a healthy stack:\n{out}\n{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true, "{out}");
 
     // A knowledge base and a document, through the frontend's /api proxy.
     let front = p.get("FRONTEND_PORT").to_string();
@@ -230,9 +235,13 @@ fn the_stack_runs_with_standalone_compose_v1_too() {
 
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
-fn the_development_stack_starts_with_app_dev_on_the_mounted_source() {
+fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_it() {
     let _serial = one_at_a_time();
-    let p = Project::new("dev", &["DB_PORT", "REDIS_PORT", "DOCREADER_PORT"]);
+    // app-dev compiles a copy of this checkout, so the test can edit it.
+    let source = tempfile::tempdir().unwrap();
+    copy_checkout(source.path());
+    let mut p = Project::new("dev", &["DB_PORT", "REDIS_PORT", "DOCREADER_PORT"]);
+    p.env.push(("WEKNORA_SOURCE_DIR".into(), source.path().display().to_string()));
     let (ok, out, err) = p.xtask(&["start", "--dev", "--timeout", "1200"]);
     assert!(ok, "start --dev failed:\n{err}");
     assert!(out.contains("is up"), "{out}");
@@ -242,8 +251,90 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source() {
     assert_eq!(status, 200);
     // Development publishes the database on 127.0.0.1.
     assert!(std::net::TcpStream::connect(("127.0.0.1", p.get("DB_PORT").parse::<u16>().unwrap())).is_ok());
+
+    // Hot reload: an edit of the mounted source is compiled and served, nobody restarts anything.
+    let server = source.path().join("services/app/src/server.rs");
+    let text = std::fs::read_to_string(&server).unwrap();
+    let edited = text.replace(r#"json!({ "status": "ok" })"#, r#"json!({ "status": "ok", "reloaded": true })"#);
+    assert_ne!(text, edited, "the app's /health answer changed: update this test");
+    std::fs::write(&server, edited).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (status, health) = curl(p.get("APP_PORT"), "", &[], "/health");
+        if status == 200 && health["reloaded"] == true {
+            break;
+        }
+        if Instant::now() > deadline {
+            let (_, logs, _) = p.xtask(&["logs", "app-dev", "--tail", "40"]);
+            panic!("the edit was not served after 600 s: {status} {health}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let (_, logs, err) = p.xtask(&["logs", "app-dev", "--tail", "400"]);
+    assert!((logs + &err).contains("change detected, rebuilding"), "the watcher did not say why it rebuilt");
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
     assert!(ok, "{err}");
     assert_eq!(p.leftovers(), "");
     assert!(Path::new(p.get("WEKNORA_ENV_FILE")).exists(), "stop never touches .env");
+}
+
+#[test]
+#[ignore = "needs a Docker engine, docker-registry and the local stand-ins (cargo xtask ci runs it)"]
+fn pull_fetches_the_third_party_images_the_stack_names() {
+    let _serial = one_at_a_time();
+    let p = Project::new("pull", &[]);
+    let (ok, _, err) = xtask(&["build-images", "--local-deps"], &[]);
+    assert!(ok, "building the local stand-ins failed:\n{err}");
+    // A registry on loopback serves the stand-ins under the names the stack is told to use.
+    let registry = weknora_testkit::Registry::start();
+    let postgres = format!("{}/weknora-test/postgres:17", registry.addr());
+    let redis = format!("{}/weknora-test/redis:7.0", registry.addr());
+    for (local, remote) in [("weknora/postgres-local:17", &postgres), ("weknora/redis-local:7.0", &redis)] {
+        docker(&["tag", local, remote]);
+        docker(&["push", remote]);
+        docker(&["rmi", remote]);
+    }
+    let mut env = p.env.clone();
+    env.push(("POSTGRES_IMAGE".into(), postgres.clone()));
+    env.push(("REDIS_IMAGE".into(), redis.clone()));
+    let (ok, _, err) = xtask(&["pull"], &env);
+    assert!(ok, "pull failed:\n{err}");
+    assert!(Path::new(p.get("WEKNORA_ENV_FILE")).exists(), "pull did not create .env");
+    for image in [&postgres, &redis] {
+        assert_ne!(docker(&["images", "-q", image]), "", "{image} was not pulled");
+        docker(&["rmi", image]);
+    }
+    // Our own images are never pulled: they are built here.
+    assert!(!err.contains("weknora/app"), "{err}");
+
+    // A registry that does not answer: the error says so and names the way out.
+    let dead = format!("127.0.0.1:{}/weknora-test/postgres:17", free_port());
+    let mut env = p.env.clone();
+    env.push(("POSTGRES_IMAGE".into(), dead));
+    let (ok, _, err) = xtask(&["pull"], &env);
+    assert!(!ok, "pulling from a dead registry succeeded");
+    assert!(err.contains("pulling failed") && err.contains("stand-ins"), "{err}");
+}
+
+/// `docker <args>`, which must succeed; its trimmed stdout.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The tracked files of this checkout (as they are in the working tree), copied to `to`.
+fn copy_checkout(to: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new("git").args(["ls-files", "-z"]).current_dir(root).output().unwrap();
+    assert!(out.status.success(), "git ls-files failed");
+    for file in out.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let file = Path::new(std::str::from_utf8(file).unwrap());
+        if !root.join(file).exists() {
+            continue; // deleted in the working tree
+        }
+        let dest = to.join(file);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(file), dest).unwrap();
+    }
 }
