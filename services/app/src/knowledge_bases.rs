@@ -223,16 +223,27 @@ async fn remove(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let deleted = sqlx::query("DELETE FROM knowledge_bases WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .execute(&state.db)
-        .await
-        .map_err(crate::server::internal)?
-        .rows_affected();
+    // The documents go with the knowledge base (ON DELETE CASCADE); their stored files are
+    // collected in the same statement (the CTEs share one snapshot) and removed after.
+    let (deleted, keys): (i64, Vec<String>) = sqlx::query_as(
+        "WITH files AS (SELECT object_key FROM knowledge \
+                        WHERE knowledge_base_id = $1 AND tenant_id = $2 AND object_key IS NOT NULL), \
+              gone AS (DELETE FROM knowledge_bases WHERE id = $1 AND tenant_id = $2 RETURNING id) \
+         SELECT (SELECT count(*) FROM gone), ARRAY(SELECT object_key FROM files)",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .fetch_one(&state.db)
+    .await
+    .map_err(crate::server::internal)?;
     if deleted == 0 {
         return Err(not_found());
     }
     crate::cache::knowledge_base_changed(&state, id).await;
+    for key in keys {
+        if let Err(e) = state.storage.delete(&key).await {
+            tracing::warn!(error = %e, key, "the knowledge base is deleted but a file of it could not be removed");
+        }
+    }
     Ok(Json(json!({ "success": true, "data": { "id": id, "deleted": true } })))
 }

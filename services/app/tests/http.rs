@@ -439,6 +439,12 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     let hits = search("restore%20drills");
     assert!(!hits["data"].as_array().unwrap().iter().any(|h| h["knowledge_id"] == ids[0].as_str()), "{hits}");
     assert_eq!(search("nightly%20at%20two")["cached"], false, "a change to the knowledge base invalidates its cache");
+
+    // Deleting the knowledge base removes its documents' files too.
+    assert!(!walk(files.path()).is_empty());
+    let (status, _, _) = call(port, "DELETE", &base, &admin, None);
+    assert_eq!(status, 200);
+    assert_eq!(walk(files.path()), Vec::<PathBuf>::new(), "files of a deleted knowledge base are left");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
