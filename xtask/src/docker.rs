@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
+use bollard::query_parameters::UploadToContainerOptionsBuilder;
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::dotenv::Vars;
@@ -104,6 +109,64 @@ pub fn parse_compose_version(output: &str) -> Option<String> {
     let version = rest.trim().trim_start_matches('v');
     let version = version.split(|c: char| c.is_whitespace() || c == ',').next()?;
     version.starts_with(|c: char| c.is_ascii_digit()).then(|| version.to_string())
+}
+
+/// Runs `cmd` in a running container (`docker exec`, no TTY). Its stdout is written to `out`
+/// as it arrives, its stderr collected; returns the exit code and the stderr.
+pub async fn exec_to(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    out: &mut dyn std::io::Write,
+) -> Result<(i64, String)> {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(container, config).await.with_context(|| format!("docker exec in {container}"))?;
+    let mut stderr = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? {
+        while let Some(chunk) = output.next().await {
+            match chunk.with_context(|| format!("reading the output of `{}` in {container}", cmd.join(" ")))? {
+                LogOutput::StdOut { message } => out.write_all(&message)?,
+                LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                _ => {}
+            }
+        }
+    }
+    let code = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
+    Ok((code, stderr))
+}
+
+/// Runs a shell script in a running container and returns its stdout; a non-zero exit is
+/// an error naming `what` and carrying the script's stderr. `args` are the script's $1...
+pub async fn exec_sh(docker: &Docker, container: &str, what: &str, script: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = vec!["sh", "-c", script, "sh"];
+    cmd.extend(args);
+    let mut out = Vec::new();
+    let (code, stderr) = exec_to(docker, container, &cmd, &mut out).await?;
+    if code != 0 {
+        anyhow::bail!("{what} failed in container {container} (exit {code}): {}", stderr.trim());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Copies a tar archive on disk into a container (running or not) under `dir`.
+pub async fn upload_tar(docker: &Docker, container: &str, dir: &str, tar: &std::path::Path) -> Result<()> {
+    let file = std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
+    let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0; 1 << 20];
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        buf.truncate(n);
+        Ok((n > 0).then(|| (bytes::Bytes::from(buf), file)))
+    });
+    let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+    docker
+        .upload_to_container(container, Some(options), bollard::body_try_stream(chunks))
+        .await
+        .with_context(|| format!("copying {} into {container}:{dir}", tar.display()))
 }
 
 #[cfg(test)]

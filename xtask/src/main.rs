@@ -1,6 +1,7 @@
 //! `cargo xtask`: the operator CLI of weknora. One module per command group; every
 //! repository path lives in `paths`. Results go to stdout, progress to stderr.
 
+mod backup;
 mod bench;
 mod ci;
 mod database;
@@ -51,6 +52,11 @@ enum Command {
     Pull(stack::Pull),
     /// Check what the stack needs from this machine (the stack part of doctor).
     Check(stack::Check),
+    /// Back up the running stack (database, uploaded files) to one archive; `backup verify`
+    /// checks an archive with a restore drill.
+    Backup(backup::Backup),
+    /// Replace the stack's data with a backup's (a backup of the current state is taken first).
+    Restore(backup::Restore),
     /// A local Ollama for models: start, stop, status.
     #[command(subcommand)]
     Ollama(ollama::Ollama),
@@ -71,6 +77,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// The async runtime of the commands that talk to Docker or PostgreSQL: one thread is enough.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // Every command works relative to the repository root, wherever it was started from.
@@ -86,6 +97,8 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Logs(cmd) => cmd.run(),
         Command::Pull(cmd) => cmd.run(),
         Command::Check(cmd) => cmd.run(),
+        Command::Backup(cmd) => cmd.run(),
+        Command::Restore(cmd) => cmd.run(),
         Command::Ollama(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),

@@ -67,7 +67,7 @@ impl Migrate {
         if let MigrateCommand::Create { name } = &self.command {
             return create(&self.source, name, now_stamp()).map(|_| ExitCode::SUCCESS);
         }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = crate::runtime()?;
         rt.block_on(self.run_db())
     }
 
@@ -92,6 +92,11 @@ impl Migrate {
         let _ = conn.close().await;
         result.map_err(|e| anyhow!(target.redact(&format!("{e:#}"))))
     }
+}
+
+/// The version of the newest migration in `source` (0 when there is none).
+pub async fn latest_version(source: &Path) -> Result<i64> {
+    Ok(load(source).await?.iter().map(|m| m.version).max().unwrap_or(0))
 }
 
 async fn load(source: &Path) -> Result<Migrator> {

@@ -29,6 +29,12 @@ pub fn rust_toolchain() -> PathBuf {
     project_root().join("rust-toolchain.toml")
 }
 
+/// Where `cargo xtask backup` writes archives unless BACKUP_DIR or --output says otherwise
+/// (ignored by git).
+pub fn backups() -> PathBuf {
+    project_root().join("backups")
+}
+
 /// sqlx migrations: `<YYYYMMDDHHMMSS>_<name>.up.sql` and `.down.sql`.
 pub fn migrations() -> PathBuf {
     project_root().join("migrations")

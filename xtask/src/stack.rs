@@ -331,10 +331,6 @@ async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
     )
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
-}
-
 /// Picks every third-party image of the active services: upstream, or the local stand-in.
 async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String]) -> Result<()> {
     let workspace = Workspace::read()?;
@@ -350,11 +346,13 @@ async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String])
     Ok(())
 }
 
-/// Builds the images of ours that Docker lacks or that were built from another commit
-/// (or, with `force`, the ones named).
+/// Builds the images of ours that Docker lacks or that were built from another commit, all
+/// of them when the checkout has uncommitted changes (cargo and Docker's cache make an
+/// unchanged one quick), or, with `force`, the ones named.
 async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: bool, no_build: bool) -> Result<()> {
     let workspace = Workspace::read()?;
-    let revision = BuildMeta::detect(&workspace.version, &workspace.repository)?.revision();
+    let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
+    let revision = meta.revision();
     let mut missing = Vec::new();
     for name in wanted {
         let image = format!("weknora/{name}:{}", stack.version());
@@ -362,21 +360,24 @@ async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: b
             Ok(i) => i.config.and_then(|c| c.labels).and_then(|l| l.get("org.opencontainers.image.revision").cloned()),
             Err(_) => None,
         };
-        if force || built_from.as_deref() != Some(revision.as_str()) {
+        if built_from.as_deref() != Some(revision.as_str()) {
             missing.push(*name);
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if no_build {
+    if no_build && !missing.is_empty() {
         bail!(
             "images {} are missing or were built from another commit: build them with `cargo xtask build-images` \
              (or drop --no-build)",
             missing.join(", ")
         );
     }
-    eprintln!("==> building {}", missing.join(", "));
+    if force || (meta.dirty && !no_build) {
+        missing = wanted.to_vec();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("==> building {}{}", missing.join(", "), if meta.dirty { " (uncommitted changes)" } else { "" });
     let has = |n: &str| missing.contains(&n);
     BuildImages::only(has("app"), has("docreader"), has("frontend")).execute().await?;
     Ok(())
@@ -384,7 +385,7 @@ async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: b
 
 impl Start {
     pub fn run(self) -> Result<ExitCode> {
-        runtime()?.block_on(self.run_async())
+        crate::runtime()?.block_on(self.run_async())
     }
 
     async fn run_async(self) -> Result<ExitCode> {
@@ -437,7 +438,7 @@ impl Start {
 /// Applies pending migrations inside the stack's network with the app image's own
 /// migrations (production: the database port is not published); in development through
 /// the published port with `cargo xtask migrate up`.
-fn migrate(stack: &Stack) -> Result<()> {
+pub fn migrate(stack: &Stack) -> Result<()> {
     if stack.dev() {
         let vars = Vars::load();
         let exe = std::env::current_exe()?;
@@ -459,7 +460,7 @@ fn migrate(stack: &Stack) -> Result<()> {
 
 impl Stop {
     pub fn run(self) -> Result<ExitCode> {
-        runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let found = containers(&docker, &stack.project).await?;
@@ -493,7 +494,7 @@ impl Stop {
 
 impl Restart {
     pub fn run(self) -> Result<ExitCode> {
-        runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let mut stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let running: Vec<String> =
@@ -529,7 +530,7 @@ impl Restart {
 
 impl Ps {
     pub fn run(self) -> Result<ExitCode> {
-        runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
             let list = containers(&docker, &project).await?;
@@ -557,7 +558,7 @@ impl Ps {
 
 impl Logs {
     pub fn run(self) -> Result<ExitCode> {
-        runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let mut args = vec!["logs", "--no-color", "--tail", &self.tail];
@@ -581,7 +582,7 @@ impl Pull {
         // The compose file needs `.env`'s secrets to resolve; pull before the first start
         // creates it as start would.
         ensure_env_file(&paths::env_file())?;
-        runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, Some(false), &self.profiles).await?;
             Pull::pull(&stack, &stack.services()?)?;
@@ -603,7 +604,7 @@ impl Pull {
 
 impl Check {
     pub fn run(self) -> Result<ExitCode> {
-        runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let ok = crate::doctor::stack_checks(self.dev, self.json).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         })

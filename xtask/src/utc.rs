@@ -16,3 +16,14 @@ pub fn civil(unix_secs: u64) -> [i64; 6] {
     let year = yoe + era * 400 + i64::from(month <= 2);
     [year, month, day, secs / 3600, secs % 3600 / 60, secs % 60]
 }
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(unix_secs: u64) -> String {
+    let [year, month, day, h, m, s] = civil(unix_secs);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

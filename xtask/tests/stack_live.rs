@@ -45,6 +45,7 @@ impl Project {
         for var in extra_ports {
             env.push((var.to_string(), free_port().to_string()));
         }
+        env.push(("BACKUP_DIR".to_string(), dir.path().join("backups").display().to_string()));
         Project { name, env, _dir: dir }
     }
 
@@ -101,6 +102,20 @@ fn curl(port: &str, key: &str, args: &[&str], path: &str) -> (u16, Value) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
+}
+
+/// Waits for a document to be parsed; fails at once when parsing fails.
+fn wait_completed(port: &str, key: &str, doc_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, k) = curl(port, key, &[], &format!("/api/v1/knowledge/{doc_id}"));
+        match k["data"]["parse_status"].as_str() {
+            Some("completed") => return,
+            Some("failed") => panic!("parsing failed: {k}"),
+            _ if Instant::now() > deadline => panic!("not completed after 120 s: {k}"),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
 }
 
 fn assert_all_healthy(p: &Project, expected: &[&str]) {
@@ -163,16 +178,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let (status, doc) = curl(&front, &key, &["-F", &form], &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/file"));
     assert!(status == 200 || status == 201 || status == 202, "{status}: {doc}");
     let doc_id = doc["data"]["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, k) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
-        match k["data"]["parse_status"].as_str() {
-            Some("completed") => break,
-            Some("failed") => panic!("parsing failed: {k}"),
-            _ if Instant::now() > deadline => panic!("not completed after 120 s: {k}"),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
+    wait_completed(&front, &key, &doc_id);
     let search = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search?query=restore%20drill&top_k=3");
     let (status, hits) = curl(&front, &key, &[], &search);
     assert_eq!(status, 200, "{hits}");
@@ -193,6 +199,70 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert_eq!(k["data"]["parse_status"], "completed", "{k}");
     let (_, hits) = curl(&front, &key, &[], &search);
     assert!(hits.to_string().contains("restore drill"), "{hits}");
+
+    // Backup: one private archive with the database and the document, no secret in it.
+    let (ok, out, err) = p.xtask(&["backup", "--json"]);
+    assert!(ok, "backup failed:\n{err}");
+    let backup: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let archive = backup["archive"].as_str().unwrap().to_string();
+    assert!(archive.starts_with(p.get("BACKUP_DIR")), "BACKUP_DIR not used: {archive}");
+    assert_eq!(backup["files"], 1, "{backup}");
+    assert_eq!(backup["rows"]["knowledge"], 1, "{backup}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&archive).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the archive holds every document: owner only");
+    let bytes = std::fs::read(&archive).unwrap();
+    for key in ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY"] {
+        let secret = p.env_file().lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_string();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{key} is in the archive");
+        assert!(!out.contains(&secret) && !err.contains(&secret), "{key} was printed");
+    }
+
+    // verify: checksums, then a restore drill that finds the document's original intact.
+    let (ok, out, err) = p.xtask(&["backup", "verify", &archive, "--json"]);
+    assert!(ok, "verify failed:\n{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["drill"]["files_checked"], 1, "{report}");
+    assert_eq!(report["drill"]["rows"]["knowledge"], 1, "{report}");
+    // One changed byte in the document: verify names it, restore refuses to touch anything.
+    let at = bytes.windows(12).position(|w| w == b"ninety days.").expect("the document is stored as it was");
+    let mut damaged = bytes.clone();
+    damaged[at] ^= 0x20;
+    let damaged_path = format!("{archive}.damaged.tar");
+    std::fs::write(&damaged_path, &damaged).unwrap();
+    let (ok, out, _) = p.xtask(&["backup", "verify", &damaged_path]);
+    assert!(!ok && out.contains("files/") && out.contains("corrupt"), "{out}");
+    let (ok, _, err) = p.xtask(&["restore", &damaged_path, "--yes"]);
+    assert!(!ok && err.contains("damaged, nothing was changed"), "{err}");
+
+    // A dump pg_restore refuses (with checksums that match): the database in use stays as it was.
+    let unrestorable = with_garbage_dump(&archive);
+    let (ok, _, err) = p.xtask(&["restore", &unrestorable, "--yes", "--no-safety-backup"]);
+    assert!(!ok && err.contains("the database in use was left as it was"), "{err}");
+    let (_, k) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
+    assert_eq!(k["data"]["parse_status"], "completed", "after a failed restore: {k}");
+
+    // Lose the knowledge base, then restore: refused without --yes, --dry-run only tells.
+    let (status, _) = curl(&front, &key, &["-X", "DELETE"], &format!("/api/v1/knowledge-bases/{kb_id}"));
+    assert!(status == 200 || status == 204, "{status}");
+    let (ok, _, err) = p.xtask(&["restore", &archive]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, out, err) = p.xtask(&["restore", &archive, "--dry-run"]);
+    assert!(ok && out.contains("would replace database"), "{out}\n{err}");
+    let (status, _) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
+    assert_eq!(status, 404, "--dry-run changed something");
+    let (ok, out, err) = p.xtask(&["restore", &archive, "--yes", "--json"]);
+    assert!(ok, "restore failed:\n{err}");
+    let restored: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(restored["rows"]["knowledge"], 1, "{restored}");
+    let safety = restored["safety_backup"].as_str().expect("a backup of the state before").to_string();
+    assert!(safety.contains("before-restore") && Path::new(&safety).exists(), "{restored}");
+    let (_, hits) = curl(&front, &key, &[], &search);
+    assert!(hits.to_string().contains("restore drill"), "search after restore: {hits}");
+    // The original is back where the app reads it: parsing it again works.
+    let (status, _) = curl(&front, &key, &["-X", "POST"], &format!("/api/v1/knowledge/{doc_id}/reparse"));
+    assert!((200..300).contains(&status), "reparse: {status}");
+    wait_completed(&front, &key, &doc_id);
 
     // Logs name the service; a wrong service name is an error naming the choices.
     let (ok, out, err) = p.xtask(&["logs", "app", "--tail", "5"]);
@@ -314,6 +384,29 @@ fn pull_fetches_the_third_party_images_the_stack_names() {
     let (ok, _, err) = xtask(&["pull"], &env);
     assert!(!ok, "pulling from a dead registry succeeded");
     assert!(err.contains("pulling failed") && err.contains("stand-ins"), "{err}");
+}
+
+/// A copy of `archive` whose database dump is garbage, with a manifest that agrees with it
+/// (made with tar and sha256sum, as someone might by hand).
+fn with_garbage_dump(archive: &str) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let run = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+    run(Command::new("tar").args(["xf", archive, "-C"]).arg(work.path()));
+    let dump = work.path().join("database.dump");
+    std::fs::write(&dump, b"not a pg_dump archive\n".repeat(100)).unwrap();
+    let sum = Command::new("sha256sum").arg(&dump).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
+    let manifest_path = work.path().join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["entries"]["database.dump"] = serde_json::json!({ "bytes": 2200, "sha256": sum });
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = format!("{archive}.unrestorable.tar");
+    run(Command::new("tar").args(["cf", &out, "-C"]).arg(work.path()).args([
+        "database.dump",
+        "files",
+        "manifest.json",
+    ]));
+    out
 }
 
 /// `docker <args>`, which must succeed; its trimmed stdout.

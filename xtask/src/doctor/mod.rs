@@ -31,7 +31,7 @@ pub struct Doctor {
 
 impl Doctor {
     pub fn run(self) -> Result<ExitCode> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = crate::runtime()?;
         rt.block_on(self.run_async())
     }
 

@@ -112,8 +112,7 @@ fn version_from(workspace: &str, tag: Option<&str>) -> String {
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339_utc(epoch: i64) -> Result<String> {
     let Ok(secs) = u64::try_from(epoch) else { bail!("commit time {epoch} is before 1970") };
-    let [year, month, day, h, m, s] = crate::utc::civil(secs);
-    Ok(format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"))
+    Ok(crate::utc::rfc3339(secs))
 }
 
 #[cfg(test)]

@@ -1,0 +1,949 @@
+//! Backups of the running stack and their way back: `backup`, `backup verify`, `restore`.
+//!
+//! A backup is one tar file, readable by its owner only (it holds every document):
+//!   database.dump  pg_dump's custom format, made inside the postgres container (so pg_dump
+//!                  matches the server), without owners or privileges
+//!   files/<key>    the uploaded originals from the app's volume (STORAGE_TYPE=local)
+//!   manifest.json  last: versions, schema version, row counts, each entry's size and SHA-256
+//! It is written as `<name>.tar.partial` and renamed when whole, so a `.tar` is always complete.
+//!
+//! `backup verify` checks every checksum, then restores the dump into a throwaway PostgreSQL
+//! container (a restore drill) and checks that every document's original is in the archive
+//! with the SHA-256 the database recorded. `restore` verifies first, takes a backup of the
+//! current state, restores the database into a new database and swaps it in only when that
+//! worked, replaces the files, clears the cache and migrates to this checkout's schema.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::docker::{self, exec_sh, exec_to, upload_tar};
+use crate::dotenv::Vars;
+use crate::paths;
+use crate::stack::{self, Container, Stack};
+
+/// The archive layout's version; a newer one is refused with the reason.
+const FORMAT: u32 = 1;
+const DUMP: &str = "database.dump";
+const MANIFEST: &str = "manifest.json";
+const FILES: &str = "files/";
+/// The app's volume, and the uploads in it with STORAGE_TYPE=local (config.yaml's
+/// `./data/files` from the image's working directory), inside the app's container.
+const DATA_IN_APP: &str = "/var/lib/weknora/data";
+const FILES_IN_APP: &str = "/var/lib/weknora/data/files";
+/// Where a dump goes inside a postgres container while it is restored.
+const DUMP_IN_CONTAINER: &str = "/tmp/weknora-restore.dump";
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Backup {
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+    /// Folder for the archive (default: BACKUP_DIR from .env, else ./backups).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum BackupCommand {
+    /// Check an archive: every checksum, then a restore drill in a throwaway PostgreSQL.
+    Verify {
+        archive: PathBuf,
+        /// PostgreSQL image for the drill (default: the one the backup was taken from).
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct Restore {
+    archive: PathBuf,
+    /// Confirm: the stack's database, files and cache are replaced by the backup's.
+    #[arg(long)]
+    yes: bool,
+    /// Print what would be replaced, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not take a backup of the current state first.
+    #[arg(long)]
+    no_safety_backup: bool,
+    /// How long to wait for the app to be healthy again, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+/// What an archive holds; the last entry of the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub created: String,
+    pub project: String,
+    /// The running app's version (its image label).
+    pub app_version: String,
+    /// The image of the postgres the dump came from (the drill uses it).
+    pub postgres_image: String,
+    /// The newest applied migration.
+    pub schema_version: i64,
+    pub storage: String,
+    pub files_included: bool,
+    /// Rows per table, counted right after the dump (informative: writes may race it).
+    pub rows: BTreeMap<String, i64>,
+    pub entries: BTreeMap<String, Sum>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sum {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Hashes and counts what passes through.
+struct Hashing<T> {
+    inner: T,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Hashing<T> {
+        Hashing { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    fn sum(self) -> Sum {
+        Sum { bytes: self.bytes, sha256: hex(&self.hasher.finalize()) }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The stack's containers a backup or restore works with.
+struct Parts {
+    postgres: Container,
+    /// `app`, or `app-dev` in development.
+    app: Container,
+    redis: Option<Container>,
+}
+
+impl Parts {
+    async fn find(docker: &Docker, project: &str) -> Result<Parts> {
+        let all = stack::containers(docker, project).await?;
+        let find = |s: &str| all.iter().find(|c| c.service == s).cloned();
+        let Some(postgres) = find("postgres").filter(|c| c.state == "running") else {
+            bail!(
+                "the postgres of project `{project}` is not running: backups and restores work on the running stack; \
+                 start it with `cargo xtask start`"
+            );
+        };
+        let Some(app) = find("app").or_else(|| find("app-dev")) else {
+            bail!("project `{project}` has no app container: start the stack with `cargo xtask start`");
+        };
+        Ok(Parts { postgres, app, redis: find("redis").filter(|c| c.state == "running") })
+    }
+}
+
+/// Runs SQL with psql inside a postgres container, as the image's user in the image's
+/// database; returns psql's unaligned output.
+async fn psql(docker: &Docker, container: &str, sql: &str) -> Result<String> {
+    let script = r#"psql -X -At -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "$1""#;
+    exec_sh(docker, container, "psql", script, &[sql]).await
+}
+
+/// The schema version and the rows of every table of the database.
+async fn census(docker: &Docker, container: &str) -> Result<(i64, BTreeMap<String, i64>)> {
+    let sql = "SELECT table_name || '=' || (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM public.%I', \
+               table_name), false, true, '')))[1]::text FROM information_schema.tables \
+               WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1";
+    let mut rows = BTreeMap::new();
+    for line in psql(docker, container, sql).await?.lines() {
+        if let Some((table, n)) = line.split_once('=') {
+            rows.insert(table.to_string(), n.trim().parse().with_context(|| format!("row count of {table}: {n}"))?);
+        }
+    }
+    let schema = if rows.contains_key("_sqlx_migrations") {
+        let v = psql(docker, container, "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success").await?;
+        v.trim().parse().with_context(|| format!("schema version: {v}"))?
+    } else {
+        0
+    };
+    Ok((schema, rows))
+}
+
+/// A Docker client for long transfers (the default one gives up after 10 s).
+async fn long_client() -> Result<Docker> {
+    Ok(docker::connect().await?.with_timeout(Duration::from_secs(6 * 3600)))
+}
+
+/// The folder backups go to: `--output`, else BACKUP_DIR, else ./backups.
+fn backup_dir(output: Option<&Path>) -> PathBuf {
+    match output {
+        Some(dir) => dir.to_path_buf(),
+        None => Vars::load().get("BACKUP_DIR").map(PathBuf::from).unwrap_or_else(paths::backups),
+    }
+}
+
+/// `weknora-<project>-<UTC time>[-<label>][-<n>].tar`.
+pub fn archive_name(project: &str, unix_secs: u64, label: Option<&str>, n: u32) -> String {
+    let [y, mo, d, h, mi, s] = crate::utc::civil(unix_secs);
+    let mut name = format!("weknora-{project}-{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+    if let Some(label) = label {
+        name.push('-');
+        name.push_str(label);
+    }
+    if n > 1 {
+        name.push_str(&format!("-{n}"));
+    }
+    name + ".tar"
+}
+
+/// A header for a regular file of `bytes` bytes in an archive we write.
+fn file_header(bytes: u64, mtime: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(bytes);
+    header.set_mode(0o644);
+    header.set_mtime(mtime);
+    header
+}
+
+/// Takes a backup of the running stack into `dir`; returns the archive and its manifest.
+async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest)> {
+    let parts = Parts::find(docker, project).await?;
+    let vars = Vars::load();
+    let storage = vars.get("STORAGE_TYPE").unwrap_or("local").to_string();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the backup folder {}", dir.display()))?;
+    // Work files next to the archive: same disk, and /tmp may be small.
+    let work = tempfile::Builder::new()
+        .prefix(".weknora-backup-")
+        .tempdir_in(dir)
+        .with_context(|| format!("writing in {}", dir.display()))?;
+    let now = crate::utc::now();
+
+    eprintln!("==> dumping the database (pg_dump in {})", parts.postgres.name);
+    let dump_path = work.path().join(DUMP);
+    let mut dump = std::io::BufWriter::new(std::fs::File::create(&dump_path)?);
+    let script = r#"exec pg_dump --format=custom --no-owner --no-privileges -U "$POSTGRES_USER" -d "$POSTGRES_DB""#;
+    let (code, stderr) = exec_to(docker, &parts.postgres.name, &["sh", "-c", script], &mut dump).await?;
+    if code != 0 {
+        bail!("pg_dump failed in {} (exit {code}): {}", parts.postgres.name, stderr.trim());
+    }
+    dump.flush()?;
+    let (schema_version, rows) = census(docker, &parts.postgres.name).await?;
+
+    let files_tar = work.path().join("files.tar");
+    let files_included = storage == "local";
+    if files_included {
+        eprintln!("==> copying the uploaded files out of {}", parts.app.name);
+        download(docker, &parts.app.name, FILES_IN_APP, &files_tar).await?;
+    } else {
+        eprintln!(
+            "warning: STORAGE_TYPE={storage}: the uploaded files live in the bucket and are not in this backup; \
+             mirror the bucket too (e.g. `mc mirror`), see docs/operations.md"
+        );
+    }
+
+    let manifest = Manifest {
+        format: FORMAT,
+        created: crate::utc::rfc3339(now),
+        project: project.to_string(),
+        app_version: parts.app.version.clone(),
+        postgres_image: parts.postgres.image.clone(),
+        schema_version,
+        storage,
+        files_included,
+        rows,
+        entries: BTreeMap::new(),
+    };
+    let (path, file) = create_archive(dir, project, now, label)?;
+    let partial = path.with_extension("tar.partial");
+    let files = Some(files_tar.as_path()).filter(|f| f.exists());
+    match write_archive(file, now, &dump_path, files, manifest) {
+        Ok(manifest) => {
+            std::fs::rename(&partial, &path)
+                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+            Ok((path, manifest))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e.context(format!("writing {}", partial.display())))
+        }
+    }
+}
+
+/// Writes the archive: the dump, the files (from Docker's copy of the folder), the
+/// manifest with every entry's checksum last.
+fn write_archive(
+    file: std::fs::File,
+    now: u64,
+    dump: &Path,
+    files: Option<&Path>,
+    mut manifest: Manifest,
+) -> Result<Manifest> {
+    let mut out = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut reader = Hashing::new(std::fs::File::open(dump)?);
+    out.append_data(&mut file_header(std::fs::metadata(dump)?.len(), now), DUMP, &mut reader)?;
+    manifest.entries.insert(DUMP.to_string(), reader.sum());
+    if let Some(files) = files {
+        let mut files = tar::Archive::new(std::fs::File::open(files)?);
+        for entry in files.entries().context("reading the files copied out of the app")? {
+            let entry = entry?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            // Docker names them `files/<key>` after the folder it copied.
+            let inner = entry.path()?.to_string_lossy().into_owned();
+            let key = inner.split_once('/').map_or(inner.as_str(), |(_, k)| k).to_string();
+            let name = format!("{FILES}{key}");
+            let bytes = entry.header().size()?;
+            let mut reader = Hashing::new(entry);
+            out.append_data(&mut file_header(bytes, now), &name, &mut reader)?;
+            manifest.entries.insert(name, reader.sum());
+        }
+    }
+    let json = serde_json::to_vec_pretty(&manifest)?;
+    out.append_data(&mut file_header(json.len() as u64, now), MANIFEST, json.as_slice())?;
+    let file = out.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(manifest)
+}
+
+/// Creates `<dir>/<name>.tar.partial` (mode 600) for the first free name; returns the final
+/// path (without `.partial`) and the open file.
+fn create_archive(dir: &Path, project: &str, now: u64, label: Option<&str>) -> Result<(PathBuf, std::fs::File)> {
+    for n in 1..100 {
+        let path = dir.join(archive_name(project, now, label, n));
+        let partial = path.with_extension("tar.partial");
+        if path.exists() {
+            continue;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&partial) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", partial.display())),
+        }
+    }
+    bail!("no free archive name in {}", dir.display())
+}
+
+/// Copies `path` out of a container as a tar file; a path that does not exist gives an
+/// empty archive (no upload yet).
+async fn download(docker: &Docker, container: &str, path: &str, to: &Path) -> Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(to)?);
+    let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+    let mut stream = docker.download_from_container(container, Some(options));
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => file.write_all(&bytes)?,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                drop(file);
+                std::fs::remove_file(to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("copying {path} out of the container")),
+        }
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// An archive read through: its manifest and what is wrong with it.
+#[derive(Debug, Serialize)]
+pub struct Checked {
+    pub manifest: Manifest,
+    pub problems: Vec<String>,
+}
+
+/// Reads every entry of an archive, checks each against the manifest.
+pub fn check(archive: &Path) -> Result<Checked> {
+    let file = std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    let mut sums = BTreeMap::new();
+    let mut manifest_text = None;
+    let damaged = || format!("{} is damaged or not a weknora backup (reading it failed)", archive.display());
+    for entry in tar.entries().with_context(damaged)? {
+        let mut entry = entry.with_context(damaged)?;
+        if entry.header().entry_type().is_dir() {
+            continue; // a tar made by hand lists folders too
+        }
+        let name = entry.path().with_context(damaged)?.to_string_lossy().into_owned();
+        if name == MANIFEST {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).with_context(damaged)?;
+            manifest_text = Some(text);
+        } else {
+            let mut reader = Hashing::new(&mut entry);
+            std::io::copy(&mut reader, &mut std::io::sink()).with_context(damaged)?;
+            sums.insert(name, reader.sum());
+        }
+    }
+    let Some(text) = manifest_text else {
+        bail!("{} has no {MANIFEST}: it is not a whole weknora backup (was it cut short?)", archive.display());
+    };
+    let manifest: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("{MANIFEST} in {} is not valid", archive.display()))?;
+    if manifest.format > FORMAT {
+        bail!(
+            "{} has layout {} but this weknora reads up to {FORMAT}: use the weknora version that made it ({})",
+            archive.display(),
+            manifest.format,
+            manifest.app_version
+        );
+    }
+    let mut problems = Vec::new();
+    for (name, want) in &manifest.entries {
+        match sums.get(name) {
+            None => problems.push(format!("{name} is missing")),
+            Some(got) if got != want => problems.push(format!(
+                "{name} is corrupt: SHA-256 {} ({} bytes), the manifest says {} ({} bytes)",
+                got.sha256, got.bytes, want.sha256, want.bytes
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in sums.keys().filter(|n| !manifest.entries.contains_key(*n)) {
+        problems.push(format!("{name} is not in the manifest"));
+    }
+    if !manifest.entries.contains_key(DUMP) {
+        problems.push(format!("the manifest lists no {DUMP}"));
+    }
+    Ok(Checked { manifest, problems })
+}
+
+/// Writes a tar holding the archive's entries under `prefix` (those starting with `from`)
+/// renamed to `to`, for copying into a container.
+fn extract_tar(archive: &Path, from: &str, to: &str, out: &Path) -> Result<usize> {
+    let mut tar = tar::Archive::new(std::io::BufReader::new(std::fs::File::open(archive)?));
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(out)?));
+    let mut n = 0;
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type().is_dir() {
+            continue;
+        }
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(from) else { continue };
+        let mut header = file_header(entry.header().size()?, entry.header().mtime()?);
+        builder.append_data(&mut header, format!("{to}{rest}"), &mut entry)?;
+        n += 1;
+    }
+    builder.into_inner()?.flush()?;
+    Ok(n)
+}
+
+/// Copies the archive's dump into a postgres container at DUMP_IN_CONTAINER.
+async fn upload_dump(docker: &Docker, container: &str, archive: &Path, work: &Path) -> Result<()> {
+    let tar = work.join("dump.tar");
+    extract_tar(archive, DUMP, "weknora-restore.dump", &tar)?;
+    upload_tar(docker, container, "/tmp", &tar).await
+}
+
+/// pg_restore of DUMP_IN_CONTAINER into `db` (as the image's user; extensions included).
+const PG_RESTORE: &str =
+    r#"pg_restore --exit-on-error --no-owner --no-privileges -U "$POSTGRES_USER" -d "$1" /tmp/weknora-restore.dump"#;
+
+/// What a restore drill found.
+#[derive(Debug, Serialize)]
+pub struct Drill {
+    pub image: String,
+    pub schema_version: i64,
+    pub rows: BTreeMap<String, i64>,
+    /// Documents whose original was checked against the SHA-256 the database recorded.
+    pub files_checked: usize,
+    pub problems: Vec<String>,
+}
+
+/// Restores the archive's dump into a throwaway container of `image` and checks it.
+async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str) -> Result<Drill> {
+    if docker.inspect_image(image).await.is_err() {
+        bail!(
+            "the restore drill needs the PostgreSQL image {image} and Docker does not have it: \
+             pull or load it, or choose another with --image"
+        );
+    }
+    let name = format!("weknora-drill-{}-{}", std::process::id(), crate::utc::now());
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        env: Some(vec![
+            "POSTGRES_USER=weknora".into(),
+            // A throwaway server with no published port: the password guards nothing.
+            "POSTGRES_PASSWORD=drill".into(),
+            "POSTGRES_DB=drill".into(),
+        ]),
+        labels: Some([("io.github.weknora.drill".to_string(), "1".to_string())].into()),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker.create_container(Some(options), body).await.with_context(|| format!("creating {name} from {image}"))?;
+    let result = async {
+        docker.start_container(&name, None).await?;
+        eprintln!("==> restore drill: restoring the dump into a throwaway PostgreSQL ({image})");
+        let ready = r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc 'SELECT 1'"#;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while exec_sh(docker, &name, "waiting for PostgreSQL", ready, &[]).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("the drill's PostgreSQL ({image}) did not accept connections within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let work = tempfile::tempdir()?;
+        upload_dump(docker, &name, archive, work.path()).await?;
+        exec_sh(docker, &name, "pg_restore", PG_RESTORE, &["drill"]).await?;
+        let (schema_version, rows) = census(docker, &name).await?;
+        let mut problems = Vec::new();
+        if schema_version != manifest.schema_version {
+            problems.push(format!(
+                "the dump has schema version {schema_version}, the manifest says {}",
+                manifest.schema_version
+            ));
+        }
+        let mut files_checked = 0;
+        if manifest.files_included && rows.contains_key("knowledge") {
+            let sql = "SELECT object_key || ' ' || coalesce(checksum, '-') FROM knowledge WHERE object_key IS NOT NULL";
+            for line in psql(docker, &name, sql).await?.lines() {
+                let (key, checksum) = line.rsplit_once(' ').unwrap_or((line, "-"));
+                match manifest.entries.get(&format!("{FILES}{key}")) {
+                    None => problems.push(format!("document file {key} is in the database but not in the archive")),
+                    Some(sum) if checksum != "-" && sum.sha256 != checksum => problems.push(format!(
+                        "document file {key}: SHA-256 {} in the archive, {checksum} in the database",
+                        sum.sha256
+                    )),
+                    Some(_) => files_checked += 1,
+                }
+            }
+        }
+        Ok(Drill { image: image.to_string(), schema_version, rows, files_checked, problems })
+    }
+    .await;
+    let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    if let Err(e) = docker.remove_container(&name, Some(remove)).await {
+        eprintln!("warning: could not remove the drill container {name}: {e}");
+    }
+    result
+}
+
+impl Backup {
+    pub fn run(self) -> Result<ExitCode> {
+        crate::runtime()?.block_on(async {
+            if let Some(BackupCommand::Verify { archive, image, json }) = self.command {
+                return verify(&archive, image.as_deref(), json).await;
+            }
+            let docker = long_client().await?;
+            let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
+            let (path, manifest) = take(&docker, &project, &backup_dir(self.output.as_deref()), None).await?;
+            report_backup(&path, &manifest, self.json)?;
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
+
+fn report_backup(path: &Path, manifest: &Manifest, json: bool) -> Result<()> {
+    let bytes = std::fs::metadata(path)?.len();
+    let files = manifest.entries.keys().filter(|k| k.starts_with(FILES)).count();
+    if json {
+        let value = serde_json::json!({
+            "archive": path, "bytes": bytes, "schema_version": manifest.schema_version,
+            "files": files, "rows": manifest.rows, "storage": manifest.storage,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", path.display());
+        eprintln!(
+            "backup of project {}: {bytes} bytes, schema {}; documents: {}, files: {files} (check it: cargo xtask backup verify {})",
+            manifest.project,
+            manifest.schema_version,
+            manifest.rows.get("knowledge").copied().unwrap_or(0),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+async fn verify(archive: &Path, image: Option<&str>, json: bool) -> Result<ExitCode> {
+    eprintln!("==> checking every entry of {}", archive.display());
+    let checked = check(archive)?;
+    let docker = long_client().await?;
+    let image = image.unwrap_or(&checked.manifest.postgres_image).to_string();
+    let drill = if checked.problems.is_empty() {
+        Some(drill(&docker, archive, &checked.manifest, &image).await?)
+    } else {
+        None
+    };
+    let problems: Vec<&String> = checked.problems.iter().chain(drill.iter().flat_map(|d| &d.problems)).collect();
+    let ok = problems.is_empty();
+    if json {
+        let value = serde_json::json!({
+            "ok": ok, "archive": archive, "problems": problems, "manifest": checked.manifest, "drill": drill,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else if ok {
+        let d = drill.as_ref().expect("a drill ran");
+        println!(
+            "ok: {} entries intact; the dump restores (schema {}; documents: {}, chunks: {}); document files matching the database's SHA-256: {}",
+            checked.manifest.entries.len(),
+            d.schema_version,
+            d.rows.get("knowledge").copied().unwrap_or(0),
+            d.rows.get("chunks").copied().unwrap_or(0),
+            d.files_checked
+        );
+    } else {
+        for p in &problems {
+            println!("problem: {p}");
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+impl Restore {
+    pub fn run(self) -> Result<ExitCode> {
+        crate::runtime()?.block_on(self.run_async())
+    }
+
+    async fn run_async(self) -> Result<ExitCode> {
+        eprintln!("==> checking every entry of {}", self.archive.display());
+        let checked = check(&self.archive)?;
+        if !checked.problems.is_empty() {
+            bail!("{} is damaged, nothing was changed:\n  {}", self.archive.display(), checked.problems.join("\n  "));
+        }
+        let manifest = checked.manifest;
+        let docker = long_client().await?;
+        let stack = Stack::open(&docker, None, &[]).await?;
+        let parts = Parts::find(&docker, &stack.project).await?;
+        let vars = Vars::load();
+        let storage = vars.get("STORAGE_TYPE").unwrap_or("local");
+        if manifest.files_included && storage != "local" {
+            bail!(
+                "the backup holds local files but this stack has STORAGE_TYPE={storage}: restore into a stack with \
+                 STORAGE_TYPE=local, or copy the archive's files/ into the bucket yourself"
+            );
+        }
+        let latest = crate::migrate::latest_version(&paths::migrations()).await?;
+        if manifest.schema_version > latest {
+            bail!(
+                "the backup has schema version {} but this checkout's migrations end at {latest}: restore it with the \
+                 weknora version that made it ({}), nothing was changed",
+                manifest.schema_version,
+                manifest.app_version
+            );
+        }
+        let (_, current_rows) = census(&docker, &parts.postgres.name).await?;
+        let db = vars.get("DB_NAME").unwrap_or("WeKnora").to_string();
+        let files = manifest.entries.keys().filter(|k| k.starts_with(FILES)).count();
+        let count = |rows: &BTreeMap<String, i64>, t: &str| rows.get(t).copied().unwrap_or(0);
+        let mut plan = vec![format!(
+            "replace database {db} of project {} (documents now: {}) with the backup's (documents: {}, chunks: {}, schema {}, taken {})",
+            stack.project,
+            count(&current_rows, "knowledge"),
+            count(&manifest.rows, "knowledge"),
+            count(&manifest.rows, "chunks"),
+            manifest.schema_version,
+            manifest.created
+        )];
+        if manifest.files_included {
+            plan.push(format!(
+                "replace the uploaded files in {}'s volume with the backup's (files: {files})",
+                parts.app.service
+            ));
+        }
+        plan.push("clear the app's Redis cache".into());
+        if manifest.schema_version < latest {
+            plan.push(format!("migrate from schema {} to {latest}", manifest.schema_version));
+        }
+        plan.push(format!("stop {} meanwhile and start it again", parts.app.service));
+        if self.dry_run {
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan }))?);
+            } else {
+                for step in &plan {
+                    println!("would {step}");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !self.yes {
+            bail!(
+                "restore would {}: add --yes to go ahead (a backup of the current state is taken first), or --dry-run",
+                plan.join("; ")
+            );
+        }
+        let safety = if self.no_safety_backup {
+            None
+        } else {
+            eprintln!("==> first, a backup of the current state");
+            let (path, _) = take(&docker, &stack.project, &backup_dir(None), Some("before-restore")).await?;
+            eprintln!("==> current state saved in {}", path.display());
+            Some(path)
+        };
+        let undo = match &safety {
+            Some(p) => format!("the state before is in {} (cargo xtask restore {} --yes)", p.display(), p.display()),
+            None => "no backup of the state before was taken (--no-safety-backup)".into(),
+        };
+
+        let app = std::slice::from_ref(&parts.app.service);
+        let timeout = Duration::from_secs(self.timeout);
+        eprintln!("==> stopping {}", parts.app.service);
+        stack.run(&["stop", &parts.app.service])?;
+        let replaced = replace_data(&docker, &parts, &self.archive, &manifest, &vars).await;
+        if let Err(e) = replaced {
+            eprintln!("==> starting {} again", parts.app.service);
+            if stack.run(&["start", &parts.app.service]).is_ok() {
+                let _ = stack::wait_healthy(&docker, &stack.project, app, timeout).await;
+            }
+            return Err(e.context(format!("restore failed; {undo}")));
+        }
+        if manifest.schema_version < latest {
+            eprintln!("==> migrating to schema {latest}");
+            stack::migrate(&stack).with_context(|| format!("the data was restored but migrating failed; {undo}"))?;
+        }
+        eprintln!("==> starting {}", parts.app.service);
+        stack.run(&["start", &parts.app.service])?;
+        stack::wait_healthy(&docker, &stack.project, app, timeout)
+            .await
+            .with_context(|| format!("the data was restored but the app is not healthy; {undo}"))?;
+        let (schema_version, rows) = census(&docker, &parts.postgres.name).await?;
+        if self.json {
+            let value = serde_json::json!({
+                "restored": self.archive, "schema_version": schema_version, "rows": rows, "files": files,
+                "safety_backup": safety,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            println!(
+                "restored {} into project {}: schema {schema_version}; documents: {}, chunks: {}, files: {files}",
+                self.archive.display(),
+                stack.project,
+                count(&rows, "knowledge"),
+                count(&rows, "chunks")
+            );
+            if let Some(p) = &safety {
+                println!("the state before is kept in {}", p.display());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The destructive part of a restore, with the app stopped: the database (restored into a
+/// new database, swapped in only when pg_restore succeeded), the files, the cache.
+async fn replace_data(docker: &Docker, parts: &Parts, archive: &Path, manifest: &Manifest, vars: &Vars) -> Result<()> {
+    let pg = &parts.postgres.name;
+    let work = tempfile::tempdir()?;
+    eprintln!("==> restoring the database");
+    upload_dump(docker, pg, archive, work.path()).await?;
+    let restore_db = format!(
+        r#"set -e
+db="$POSTGRES_DB"; new="${{POSTGRES_DB}}_restoring"
+export PGOPTIONS='-c client_min_messages=warning'
+admin() {{ psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres "$@"; }}
+admin -c "DROP DATABASE IF EXISTS \"$new\" WITH (FORCE)" -c "CREATE DATABASE \"$new\" OWNER \"$POSTGRES_USER\""
+if ! {PG_RESTORE_NEW}; then
+    admin -c "DROP DATABASE IF EXISTS \"$new\" WITH (FORCE)"; rm -f {DUMP_IN_CONTAINER}; exit 1
+fi
+rm -f {DUMP_IN_CONTAINER}
+admin -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "ALTER DATABASE \"$new\" RENAME TO \"$db\"""#,
+        PG_RESTORE_NEW = PG_RESTORE.replace("\"$1\"", "\"$new\""),
+    );
+    exec_sh(docker, pg, "restoring the database (the database in use was left as it was)", &restore_db, &[]).await?;
+
+    if manifest.files_included {
+        eprintln!("==> restoring the uploaded files");
+        restore_files(docker, parts, archive, work.path()).await?;
+    }
+    match &parts.redis {
+        Some(redis) => {
+            let prefix = vars.get("REDIS_PREFIX").unwrap_or("weknora:");
+            let db = vars.get("REDIS_DB").unwrap_or("0");
+            let clear = r#"redis-cli -n "$2" --scan --pattern "$1*" | xargs -r redis-cli -n "$2" del >/dev/null"#;
+            exec_sh(docker, &redis.name, "clearing the cache", clear, &[prefix, db]).await?;
+        }
+        None => eprintln!("warning: redis is not running: clear the app's cache keys before trusting search results"),
+    }
+    Ok(())
+}
+
+/// Replaces the files in the app's volume, through a short-lived helper container on the
+/// postgres image (the app's image has no shell): the backup's files go to a new folder
+/// that is swapped in, owned like the volume.
+async fn restore_files(docker: &Docker, parts: &Parts, archive: &Path, work: &Path) -> Result<()> {
+    let inspect = docker.inspect_container(&parts.app.name, None).await?;
+    let volume = inspect
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.destination.as_deref() == Some(DATA_IN_APP))
+        .and_then(|m| m.name)
+        .with_context(|| format!("{} has no volume on {DATA_IN_APP}", parts.app.name))?;
+    let tar = work.join("files.tar");
+    extract_tar(archive, FILES, "files.restoring/", &tar)?;
+    let name = format!("weknora-restore-{}-{}", std::process::id(), crate::utc::now());
+    let body = ContainerCreateBody {
+        image: Some(parts.postgres.image.clone()),
+        entrypoint: Some(vec!["sleep".into()]),
+        cmd: Some(vec!["3600".into()]),
+        user: Some("0".into()),
+        host_config: Some(HostConfig { binds: Some(vec![format!("{volume}:/data")]), ..Default::default() }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker.create_container(Some(options), body).await.with_context(|| format!("creating the helper {name}"))?;
+    let result = async {
+        docker.start_container(&name, None).await?;
+        exec_sh(
+            docker,
+            &name,
+            "preparing the files folder",
+            "rm -rf /data/files.restoring && mkdir /data/files.restoring",
+            &[],
+        )
+        .await?;
+        upload_tar(docker, &name, "/data", &tar).await?;
+        let swap = r#"set -e
+chown -R "$(stat -c %u:%g /data)" /data/files.restoring
+rm -rf /data/files.old
+if [ -e /data/files ]; then mv /data/files /data/files.old; fi
+mv /data/files.restoring /data/files
+rm -rf /data/files.old"#;
+        exec_sh(docker, &name, "swapping the files in", swap, &[]).await?;
+        Ok(())
+    }
+    .await;
+    let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+    if let Err(e) = docker.remove_container(&name, Some(remove)).await {
+        eprintln!("warning: could not remove the helper container {name}: {e}");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_sort_by_time_and_never_collide() {
+        assert_eq!(archive_name("weknora", 1_764_115_200, None, 1), "weknora-weknora-20251126T000000Z.tar");
+        assert_eq!(
+            archive_name("prod", 1_764_115_201, Some("before-restore"), 2),
+            "weknora-prod-20251126T000001Z-before-restore-2.tar"
+        );
+    }
+
+    /// An archive as `take` writes one, from the given entries.
+    fn write_archive(dir: &Path, entries: &[(&str, &[u8])], tamper: Option<(&str, &[u8])>) -> PathBuf {
+        let path = dir.join("b.tar");
+        let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let mut sums = BTreeMap::new();
+        for (name, data) in entries {
+            let written: &[u8] = match tamper {
+                Some((t, other)) if t == *name => other,
+                _ => data,
+            };
+            out.append_data(&mut file_header(written.len() as u64, 0), name, written).unwrap();
+            let mut h = Hashing::new(std::io::sink());
+            h.write_all(data).unwrap();
+            sums.insert(name.to_string(), h.sum());
+        }
+        let manifest = Manifest {
+            format: FORMAT,
+            created: "2026-11-26T00:00:00Z".into(),
+            project: "p".into(),
+            app_version: "0.1.0".into(),
+            postgres_image: "img".into(),
+            schema_version: 7,
+            storage: "local".into(),
+            files_included: true,
+            rows: BTreeMap::new(),
+            entries: sums,
+        };
+        let json = serde_json::to_vec(&manifest).unwrap();
+        out.append_data(&mut file_header(json.len() as u64, 0), MANIFEST, json.as_slice()).unwrap();
+        out.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn an_intact_archive_checks_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_archive(dir.path(), &[(DUMP, b"dump"), ("files/kb/a.pdf", b"%PDF")], None);
+        let checked = check(&path).unwrap();
+        assert_eq!(checked.problems, Vec::<String>::new());
+        assert_eq!(checked.manifest.entries.len(), 2);
+    }
+
+    #[test]
+    fn a_changed_byte_names_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_archive(
+            dir.path(),
+            &[(DUMP, b"dump"), ("files/kb/a.pdf", b"%PDF")],
+            Some(("files/kb/a.pdf", b"%PDX")),
+        );
+        let problems = check(&path).unwrap().problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("files/kb/a.pdf is corrupt"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_cut_archive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_archive(dir.path(), &[(DUMP, &[7; 4096])], None);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..3000]).unwrap();
+        let err = format!("{:#}", check(&path).unwrap_err());
+        assert!(err.contains("damaged") || err.contains("cut short"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_layout_is_refused_with_the_version_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.tar");
+        let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let json = br#"{"format":99,"created":"","project":"p","app_version":"9.0.0","postgres_image":"","schema_version":1,"storage":"local","files_included":true,"rows":{},"entries":{}}"#;
+        out.append_data(&mut file_header(json.len() as u64, 0), MANIFEST, &json[..]).unwrap();
+        out.finish().unwrap();
+        let err = format!("{:#}", check(&path).unwrap_err());
+        assert!(err.contains("9.0.0"), "{err}");
+    }
+}
