@@ -78,10 +78,12 @@ enum Failure {
 async fn process(state: &AppState, owner: &str, job: Job) {
     let span = tracing::info_span!("ingest", job = job.id, knowledge = %job.knowledge_id, attempt = job.attempts);
     let _enter = span.enter();
+    let started = std::time::Instant::now();
     let outcome = parse_and_store(state, owner, &job).await;
     let result = match outcome {
         Ok((kb, chunks)) => {
             tracing::info!(chunks, "ingest: completed");
+            crate::metrics::ingest_finished("completed", started);
             crate::cache::knowledge_base_changed(state, kb).await;
             Ok(())
         }
@@ -89,6 +91,7 @@ async fn process(state: &AppState, owner: &str, job: Job) {
             let wait_ms =
                 state.config.ingest.retry_base_ms.saturating_mul(1 << (job.attempts - 1).clamp(0, 16)).min(300_000);
             tracing::warn!(%reason, wait_ms, "ingest: will retry");
+            crate::metrics::ingest_finished("retried", started);
             sqlx::query(
                 "UPDATE ingest_jobs SET state = 'queued', next_attempt_at = now() + make_interval(secs => $3), \
                  last_error = $2, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
@@ -107,6 +110,7 @@ async fn process(state: &AppState, owner: &str, job: Job) {
                 reason
             };
             tracing::warn!(%reason, "ingest: failed");
+            crate::metrics::ingest_finished("failed", started);
             fail(state, &job, &reason).await
         }
     };

@@ -457,10 +457,12 @@ async fn search(
         && let Some(cached) = crate::cache::get(&state, key).await
         && let Ok(hits) = serde_json::from_str::<Value>(&cached)
     {
+        crate::metrics::search_cache(true);
         return Ok(Json(
             json!({ "success": true, "data": hits, "terms": tokens, "retrieval": "keyword", "cached": true }),
         ));
     }
+    crate::metrics::search_cache(false);
     let hits: Vec<Hit> = sqlx::query_as(
         "SELECT c.id AS chunk_id, c.knowledge_id, k.title AS knowledge_title, c.content, \
          ts_rank(c.search, q) AS score \

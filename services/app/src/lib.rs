@@ -7,6 +7,7 @@ pub mod config;
 pub mod ingest;
 pub mod knowledge;
 pub mod knowledge_bases;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 

@@ -168,6 +168,7 @@ async fn serve(config: Config) -> Result<()> {
         jieba: jieba_rs::Jieba::new(),
         new_job: tokio::sync::Notify::new(),
         instance,
+        metrics: weknora_app::metrics::install()?,
     });
     weknora_app::ingest::report_unfinished(&state).await;
     weknora_app::ingest::spawn_workers(state.clone());

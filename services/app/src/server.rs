@@ -33,6 +33,8 @@ pub struct AppState {
     pub new_job: tokio::sync::Notify,
     /// Names this process's ingest workers in job leases.
     pub instance: String,
+    /// Renders the Prometheus metrics this process recorded.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// `{"success": false, "error": {"code": ..., "message": ...}}` with a status.
@@ -93,10 +95,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/v1/system/info", get(system_info))
+        .route("/metrics", get(crate::metrics::render))
         .merge(crate::auth::routes())
         .merge(crate::knowledge_bases::routes())
         .merge(crate::knowledge::routes((state.config.server.max_file_size_mb << 20) as usize))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

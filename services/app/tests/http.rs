@@ -142,10 +142,11 @@ fn send(
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // Bodies may be chunked: take the JSON object between the first { and the last }.
+    // Bodies may be chunked: take the JSON object between the first { and the last }; a body
+    // that is not JSON (the metrics' text) comes back as a string.
     let json = match (body.find('{'), body.rfind('}')) {
-        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap(),
-        _ => Value::Null,
+        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or_else(|_| Value::String(body.into())),
+        _ => Value::String(body.into()),
     };
     (status, head.to_ascii_lowercase(), json)
 }
@@ -445,6 +446,25 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     let (status, _, _) = call(port, "DELETE", &base, &admin, None);
     assert_eq!(status, 200);
     assert_eq!(walk(files.path()), Vec::<PathBuf>::new(), "files of a deleted knowledge base are left");
+
+    // Metrics: route templates as labels (never ids), ingest outcomes, the cache, the queue.
+    let (status, _, text) = get(port, "/metrics", &[]);
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    assert!(text.lines().any(|l| l.starts_with("weknora_build_info{")), "{text}");
+    assert!(text.contains(r#"route="/api/v1/knowledge-bases/{id}/hybrid-search""#), "{text}");
+    assert!(text.contains("weknora_http_request_duration_seconds_bucket{"), "{text}");
+    assert!(!text.contains(&kb_id) && !text.contains(&ids[0]), "an id became a label:\n{text}");
+    assert!(metric(text, r#"weknora_ingest_jobs_total{outcome="completed"}"#) >= ids.len() as f64, "{text}");
+    assert!(metric(text, r#"weknora_search_cache_total{result="hit"}"#) >= 1.0, "{text}");
+    assert!(metric(text, r#"weknora_search_cache_total{result="miss"}"#) >= 1.0, "{text}");
+    assert_eq!(metric(text, r#"weknora_ingest_queue{state="queued"}"#), 0.0, "{text}");
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered) in a Prometheus text.
+fn metric(text: &str, series: &str) -> f64 {
+    let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -486,6 +506,9 @@ fn with_docreader_down_a_job_retries_then_fails_with_the_reason_and_the_app_stay
     );
     assert!(healthcheck(port));
     assert_eq!(get(port, "/ready", &[]).0, 503);
+    let text = get(port, "/metrics", &[]).2.as_str().unwrap().to_string();
+    assert_eq!(metric(&text, r#"weknora_ingest_jobs_total{outcome="retried"}"#), 2.0, "{text}");
+    assert_eq!(metric(&text, r#"weknora_ingest_jobs_total{outcome="failed"}"#), 1.0, "{text}");
 
     // Once docreader is back, a reparse succeeds.
     let dr_port: u16 =
