@@ -159,15 +159,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The stack's containers a backup or restore works with.
-struct Parts {
-    postgres: Container,
+pub struct Parts {
+    pub postgres: Container,
     /// `app`, or `app-dev` in development.
-    app: Container,
-    redis: Option<Container>,
+    pub app: Container,
+    pub redis: Option<Container>,
 }
 
 impl Parts {
-    async fn find(docker: &Docker, project: &str) -> Result<Parts> {
+    pub async fn find(docker: &Docker, project: &str) -> Result<Parts> {
         let all = stack::containers(docker, project).await?;
         let find = |s: &str| all.iter().find(|c| c.service == s).cloned();
         let Some(postgres) = find("postgres").filter(|c| c.state == "running") else {
@@ -191,7 +191,7 @@ async fn psql(docker: &Docker, container: &str, sql: &str) -> Result<String> {
 }
 
 /// The schema version and the rows of every table of the database.
-async fn census(docker: &Docker, container: &str) -> Result<(i64, BTreeMap<String, i64>)> {
+pub async fn census(docker: &Docker, container: &str) -> Result<(i64, BTreeMap<String, i64>)> {
     let sql = "SELECT table_name || '=' || (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM public.%I', \
                table_name), false, true, '')))[1]::text FROM information_schema.tables \
                WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1";
@@ -211,12 +211,12 @@ async fn census(docker: &Docker, container: &str) -> Result<(i64, BTreeMap<Strin
 }
 
 /// A Docker client for long transfers (the default one gives up after 10 s).
-async fn long_client() -> Result<Docker> {
+pub async fn long_client() -> Result<Docker> {
     Ok(docker::connect().await?.with_timeout(Duration::from_secs(6 * 3600)))
 }
 
 /// The folder backups go to: `--output`, else BACKUP_DIR, else ./backups.
-fn backup_dir(output: Option<&Path>) -> PathBuf {
+pub fn backup_dir(output: Option<&Path>) -> PathBuf {
     match output {
         Some(dir) => dir.to_path_buf(),
         None => Vars::load().get("BACKUP_DIR").map(PathBuf::from).unwrap_or_else(paths::backups),
@@ -248,7 +248,7 @@ fn file_header(bytes: u64, mtime: u64) -> tar::Header {
 }
 
 /// Takes a backup of the running stack into `dir`; returns the archive and its manifest.
-async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest)> {
+pub async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest)> {
     let parts = Parts::find(docker, project).await?;
     let vars = Vars::load();
     let storage = vars.get("STORAGE_TYPE").unwrap_or("local").to_string();
@@ -768,7 +768,13 @@ impl Restore {
 
 /// The destructive part of a restore, with the app stopped: the database (restored into a
 /// new database, swapped in only when pg_restore succeeded), the files, the cache.
-async fn replace_data(docker: &Docker, parts: &Parts, archive: &Path, manifest: &Manifest, vars: &Vars) -> Result<()> {
+pub async fn replace_data(
+    docker: &Docker,
+    parts: &Parts,
+    archive: &Path,
+    manifest: &Manifest,
+    vars: &Vars,
+) -> Result<()> {
     let pg = &parts.postgres.name;
     let work = tempfile::tempdir()?;
     eprintln!("==> restoring the database");

@@ -15,6 +15,7 @@ mod paths;
 mod poll;
 mod process;
 mod stack;
+mod upgrade;
 mod utc;
 
 use std::io::IsTerminal;
@@ -57,6 +58,11 @@ enum Command {
     Backup(backup::Backup),
     /// Replace the stack's data with a backup's (a backup of the current state is taken first).
     Restore(backup::Restore),
+    /// Move the running stack to this checkout: keep the running images, back up, build,
+    /// migrate, recreate; roll back by itself on failure.
+    Upgrade(upgrade::Upgrade),
+    /// Undo the last upgrade: restore the backup taken before it and run the kept images.
+    Rollback(upgrade::Rollback),
     /// A local Ollama for models: start, stop, status.
     #[command(subcommand)]
     Ollama(ollama::Ollama),
@@ -99,6 +105,8 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Check(cmd) => cmd.run(),
         Command::Backup(cmd) => cmd.run(),
         Command::Restore(cmd) => cmd.run(),
+        Command::Upgrade(cmd) => cmd.run(),
+        Command::Rollback(cmd) => cmd.run(),
         Command::Ollama(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),

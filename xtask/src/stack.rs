@@ -21,7 +21,7 @@ use crate::images::{self, BuildImages, BuildMeta, Workspace};
 use crate::paths;
 
 /// Our services, built from this repository.
-const OURS: [&str; 3] = ["app", "docreader", "frontend"];
+pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
 
 #[derive(clap::Args)]
 pub struct Start {
@@ -150,6 +150,11 @@ impl Stack {
         &self.env[0].1
     }
 
+    /// Runs our images tagged `tag` instead of the checkout's version.
+    pub fn pin_version(&mut self, tag: &str) {
+        self.env[0].1 = tag.to_string();
+    }
+
     /// The compose command for `args`, with everything explicit.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.compose.program[0]);
@@ -212,6 +217,8 @@ pub struct Container {
     pub version: String,
     #[serde(skip)]
     pub id: String,
+    #[serde(skip)]
+    pub image_id: String,
 }
 
 /// The project's containers, found by compose's labels.
@@ -245,6 +252,7 @@ pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>
             image: c.image.unwrap_or_default(),
             version: labels.get("org.opencontainers.image.version").cloned().unwrap_or_else(|| "-".into()),
             id,
+            image_id: c.image_id.unwrap_or_default(),
         });
     }
     out.sort_by(|a, b| a.service.cmp(&b.service));
@@ -349,8 +357,29 @@ async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String])
 /// Builds the images of ours that Docker lacks or that were built from another commit, all
 /// of them when the checkout has uncommitted changes (cargo and Docker's cache make an
 /// unchanged one quick), or, with `force`, the ones named.
-async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: bool, no_build: bool) -> Result<()> {
+/// A WEKNORA_VERSION other than this checkout's pins images built elsewhere (or kept by
+/// `upgrade`): they must exist, and are never built.
+pub async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: bool, no_build: bool) -> Result<()> {
     let workspace = Workspace::read()?;
+    if stack.version() != workspace.version {
+        let mut absent = Vec::new();
+        for name in wanted {
+            let image = format!("weknora/{name}:{}", stack.version());
+            if docker.inspect_image(&image).await.is_err() {
+                absent.push(image);
+            }
+        }
+        if !absent.is_empty() {
+            bail!(
+                "WEKNORA_VERSION={} pins images this checkout ({}) does not build, and Docker lacks {}: load them \
+                 (`docker load`), or unset WEKNORA_VERSION to build this checkout's",
+                stack.version(),
+                workspace.version,
+                absent.join(", ")
+            );
+        }
+        return Ok(());
+    }
     let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
     let revision = meta.revision();
     let mut missing = Vec::new();
@@ -384,11 +413,16 @@ async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: b
 }
 
 impl Start {
+    /// A production start of these optional profiles (what `upgrade` runs).
+    pub fn production(profiles: Vec<String>, timeout: u64) -> Start {
+        Start { dev: false, profiles, ollama: false, no_build: false, pull: false, timeout }
+    }
+
     pub fn run(self) -> Result<ExitCode> {
         crate::runtime()?.block_on(self.run_async())
     }
 
-    async fn run_async(self) -> Result<ExitCode> {
+    pub async fn run_async(self) -> Result<ExitCode> {
         ensure_env_file(&paths::env_file())?;
         eprintln!("==> checking the machine");
         if !crate::doctor::stack_checks(self.dev, false).await? {

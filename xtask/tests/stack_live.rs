@@ -431,3 +431,112 @@ fn copy_checkout(to: &Path) {
         std::fs::copy(root.join(file), dest).unwrap();
     }
 }
+
+#[test]
+#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
+fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before() {
+    let _serial = one_at_a_time();
+    let mut p = Project::new("upg", &[]);
+    let (ok, _, err) = xtask(&["build-images"], &[]);
+    assert!(ok, "build-images failed:\n{err}");
+    let version = env!("CARGO_PKG_VERSION"); // xtask shares the workspace version
+    // "Before": this checkout's images under another version and revision, as a release
+    // built elsewhere would be, run with WEKNORA_VERSION pinned to them.
+    let old = "0.0.9-old";
+    for service in ["app", "docreader", "frontend"] {
+        let dockerfile = format!(
+            "FROM weknora/{service}:{version}\nLABEL org.opencontainers.image.version=0.0.9 \
+             org.opencontainers.image.revision=0ld0000000000000000000000000000000000000\n"
+        );
+        let tag = format!("weknora/{service}:{old}");
+        let mut build = Command::new("docker")
+            .args(["build", "-q", "-t", &tag, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut build.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+        assert!(build.wait().unwrap().success(), "building {tag}");
+    }
+    p.env.push(("WEKNORA_VERSION".into(), old.into()));
+    let (ok, _, err) = p.xtask(&["start", "--timeout", "600"]);
+    assert!(ok, "start of the old version failed:\n{err}");
+    let versions = |p: &Project| -> Vec<String> {
+        let (_, out, _) = p.xtask(&["ps", "--json"]);
+        let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+        ["app", "docreader", "frontend"]
+            .iter()
+            .map(|s| list.iter().find(|c| c["service"] == *s).unwrap()["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(versions(&p), ["0.0.9"; 3]);
+    let front = p.get("FRONTEND_PORT").to_string();
+    let key = p.admin_key();
+    let create = |name: &str| {
+        let body = format!(r#"{{"name":"{name}"}}"#);
+        let (status, _) = curl(
+            &front,
+            &key,
+            &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
+            "/api/v1/knowledge-bases",
+        );
+        assert_eq!(status, 201);
+    };
+    let names = || -> Vec<String> {
+        let (_, list) = curl(&front, &key, &[], "/api/v1/knowledge-bases");
+        let mut names: Vec<String> =
+            list["data"].as_array().unwrap().iter().map(|kb| kb["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    create("before");
+
+    // Upgrade: refused while WEKNORA_VERSION pins the old images; --dry-run only tells.
+    let (ok, _, err) = p.xtask(&["upgrade", "--yes"]);
+    assert!(!ok && err.contains("WEKNORA_VERSION=0.0.9-old"), "{err}");
+    p.env.retain(|(k, _)| k != "WEKNORA_VERSION");
+    let (ok, out, err) = p.xtask(&["upgrade", "--dry-run"]);
+    assert!(ok && out.contains("back up the database"), "{out}\n{err}");
+    assert_eq!(versions(&p), ["0.0.9"; 3], "--dry-run changed something");
+    let (ok, out, err) = p.xtask(&["upgrade", "--yes"]);
+    assert!(ok, "upgrade failed:\n{err}");
+    assert!(out.contains("upgraded project"), "{out}");
+    assert_eq!(versions(&p), [version; 3]);
+    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_eq!(names(), ["before"]);
+    let (ok, out, _) = p.xtask(&["upgrade", "--yes"]);
+    assert!(ok && out.contains("nothing to upgrade"), "{out}");
+
+    // Rollback: the old images again, and the data as it was before the upgrade.
+    create("after");
+    let (ok, out, _) = p.xtask(&["rollback", "--dry-run"]);
+    assert!(ok && out.contains("data written since is lost"), "{out}");
+    let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
+    assert!(ok, "rollback failed:\n{err}");
+    assert_eq!(versions(&p), ["0.0.9"; 3]);
+    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_eq!(names(), ["before"]);
+    let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
+    assert!(!ok && err.contains("no upgrade to roll back"), "{err}");
+
+    // An upgrade that does not become healthy in time rolls back by itself. (The app's first
+    // healthcheck runs 10 s after it starts: 2 s is never enough.)
+    p.env.push(("WEKNORA_VERSION".into(), "pre-upgrade".into()));
+    let (ok, _, err) = p.xtask(&["start", "--timeout", "300"]);
+    assert!(ok, "start with the kept images failed:\n{err}");
+    assert_eq!(versions(&p), ["0.0.9"; 3], "start did not keep to WEKNORA_VERSION");
+    p.env.retain(|(k, _)| k != "WEKNORA_VERSION");
+    let (ok, _, err) = p.xtask(&["upgrade", "--yes", "--timeout", "2"]);
+    assert!(!ok && err.contains("rolled back to 0ld000000000"), "{err}");
+    assert_eq!(versions(&p), ["0.0.9"; 3]);
+    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_eq!(names(), ["before"]);
+
+    let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
+    assert!(ok, "{err}");
+    for service in ["app", "docreader", "frontend"] {
+        for tag in [old, "pre-upgrade"] {
+            let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:{tag}")]).output();
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Moving the running production stack to this checkout, and back: `upgrade`, `rollback`.
+//!
+//! `upgrade` keeps the images of ours that run now under the tag `pre-upgrade`, takes a
+//! backup, writes a record of both (`last-upgrade.json` in the backup folder), then starts
+//! the stack from this checkout exactly as `start` does: build, migrate, recreate, wait until
+//! healthy. If any of that fails it rolls back by itself. `rollback` restores the backup
+//! taken before the upgrade (the old schema: no migration) and runs the kept images again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::TagImageOptionsBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{self, Parts};
+use crate::dotenv::Vars;
+use crate::images::{BuildMeta, Workspace};
+use crate::stack::{self, OURS, Stack, Start};
+
+/// The tag the images that ran before an upgrade keep.
+pub const KEPT: &str = "pre-upgrade";
+
+#[derive(clap::Args)]
+pub struct Upgrade {
+    /// Confirm: the stack is rebuilt from this checkout, migrated and recreated.
+    #[arg(long)]
+    yes: bool,
+    /// Print the plan, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// On failure leave the stack as it is for inspection instead of rolling back.
+    #[arg(long)]
+    no_rollback: bool,
+    /// How long the upgraded services may take to be healthy, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct Rollback {
+    /// Confirm: data written since the upgrade is lost.
+    #[arg(long)]
+    yes: bool,
+    /// Print the plan, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+/// What an upgrade left for its rollback.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    project: String,
+    at: String,
+    from_version: String,
+    from_revision: String,
+    to_revision: String,
+    /// The backup taken just before.
+    backup: PathBuf,
+    /// The image of each of our services that ran before (kept as `weknora/<svc>:pre-upgrade`).
+    images: BTreeMap<String, String>,
+    /// The optional services that ran (their profiles).
+    profiles: Vec<String>,
+}
+
+fn record_path() -> PathBuf {
+    backup::backup_dir(None).join("last-upgrade.json")
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+impl Upgrade {
+    pub fn run(self) -> Result<ExitCode> {
+        crate::runtime()?.block_on(self.run_async())
+    }
+
+    async fn run_async(self) -> Result<ExitCode> {
+        let workspace = Workspace::read()?;
+        if let Some(pinned) = Vars::load().get("WEKNORA_VERSION").filter(|v| *v != workspace.version) {
+            bail!(
+                "WEKNORA_VERSION={pinned} pins the images to run: remove it from .env (and the environment) to \
+                 upgrade to this checkout ({})",
+                workspace.version
+            );
+        }
+        let docker = backup::long_client().await?;
+        let stack = Stack::open(&docker, None, &[]).await?;
+        if stack.dev() {
+            bail!(
+                "upgrade is for production stacks; in development `cargo xtask start --dev` rebuilds on every change"
+            );
+        }
+        let all = stack::containers(&docker, &stack.project).await?;
+        let ours: Vec<&stack::Container> = all.iter().filter(|c| OURS.contains(&c.service.as_str())).collect();
+        if ours.is_empty() {
+            bail!("project {} runs nothing to upgrade: `cargo xtask start` starts this checkout", stack.project);
+        }
+        let parts = Parts::find(&docker, &stack.project).await?;
+        let from_revision = image_revision(&docker, &parts.app.image_id).await?;
+        let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
+        let to_revision = meta.revision();
+        if from_revision == to_revision && !meta.dirty {
+            println!("project {} already runs {}: nothing to upgrade", stack.project, short(&to_revision));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let (schema, _) = backup::census(&docker, &parts.postgres.name).await?;
+        let latest = crate::migrate::latest_version(&crate::paths::migrations()).await?;
+        if schema > latest {
+            bail!(
+                "the database is at schema {schema}, newer than this checkout's migrations ({latest}): this checkout is \
+                 older than what runs; check out a newer revision, or `cargo xtask rollback` if an upgrade brought it"
+            );
+        }
+        let profiles: Vec<String> = all
+            .iter()
+            .map(|c| c.service.clone())
+            .filter(|s| ["minio", "neo4j", "jaeger"].contains(&s.as_str()))
+            .collect();
+        let mut plan = vec![
+            format!("keep the images that run now ({}) as weknora/<service>:{KEPT}", short(&from_revision)),
+            format!("build this checkout's images ({}) while the stack keeps serving", short(&to_revision)),
+            "stop the app (the web UI answers 502 until the end) and back up the database and the uploaded files"
+                .to_string(),
+        ];
+        if schema < latest {
+            plan.push(format!("migrate from schema {schema} to {latest}"));
+        }
+        plan.push("recreate the services and wait until every one is healthy".into());
+        plan.push(if self.no_rollback {
+            "on failure, leave the stack as it is (--no-rollback)".into()
+        } else {
+            "on failure, roll back by itself".into()
+        });
+        if self.dry_run {
+            for step in &plan {
+                println!("would {step}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !self.yes {
+            bail!("upgrade would {}: add --yes to go ahead, or --dry-run", plan.join("; "));
+        }
+
+        let mut images = BTreeMap::new();
+        for c in &ours {
+            let repo = format!("weknora/{}", c.service);
+            let options = TagImageOptionsBuilder::default().repo(&repo).tag(KEPT).build();
+            docker.tag_image(&c.image_id, Some(options)).await.with_context(|| format!("tagging {repo}:{KEPT}"))?;
+            images.insert(c.service.clone(), c.image_id.clone());
+        }
+        eprintln!("==> kept the running images as weknora/<service>:{KEPT}");
+        let wanted: Vec<&str> = ours.iter().map(|c| c.service.as_str()).collect();
+        stack::build_missing(&docker, &stack, &wanted, false, false)
+            .await
+            .context("building this checkout's images failed; nothing was changed")?;
+        // From here on nothing may be written that a rollback would lose.
+        eprintln!("==> stopping {} for the backup and the switch", parts.app.service);
+        stack.run(&["stop", &parts.app.service])?;
+        let backup =
+            match backup::take(&docker, &stack.project, &backup::backup_dir(None), Some("before-upgrade")).await {
+                Ok((path, _)) => path,
+                Err(e) => {
+                    let _ = stack.run(&["start", &parts.app.service]);
+                    return Err(
+                        e.context("the backup before the upgrade failed; the app was started again, nothing changed")
+                    );
+                }
+            };
+        let record = Record {
+            project: stack.project.clone(),
+            at: crate::utc::rfc3339(crate::utc::now()),
+            from_version: parts.app.version.clone(),
+            from_revision: from_revision.clone(),
+            to_revision: to_revision.clone(),
+            backup,
+            images,
+            profiles: profiles.clone(),
+        };
+        std::fs::write(record_path(), serde_json::to_string_pretty(&record)?)
+            .with_context(|| format!("writing {}", record_path().display()))?;
+
+        eprintln!("==> upgrading {} to {}", short(&from_revision), short(&to_revision));
+        let upgraded = Start::production(profiles, self.timeout).run_async().await;
+        let Err(e) = upgraded else {
+            println!(
+                "upgraded project {} from {} to {}; `cargo xtask rollback --yes` returns to {} and to the data of {} \
+                 (changes made since are lost)",
+                stack.project,
+                short(&from_revision),
+                short(&to_revision),
+                short(&from_revision),
+                record.at
+            );
+            return Ok(ExitCode::SUCCESS);
+        };
+        if self.no_rollback {
+            return Err(e.context("upgrade failed; the stack was left as it is (--no-rollback): `cargo xtask rollback --yes` returns to the state before"));
+        }
+        eprintln!("error: upgrade failed: {e:#}");
+        eprintln!("==> rolling back to {}", short(&from_revision));
+        roll_back(&docker, &record, Duration::from_secs(300)).await.with_context(|| {
+            format!(
+                "upgrade failed ({e:#}), and so did the automatic rollback; the backup is {}",
+                record.backup.display()
+            )
+        })?;
+        bail!(
+            "upgrade failed, rolled back to {}: the stack runs as it did before. The cause: {e:#}",
+            short(&from_revision)
+        )
+    }
+}
+
+/// The `revision` label of an image.
+async fn image_revision(docker: &Docker, image: &str) -> Result<String> {
+    let inspect = docker.inspect_image(image).await.with_context(|| format!("inspecting image {image}"))?;
+    Ok(inspect
+        .config
+        .and_then(|c| c.labels)
+        .and_then(|l| l.get("org.opencontainers.image.revision").cloned())
+        .unwrap_or_else(|| "unknown".into()))
+}
+
+/// Restores the backup taken before the upgrade and runs the kept images again.
+async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Result<()> {
+    for (service, id) in &record.images {
+        let kept = format!("weknora/{service}:{KEPT}");
+        match docker.inspect_image(&kept).await {
+            Ok(i) if i.id.as_deref() == Some(id.as_str()) => {}
+            _ => bail!(
+                "{kept} is gone or no longer the image that ran before the upgrade (was it pruned?): rollback needs it"
+            ),
+        }
+    }
+    let checked = backup::check(&record.backup)?;
+    if !checked.problems.is_empty() {
+        bail!("the backup {} is damaged: {}", record.backup.display(), checked.problems.join("; "));
+    }
+    let mut stack = Stack::open(docker, Some(false), &record.profiles).await?;
+    let parts = Parts::find(docker, &stack.project).await?;
+    eprintln!("==> stopping {}", parts.app.service);
+    stack.run(&["stop", &parts.app.service])?;
+    backup::replace_data(docker, &parts, &record.backup, &checked.manifest, &Vars::load()).await?;
+    eprintln!("==> running the images of {} again", short(&record.from_revision));
+    stack.pin_version(KEPT);
+    let services: Vec<String> = record.images.keys().cloned().collect();
+    let mut args = vec!["up", "--detach", "--no-deps", "--force-recreate"];
+    args.extend(services.iter().map(String::as_str));
+    stack.run(&args)?;
+    stack::wait_healthy(docker, &stack.project, &services, timeout).await?;
+    // Used up: a second rollback would find nothing to undo.
+    let path = record_path();
+    let done = path.with_extension("rolled-back.json");
+    std::fs::rename(&path, &done).with_context(|| format!("renaming {}", path.display()))?;
+    Ok(())
+}
+
+impl Rollback {
+    pub fn run(self) -> Result<ExitCode> {
+        crate::runtime()?.block_on(async {
+            let path = record_path();
+            let text = std::fs::read_to_string(&path).map_err(|_| {
+                anyhow::anyhow!(
+                    "no upgrade to roll back: {} does not exist (`cargo xtask upgrade` writes it, a rollback uses it up)",
+                    path.display()
+                )
+            })?;
+            let record: Record =
+                serde_json::from_str(&text).with_context(|| format!("{} is not an upgrade record", path.display()))?;
+            let docker = backup::long_client().await?;
+            let project = crate::docker::project_name(&Vars::load()).to_ascii_lowercase();
+            if record.project != project {
+                bail!("{} is the upgrade of project {}, not of {project}", path.display(), record.project);
+            }
+            let plan = [
+                format!(
+                    "restore the backup taken before the upgrade ({}, {}): data written since is lost",
+                    record.backup.display(),
+                    record.at
+                ),
+                format!("run the images of {} (weknora/<service>:{KEPT}) again", short(&record.from_revision)),
+            ];
+            if self.dry_run {
+                for step in &plan {
+                    println!("would {step}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !self.yes {
+                bail!("rollback would {}: add --yes to go ahead, or --dry-run", plan.join("; "));
+            }
+            roll_back(&docker, &record, Duration::from_secs(self.timeout)).await?;
+            println!(
+                "rolled back project {} to {} (the data of {}). This checkout is still {}: `cargo xtask start` here \
+                 would upgrade again; to stay, check out {} or set WEKNORA_VERSION={KEPT} in .env",
+                record.project,
+                short(&record.from_revision),
+                record.at,
+                short(&record.to_revision),
+                short(&record.from_revision),
+            );
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}
