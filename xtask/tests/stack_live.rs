@@ -4,7 +4,9 @@
 //! found, and the web interface does the same in headless Chromium; `restart app` keeps the data; `stop --volumes --yes` leaves nothing of the
 //! project behind. Then the development compose file starts too (app-dev compiles the
 //! mounted source in its container, and an edit of it is served without a restart), and
-//! `pull` fetches the third-party images the stack names from a registry on loopback.
+//! `pull` fetches the third-party images the stack names from a registry on loopback, and
+//! `upgrade` moves a stack of "older" images to this checkout, `rollback` brings back the
+//! images and the data of before, and a failed upgrade rolls back by itself.
 //!
 //! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it.
 
@@ -452,11 +454,13 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
         let mut build = Command::new("docker")
             .args(["build", "-q", "-t", &tag, "-"])
             .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         std::io::Write::write_all(&mut build.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
-        assert!(build.wait().unwrap().success(), "building {tag}");
+        let out = build.wait_with_output().unwrap();
+        assert!(out.status.success(), "building {tag}: {}", String::from_utf8_lossy(&out.stderr));
     }
     p.env.push(("WEKNORA_VERSION".into(), old.into()));
     let (ok, _, err) = p.xtask(&["start", "--timeout", "600"]);
