@@ -856,7 +856,7 @@ rm -rf /data/files.old"#;
         Ok(())
     }
     .await;
-    let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+    let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     if let Err(e) = docker.remove_container(&name, Some(remove)).await {
         eprintln!("warning: could not remove the helper container {name}: {e}");
     }
