@@ -253,8 +253,11 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(ok && out.contains("would replace database"), "{out}\n{err}");
     let (status, _) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
     assert_eq!(status, 404, "--dry-run changed something");
+    let dangling = || docker(&["volume", "ls", "-q", "--filter", "dangling=true"]);
+    let dangling_before = dangling();
     let (ok, out, err) = p.xtask(&["restore", &archive, "--yes", "--json"]);
     assert!(ok, "restore failed:\n{err}");
+    assert_eq!(dangling(), dangling_before, "restore left a volume behind");
     let restored: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(restored["rows"]["knowledge"], 1, "{restored}");
     let safety = restored["safety_backup"].as_str().expect("a backup of the state before").to_string();
