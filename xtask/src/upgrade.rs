@@ -138,14 +138,8 @@ impl Upgrade {
         } else {
             "on failure, roll back by itself".into()
         });
-        if self.dry_run {
-            for step in &plan {
-                println!("would {step}");
-            }
+        if !backup::go_ahead("upgrade", &plan, self.dry_run, self.yes, false)? {
             return Ok(ExitCode::SUCCESS);
-        }
-        if !self.yes {
-            bail!("upgrade would {}: add --yes to go ahead, or --dry-run", plan.join("; "));
         }
 
         let mut images = BTreeMap::new();
@@ -287,14 +281,8 @@ impl Rollback {
                 ),
                 format!("run the images of {} (weknora/<service>:{KEPT}) again", short(&record.from_revision)),
             ];
-            if self.dry_run {
-                for step in &plan {
-                    println!("would {step}");
-                }
+            if !backup::go_ahead("rollback", &plan, self.dry_run, self.yes, false)? {
                 return Ok(ExitCode::SUCCESS);
-            }
-            if !self.yes {
-                bail!("rollback would {}: add --yes to go ahead, or --dry-run", plan.join("; "));
             }
             roll_back(&docker, &record, Duration::from_secs(self.timeout)).await?;
             println!(
