@@ -7,8 +7,10 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
-use bollard::models::ExecConfig;
-use bollard::query_parameters::UploadToContainerOptionsBuilder;
+use bollard::models::{ContainerCreateBody, ExecConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -43,6 +45,12 @@ pub async fn connect() -> Result<Docker> {
         .negotiate_version()
         .await
         .context("the Docker daemon does not answer: run `cargo xtask doctor --fix` to install and start it")
+}
+
+/// A client for long transfers and waits (dumps, restores, archive copies): `connect`'s
+/// gives up on a request after 10 s.
+pub async fn connect_for_transfers() -> Result<Docker> {
+    Ok(connect().await?.with_timeout(Duration::from_secs(6 * 3600)))
 }
 
 /// Asks the daemon for its version and storage root.
@@ -151,6 +159,29 @@ pub async fn exec_sh(docker: &Docker, container: &str, what: &str, script: &str,
         anyhow::bail!("{what} failed in container {container} (exit {code}): {}", stderr.trim());
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Runs `work` with a short-lived container made from `body` (named `<prefix>-<pid>-<time>`):
+/// created and started first, always removed after, its anonymous volumes included.
+pub async fn with_throwaway<T>(
+    docker: &Docker,
+    prefix: &str,
+    body: ContainerCreateBody,
+    work: impl AsyncFnOnce(&str) -> Result<T>,
+) -> Result<T> {
+    let name = format!("{prefix}-{}-{}", std::process::id(), crate::utc::now());
+    let image = body.image.clone().unwrap_or_default();
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker.create_container(Some(options), body).await.with_context(|| format!("creating {name} from {image}"))?;
+    let result = match docker.start_container(&name, None).await {
+        Ok(()) => work(&name).await,
+        Err(e) => Err(e).with_context(|| format!("starting {name}")),
+    };
+    let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    if let Err(e) = docker.remove_container(&name, Some(remove)).await {
+        eprintln!("warning: could not remove the container {name}: {e}");
+    }
+    result
 }
 
 /// Copies a tar archive on disk into a container (running or not) under `dir`.

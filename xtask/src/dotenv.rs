@@ -149,7 +149,7 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
     use std::io::Read;
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex(&buf))
 }
 
 /// What is wrong with a `.env` compared with the `.env.example` it came from.

@@ -88,6 +88,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
+/// Lowercase hex of bytes: checksums, image digests, generated secrets.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // Every command works relative to the repository root, wherever it was started from.

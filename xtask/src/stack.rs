@@ -22,6 +22,8 @@ use crate::paths;
 
 /// Our services, built from this repository.
 pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
+/// The optional services; each runs with the profile of its own name (or `full`).
+pub const OPTIONAL: [&str; 3] = ["minio", "neo4j", "jaeger"];
 
 #[derive(clap::Args)]
 pub struct Start {
@@ -128,7 +130,7 @@ impl Stack {
             None => Workspace::read()?.version,
         };
         for p in profiles {
-            if !["minio", "neo4j", "jaeger", "full"].contains(&p.as_str()) {
+            if p != "full" && !OPTIONAL.contains(&p.as_str()) {
                 bail!("unknown profile `{p}`: use minio, neo4j, jaeger or full");
             }
         }
@@ -200,7 +202,6 @@ impl Stack {
 /// optional ones (each in the profile of its own name and in `full`) even when no profile
 /// selects them, so they are dropped here.
 pub fn active_services(listed: Vec<String>, profiles: &[String]) -> Vec<String> {
-    const OPTIONAL: [&str; 3] = ["minio", "neo4j", "jaeger"];
     let on = |s: &str| profiles.iter().any(|p| p == s || p == "full");
     listed.into_iter().filter(|s| !s.is_empty() && (!OPTIONAL.contains(&s.as_str()) || on(s))).collect()
 }
@@ -354,6 +355,12 @@ async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String])
     Ok(())
 }
 
+/// The commit an image was built from (its `revision` label); None when Docker lacks it.
+pub async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
+    let labels = docker.inspect_image(image).await.ok()?.config?.labels?;
+    labels.get("org.opencontainers.image.revision").cloned()
+}
+
 /// Builds the images of ours that Docker lacks or that were built from another commit, all
 /// of them when the checkout has uncommitted changes (cargo and Docker's cache make an
 /// unchanged one quick), or, with `force`, the ones named.
@@ -384,11 +391,7 @@ pub async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], forc
     let revision = meta.revision();
     let mut missing = Vec::new();
     for name in wanted {
-        let image = format!("weknora/{name}:{}", stack.version());
-        let built_from = match docker.inspect_image(&image).await {
-            Ok(i) => i.config.and_then(|c| c.labels).and_then(|l| l.get("org.opencontainers.image.revision").cloned()),
-            Err(_) => None,
-        };
+        let built_from = image_revision(docker, &format!("weknora/{name}:{}", stack.version())).await;
         if built_from.as_deref() != Some(revision.as_str()) {
             missing.push(*name);
         }

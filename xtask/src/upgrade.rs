@@ -90,7 +90,7 @@ impl Upgrade {
                 workspace.version
             );
         }
-        let docker = backup::long_client().await?;
+        let docker = crate::docker::connect_for_transfers().await?;
         let stack = Stack::open(&docker, None, &[]).await?;
         if stack.dev() {
             bail!(
@@ -103,7 +103,8 @@ impl Upgrade {
             bail!("project {} runs nothing to upgrade: `cargo xtask start` starts this checkout", stack.project);
         }
         let parts = Parts::find(&docker, &stack.project).await?;
-        let from_revision = image_revision(&docker, &parts.app.image_id).await?;
+        let from_revision =
+            stack::image_revision(&docker, &parts.app.image_id).await.unwrap_or_else(|| "unknown".into());
         let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
         let to_revision = meta.revision();
         if from_revision == to_revision && !meta.dirty {
@@ -118,11 +119,8 @@ impl Upgrade {
                  older than what runs; check out a newer revision, or `cargo xtask rollback` if an upgrade brought it"
             );
         }
-        let profiles: Vec<String> = all
-            .iter()
-            .map(|c| c.service.clone())
-            .filter(|s| ["minio", "neo4j", "jaeger"].contains(&s.as_str()))
-            .collect();
+        let profiles: Vec<String> =
+            all.iter().map(|c| c.service.clone()).filter(|s| stack::OPTIONAL.contains(&s.as_str())).collect();
         let mut plan = vec![
             format!("keep the images that run now ({}) as weknora/<service>:{KEPT}", short(&from_revision)),
             format!("build this checkout's images ({}) while the stack keeps serving", short(&to_revision)),
@@ -212,16 +210,6 @@ impl Upgrade {
     }
 }
 
-/// The `revision` label of an image.
-async fn image_revision(docker: &Docker, image: &str) -> Result<String> {
-    let inspect = docker.inspect_image(image).await.with_context(|| format!("inspecting image {image}"))?;
-    Ok(inspect
-        .config
-        .and_then(|c| c.labels)
-        .and_then(|l| l.get("org.opencontainers.image.revision").cloned())
-        .unwrap_or_else(|| "unknown".into()))
-}
-
 /// Restores the backup taken before the upgrade and runs the kept images again.
 async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Result<()> {
     for (service, id) in &record.images {
@@ -268,7 +256,7 @@ impl Rollback {
             })?;
             let record: Record =
                 serde_json::from_str(&text).with_context(|| format!("{} is not an upgrade record", path.display()))?;
-            let docker = backup::long_client().await?;
+            let docker = crate::docker::connect_for_transfers().await?;
             let project = crate::docker::project_name(&Vars::load()).to_ascii_lowercase();
             if record.project != project {
                 bail!("{} is the upgrade of project {}, not of {project}", path.display(), record.project);

@@ -15,22 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::xtask;
+use support::{docker, xtask};
 use weknora_testkit::Registry;
 
 const ADMIN_KEY: &str = "images-test-admin-key-0123456789";
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("running docker");
-    assert!(
-        out.status.success(),
-        "docker {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn inspect(image: &str) -> Value {
     serde_json::from_str::<Value>(&docker(&["image", "inspect", image])).unwrap()[0].clone()

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::xtask;
+use support::{docker, xtask};
 use weknora_testkit::free_port;
 
 /// One stack at a time: they share the machine's two cores and the image builds.
@@ -412,13 +412,6 @@ fn with_garbage_dump(archive: &str) -> String {
         "manifest.json",
     ]));
     out
-}
-
-/// `docker <args>`, which must succeed; its trimmed stdout.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(out.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The tracked files of this checkout (as they are in the working tree), copied to `to`.

@@ -57,20 +57,7 @@ impl<T> Hashing<T> {
     }
 
     fn sum(self) -> Sum {
-        Sum { bytes: self.bytes, sha256: hex(&self.hasher.finalize()) }
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        Sum { bytes: self.bytes, sha256: crate::hex(&self.hasher.finalize()) }
     }
 }
 
@@ -81,10 +68,6 @@ impl<R: Read> Read for Hashing<R> {
         self.bytes += n as u64;
         Ok(n)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `weknora-<project>-<UTC time>[-<label>][-<n>].tar`.
@@ -277,8 +260,8 @@ mod tests {
                 _ => data,
             };
             out.append_data(&mut file_header(written.len() as u64, 0), name, written).unwrap();
-            let mut h = Hashing::new(std::io::sink());
-            h.write_all(data).unwrap();
+            let mut h = Hashing::new(*data);
+            std::io::copy(&mut h, &mut std::io::sink()).unwrap();
             sums.insert(name.to_string(), h.sum());
         }
         let manifest = Manifest {

@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::DownloadFromContainerOptionsBuilder;
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -135,11 +133,6 @@ pub async fn census(docker: &Docker, container: &str) -> Result<(i64, BTreeMap<S
         0
     };
     Ok((schema, rows))
-}
-
-/// A Docker client for long transfers (the default one gives up after 10 s).
-pub async fn long_client() -> Result<Docker> {
-    Ok(docker::connect().await?.with_timeout(Duration::from_secs(6 * 3600)))
 }
 
 /// The folder backups go to: `--output`, else BACKUP_DIR, else ./backups.
@@ -284,7 +277,6 @@ async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str
              pull or load it, or choose another with --image"
         );
     }
-    let name = format!("weknora-drill-{}-{}", std::process::id(), crate::utc::now());
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         env: Some(vec![
@@ -296,23 +288,20 @@ async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str
         labels: Some([("io.github.weknora.drill".to_string(), "1".to_string())].into()),
         ..Default::default()
     };
-    let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    docker.create_container(Some(options), body).await.with_context(|| format!("creating {name} from {image}"))?;
-    let result = async {
-        docker.start_container(&name, None).await?;
+    docker::with_throwaway(docker, "weknora-drill", body, async |name| {
         eprintln!("==> restore drill: restoring the dump into a throwaway PostgreSQL ({image})");
         let ready = r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc 'SELECT 1'"#;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while exec_sh(docker, &name, "waiting for PostgreSQL", ready, &[]).await.is_err() {
+        while exec_sh(docker, name, "waiting for PostgreSQL", ready, &[]).await.is_err() {
             if Instant::now() > deadline {
                 bail!("the drill's PostgreSQL ({image}) did not accept connections within 120 s");
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let work = tempfile::tempdir()?;
-        upload_dump(docker, &name, archive, work.path()).await?;
-        exec_sh(docker, &name, "pg_restore", PG_RESTORE, &["drill"]).await?;
-        let (schema_version, rows) = census(docker, &name).await?;
+        upload_dump(docker, name, archive, work.path()).await?;
+        exec_sh(docker, name, "pg_restore", PG_RESTORE, &["drill"]).await?;
+        let (schema_version, rows) = census(docker, name).await?;
         let mut problems = Vec::new();
         if schema_version != manifest.schema_version {
             problems.push(format!(
@@ -323,7 +312,7 @@ async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str
         let mut files_checked = 0;
         if manifest.files_included && rows.contains_key("knowledge") {
             let sql = "SELECT object_key || ' ' || coalesce(checksum, '-') FROM knowledge WHERE object_key IS NOT NULL";
-            for line in psql(docker, &name, sql).await?.lines() {
+            for line in psql(docker, name, sql).await?.lines() {
                 let (key, checksum) = line.rsplit_once(' ').unwrap_or((line, "-"));
                 match manifest.entries.get(&format!("{FILES}{key}")) {
                     None => problems.push(format!("document file {key} is in the database but not in the archive")),
@@ -336,13 +325,8 @@ async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str
             }
         }
         Ok(Drill { image: image.to_string(), schema_version, rows, files_checked, problems })
-    }
-    .await;
-    let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    if let Err(e) = docker.remove_container(&name, Some(remove)).await {
-        eprintln!("warning: could not remove the drill container {name}: {e}");
-    }
-    result
+    })
+    .await
 }
 
 impl Backup {
@@ -351,7 +335,7 @@ impl Backup {
             if let Some(BackupCommand::Verify { archive, image, json }) = self.command {
                 return verify(&archive, image.as_deref(), json).await;
             }
-            let docker = long_client().await?;
+            let docker = docker::connect_for_transfers().await?;
             let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
             let (path, manifest) = take(&docker, &project, &backup_dir(self.output.as_deref()), None).await?;
             report_backup(&path, &manifest, self.json)?;
@@ -385,7 +369,7 @@ fn report_backup(path: &Path, manifest: &Manifest, json: bool) -> Result<()> {
 async fn verify(archive: &Path, image: Option<&str>, json: bool) -> Result<ExitCode> {
     eprintln!("==> checking every entry of {}", archive.display());
     let checked = check(archive)?;
-    let docker = long_client().await?;
+    let docker = docker::connect_for_transfers().await?;
     let image = image.unwrap_or(&checked.manifest.postgres_image).to_string();
     let drill = if checked.problems.is_empty() {
         Some(drill(&docker, archive, &checked.manifest, &image).await?)
@@ -429,7 +413,7 @@ impl Restore {
             bail!("{} is damaged, nothing was changed:\n  {}", self.archive.display(), checked.problems.join("\n  "));
         }
         let manifest = checked.manifest;
-        let docker = long_client().await?;
+        let docker = docker::connect_for_transfers().await?;
         let stack = Stack::open(&docker, None, &[]).await?;
         let parts = Parts::find(&docker, &stack.project).await?;
         let vars = Vars::load();
@@ -594,7 +578,6 @@ async fn restore_files(docker: &Docker, parts: &Parts, archive: &Path, work: &Pa
         .with_context(|| format!("{} has no volume on {DATA_IN_APP}", parts.app.name))?;
     let tar = work.join("files.tar");
     extract_tar(archive, FILES, "files.restoring/", &tar)?;
-    let name = format!("weknora-restore-{}-{}", std::process::id(), crate::utc::now());
     let body = ContainerCreateBody {
         image: Some(parts.postgres.image.clone()),
         entrypoint: Some(vec!["sleep".into()]),
@@ -603,34 +586,26 @@ async fn restore_files(docker: &Docker, parts: &Parts, archive: &Path, work: &Pa
         host_config: Some(HostConfig { binds: Some(vec![format!("{volume}:/data")]), ..Default::default() }),
         ..Default::default()
     };
-    let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    docker.create_container(Some(options), body).await.with_context(|| format!("creating the helper {name}"))?;
-    let result = async {
-        docker.start_container(&name, None).await?;
+    docker::with_throwaway(docker, "weknora-restore", body, async |name| {
         exec_sh(
             docker,
-            &name,
+            name,
             "preparing the files folder",
             "rm -rf /data/files.restoring && mkdir /data/files.restoring",
             &[],
         )
         .await?;
-        upload_tar(docker, &name, "/data", &tar).await?;
+        upload_tar(docker, name, "/data", &tar).await?;
         let swap = r#"set -e
 chown -R "$(stat -c %u:%g /data)" /data/files.restoring
 rm -rf /data/files.old
 if [ -e /data/files ]; then mv /data/files /data/files.old; fi
 mv /data/files.restoring /data/files
 rm -rf /data/files.old"#;
-        exec_sh(docker, &name, "swapping the files in", swap, &[]).await?;
+        exec_sh(docker, name, "swapping the files in", swap, &[]).await?;
         Ok(())
-    }
-    .await;
-    let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    if let Err(e) = docker.remove_container(&name, Some(remove)).await {
-        eprintln!("warning: could not remove the helper container {name}: {e}");
-    }
-    result
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -50,9 +50,7 @@ pub struct Runtime {
 
 /// `sha256:<hex>` of some bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::hex(&Sha256::digest(bytes)))
 }
 
 /// Every directory an entry needs, as root-owned 0755 entries, unless listed explicitly.
