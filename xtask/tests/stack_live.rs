@@ -328,15 +328,15 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_i
     assert!(std::net::TcpStream::connect(("127.0.0.1", p.get("DB_PORT").parse::<u16>().unwrap())).is_ok());
 
     // Hot reload: an edit of the mounted source is compiled and served, nobody restarts anything.
-    let server = source.path().join("services/app/src/server.rs");
+    let server = source.path().join("services/app/src/api/system.rs");
     let text = std::fs::read_to_string(&server).unwrap();
-    let edited = text.replace(r#"json!({ "status": "ok" })"#, r#"json!({ "status": "ok", "reloaded": true })"#);
+    let edited = text.replace(r#"Json(Status { status: "ok" })"#, r#"Json(Status { status: "reloaded" })"#);
     assert_ne!(text, edited, "the app's /health answer changed: update this test");
     std::fs::write(&server, edited).unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let (status, health) = curl(p.get("APP_PORT"), "", &[], "/health");
-        if status == 200 && health["reloaded"] == true {
+        if status == 200 && health["status"] == "reloaded" {
             break;
         }
         if Instant::now() > deadline {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 const TTL_SECS: u64 = 600;

@@ -1,14 +1,20 @@
 //! weknora-app: the HTTP API of weknora.
+//!
+//! Layers, each depending only on those below it: `api` (HTTP: one router per feature) ->
+//! `ingest` (the background workers) and `cache` -> `state` -> `db` (every SQL statement),
+//! `docreader`, `storage`, `chunker`, `metrics`, `config`.
 
-pub mod auth;
+pub mod api;
 pub mod cache;
 pub mod chunker;
 pub mod config;
+pub mod db;
+pub mod docreader;
+pub mod error;
 pub mod ingest;
-pub mod knowledge;
-pub mod knowledge_bases;
+pub mod keys;
 pub mod metrics;
-pub mod server;
+pub mod state;
 pub mod storage;
 
 /// The schema, embedded: AUTO_MIGRATE applies it at start.

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use weknora_app::config::Config;
-use weknora_app::server::{AppState, router};
+use weknora_app::state::AppState;
 use weknora_buildinfo::BUILD;
 
 #[derive(Parser)]
@@ -110,7 +110,7 @@ fn database(config: &Config) -> (sqlx::PgPool, String) {
 
 async fn migrate(config: Config) -> Result<()> {
     let (pool, where_db) = database(&config);
-    let before: i64 = current_version(&pool).await;
+    let before = current_version(&pool).await;
     weknora_app::MIGRATOR
         .run(&pool)
         .await
@@ -126,10 +126,7 @@ async fn migrate(config: Config) -> Result<()> {
 
 /// The newest applied migration; 0 before the first.
 async fn current_version(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
+    weknora_app::db::system::schema_version(pool).await.ok().flatten().unwrap_or(0)
 }
 
 async fn serve(config: Config) -> Result<()> {
@@ -143,7 +140,7 @@ async fn serve(config: Config) -> Result<()> {
             .with_context(|| format!("AUTO_MIGRATE failed against {where_db}; the app does not start on a schema it cannot trust (run `cargo xtask migrate status`)"))?;
     }
     if !config.auth.admin_api_key.0.is_empty() {
-        match weknora_app::auth::bootstrap(&pool, &config.auth.admin_api_key.0).await {
+        match weknora_app::db::tenants::bootstrap(&pool, &config.auth.admin_api_key.0).await {
             Ok(true) => tracing::info!("created the first tenant `default` with ADMIN_API_KEY as its admin key"),
             Ok(false) => {}
             Err(e) => {
@@ -159,7 +156,9 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(version = BUILD.version, commit = BUILD.commit, %addr, database = %where_db, "weknora-app listening");
     let storage = weknora_app::storage::open(&config.storage).await?;
     let instance = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "app".into()), std::process::id());
+    let docreader = weknora_app::docreader::Docreader::new(&config)?;
     let state = Arc::new(AppState {
+        docreader,
         config,
         db: pool,
         redis,
@@ -172,7 +171,7 @@ async fn serve(config: Config) -> Result<()> {
     });
     weknora_app::ingest::report_unfinished(&state).await;
     weknora_app::ingest::spawn_workers(state.clone());
-    let app = router(state);
+    let app = weknora_app::api::router(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
     tracing::info!("weknora-app stopped");
     Ok(())

@@ -328,6 +328,36 @@ fn tenants_are_isolated_and_knowledge_bases_have_crud() {
     );
     assert_eq!(status, 403);
 
+    // Parameters and bodies that do not parse answer in the JSON error shape, naming them.
+    for (method, bad, named) in [
+        ("GET", "/api/v1/knowledge/not-a-uuid".to_string(), "id: `not-a-uuid`"),
+        ("GET", format!("{path}/knowledge?page=two"), "page"),
+        ("GET", format!("{path}/hybrid-search?query=x&top_k=ten"), "top_k"),
+        ("GET", format!("{path}/hybrid-search"), "query"),
+        ("PUT", path.clone(), "chunk_size"),
+    ] {
+        let body = (method == "PUT").then(|| serde_json::json!({"chunk_size": "big"}));
+        let (status, head, error) = call(port, method, &bad, &admin, body.as_ref());
+        assert!(head.contains("content-type: application/json"), "{method} {bad}: {head}");
+        // A body of the wrong shape is 422, as axum answers it; the rest 400.
+        let expected = if method == "PUT" { 422 } else { 400 };
+        assert_eq!((status, error["success"].as_bool()), (expected, Some(false)), "{method} {bad}: {error}");
+        assert_eq!(error["error"]["code"], "invalid_argument", "{method} {bad}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{method} {bad}: `{message}` does not name {named}");
+    }
+
+    // A path in an upload's name is kept for display, never used: no file type from it.
+    let (status, _, doc) =
+        upload(port, &format!("{path}/knowledge/file"), ADMIN_KEY, "../../../etc/passwd", b"root:x:0:0");
+    assert_eq!(status, 201, "{doc}");
+    assert_eq!(
+        (doc["data"]["source"].as_str(), doc["data"]["file_type"].as_str()),
+        (Some("../../../etc/passwd"), Some(""))
+    );
+    let (_, _, doc) = upload(port, &format!("{path}/knowledge/file"), ADMIN_KEY, "../reports/Q3.Summary.MD", b"# Q3");
+    assert_eq!(doc["data"]["file_type"], "md", "{doc}");
+
     let (status, _, _) = call(port, "DELETE", &path, &admin, None);
     assert_eq!(status, 200);
     let (status, _, _) = get(port, &path, &admin);
@@ -463,8 +493,12 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
 
 /// The value of the sample `series` (name and labels exactly as rendered) in a Prometheus text.
 fn metric(text: &str, series: &str) -> f64 {
-    let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    counted(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// A series' value, or None before anything was recorded in it.
+fn counted(text: &str, series: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(series)).map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -697,4 +731,138 @@ fn with_minio_storage_uploads_live_in_the_bucket_and_a_wrong_bucket_or_key_stops
     let (status, _, _) = call(port, "DELETE", &format!("/api/v1/knowledge/{id}"), &admin, None);
     assert_eq!(status, 200);
     assert!(!stored[0].exists(), "deleting the document deletes its object");
+}
+
+/// One row of `psql -At` output per line, fields split on `|`.
+fn psql(pg: &Pg, sql: &str) -> Vec<Vec<String>> {
+    let out = Command::new("psql").args([&pg.url("postgres"), "-XAtqc", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| l.split('|').map(str::to_string).collect()).collect()
+}
+
+/// A web server on loopback that holds every request until the test lets it go, then
+/// answers `/ok` with a page and anything else with 404. Requests it received are counted.
+struct HeldServer {
+    port: u16,
+    release: std::sync::mpsc::Sender<()>,
+    received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldServer {
+    fn start() -> HeldServer {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                count.fetch_add(1, Ordering::SeqCst);
+                if released.recv().is_err() {
+                    return;
+                }
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let body = "<html><body><p>Lease rules keep a slow worker honest.</p></body></html>";
+                let _ = if head.starts_with("GET /ok ") {
+                    write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                };
+            }
+        });
+        HeldServer { port, release, received }
+    }
+
+    fn requests(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A worker whose lease ran out while docreader was still fetching is taken over; when
+/// its parse then ends (a page to store, or an error to retry), it writes nothing, and
+/// the job's final state is the one its new owner wrote.
+#[test]
+fn a_worker_that_lost_its_lease_cannot_overwrite_the_new_owners_outcome() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader_on(free_port(), &[("DOCREADER_URL_ALLOWLIST", "127.0.0.1")]);
+    let files = tempfile::tempdir().unwrap();
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    // One worker, busy with the held page, so that only the test takes the job over.
+    env.push(("WEKNORA__INGEST__WORKERS".into(), "1".into()));
+    env.push(("WEKNORA__INGEST__LEASE_SECS".into(), "1".into()));
+    let (_app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "lease"})));
+    let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
+    let server = HeldServer::start();
+
+    // The page answers (complete), then 404 (a transient error: requeue).
+    for (n, path) in [(1, "ok"), (2, "missing")] {
+        let url = format!("http://127.0.0.1:{}/{path}", server.port);
+        let (status, _, body) =
+            call(port, "POST", &format!("{base}/knowledge/url"), &admin, Some(&serde_json::json!({"url": url})));
+        assert_eq!(status, 201, "{body}");
+        let id = body["data"]["id"].as_str().unwrap().to_string();
+        wait_until("docreader to fetch the held page", || server.requests() == n);
+        wait_until("the worker's lease to run out", || {
+            psql(&pg, &format!("SELECT lease_expires_at < now() FROM ingest_jobs WHERE knowledge_id = '{id}'"))
+                == [["t"]]
+        });
+        // The test takes the job over, as another worker's claim would.
+        let taken = psql(
+            &pg,
+            &format!(
+                "UPDATE ingest_jobs SET lease_owner = 'new-owner', lease_expires_at = now() + interval '1 hour', \
+                 attempts = attempts + 1 WHERE knowledge_id = '{id}' AND state = 'running' \
+                 AND lease_expires_at < now() RETURNING id"
+            ),
+        );
+        assert_eq!(taken.len(), 1, "the job was not running with an expired lease");
+        server.release.send(()).unwrap();
+        wait_until("the old worker to give the job up", || {
+            counted(
+                get(port, "/metrics", &[]).2.as_str().unwrap(),
+                r#"weknora_ingest_jobs_total{outcome="lease_lost"}"#,
+            ) == Some(n as f64)
+        });
+        let job = format!(
+            "SELECT j.state, j.lease_owner, coalesce(j.last_error, ''), k.parse_status, \
+             (SELECT count(*) FROM chunks WHERE knowledge_id = k.id) \
+             FROM ingest_jobs j JOIN knowledge k ON k.id = j.knowledge_id WHERE k.id = '{id}'"
+        );
+        assert_eq!(psql(&pg, &job), [["running", "new-owner", "", "processing", "0"]], "the old worker wrote");
+
+        // The new owner ends the job its own way; that is what stays.
+        psql(
+            &pg,
+            &format!(
+                "WITH j AS (UPDATE ingest_jobs SET state = 'failed', last_error = 'ended by the new owner', \
+                 lease_owner = NULL, lease_expires_at = NULL, finished_at = now() \
+                 WHERE knowledge_id = '{id}' AND lease_owner = 'new-owner' RETURNING knowledge_id) \
+                 UPDATE knowledge SET parse_status = 'failed', error = 'ended by the new owner' \
+                 WHERE id IN (SELECT knowledge_id FROM j)"
+            ),
+        );
+        let doc = wait_parsed(port, ADMIN_KEY, &id);
+        assert_eq!(
+            (doc["parse_status"].as_str(), doc["error"].as_str()),
+            (Some("failed"), Some("ended by the new owner"))
+        );
+    }
+    let text = get(port, "/metrics", &[]).2.as_str().unwrap().to_string();
+    for outcome in ["completed", "retried", "failed"] {
+        let series = format!("weknora_ingest_jobs_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(counted(&text, &series), None, "nothing but lost leases was recorded: {text}");
+    }
 }

@@ -1,0 +1,110 @@
+//! The shapes every successful answer has: `{"success": true, "data": ...}`, plus the page
+//! a listing stands at, or whatever else a feature reports beside its data.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// `{"success": true, "data": T, ...M}`: `M`'s fields sit beside `data` (none by default).
+#[derive(Serialize)]
+pub struct Envelope<T, M = ()> {
+    success: bool,
+    data: T,
+    #[serde(flatten)]
+    meta: M,
+    #[serde(skip)]
+    status: StatusCode,
+}
+
+impl<T: Serialize> Envelope<T> {
+    pub fn new(data: T) -> Envelope<T> {
+        Envelope { success: true, data, meta: (), status: StatusCode::OK }
+    }
+
+    /// 201 Created.
+    pub fn created(data: T) -> Envelope<T> {
+        Envelope { status: StatusCode::CREATED, ..Envelope::new(data) }
+    }
+
+    /// 202 Accepted: the work goes on in the background.
+    pub fn accepted(data: T) -> Envelope<T> {
+        Envelope { status: StatusCode::ACCEPTED, ..Envelope::new(data) }
+    }
+}
+
+impl<T: Serialize, M: Serialize> Envelope<T, M> {
+    pub fn with(data: T, meta: M) -> Envelope<T, M> {
+        Envelope { success: true, data, meta, status: StatusCode::OK }
+    }
+}
+
+impl<T: Serialize, M: Serialize> IntoResponse for Envelope<T, M> {
+    fn into_response(self) -> Response {
+        (self.status, Json(&self)).into_response()
+    }
+}
+
+/// `?page=N&page_size=M` of a listing: page from 1, 1..=200 rows, 20 by default.
+#[derive(Deserialize, Default, Clone, Copy)]
+pub struct PageQuery {
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn number(&self) -> i64 {
+        self.page.unwrap_or(1).max(1)
+    }
+
+    pub fn size(&self) -> i64 {
+        self.page_size.unwrap_or(20).clamp(1, 200)
+    }
+
+    pub fn offset(&self) -> i64 {
+        (self.number() - 1) * self.size()
+    }
+}
+
+/// Where a page of a listing stands, beside its rows.
+#[derive(Serialize)]
+pub struct PageInfo {
+    page: i64,
+    page_size: i64,
+    total: i64,
+}
+
+/// One page of rows: `{"success": true, "data": [...], "page", "page_size", "total"}`.
+pub type Page<T> = Envelope<Vec<T>, PageInfo>;
+
+impl<T: Serialize> Page<T> {
+    pub fn page(rows: Vec<T>, query: PageQuery, total: i64) -> Page<T> {
+        Envelope::with(rows, PageInfo { page: query.number(), page_size: query.size(), total })
+    }
+}
+
+/// What a delete answers: `{"id": ..., "deleted": true}`.
+#[derive(Serialize)]
+pub struct Deleted {
+    pub id: uuid::Uuid,
+    pub deleted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_put_meta_beside_data() {
+        let plain = serde_json::to_value(Envelope::new(3)).unwrap();
+        assert_eq!(plain, serde_json::json!({"success": true, "data": 3}));
+        let q = PageQuery { page: Some(2), page_size: Some(500) };
+        let page = serde_json::to_value(Page::page(vec!["a"], q, 201)).unwrap();
+        assert_eq!(
+            page,
+            serde_json::json!({"success": true, "data": ["a"], "page": 2, "page_size": 200, "total": 201})
+        );
+        assert_eq!(q.offset(), 200);
+        assert_eq!(PageQuery::default().offset(), 0);
+    }
+}

@@ -1,0 +1,303 @@
+//! Documents in a knowledge base: upload (file, text or URL), status, listing, chunks,
+//! reparse and delete. An upload is stored before anything is recorded, and recorded with
+//! its ingest job in one transaction, so nothing is lost between the two.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::body::{Deleted, Envelope, Page, PageQuery};
+use super::extract::{Caller, Json, Path, Query};
+use super::knowledge_bases::own_knowledge_base;
+use crate::db;
+use crate::db::chunks::Chunk;
+use crate::db::documents::{Knowledge, NewDocument};
+use crate::error::ApiError;
+use crate::state::{AppState, SharedState};
+
+pub fn routes(max_bytes: usize) -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/api/v1/knowledge-bases/{id}/knowledge/file",
+            // Room for the multipart framing on top of the file itself.
+            post(upload_file).layer(DefaultBodyLimit::max(max_bytes + (1 << 20))),
+        )
+        .route("/api/v1/knowledge-bases/{id}/knowledge", get(list))
+        .route("/api/v1/knowledge-bases/{id}/knowledge/manual", post(upload_manual))
+        .route("/api/v1/knowledge-bases/{id}/knowledge/url", post(upload_url))
+        .route("/api/v1/knowledge/{id}/reparse", post(reparse))
+        .route("/api/v1/knowledge/{id}", get(read).delete(remove))
+        .route("/api/v1/chunks/{knowledge_id}", get(chunks))
+}
+
+fn too_large(limit_mb: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "file_too_large",
+        format!("the file is larger than the {limit_mb} MB limit (MAX_FILE_SIZE_MB)"),
+    )
+}
+
+async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Knowledge, ApiError> {
+    db::documents::get(&state.db, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("document"))
+}
+
+/// The last component of a name as sent, whichever separator the sender's system uses.
+fn base_name(file_name: &str) -> &str {
+    file_name.rsplit(['/', '\\']).next().unwrap_or_default()
+}
+
+/// The file type is the extension of the file's own name (never of a folder in a path
+/// sent with it), lower-cased; none for names like `.bashrc` or `README`.
+fn file_type(file_name: &str) -> String {
+    match base_name(file_name).rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            ext.to_ascii_lowercase()
+        }
+        _ => String::new(),
+    }
+}
+
+/// A storage key that keeps the file's name readable but cannot escape its folder.
+fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
+    let safe: String = base_name(file_name)
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
+    format!("{tenant}/{kb}/{knowledge}/{safe}")
+}
+
+/// Stores the bytes, then records the document and its job together; if recording fails
+/// the stored object is removed again. `content` is None for URL documents, which
+/// docreader fetches itself. The name is kept as sent, for display only.
+async fn ingest(
+    state: &AppState,
+    caller: &Caller,
+    kb: Uuid,
+    source_type: &str,
+    file_name: &str,
+    title: &str,
+    content: Option<Bytes>,
+) -> Result<Knowledge, ApiError> {
+    let id = Uuid::new_v4();
+    let key = content.as_ref().map(|_| object_key(caller.tenant_id, kb, id, file_name));
+    let checksum: Option<String> =
+        content.as_ref().map(|b| Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect());
+    let file_type = if source_type == "url" { String::new() } else { file_type(file_name) };
+    let size = content.as_ref().map_or(0, |b| b.len() as i64);
+    if let (Some(key), Some(bytes)) = (&key, content) {
+        state.storage.write(key, bytes).await.map_err(|e| {
+            tracing::error!(error = %e, key, "storage write failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the file could not be stored")
+        })?;
+    }
+    let doc = NewDocument {
+        id,
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type,
+        source: file_name,
+        title,
+        file_type: &file_type,
+        object_key: key.as_deref(),
+        size_bytes: size,
+        checksum: checksum.as_deref(),
+    };
+    match db::documents::insert_with_job(&state.db, &doc, state.config.ingest.max_attempts).await {
+        Ok(k) => {
+            state.new_job.notify_one();
+            Ok(k)
+        }
+        Err(e) => {
+            if let Some(key) = &key {
+                let _ = state.storage.delete(key).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+async fn upload_file(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Result<Envelope<Knowledge>, ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    let limit_mb = state.config.server.max_file_size_mb;
+    let limit = (limit_mb << 20) as usize;
+    // Refuse before reading (and long before storing) when the size is declared.
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit + (1 << 20)) {
+        return Err(too_large(limit_mb));
+    }
+    let bad = |m: &str| ApiError::bad_request("file", m);
+    let multipart = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(limit_mb) } else { bad(&e.body_text()) }
+    };
+    while let Some(mut field) = form.next_field().await.map_err(multipart)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("upload").to_string();
+        let mut data = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart)? {
+            if data.len() + chunk.len() > limit {
+                return Err(too_large(limit_mb));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        if data.is_empty() {
+            return Err(bad("the file is empty"));
+        }
+        let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data))).await?;
+        return Ok(Envelope::created(k));
+    }
+    Err(bad("send the file as the multipart field `file`"))
+}
+
+#[derive(Deserialize)]
+struct Manual {
+    title: String,
+    content: String,
+}
+
+async fn upload_manual(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+    Json(body): Json<Manual>,
+) -> Result<Envelope<Knowledge>, ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    if body.content.trim().is_empty() {
+        return Err(ApiError::bad_request("content", "the text is empty"));
+    }
+    let title = if body.title.trim().is_empty() { "manual" } else { body.title.trim() };
+    let k =
+        ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, Some(Bytes::from(body.content))).await?;
+    Ok(Envelope::created(k))
+}
+
+#[derive(Deserialize)]
+struct FromUrl {
+    url: String,
+    #[serde(default)]
+    title: String,
+}
+
+/// A web page or file by URL: docreader fetches it (with its private-address guard).
+async fn upload_url(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+    Json(body): Json<FromUrl>,
+) -> Result<Envelope<Knowledge>, ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    let url = body.url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::bad_request("url", "give an http:// or https:// URL"));
+    }
+    let title = if body.title.trim().is_empty() { url } else { body.title.trim() };
+    let k = ingest(&state, &caller, kb, "url", url, title, None).await?;
+    Ok(Envelope::created(k))
+}
+
+#[derive(Serialize)]
+struct Reparse {
+    id: Uuid,
+    parse_status: &'static str,
+}
+
+/// Parses a document again (after a failure, or with new chunk settings).
+async fn reparse(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Reparse>, ApiError> {
+    fetch(&state, &caller, id).await?;
+    if !db::documents::reparse(&state.db, caller.tenant_id, id, state.config.ingest.max_attempts).await? {
+        return Err(ApiError::conflict("the document is already being parsed"));
+    }
+    state.new_job.notify_one();
+    Ok(Envelope::accepted(Reparse { id, parse_status: "pending" }))
+}
+
+async fn read(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Knowledge>, ApiError> {
+    Ok(Envelope::new(fetch(&state, &caller, id).await?))
+}
+
+/// Deletes the document, its chunks and job (cascade), then its stored file.
+async fn remove(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Deleted>, ApiError> {
+    let doc = fetch(&state, &caller, id).await?;
+    db::documents::delete(&state.db, caller.tenant_id, id).await?;
+    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    if let Some(key) = doc.object_key
+        && let Err(e) = state.storage.delete(&key).await
+    {
+        tracing::warn!(error = %e, key, "the document is deleted but its file could not be removed");
+    }
+    Ok(Envelope::new(Deleted { id, deleted: true }))
+}
+
+/// A knowledge base's documents, newest first, paged like the chunks.
+async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> Result<Page<Knowledge>, ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    let (rows, total) = db::documents::list(&state.db, caller.tenant_id, kb, page.size(), page.offset()).await?;
+    Ok(Page::page(rows, page, total))
+}
+
+async fn chunks(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(knowledge_id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> Result<Page<Chunk>, ApiError> {
+    fetch(&state, &caller, knowledge_id).await?;
+    let (rows, total) = db::chunks::list(&state.db, caller.tenant_id, knowledge_id, page.size(), page.offset()).await?;
+    Ok(Page::page(rows, page, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_type_is_the_extension_of_the_name_alone() {
+        assert_eq!(file_type("report.PDF"), "pdf");
+        assert_eq!(file_type("../../../etc/passwd"), "");
+        assert_eq!(file_type("..\\..\\notes.v2.docx"), "docx");
+        assert_eq!(file_type("dir.d/README"), "");
+        assert_eq!(file_type(".bashrc"), "");
+        assert_eq!(file_type("weird.t/x"), "");
+        assert_eq!(file_type("a.tar.gz"), "gz");
+    }
+
+    #[test]
+    fn object_keys_cannot_escape_their_folder() {
+        let id = Uuid::nil();
+        assert_eq!(object_key(id, id, id, "../../../etc/passwd").rsplit('/').next(), Some("passwd"));
+        assert!(object_key(id, id, id, "..").ends_with("/file"));
+        assert!(object_key(id, id, id, "a b?.txt").ends_with("/a_b_.txt"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Knowledge bases: a tenant's collections of documents with their chunking and retrieval
+//! settings. Another tenant's id is a 404.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::body::{Deleted, Envelope};
+use super::extract::{Caller, Json, Path};
+use crate::db;
+use crate::db::knowledge_bases::KnowledgeBase;
+use crate::error::ApiError;
+use crate::state::{AppState, SharedState};
+
+const NAME_TAKEN: &str = "a knowledge base with this name exists";
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/knowledge-bases", get(list).post(create))
+        .route("/api/v1/knowledge-bases/{id}", get(read).put(update).delete(remove))
+}
+
+/// Fields a create or update may set; absent fields keep their value (or the configured default).
+#[derive(Deserialize, Default)]
+struct Settings {
+    name: Option<String>,
+    description: Option<String>,
+    chunk_size: Option<i32>,
+    chunk_overlap: Option<i32>,
+    split_markers: Option<Vec<String>>,
+    retrieval_top_k: Option<i32>,
+    keyword_threshold: Option<f32>,
+    vector_threshold: Option<f32>,
+    embedding_model: Option<String>,
+}
+
+/// Checks the settings a row would end up with, naming the field at fault.
+fn validate(kb: &KnowledgeBase) -> Result<(), ApiError> {
+    if kb.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name", "a knowledge base needs a name"));
+    }
+    if !(16..=65536).contains(&kb.chunk_size) {
+        return Err(ApiError::bad_request("chunk_size", "chunk_size must be between 16 and 65536"));
+    }
+    if kb.chunk_overlap < 0 || kb.chunk_overlap >= kb.chunk_size {
+        return Err(ApiError::bad_request(
+            "chunk_overlap",
+            "chunk_overlap must be at least 0 and smaller than chunk_size",
+        ));
+    }
+    if !(1..=200).contains(&kb.retrieval_top_k) {
+        return Err(ApiError::bad_request("retrieval_top_k", "retrieval_top_k must be between 1 and 200"));
+    }
+    if !(0.0..=1.0).contains(&kb.vector_threshold) || kb.keyword_threshold < 0.0 {
+        return Err(ApiError::bad_request(
+            "vector_threshold",
+            "vector_threshold is between 0 and 1; keyword_threshold at least 0",
+        ));
+    }
+    Ok(())
+}
+
+fn apply(kb: &mut KnowledgeBase, s: Settings) {
+    if let Some(v) = s.name {
+        kb.name = v.trim().to_string();
+    }
+    if let Some(v) = s.description {
+        kb.description = v;
+    }
+    if let Some(v) = s.chunk_size {
+        kb.chunk_size = v;
+    }
+    if let Some(v) = s.chunk_overlap {
+        kb.chunk_overlap = v;
+    }
+    if let Some(v) = s.split_markers {
+        kb.split_markers = v;
+    }
+    if let Some(v) = s.retrieval_top_k {
+        kb.retrieval_top_k = v;
+    }
+    if let Some(v) = s.keyword_threshold {
+        kb.keyword_threshold = v;
+    }
+    if let Some(v) = s.vector_threshold {
+        kb.vector_threshold = v;
+    }
+    if s.embedding_model.is_some() {
+        kb.embedding_model = s.embedding_model.filter(|m| !m.is_empty());
+    }
+}
+
+/// Ok when the knowledge base exists and is the caller's tenant's.
+pub(super) async fn own_knowledge_base(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
+    if db::knowledge_bases::exists(&state.db, caller.tenant_id, id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("knowledge base"))
+    }
+}
+
+async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<KnowledgeBase, ApiError> {
+    db::knowledge_bases::get(&state.db, caller.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("knowledge base"))
+}
+
+async fn list(State(state): State<SharedState>, caller: Caller) -> Result<Envelope<Vec<KnowledgeBase>>, ApiError> {
+    Ok(Envelope::new(db::knowledge_bases::list(&state.db, caller.tenant_id).await?))
+}
+
+async fn create(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Json(body): Json<Settings>,
+) -> Result<Envelope<KnowledgeBase>, ApiError> {
+    let defaults = &state.config;
+    let mut kb = KnowledgeBase {
+        id: Uuid::nil(),
+        name: String::new(),
+        description: String::new(),
+        chunk_size: defaults.knowledge_base.chunk_size as i32,
+        chunk_overlap: defaults.knowledge_base.chunk_overlap as i32,
+        split_markers: defaults.knowledge_base.split_markers.clone(),
+        retrieval_top_k: defaults.retrieval.top_k as i32,
+        keyword_threshold: defaults.retrieval.keyword_threshold as f32,
+        vector_threshold: defaults.retrieval.vector_threshold as f32,
+        embedding_model: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    apply(&mut kb, body);
+    validate(&kb)?;
+    let created =
+        db::knowledge_bases::create(&state.db, caller.tenant_id, &kb).await.map_err(ApiError::unique(NAME_TAKEN))?;
+    Ok(Envelope::created(created))
+}
+
+async fn read(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<KnowledgeBase>, ApiError> {
+    Ok(Envelope::new(fetch(&state, &caller, id).await?))
+}
+
+async fn update(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Settings>,
+) -> Result<Envelope<KnowledgeBase>, ApiError> {
+    let mut kb = fetch(&state, &caller, id).await?;
+    apply(&mut kb, body);
+    validate(&kb)?;
+    let updated = db::knowledge_bases::update(&state.db, caller.tenant_id, &kb)
+        .await
+        .map_err(ApiError::unique(NAME_TAKEN))?
+        .ok_or_else(|| ApiError::not_found("knowledge base"))?;
+    crate::cache::knowledge_base_changed(&state, id).await;
+    Ok(Envelope::new(updated))
+}
+
+/// Deletes the knowledge base with its documents, then their stored files.
+async fn remove(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Deleted>, ApiError> {
+    let keys = db::knowledge_bases::delete(&state.db, caller.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("knowledge base"))?;
+    crate::cache::knowledge_base_changed(&state, id).await;
+    for key in keys {
+        if let Err(e) = state.storage.delete(&key).await {
+            tracing::warn!(error = %e, key, "the knowledge base is deleted but a file of it could not be removed");
+        }
+    }
+    Ok(Envelope::new(Deleted { id, deleted: true }))
+}

@@ -1,0 +1,155 @@
+//! Health, readiness (naming what is down), system information and the metrics page.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use weknora_buildinfo::BUILD;
+
+use super::body::Envelope;
+use crate::db;
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/api/v1/system/info", get(info))
+        .route("/metrics", get(metrics))
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// Liveness: the process answers. Dependencies are /ready's business.
+async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// Ok, or why not, within `CHECK_TIMEOUT`.
+async fn within<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+    }
+}
+
+async fn check_redis(client: &redis::Client) -> Result<(), redis::RedisError> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+}
+
+#[derive(Serialize)]
+struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    database: Check,
+    redis: Check,
+    docreader: Check,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    checks: Checks,
+}
+
+/// Readiness: the database, redis and docreader all answer. 503 names what is down.
+async fn ready(State(state): State<SharedState>) -> Response {
+    let (database, redis, docreader) = tokio::join!(
+        within(db::system::ping(&state.db)),
+        within(check_redis(&state.redis)),
+        state.docreader.check(CHECK_TIMEOUT)
+    );
+    let down: Vec<&str> = [("database", &database), ("redis", &redis), ("docreader", &docreader)]
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| *name)
+        .collect();
+    let check = |r: Result<(), String>| Check { ok: r.is_ok(), error: r.err() };
+    let checks = Checks { database: check(database), redis: check(redis), docreader: check(docreader) };
+    if down.is_empty() {
+        (StatusCode::OK, Json(Readiness { status: "ready", message: None, checks })).into_response()
+    } else {
+        let message = Some(format!("not ready: {} down", down.join(", ")));
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "not_ready", message, checks })).into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct Info {
+    version: &'static str,
+    commit: &'static str,
+    build_time: &'static str,
+    toolchain: &'static str,
+    schema_version: Option<i64>,
+    capabilities: Capabilities,
+    limits: Limits,
+}
+
+#[derive(Serialize)]
+struct Capabilities {
+    pgvector: bool,
+    pg_search: bool,
+    storage: String,
+    graph: bool,
+}
+
+#[derive(Serialize)]
+struct Limits {
+    max_file_size_mb: u64,
+}
+
+/// What is running: build metadata, schema version, and the optional capabilities the
+/// database and configuration give.
+async fn info(State(state): State<SharedState>) -> Result<Envelope<Info>, ApiError> {
+    let unavailable = |e: sqlx::Error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            format!("the database does not answer: {e}"),
+        )
+    };
+    let schema_version = db::system::schema_version(&state.db).await.map_err(unavailable)?;
+    let (pgvector, pg_search) = db::system::capabilities(&state.db).await.map_err(unavailable)?;
+    Ok(Envelope::new(Info {
+        version: BUILD.version,
+        commit: BUILD.commit,
+        build_time: BUILD.build_time,
+        toolchain: BUILD.toolchain,
+        schema_version,
+        capabilities: Capabilities {
+            pgvector,
+            pg_search,
+            storage: state.config.storage.kind.clone(),
+            graph: state.config.graph.enabled,
+        },
+        limits: Limits { max_file_size_mb: state.config.server.max_file_size_mb },
+    }))
+}
+
+/// `GET /metrics`: the queue depth is read from the database now; the rest was recorded.
+async fn metrics(State(state): State<SharedState>) -> Response {
+    match db::jobs::queue_depth(&state.db).await {
+        Ok(rows) => rows.iter().for_each(|(job_state, n)| crate::metrics::ingest_queue(job_state, *n)),
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the ingest queue"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

@@ -1,0 +1,123 @@
+//! Documents (the `knowledge` table): recorded together with their ingest job, so nothing
+//! is lost between the upload and the parse.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use sqlx::PgPool as Db;
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct Knowledge {
+    pub id: Uuid,
+    pub knowledge_base_id: Uuid,
+    pub source_type: String,
+    pub source: String,
+    pub title: String,
+    pub file_type: String,
+    pub size_bytes: i64,
+    pub checksum: Option<String>,
+    pub parse_status: String,
+    pub error: Option<String>,
+    pub chunk_count: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where the original is stored: internal, never answered.
+    #[serde(skip)]
+    pub object_key: Option<String>,
+}
+
+const COLUMNS: &str = "id, knowledge_base_id, source_type, source, title, file_type, size_bytes, checksum, \
+                       parse_status, error, chunk_count, created_at, processed_at, object_key";
+
+/// A document to record.
+pub struct NewDocument<'a> {
+    pub id: Uuid,
+    pub tenant: Uuid,
+    pub knowledge_base: Uuid,
+    pub source_type: &'a str,
+    pub source: &'a str,
+    pub title: &'a str,
+    pub file_type: &'a str,
+    pub object_key: Option<&'a str>,
+    pub size_bytes: i64,
+    pub checksum: Option<&'a str>,
+}
+
+/// Records the document and queues its ingest job, in one transaction.
+pub async fn insert_with_job(db: &Db, doc: &NewDocument<'_>, max_attempts: i32) -> Result<Knowledge, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let sql = format!(
+        "INSERT INTO knowledge (id, tenant_id, knowledge_base_id, source_type, source, title, file_type, object_key, size_bytes, checksum) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    );
+    let k: Knowledge = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(doc.id)
+        .bind(doc.tenant)
+        .bind(doc.knowledge_base)
+        .bind(doc.source_type)
+        .bind(doc.source)
+        .bind(doc.title)
+        .bind(doc.file_type)
+        .bind(doc.object_key)
+        .bind(doc.size_bytes)
+        .bind(doc.checksum)
+        .fetch_one(&mut *tx)
+        .await?;
+    super::jobs::queue(&mut tx, doc.tenant, doc.id, max_attempts).await?;
+    tx.commit().await?;
+    Ok(k)
+}
+
+pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Knowledge>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM knowledge WHERE id = $1 AND tenant_id = $2");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
+}
+
+/// One page of a knowledge base's documents, newest first, and how many there are.
+pub async fn list(
+    db: &Db,
+    tenant: Uuid,
+    kb: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Knowledge>, i64), sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2 \
+         ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
+    );
+    let rows =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(kb).bind(tenant).bind(limit).bind(offset).fetch_all(db).await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2")
+        .bind(kb)
+        .bind(tenant)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Deletes the document with its chunks and jobs (cascade).
+pub async fn delete(db: &Db, tenant: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM knowledge WHERE id = $1 AND tenant_id = $2").bind(id).bind(tenant).execute(db).await?;
+    Ok(())
+}
+
+/// Queues a new parse of the document unless one is queued or running (then false).
+pub async fn reparse(db: &Db, tenant: Uuid, id: Uuid, max_attempts: i32) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM ingest_jobs WHERE knowledge_id = $1 AND state IN ('queued', 'running') FOR UPDATE)",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if busy {
+        return Ok(false);
+    }
+    super::jobs::queue(&mut tx, tenant, id, max_attempts).await?;
+    sqlx::query("UPDATE knowledge SET parse_status = 'pending', error = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}

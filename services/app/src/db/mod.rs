@@ -1,0 +1,9 @@
+//! The data layer: every SQL statement the app runs, one module per table family. Handlers
+//! and workers call these functions; none of them writes SQL of its own.
+
+pub mod chunks;
+pub mod documents;
+pub mod jobs;
+pub mod knowledge_bases;
+pub mod system;
+pub mod tenants;

@@ -1,0 +1,136 @@
+//! The one error type every handler returns: `{"success": false, "error": {"code", "message"}}`
+//! with an HTTP status. `?` converts the errors handlers meet (the database, rejected paths,
+//! queries and bodies) so that no handler maps errors by hand.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// A request field (or parameter) at fault, named first in the message.
+    pub fn bad_request(field: &str, message: &str) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", format!("{field}: {message}"))
+    }
+
+    /// `no such <what>`: also what another tenant's id gets, so ids do not leak.
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    }
+
+    pub fn conflict(message: &str) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// A database error where a unique violation means `conflict` (a name taken): 409.
+    pub fn unique(conflict: &str) -> impl FnOnce(sqlx::Error) -> ApiError {
+        move |e| {
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                ApiError::conflict(conflict)
+            } else {
+                ApiError::from(e)
+            }
+        }
+    }
+}
+
+/// An unexpected database failure: logged in full, answered with a short message (the
+/// request id in the response headers finds the log line).
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        tracing::error!(error = %e, "database error");
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database does not answer; see GET /ready",
+            ),
+            _ => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; the log has the details under this request id",
+            ),
+        }
+    }
+}
+
+/// A path parameter that does not parse, named: `id: `x` is not a valid UUID`.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        use axum::extract::path::ErrorKind;
+        let PathRejection::FailedToDeserializePathParams(e) = &rejection else {
+            return ApiError::new(rejection.status(), "invalid_argument", rejection.body_text());
+        };
+        let (field, message) = match e.kind() {
+            ErrorKind::ParseErrorAtKey { key, value, expected_type } => {
+                (key.clone(), format!("`{value}` is not a valid {}", type_name(expected_type)))
+            }
+            ErrorKind::DeserializeError { key, value, message } => {
+                (key.clone(), format!("`{value}` is not valid: {message}"))
+            }
+            ErrorKind::InvalidUtf8InPathParam { key } => (key.clone(), "is not valid UTF-8".into()),
+            _ => ("path".into(), e.body_text()),
+        };
+        ApiError::bad_request(&field, &message)
+    }
+}
+
+/// A query parameter that does not parse: serde names the field in its message.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        let text = rejection.body_text();
+        let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", format!("query string: {message}"))
+    }
+}
+
+/// A JSON body that is missing, malformed or of the wrong shape.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError::new(rejection.status(), "invalid_argument", format!("request body: {}", rejection.body_text()))
+    }
+}
+
+/// The short name of a Rust type for a message (`uuid::Uuid` -> `UUID`, `i64` -> `whole number`).
+fn type_name(rust: &str) -> &str {
+    match rust.rsplit("::").next().unwrap_or(rust) {
+        "Uuid" => "UUID",
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" => "whole number",
+        other => other,
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    success: bool,
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { success: false, error: ErrorDetail { code: self.code, message: &self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,30 @@
+//! What every request handler and background worker shares: configuration, the database
+//! pool, Redis, storage, the docreader client, and this process's identity.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::docreader::Docreader;
+
+pub struct AppState {
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: redis::Client,
+    /// The cache's connection, opened on first use and re-established by itself.
+    pub redis_conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// Where uploads are kept (OpenDAL: a local folder by default).
+    pub storage: opendal::Operator,
+    pub docreader: Docreader,
+    pub jieba: jieba_rs::Jieba,
+    /// Wakes an idle ingest worker when a job is queued.
+    pub new_job: tokio::sync::Notify,
+    /// Names this process's ingest workers in job leases.
+    pub instance: String,
+    /// Renders the Prometheus metrics this process recorded.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// The state as handlers receive it.
+pub type SharedState = Arc<AppState>;
