@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::{Connection, PgConnection, Row};
 use support::{PASSWORD, Pg, xtask};
 
-const MIGRATION_COUNT: usize = 7;
+const MIGRATION_COUNT: usize = 8;
 
 fn migrate(pg: &Pg, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["migrate"];
@@ -138,7 +138,7 @@ async fn full_cycle(pg: &Pg) {
     // One step by default.
     let (ok, out, _) = migrate(pg, &["down", "--yes"]);
     assert!(ok);
-    assert_eq!(out.trim(), "reverted 20261125000007 bm25");
+    assert_eq!(out.trim(), "reverted 20261130000001 semantic_retrieval");
 
     let (ok, _, err) = migrate(pg, &["down", "--to", "0", "--yes"]);
     assert!(ok, "{err}");
@@ -209,12 +209,12 @@ async fn a_migration_the_code_does_not_know_is_refused() {
     assert!(migrate(&pg, &["up"]).0);
     let dir = copy_migrations();
     for ext in ["up", "down"] {
-        std::fs::remove_file(dir.path().join(format!("20261125000007_bm25.{ext}.sql"))).unwrap();
+        std::fs::remove_file(dir.path().join(format!("20261130000001_semantic_retrieval.{ext}.sql"))).unwrap();
     }
     let (ok, _, err) = migrate(&pg, &["up", "--source", dir.path().to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("20261125000007") && err.contains("does not know"), "{err}");
-    assert_eq!(states(&status(&pg, Some(dir.path())))[6], "unknown");
+    assert!(err.contains("20261130000001") && err.contains("does not know"), "{err}");
+    assert_eq!(states(&status(&pg, Some(dir.path())))[7], "unknown");
 }
 
 #[tokio::test]
@@ -463,9 +463,9 @@ async fn sqlx_cli_and_xtask_agree_on_the_migrations_table() {
     assert_eq!(s["ok"], true, "{s}");
     assert!(states(&s).iter().all(|st| st == "applied"));
     let revert = sqlx_cli(&pg, &["revert"]);
-    assert!(revert.contains("20261125000007"), "{revert}");
-    assert_eq!(states(&status(&pg, None))[6], "pending");
+    assert!(revert.contains("20261130000001"), "{revert}");
+    assert_eq!(states(&status(&pg, None))[7], "pending");
     let (ok, out, _) = migrate(&pg, &["up"]);
-    assert!(ok && out.contains("applied 20261125000007 bm25"), "{out}");
+    assert!(ok && out.contains("applied 20261130000001 semantic_retrieval"), "{out}");
     assert!(!sqlx_cli(&pg, &["info"]).contains("pending"));
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -38,11 +39,20 @@ fn generation_key(state: &AppState, kb: Uuid) -> String {
     format!("{}kbgen:{kb}", state.config.redis.prefix)
 }
 
-/// The cache key for a search, or None when Redis does not answer.
-pub async fn search_key(state: &AppState, tenant: Uuid, kb: Uuid, top_k: i64, query: &str) -> Option<String> {
-    let generation: Option<i64> = run(state, redis::Cmd::get(generation_key(state, kb))).await?;
+/// The cache key for a search of `knowledge_bases` (sorted) for `question` (everything
+/// else that shapes the answer), or None when Redis does not answer.
+pub async fn search_key(state: &AppState, tenant: Uuid, knowledge_bases: &[Uuid], question: &str) -> Option<String> {
+    let keys: Vec<String> = knowledge_bases.iter().map(|kb| generation_key(state, *kb)).collect();
+    let generations: Vec<Option<i64>> = run(state, redis::cmd("MGET").arg(&keys).clone()).await?;
+    let stamp: Vec<String> = knowledge_bases
+        .iter()
+        .zip(generations)
+        .map(|(kb, generation)| format!("{kb}@{}", generation.unwrap_or(0)))
+        .collect();
     let prefix = &state.config.redis.prefix;
-    Some(format!("{prefix}search:{tenant}:{kb}:{}:{top_k}:{query}", generation.unwrap_or(0)))
+    // Hashed: a question of any length makes a key of one length.
+    let question: String = Sha256::digest(question.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{prefix}search:{tenant}:{}:{question}", stamp.join(",")))
 }
 
 pub async fn get(state: &AppState, key: &str) -> Option<String> {

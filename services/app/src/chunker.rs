@@ -97,6 +97,123 @@ pub fn search_tokens(jieba: &jieba_rs::Jieba, text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Words too common to say anything about a passage: a question's keyword search leaves
+/// them out (the index keeps them), so that "where is it" does not match every passage
+/// with "is" in it, in English or Chinese.
+const STOP_WORDS: &[&str] = &[
+    "a",
+    "an",
+    "and",
+    "are",
+    "as",
+    "at",
+    "be",
+    "by",
+    "can",
+    "did",
+    "do",
+    "does",
+    "for",
+    "from",
+    "had",
+    "has",
+    "have",
+    "how",
+    "i",
+    "in",
+    "is",
+    "it",
+    "its",
+    "me",
+    "my",
+    "of",
+    "on",
+    "or",
+    "our",
+    "that",
+    "the",
+    "their",
+    "them",
+    "there",
+    "these",
+    "they",
+    "this",
+    "to",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "you",
+    "your",
+    "的",
+    "了",
+    "在",
+    "是",
+    "和",
+    "与",
+    "或",
+    "也",
+    "就",
+    "都",
+    "而",
+    "及",
+    "着",
+    "把",
+    "被",
+    "让",
+    "给",
+    "对",
+    "从",
+    "向",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "么",
+    "什么",
+    "哪里",
+    "哪儿",
+    "怎么",
+    "怎样",
+    "如何",
+    "为什么",
+    "哪",
+    "谁",
+    "我",
+    "你",
+    "他",
+    "她",
+    "它",
+    "我们",
+    "你们",
+    "他们",
+    "这",
+    "那",
+    "这个",
+    "那个",
+    "有",
+    "要",
+    "会",
+    "能",
+    "可以",
+    "一个",
+];
+
+/// A question's search terms: its tokens without the stop words, unless nothing else is left.
+pub fn query_terms(jieba: &jieba_rs::Jieba, text: &str) -> Vec<String> {
+    let tokens = search_tokens(jieba, text);
+    let meaningful: Vec<String> = tokens.iter().filter(|t| !STOP_WORDS.contains(&t.as_str())).cloned().collect();
+    if meaningful.is_empty() { tokens } else { meaningful }
+}
+
 /// A tsquery that matches any of the tokens, quoted so no token is read as an operator.
 pub fn tsquery(tokens: &[String]) -> String {
     tokens
@@ -114,6 +231,14 @@ mod tests {
 
     fn markers() -> Vec<String> {
         ["\n\n", "\n", "。", ". "].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn questions_lose_their_stop_words_unless_nothing_else_is_left() {
+        let jieba = jieba_rs::Jieba::new();
+        assert_eq!(query_terms(&jieba, "Where is the restore drill?"), ["restore", "drill"]);
+        assert_eq!(query_terms(&jieba, "备份在哪里"), ["备份"]);
+        assert_eq!(query_terms(&jieba, "the"), ["the"]);
     }
 
     #[test]

@@ -96,6 +96,31 @@ pub struct Retrieval {
     pub top_k: u32,
     pub keyword_threshold: f64,
     pub vector_threshold: f64,
+    /// Reciprocal rank fusion's k: a result's share is 1 / (k + rank) in each list.
+    pub rrf_k: u32,
+}
+
+/// The embedding model that makes the vectors of semantic retrieval.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Embedding {
+    /// openai | generic (any OpenAI-compatible server) | ollama
+    pub provider: String,
+    /// Empty: no embedding model, keyword retrieval only (Ollama's: OLLAMA_BASE_URL).
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Secret,
+    /// The model's vector size; 0: whatever the model answers.
+    pub dimensions: u32,
+    /// Texts per request (BATCH_EMBED_SIZE).
+    pub batch_size: u32,
+    /// Put before each question and each passage (e5 models need `query: ` and `passage: `).
+    pub query_prefix: String,
+    pub passage_prefix: String,
+    /// Send `input_type: query|passage` instead (servers that add the prefixes themselves).
+    pub input_type: bool,
+    pub timeout_secs: u64,
+    /// Tries of one request before a transient failure is handed to the job's retries.
+    pub max_retries: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +153,7 @@ pub struct Config {
     pub knowledge_base: KnowledgeBase,
     pub ingest: Ingest,
     pub retrieval: Retrieval,
+    pub embedding: Embedding,
     pub models: Models,
     pub graph: Graph,
     pub log: Log,
@@ -155,6 +181,15 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("DOCREADER_ADDR", "docreader.addr"),
     ("GRPC_AUTH_TOKEN", "docreader.auth_token"),
     ("OLLAMA_BASE_URL", "models.ollama_base_url"),
+    ("EMBEDDING_PROVIDER", "embedding.provider"),
+    ("EMBEDDING_BASE_URL", "embedding.base_url"),
+    ("EMBEDDING_MODEL_NAME", "embedding.model"),
+    ("EMBEDDING_API_KEY", "embedding.api_key"),
+    ("EMBEDDING_DIMENSION", "embedding.dimensions"),
+    ("BATCH_EMBED_SIZE", "embedding.batch_size"),
+    ("EMBEDDING_QUERY_PREFIX", "embedding.query_prefix"),
+    ("EMBEDDING_PASSAGE_PREFIX", "embedding.passage_prefix"),
+    ("EMBEDDING_INPUT_TYPE", "embedding.input_type"),
     ("NEO4J_ENABLE", "graph.enabled"),
     ("NEO4J_URI", "graph.uri"),
     ("NEO4J_USERNAME", "graph.username"),
@@ -212,6 +247,15 @@ fn keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 impl Config {
+    /// Where the embedding model is served: EMBEDDING_BASE_URL, or OLLAMA_BASE_URL for the
+    /// ollama provider; empty when there is none.
+    pub fn embedding_base_url(&self) -> &str {
+        match (&self.embedding.base_url[..], &self.embedding.provider[..]) {
+            ("", "ollama") => &self.models.ollama_base_url,
+            (url, _) => url,
+        }
+    }
+
     /// Reads `path`, applies the environment given by `env`, checks the result.
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -288,6 +332,19 @@ impl Config {
                 "ADMIN_API_KEY is shorter than 16 characters: use a long random key (`openssl rand -hex 32`)".into()
             );
         }
+        let e = &self.embedding;
+        if !matches!(e.provider.as_str(), "openai" | "generic" | "ollama") {
+            return Err(format!("EMBEDDING_PROVIDER=`{}` is not one of openai, generic, ollama", e.provider));
+        }
+        if !self.embedding_base_url().is_empty() && e.model.is_empty() {
+            return Err("EMBEDDING_BASE_URL is set but EMBEDDING_MODEL_NAME is not: name the embedding model".into());
+        }
+        if e.batch_size == 0 || e.batch_size > 2048 {
+            return Err(format!("BATCH_EMBED_SIZE={} is not between 1 and 2048", e.batch_size));
+        }
+        if e.dimensions > 16000 {
+            return Err(format!("EMBEDDING_DIMENSION={} is larger than pgvector's 16000", e.dimensions));
+        }
         if self.database.user.is_empty() || self.database.name.is_empty() {
             return Err("DB_USER and DB_NAME must be set".into());
         }
@@ -347,9 +404,27 @@ mod tests {
     }
 
     #[test]
+    fn the_embedding_model_is_checked_and_ollama_falls_back_to_its_base_url() {
+        let c = load(&[
+            ("EMBEDDING_PROVIDER", "ollama"),
+            ("OLLAMA_BASE_URL", "http://ollama:11434"),
+            ("EMBEDDING_MODEL_NAME", "bge-m3"),
+        ])
+        .unwrap();
+        assert_eq!(c.embedding_base_url(), "http://ollama:11434");
+        assert_eq!(load(&[]).unwrap().embedding_base_url(), "", "no embedding model by default");
+        assert!(load(&[("EMBEDDING_PROVIDER", "cohere")]).unwrap_err().contains("EMBEDDING_PROVIDER=`cohere`"));
+        assert!(load(&[("EMBEDDING_BASE_URL", "http://e:8000")]).unwrap_err().contains("EMBEDDING_MODEL_NAME"));
+        assert!(load(&[("BATCH_EMBED_SIZE", "0")]).unwrap_err().contains("BATCH_EMBED_SIZE"));
+        let c = load(&[("EMBEDDING_QUERY_PREFIX", "query: ")]).unwrap();
+        assert_eq!(c.embedding.query_prefix, "query: ", "the trailing space is kept");
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_output() {
-        let c = load(&[("DB_PASSWORD", "hunter2"), ("GRPC_AUTH_TOKEN", "tok3n")]).unwrap();
+        let c = load(&[("DB_PASSWORD", "hunter2"), ("GRPC_AUTH_TOKEN", "tok3n"), ("EMBEDDING_API_KEY", "sk-live-1")])
+            .unwrap();
         let debug = format!("{c:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("tok3n"), "{debug}");
+        assert!(!debug.contains("hunter2") && !debug.contains("tok3n") && !debug.contains("sk-live"), "{debug}");
     }
 }

@@ -14,6 +14,7 @@ use weknora_docreader_proto::ReadRequest;
 use crate::chunker::{chunk, search_tokens};
 use crate::db::jobs::{self, Job, NewChunks, Source};
 use crate::docreader::ReadError;
+use crate::embedding::EmbedError;
 use crate::state::AppState;
 
 /// Starts `ingest.workers` workers; they run until the process ends.
@@ -51,6 +52,15 @@ enum Failure {
     Permanent(String),
 }
 
+impl From<EmbedError> for Failure {
+    fn from(e: EmbedError) -> Failure {
+        match e {
+            EmbedError::Transient(reason) => Failure::Transient(reason),
+            EmbedError::Permanent(reason) => Failure::Permanent(reason),
+        }
+    }
+}
+
 impl From<ReadError> for Failure {
     fn from(e: ReadError) -> Failure {
         match e {
@@ -66,9 +76,13 @@ fn database(e: sqlx::Error) -> Failure {
 
 async fn process(state: &AppState, owner: &str, job: Job) {
     let started = Instant::now();
-    let (outcome, recorded) = match parse_and_store(state, owner, &job).await {
+    let done = match job.kind.as_str() {
+        "embed" => embed(state, owner, &job).await,
+        _ => parse_and_store(state, owner, &job).await,
+    };
+    let (outcome, recorded) = match done {
         Ok(Some((kb, chunks))) => {
-            tracing::info!(chunks, "ingest: completed");
+            tracing::info!(chunks, kind = job.kind, "ingest: completed");
             crate::cache::knowledge_base_changed(state, kb).await;
             ("completed", Ok(true))
         }
@@ -118,8 +132,70 @@ async fn parse_and_store(state: &AppState, owner: &str, job: &Job) -> Result<Opt
         ends: pieces.iter().map(|c| c.end as i32).collect(),
         contents: pieces.into_iter().map(|c| c.content).collect(),
     };
-    let held = jobs::complete(&state.db, job, owner, &src, &chunks).await.map_err(database)?;
+    let embed = state.embedder.is_some() && state.vectors.is_some();
+    let held = jobs::complete_parse(&state.db, job, owner, &src, &chunks, embed).await.map_err(database)?;
+    if held && embed {
+        state.new_job.notify_one();
+    }
     Ok(held.then_some((src.knowledge_base_id, chunks.contents.len())))
+}
+
+/// Gives the document's chunks vectors, a batch at a time (each batch stored as it comes,
+/// so a retry carries on where the last try stopped): the knowledge base and the number
+/// of chunks embedded, or None when the lease was lost.
+async fn embed(state: &AppState, owner: &str, job: &Job) -> Result<Option<(uuid::Uuid, usize)>, Failure> {
+    let (Some(embedder), Some(_)) = (&state.embedder, state.vectors) else {
+        return Err(Failure::Permanent(
+            "no embedding model is configured (EMBEDDING_BASE_URL), or the database has no pgvector".into(),
+        ));
+    };
+    let src = jobs::source(&state.db, job.knowledge_id)
+        .await
+        .map_err(database)?
+        .ok_or_else(|| Failure::Permanent("the document was deleted".into()))?;
+    let mut embedded = 0;
+    loop {
+        let batch = jobs::chunks_without_vectors(&state.db, job.knowledge_id, embedder.batch_size() as i64)
+            .await
+            .map_err(database)?;
+        if batch.is_empty() {
+            break;
+        }
+        let (ids, texts): (Vec<uuid::Uuid>, Vec<String>) = batch.into_iter().unzip();
+        let vectors = embedder.embed_passages(&texts).await?;
+        let dimensions = vectors.first().map_or(0, Vec::len);
+        let recorded = crate::db::knowledge_bases::record_embedding_model(
+            &state.db,
+            src.knowledge_base_id,
+            embedder.model(),
+            dimensions as i32,
+        )
+        .await
+        .map_err(database)?;
+        if let Some((model, size)) = recorded
+            && (model != embedder.model() || size as usize != dimensions)
+        {
+            return Err(Failure::Permanent(format!(
+                "the knowledge base was indexed with the embedding model `{model}` ({size} dimensions), not `{}` \
+                 ({dimensions}): reindex the knowledge base to use the new model",
+                embedder.model()
+            )));
+        }
+        if let Err(e) = crate::db::system::ensure_vector_index(&state.db, dimensions).await {
+            // Another worker may be creating it; without it searches are exact, only slower.
+            tracing::warn!(error = %e, dimensions, "ingest: could not create the vector index");
+        }
+        let lease = state.config.ingest.lease_secs;
+        if !jobs::store_vectors(&state.db, job, owner, lease, embedder.model(), &ids, &vectors)
+            .await
+            .map_err(database)?
+        {
+            return Ok(None);
+        }
+        embedded += ids.len();
+    }
+    let held = jobs::complete_embed(&state.db, job, owner).await.map_err(database)?;
+    Ok(held.then_some((src.knowledge_base_id, embedded)))
 }
 
 /// What docreader is asked: the stored bytes, or the URL for it to fetch.

@@ -10,10 +10,12 @@ pub mod chunker;
 pub mod config;
 pub mod db;
 pub mod docreader;
+pub mod embedding;
 pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod retrieval;
 pub mod state;
 pub mod storage;
 

@@ -157,8 +157,21 @@ async fn serve(config: Config) -> Result<()> {
     let storage = weknora_app::storage::open(&config.storage).await?;
     let instance = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "app".into()), std::process::id());
     let docreader = weknora_app::docreader::Docreader::new(&config)?;
+    let embedder = weknora_app::embedding::Embedder::from_config(&config)?;
+    let vectors = vector_search(&pool).await;
+    match (&embedder, &vectors) {
+        (Some(e), Some(_)) => {
+            tracing::info!(model = e.model(), at = e.base_url(), "retrieval: keyword and vector, fused")
+        }
+        (None, _) => tracing::info!("retrieval: keyword only (no embedding model: set EMBEDDING_BASE_URL)"),
+        (Some(_), None) => {
+            tracing::warn!("retrieval: keyword only: the database has no pgvector (see docs/operations.md)")
+        }
+    }
     let state = Arc::new(AppState {
         docreader,
+        embedder,
+        vectors,
         config,
         db: pool,
         redis,
@@ -175,6 +188,14 @@ async fn serve(config: Config) -> Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
     tracing::info!("weknora-app stopped");
     Ok(())
+}
+
+/// How vectors are searched, or None without pgvector (or before the schema is migrated).
+async fn vector_search(pool: &sqlx::PgPool) -> Option<weknora_app::db::chunks::VectorSearch> {
+    let version = weknora_app::db::system::pgvector(pool).await.ok().flatten()?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    Some(weknora_app::db::chunks::VectorSearch { iterative_scan: (major, minor) >= (0, 8) })
 }
 
 async fn shutdown() {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::Config;
+use crate::db::chunks::VectorSearch;
 use crate::docreader::Docreader;
+use crate::embedding::Embedder;
 
 pub struct AppState {
     pub config: Config,
@@ -17,6 +19,10 @@ pub struct AppState {
     /// Where uploads are kept (OpenDAL: a local folder by default).
     pub storage: opendal::Operator,
     pub docreader: Docreader,
+    /// The embedding model, when one is configured.
+    pub embedder: Option<Embedder>,
+    /// How vectors are searched, when the database has pgvector.
+    pub vectors: Option<VectorSearch>,
     pub jieba: jieba_rs::Jieba,
     /// Wakes an idle ingest worker when a job is queued.
     pub new_job: tokio::sync::Notify,

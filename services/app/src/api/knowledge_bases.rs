@@ -3,14 +3,15 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde::Deserialize;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope};
 use super::extract::{Caller, Json, Path};
 use crate::db;
 use crate::db::knowledge_bases::KnowledgeBase;
+use crate::db::knowledge_bases::Reindex;
 use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
@@ -20,6 +21,7 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/knowledge-bases", get(list).post(create))
         .route("/api/v1/knowledge-bases/{id}", get(read).put(update).delete(remove))
+        .route("/api/v1/knowledge-bases/{id}/reindex", post(reindex))
 }
 
 /// Fields a create or update may set; absent fields keep their value (or the configured default).
@@ -33,7 +35,6 @@ struct Settings {
     retrieval_top_k: Option<i32>,
     keyword_threshold: Option<f32>,
     vector_threshold: Option<f32>,
-    embedding_model: Option<String>,
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -87,9 +88,6 @@ fn apply(kb: &mut KnowledgeBase, s: Settings) {
     if let Some(v) = s.vector_threshold {
         kb.vector_threshold = v;
     }
-    if s.embedding_model.is_some() {
-        kb.embedding_model = s.embedding_model.filter(|m| !m.is_empty());
-    }
 }
 
 /// Ok when the knowledge base exists and is the caller's tenant's.
@@ -128,6 +126,7 @@ async fn create(
         keyword_threshold: defaults.retrieval.keyword_threshold as f32,
         vector_threshold: defaults.retrieval.vector_threshold as f32,
         embedding_model: None,
+        embedding_dimensions: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };
@@ -179,4 +178,41 @@ async fn remove(
         }
     }
     Ok(Envelope::new(Deleted { id, deleted: true }))
+}
+
+#[derive(Serialize)]
+struct Reindexing {
+    id: Uuid,
+    /// Documents whose vectors are being made again.
+    documents: i64,
+    embedding_model: String,
+}
+
+/// Makes the knowledge base's vectors again with the configured embedding model (after a
+/// change of model, or to recover from failed embeddings).
+async fn reindex(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Reindexing>, ApiError> {
+    let Some(embedder) = state.embedder.as_ref().filter(|_| state.vectors.is_some()) else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "vectors_unavailable",
+            "nothing to reindex with: configure an embedding model (EMBEDDING_BASE_URL) on a database with pgvector",
+        ));
+    };
+    let documents =
+        match db::knowledge_bases::reindex(&state.db, caller.tenant_id, id, state.config.ingest.max_attempts).await? {
+            Reindex::Queued(n) => n,
+            Reindex::Busy => {
+                return Err(ApiError::conflict(
+                    "documents of this knowledge base are being parsed or embedded: try again when they are done",
+                ));
+            }
+            Reindex::NotFound => return Err(ApiError::not_found("knowledge base")),
+        };
+    crate::cache::knowledge_base_changed(&state, id).await;
+    state.new_job.notify_waiters();
+    Ok(Envelope::accepted(Reindexing { id, documents, embedding_model: embedder.model().to_string() }))
 }

@@ -1,24 +1,59 @@
-//! Search in a knowledge base: keyword retrieval over the app-segmented full-text index
-//! (Chinese works on plain PostgreSQL), cached in Redis. `terms` are the words searched
-//! for, so a client can highlight them.
+//! Search: upstream's `POST /api/v1/knowledge-search` over one or more knowledge bases,
+//! and `GET /api/v1/knowledge-bases/{id}/hybrid-search` over one. Both answer hits in
+//! upstream's shape (`match_type` says how each matched), the segmented `terms` (for
+//! highlighting), the retrieval used and, when it was keyword-only, why.
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::Envelope;
-use super::extract::{Caller, Path, Query};
-use super::knowledge_bases::own_knowledge_base;
-use crate::chunker::{search_tokens, tsquery};
-use crate::db;
+use super::extract::{Caller, Json, Path, Query};
 use crate::db::chunks::Hit;
 use crate::error::ApiError;
-use crate::state::SharedState;
+use crate::retrieval::{Question, Retrieved, SearchError};
+use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
-    Router::new().route("/api/v1/knowledge-bases/{id}/hybrid-search", get(search))
+    Router::new()
+        .route("/api/v1/knowledge-bases/{id}/hybrid-search", get(hybrid_search))
+        .route("/api/v1/knowledge-search", post(knowledge_search))
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        match e {
+            SearchError::NotFound => ApiError::not_found("knowledge base"),
+            SearchError::NoWords => ApiError::bad_request("query", "the query has no searchable words"),
+            SearchError::ModelMismatch(message) => {
+                ApiError::new(StatusCode::CONFLICT, "embedding_model_mismatch", message)
+            }
+            SearchError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// What a search reports beside its hits.
+#[derive(Serialize)]
+struct Searched {
+    terms: Vec<String>,
+    retrieval: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
+    cached: bool,
+}
+
+type Answer = Envelope<Vec<Hit>, Searched>;
+
+fn answer(r: Retrieved) -> Answer {
+    Envelope::with(r.hits, Searched { terms: r.terms, retrieval: r.retrieval, notice: r.notice, cached: r.cached })
+}
+
+fn top_k(state: &AppState, asked: Option<i64>) -> usize {
+    asked.unwrap_or(state.config.retrieval.top_k as i64).clamp(1, 200) as usize
 }
 
 #[derive(Deserialize)]
@@ -27,41 +62,55 @@ struct SearchQuery {
     top_k: Option<i64>,
 }
 
-/// What a search reports beside its hits.
-#[derive(Serialize)]
-struct Searched {
-    terms: Vec<String>,
-    retrieval: &'static str,
-    cached: bool,
-}
-
-async fn search(
+async fn hybrid_search(
     State(state): State<SharedState>,
     caller: Caller,
     Path(kb): Path<Uuid>,
     Query(q): Query<SearchQuery>,
-) -> Result<Envelope<Vec<Hit>, Searched>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
-    let terms = search_tokens(&state.jieba, &q.query);
-    let query = tsquery(&terms);
-    if query.is_empty() {
-        return Err(ApiError::bad_request("query", "the query has no searchable words"));
+) -> Result<Answer, ApiError> {
+    if q.query.trim().is_empty() {
+        return Err(ApiError::bad_request("query", "the query is empty"));
     }
-    let top_k = q.top_k.unwrap_or(state.config.retrieval.top_k as i64).clamp(1, 200);
-    let cache_key = crate::cache::search_key(&state, caller.tenant_id, kb, top_k, &query).await;
-    if let Some(key) = &cache_key
-        && let Some(cached) = crate::cache::get(&state, key).await
-        && let Ok(hits) = serde_json::from_str::<Vec<Hit>>(&cached)
-    {
-        crate::metrics::search_cache(true);
-        return Ok(Envelope::with(hits, Searched { terms, retrieval: "keyword", cached: true }));
+    let question = Question {
+        tenant: caller.tenant_id,
+        knowledge_bases: &[kb],
+        knowledge_ids: &[],
+        query: &q.query,
+        top_k: top_k(&state, q.top_k),
+    };
+    Ok(answer(crate::retrieval::search(&state, &question).await?))
+}
+
+#[derive(Deserialize)]
+struct KnowledgeSearch {
+    query: String,
+    knowledge_base_id: Option<Uuid>,
+    #[serde(default)]
+    knowledge_base_ids: Vec<Uuid>,
+    #[serde(default)]
+    knowledge_ids: Vec<Uuid>,
+    top_k: Option<i64>,
+}
+
+async fn knowledge_search(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Json(body): Json<KnowledgeSearch>,
+) -> Result<Answer, ApiError> {
+    let mut knowledge_bases = body.knowledge_base_ids;
+    knowledge_bases.extend(body.knowledge_base_id);
+    if knowledge_bases.is_empty() {
+        return Err(ApiError::bad_request("knowledge_base_ids", "name at least one knowledge base to search"));
     }
-    crate::metrics::search_cache(false);
-    let hits = db::chunks::keyword_search(&state.db, caller.tenant_id, kb, &query, top_k).await?;
-    if let Some(key) = &cache_key
-        && let Ok(json) = serde_json::to_string(&hits)
-    {
-        crate::cache::put(&state, key, &json).await;
+    if body.query.trim().is_empty() {
+        return Err(ApiError::bad_request("query", "the query is empty"));
     }
-    Ok(Envelope::with(hits, Searched { terms, retrieval: "keyword", cached: false }))
+    let question = Question {
+        tenant: caller.tenant_id,
+        knowledge_bases: &knowledge_bases,
+        knowledge_ids: &body.knowledge_ids,
+        query: &body.query,
+        top_k: top_k(&state, body.top_k),
+    };
+    Ok(answer(crate::retrieval::search(&state, &question).await?))
 }

@@ -13,7 +13,7 @@ use weknora_buildinfo::BUILD;
 use super::body::Envelope;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -61,6 +61,9 @@ struct Checks {
     database: Check,
     redis: Check,
     docreader: Check,
+    /// The embedding model, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedder: Option<Check>,
 }
 
 #[derive(Serialize)]
@@ -71,12 +74,21 @@ struct Readiness {
     checks: Checks,
 }
 
-/// Readiness: the database, redis and docreader all answer. 503 names what is down.
+/// Readiness: the database, redis and docreader all answer; 503 names what is down. The
+/// embedding model being down only degrades the app (200, `degraded`): search answers by
+/// keyword and embedding jobs wait for it.
 async fn ready(State(state): State<SharedState>) -> Response {
-    let (database, redis, docreader) = tokio::join!(
+    let embedder = async {
+        match &state.embedder {
+            Some(e) => Some(e.check(CHECK_TIMEOUT).await),
+            None => None,
+        }
+    };
+    let (database, redis, docreader, embedder) = tokio::join!(
         within(db::system::ping(&state.db)),
         within(check_redis(&state.redis)),
-        state.docreader.check(CHECK_TIMEOUT)
+        state.docreader.check(CHECK_TIMEOUT),
+        embedder
     );
     let down: Vec<&str> = [("database", &database), ("redis", &redis), ("docreader", &docreader)]
         .iter()
@@ -84,8 +96,17 @@ async fn ready(State(state): State<SharedState>) -> Response {
         .map(|(name, _)| *name)
         .collect();
     let check = |r: Result<(), String>| Check { ok: r.is_ok(), error: r.err() };
-    let checks = Checks { database: check(database), redis: check(redis), docreader: check(docreader) };
-    if down.is_empty() {
+    let embedder_down = embedder.as_ref().is_some_and(Result::is_err);
+    let checks = Checks {
+        database: check(database),
+        redis: check(redis),
+        docreader: check(docreader),
+        embedder: embedder.map(check),
+    };
+    if down.is_empty() && embedder_down {
+        let message = Some("degraded: the embedding model is down (search answers by keyword only)".to_string());
+        (StatusCode::OK, Json(Readiness { status: "degraded", message, checks })).into_response()
+    } else if down.is_empty() {
         (StatusCode::OK, Json(Readiness { status: "ready", message: None, checks })).into_response()
     } else {
         let message = Some(format!("not ready: {} down", down.join(", ")));
@@ -101,7 +122,26 @@ struct Info {
     toolchain: &'static str,
     schema_version: Option<i64>,
     capabilities: Capabilities,
+    retrieval: RetrievalInfo,
     limits: Limits,
+}
+
+#[derive(Serialize)]
+struct RetrievalInfo {
+    /// keyword, and vector when the database has pgvector and a model is configured.
+    retrievers: Vec<&'static str>,
+    /// How the lists are combined: `rrf` with more than one retriever.
+    fusion: Option<&'static str>,
+    rrf_k: u32,
+    embedding: Option<EmbeddingInfo>,
+}
+
+#[derive(Serialize)]
+struct EmbeddingInfo {
+    provider: String,
+    model: String,
+    /// 0: taken from the model's answers.
+    dimensions: usize,
 }
 
 #[derive(Serialize)]
@@ -141,8 +181,23 @@ async fn info(State(state): State<SharedState>) -> Result<Envelope<Info>, ApiErr
             storage: state.config.storage.kind.clone(),
             graph: state.config.graph.enabled,
         },
+        retrieval: retrieval_info(&state),
         limits: Limits { max_file_size_mb: state.config.server.max_file_size_mb },
     }))
+}
+
+fn retrieval_info(state: &AppState) -> RetrievalInfo {
+    let vector = state.vectors.is_some() && state.embedder.is_some();
+    RetrievalInfo {
+        retrievers: if vector { vec!["keyword", "vector"] } else { vec!["keyword"] },
+        fusion: vector.then_some("rrf"),
+        rrf_k: state.config.retrieval.rrf_k,
+        embedding: state.embedder.as_ref().map(|e| EmbeddingInfo {
+            provider: state.config.embedding.provider.clone(),
+            model: e.model().to_string(),
+            dimensions: e.dimensions(),
+        }),
+    }
 }
 
 /// `GET /metrics`: the queue depth is read from the database now; the rest was recorded.

@@ -15,14 +15,27 @@ pub struct Chunk {
     pub end_offset: i32,
 }
 
-/// A search result (also what the cache keeps).
-#[derive(Serialize, Deserialize, sqlx::FromRow)]
+/// A search result (also what the cache keeps), in upstream's shape.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Hit {
-    pub chunk_id: Uuid,
-    pub knowledge_id: Uuid,
-    pub knowledge_title: String,
+    pub id: Uuid,
     pub content: String,
-    pub score: f32,
+    pub knowledge_id: Uuid,
+    pub chunk_index: i32,
+    pub knowledge_title: String,
+    pub knowledge_filename: String,
+    pub score: f64,
+    /// keyword, vector or both.
+    pub match_type: String,
+    pub chunk_type: String,
+}
+
+/// Where a search looks: the tenant's knowledge bases, and within them only these
+/// documents unless `knowledge_ids` is empty.
+pub struct Scope<'a> {
+    pub tenant: Uuid,
+    pub knowledge_bases: &'a [Uuid],
+    pub knowledge_ids: &'a [Uuid],
 }
 
 /// One page of a document's chunks in order, and how many there are.
@@ -51,25 +64,77 @@ pub async fn list(
     Ok((rows, total))
 }
 
-/// The best `limit` chunks of the knowledge base for a `to_tsquery('simple', ...)` query.
-pub async fn keyword_search(
-    db: &Db,
-    tenant: Uuid,
-    kb: Uuid,
-    tsquery: &str,
-    limit: i64,
-) -> Result<Vec<Hit>, sqlx::Error> {
+/// The best `limit` chunks for a `to_tsquery('simple', ...)` query (terms joined by OR,
+/// ranked by how well they match).
+pub async fn keyword_search(db: &Db, scope: &Scope<'_>, tsquery: &str, limit: i64) -> Result<Vec<Hit>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT c.id AS chunk_id, c.knowledge_id, k.title AS knowledge_title, c.content, \
-         ts_rank(c.search, q) AS score \
-         FROM chunks c JOIN knowledge k ON k.id = c.knowledge_id, to_tsquery('simple', $3) q \
-         WHERE c.knowledge_base_id = $1 AND c.tenant_id = $2 AND c.search @@ q \
-         ORDER BY score DESC, c.position LIMIT $4",
+        "SELECT c.id, c.content, c.knowledge_id, c.position AS chunk_index, k.title AS knowledge_title, \
+         k.source AS knowledge_filename, ts_rank(c.search, q)::float8 AS score, 'keyword' AS match_type, \
+         'text' AS chunk_type \
+         FROM chunks c JOIN knowledge k ON k.id = c.knowledge_id, to_tsquery('simple', $1) q \
+         WHERE c.tenant_id = $2 AND c.knowledge_base_id = ANY($3) \
+           AND (cardinality($4::uuid[]) = 0 OR c.knowledge_id = ANY($4)) AND c.search @@ q \
+         ORDER BY score DESC, c.position LIMIT $5",
     )
-    .bind(kb)
-    .bind(tenant)
     .bind(tsquery)
+    .bind(scope.tenant)
+    .bind(scope.knowledge_bases)
+    .bind(scope.knowledge_ids)
     .bind(limit)
     .fetch_all(db)
     .await
+}
+
+/// How the vector index is searched.
+#[derive(Debug, Clone, Copy)]
+pub struct VectorSearch {
+    /// pgvector >= 0.8 keeps scanning the HNSW index until `limit` rows pass the filters.
+    pub iterative_scan: bool,
+}
+
+/// The `limit` chunks nearest (cosine) to `query` among vectors of `model`, of at least
+/// `min_similarity`. Score: the cosine similarity.
+pub async fn vector_search(
+    db: &Db,
+    how: VectorSearch,
+    scope: &Scope<'_>,
+    model: &str,
+    query: &[f32],
+    limit: i64,
+    min_similarity: f64,
+) -> Result<Vec<Hit>, sqlx::Error> {
+    let dimensions = query.len();
+    let vector = format!("[{}]", query.iter().map(f32::to_string).collect::<Vec<_>>().join(","));
+    // The size is a number the model answered, written into the SQL so that the query's
+    // expression and predicate match the partial index of that size.
+    let sql = format!(
+        "SELECT * FROM ( \
+             SELECT c.id, c.content, c.knowledge_id, c.position AS chunk_index, k.title AS knowledge_title, \
+             k.source AS knowledge_filename, \
+             (1 - (e.embedding::vector({dimensions}) <=> $1::vector({dimensions})))::float8 AS score, \
+             'vector' AS match_type, 'text' AS chunk_type \
+             FROM chunk_embeddings e JOIN chunks c ON c.id = e.chunk_id JOIN knowledge k ON k.id = c.knowledge_id \
+             WHERE e.dimensions = {dimensions} AND e.model = $2 AND e.knowledge_base_id = ANY($3) AND c.tenant_id = $4 \
+               AND (cardinality($5::uuid[]) = 0 OR c.knowledge_id = ANY($5)) \
+             ORDER BY e.embedding::vector({dimensions}) <=> $1::vector({dimensions}) LIMIT $6) nearest \
+         WHERE score >= $7"
+    );
+    let mut tx = db.begin().await?;
+    let ef_search = (limit * 2).clamp(40, 1000);
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef_search}"))).execute(&mut *tx).await?;
+    if how.iterative_scan {
+        sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *tx).await?;
+    }
+    let hits = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&vector)
+        .bind(model)
+        .bind(scope.knowledge_bases)
+        .bind(scope.tenant)
+        .bind(scope.knowledge_ids)
+        .bind(limit)
+        .bind(min_similarity)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(hits)
 }

@@ -19,6 +19,10 @@ pub struct Knowledge {
     pub parse_status: String,
     pub error: Option<String>,
     pub chunk_count: i32,
+    /// Where the chunks' vectors stand: none (no embedding model), pending, processing,
+    /// completed or failed (with `vector_error` saying why; keyword search still works).
+    pub vector_status: String,
+    pub vector_error: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Where the original is stored: internal, never answered.
@@ -27,7 +31,8 @@ pub struct Knowledge {
 }
 
 const COLUMNS: &str = "id, knowledge_base_id, source_type, source, title, file_type, size_bytes, checksum, \
-                       parse_status, error, chunk_count, created_at, processed_at, object_key";
+                       parse_status, error, chunk_count, vector_status, vector_error, created_at, processed_at, \
+                       object_key";
 
 /// A document to record.
 pub struct NewDocument<'a> {

@@ -1,7 +1,9 @@
 //! Ingest jobs: queued with their document, claimed with `FOR UPDATE SKIP LOCKED` and a
 //! lease, and ended (completed, requeued, failed) only by the worker that holds the lease,
 //! checked in the statement that ends it: a worker whose lease ran out and was taken over
-//! changes nothing.
+//! changes nothing. A job of kind `parse` turns a document into chunks; one of kind
+//! `embed`, queued by the parse when an embedding model is configured, gives its chunks
+//! vectors. A failed embed leaves the chunks (and keyword search) in place.
 
 use uuid::Uuid;
 
@@ -11,6 +13,8 @@ use sqlx::PgPool as Db;
 #[derive(Debug, sqlx::FromRow)]
 pub struct Job {
     pub id: i64,
+    /// `parse` or `embed`.
+    pub kind: String,
     pub knowledge_id: Uuid,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -40,6 +44,7 @@ pub struct NewChunks {
     pub ends: Vec<i32>,
 }
 
+/// Queues a parse of the document.
 pub async fn queue(
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
@@ -56,7 +61,7 @@ pub async fn queue(
 }
 
 /// Takes the next due job (or one whose lease ran out) for `owner` for `lease_secs`, and
-/// marks its document as processing.
+/// marks its document's parse or vectors as processing.
 pub async fn claim(db: &Db, owner: &str, lease_secs: u64) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as(
         "WITH claimed AS ( \
@@ -66,9 +71,11 @@ pub async fn claim(db: &Db, owner: &str, lease_secs: u64) -> Result<Option<Job>,
                          WHERE (state = 'queued' AND next_attempt_at <= now()) \
                             OR (state = 'running' AND lease_expires_at < now()) \
                          ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT 1) \
-             RETURNING id, knowledge_id, attempts, max_attempts), \
-         processing AS (UPDATE knowledge SET parse_status = 'processing' \
-                        WHERE id IN (SELECT knowledge_id FROM claimed)) \
+             RETURNING id, kind, knowledge_id, attempts, max_attempts), \
+         processing AS (UPDATE knowledge k \
+                        SET parse_status = CASE c.kind WHEN 'parse' THEN 'processing' ELSE k.parse_status END, \
+                            vector_status = CASE c.kind WHEN 'embed' THEN 'processing' ELSE k.vector_status END \
+                        FROM claimed c WHERE k.id = c.knowledge_id) \
          SELECT * FROM claimed",
     )
     .bind(owner)
@@ -89,9 +96,17 @@ pub async fn source(db: &Db, knowledge: Uuid) -> Result<Option<Source>, sqlx::Er
     .await
 }
 
-/// Ends the job as succeeded and replaces the document's chunks, in one transaction, if
-/// `owner` still holds the lease; false (and nothing written) when it does not.
-pub async fn complete(db: &Db, job: &Job, owner: &str, src: &Source, chunks: &NewChunks) -> Result<bool, sqlx::Error> {
+/// Ends the parse as succeeded and replaces the document's chunks, in one transaction, if
+/// `owner` still holds the lease; false (and nothing written) when it does not. With
+/// `embed`, the chunks' vectors are queued as a job of their own in the same transaction.
+pub async fn complete_parse(
+    db: &Db,
+    job: &Job,
+    owner: &str,
+    src: &Source,
+    chunks: &NewChunks,
+    embed: bool,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     // First, so that the row lock is taken and the lease checked before anything is written.
     let held = sqlx::query(
@@ -124,15 +139,107 @@ pub async fn complete(db: &Db, job: &Job, owner: &str, src: &Source, chunks: &Ne
     .bind(&chunks.ends)
     .execute(&mut *tx)
     .await?;
+    let embed = embed && !positions.is_empty();
     sqlx::query(
-        "UPDATE knowledge SET parse_status = 'completed', error = NULL, chunk_count = $2, processed_at = now() WHERE id = $1",
+        "UPDATE knowledge SET parse_status = 'completed', error = NULL, chunk_count = $2, processed_at = now(), \
+         vector_status = $3, vector_error = NULL WHERE id = $1",
     )
     .bind(job.knowledge_id)
     .bind(positions.len() as i32)
+    .bind(if embed { "pending" } else { "none" })
     .execute(&mut *tx)
     .await?;
+    if embed {
+        queue_embed(&mut tx, src.tenant_id, job.knowledge_id, job.max_attempts).await?;
+    }
     tx.commit().await?;
     Ok(true)
+}
+
+async fn queue_embed(
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    knowledge: Uuid,
+    max_attempts: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind) VALUES ($1, $2, $3, 'embed')")
+        .bind(tenant)
+        .bind(knowledge)
+        .bind(max_attempts)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` of the document's chunks that have no vector yet, in order.
+pub async fn chunks_without_vectors(db: &Db, knowledge: Uuid, limit: i64) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.id, c.content FROM chunks c LEFT JOIN chunk_embeddings e ON e.chunk_id = c.id \
+         WHERE c.knowledge_id = $1 AND e.chunk_id IS NULL ORDER BY c.position LIMIT $2",
+    )
+    .bind(knowledge)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The vectors of a batch of chunks, stored if `owner` still holds the job's lease, which
+/// is renewed for `lease_secs` in the same statement; false when the lease is lost.
+#[allow(clippy::too_many_arguments)]
+pub async fn store_vectors(
+    db: &Db,
+    job: &Job,
+    owner: &str,
+    lease_secs: u64,
+    model: &str,
+    chunk_ids: &[Uuid],
+    vectors: &[Vec<f32>],
+) -> Result<bool, sqlx::Error> {
+    let dimensions = vectors.first().map_or(0, Vec::len) as i32;
+    // pgvector's text form, `[0.1,0.2]`: no client-side type needed.
+    let texts: Vec<String> =
+        vectors.iter().map(|v| format!("[{}]", v.iter().map(f32::to_string).collect::<Vec<_>>().join(","))).collect();
+    let held: Option<bool> = sqlx::query_scalar(
+        "WITH held AS ( \
+             UPDATE ingest_jobs SET lease_expires_at = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING id), \
+         stored AS ( \
+             INSERT INTO chunk_embeddings (chunk_id, knowledge_base_id, model, dimensions, embedding) \
+             SELECT c.id, c.knowledge_base_id, $4, $5, v.embedding::vector \
+             FROM UNNEST($6::uuid[], $7::text[]) AS v(id, embedding) JOIN chunks c ON c.id = v.id \
+             WHERE EXISTS (SELECT 1 FROM held) \
+             ON CONFLICT (chunk_id) DO UPDATE SET model = EXCLUDED.model, dimensions = EXCLUDED.dimensions, \
+                 embedding = EXCLUDED.embedding, created_at = now()) \
+         SELECT true FROM held",
+    )
+    .bind(job.id)
+    .bind(owner)
+    .bind(lease_secs as f64)
+    .bind(model)
+    .bind(dimensions)
+    .bind(chunk_ids)
+    .bind(&texts)
+    .fetch_optional(db)
+    .await?;
+    Ok(held.is_some())
+}
+
+/// Ends an embed job as succeeded and marks the document's vectors complete, if `owner`
+/// still holds the lease.
+pub async fn complete_embed(db: &Db, job: &Job, owner: &str) -> Result<bool, sqlx::Error> {
+    let done: Option<Uuid> = sqlx::query_scalar(
+        "WITH done AS ( \
+             UPDATE ingest_jobs SET state = 'succeeded', finished_at = now(), last_error = NULL, lease_owner = NULL, \
+                    lease_expires_at = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING knowledge_id) \
+         UPDATE knowledge SET vector_status = 'completed', vector_error = NULL \
+         WHERE id = (SELECT knowledge_id FROM done) RETURNING id",
+    )
+    .bind(job.id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?;
+    Ok(done.is_some())
 }
 
 /// Queues the job again after `wait_secs`, if `owner` still holds the lease.
@@ -151,19 +258,25 @@ pub async fn requeue(db: &Db, job: &Job, owner: &str, reason: &str, wait_secs: f
     Ok(done.rows_affected() == 1)
 }
 
-/// Ends the job and its document as failed with `reason`, if `owner` still holds the lease.
+/// Ends the job as failed with `reason`, if `owner` still holds the lease: a failed parse
+/// fails the document; a failed embed only says why the document has no vectors.
 pub async fn fail(db: &Db, job: &Job, owner: &str, reason: &str) -> Result<bool, sqlx::Error> {
     let failed: Option<Uuid> = sqlx::query_scalar(
         "WITH failed AS ( \
              UPDATE ingest_jobs SET state = 'failed', last_error = $2, finished_at = now(), lease_owner = NULL, \
                     lease_expires_at = NULL \
              WHERE id = $1 AND lease_owner = $3 AND state = 'running' RETURNING knowledge_id) \
-         UPDATE knowledge SET parse_status = 'failed', error = $2 \
+         UPDATE knowledge SET \
+             parse_status = CASE $4 WHEN 'parse' THEN 'failed' ELSE parse_status END, \
+             error = CASE $4 WHEN 'parse' THEN $2 ELSE error END, \
+             vector_status = CASE $4 WHEN 'embed' THEN 'failed' ELSE vector_status END, \
+             vector_error = CASE $4 WHEN 'embed' THEN $2 ELSE vector_error END \
          WHERE id = (SELECT knowledge_id FROM failed) RETURNING id",
     )
     .bind(job.id)
     .bind(reason)
     .bind(owner)
+    .bind(&job.kind)
     .fetch_optional(db)
     .await?;
     Ok(failed.is_some())

@@ -16,13 +16,16 @@ pub struct KnowledgeBase {
     pub retrieval_top_k: i32,
     pub keyword_threshold: f32,
     pub vector_threshold: f32,
+    /// The embedding model and vector size its vectors were made with (None until the first).
     pub embedding_model: Option<String>,
+    pub embedding_dimensions: Option<i32>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "id, name, description, chunk_size, chunk_overlap, split_markers, retrieval_top_k, \
-                       keyword_threshold, vector_threshold, embedding_model, created_at, updated_at";
+                       keyword_threshold, vector_threshold, embedding_model, embedding_dimensions, \
+                       created_at, updated_at";
 
 type KbQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, KnowledgeBase, sqlx::postgres::PgArguments>;
 
@@ -38,7 +41,6 @@ fn with_settings<'q>(q: KbQuery<'q>, id: Uuid, tenant: Uuid, kb: &'q KnowledgeBa
         .bind(kb.retrieval_top_k)
         .bind(kb.keyword_threshold)
         .bind(kb.vector_threshold)
-        .bind(&kb.embedding_model)
 }
 
 pub async fn exists(db: &Db, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
@@ -63,8 +65,8 @@ pub async fn list(db: &Db, tenant: Uuid) -> Result<Vec<KnowledgeBase>, sqlx::Err
 pub async fn create(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<KnowledgeBase, sqlx::Error> {
     let sql = format!(
         "INSERT INTO knowledge_bases (id, tenant_id, name, description, chunk_size, chunk_overlap, split_markers, \
-         retrieval_top_k, keyword_threshold, vector_threshold, embedding_model) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+         retrieval_top_k, keyword_threshold, vector_threshold) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), Uuid::new_v4(), tenant, kb).fetch_one(db).await
 }
@@ -73,8 +75,8 @@ pub async fn create(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<Knowled
 pub async fn update(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<Option<KnowledgeBase>, sqlx::Error> {
     let sql = format!(
         "UPDATE knowledge_bases SET name = $3, description = $4, chunk_size = $5, chunk_overlap = $6, \
-         split_markers = $7, retrieval_top_k = $8, keyword_threshold = $9, vector_threshold = $10, \
-         embedding_model = $11 WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
+         split_markers = $7, retrieval_top_k = $8, keyword_threshold = $9, vector_threshold = $10 \
+         WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
     );
     with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), kb.id, tenant, kb).fetch_optional(db).await
 }
@@ -94,4 +96,100 @@ pub async fn delete(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Vec<String
     .fetch_one(db)
     .await?;
     Ok((deleted > 0).then_some(keys))
+}
+
+/// What retrieval needs to know of a knowledge base.
+#[derive(sqlx::FromRow)]
+pub struct Indexed {
+    pub id: Uuid,
+    pub name: String,
+    pub embedding_model: Option<String>,
+    pub embedding_dimensions: Option<i32>,
+}
+
+/// The tenant's knowledge bases among `ids`, with the model their vectors were made with.
+pub async fn indexed(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<Indexed>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, embedding_model, embedding_dimensions FROM knowledge_bases \
+         WHERE tenant_id = $1 AND id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
+/// Records the model of the knowledge base's vectors unless it has one, and answers the
+/// model and size it has now.
+pub async fn record_embedding_model(
+    db: &Db,
+    id: Uuid,
+    model: &str,
+    dimensions: i32,
+) -> Result<Option<(String, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE knowledge_bases SET embedding_model = COALESCE(embedding_model, $2), \
+         embedding_dimensions = COALESCE(embedding_dimensions, $3) WHERE id = $1 \
+         RETURNING embedding_model, embedding_dimensions",
+    )
+    .bind(id)
+    .bind(model)
+    .bind(dimensions)
+    .fetch_optional(db)
+    .await
+}
+
+/// What a reindex did.
+pub enum Reindex {
+    /// Documents whose vectors are queued again.
+    Queued(i64),
+    /// Documents of the knowledge base are being parsed or embedded now.
+    Busy,
+    NotFound,
+}
+
+/// Forgets the knowledge base's vectors and model and queues an embed job for each parsed
+/// document, in one transaction; refused while any of its documents has a job in flight.
+pub async fn reindex(db: &Db, tenant: Uuid, id: Uuid, max_attempts: i32) -> Result<Reindex, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let found: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM knowledge_bases WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if found.is_none() {
+        return Ok(Reindex::NotFound);
+    }
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM ingest_jobs j JOIN knowledge k ON k.id = j.knowledge_id \
+         WHERE k.knowledge_base_id = $1 AND j.state IN ('queued', 'running'))",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if busy {
+        return Ok(Reindex::Busy);
+    }
+    if sqlx::query_scalar::<_, bool>("SELECT to_regclass('chunk_embeddings') IS NOT NULL").fetch_one(&mut *tx).await? {
+        sqlx::query("DELETE FROM chunk_embeddings WHERE knowledge_base_id = $1").bind(id).execute(&mut *tx).await?;
+    }
+    sqlx::query("UPDATE knowledge_bases SET embedding_model = NULL, embedding_dimensions = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let queued = sqlx::query(
+        "WITH docs AS (UPDATE knowledge SET vector_status = 'pending', vector_error = NULL \
+                       WHERE knowledge_base_id = $1 AND parse_status = 'completed' AND chunk_count > 0 \
+                       RETURNING id, tenant_id) \
+         INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind) \
+         SELECT tenant_id, id, $2, 'embed' FROM docs",
+    )
+    .bind(id)
+    .bind(max_attempts)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(Reindex::Queued(queued as i64))
 }

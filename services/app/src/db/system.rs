@@ -22,3 +22,34 @@ pub async fn capabilities(db: &Db) -> Result<(bool, bool), sqlx::Error> {
         .fetch_one(db)
         .await
 }
+
+/// pgvector's version where the vector table exists (the migration could create it).
+pub async fn pgvector(db: &Db) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT e.extversion FROM pg_extension e WHERE e.extname = 'vector' AND to_regclass('chunk_embeddings') IS NOT NULL",
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// HNSW indexes cover at most 2000 dimensions; larger vectors are searched exactly.
+pub const MAX_INDEXED_DIMENSIONS: usize = 2000;
+
+/// The HNSW index (cosine) of vectors of `dimensions`, created when missing.
+pub async fn ensure_vector_index(db: &Db, dimensions: usize) -> Result<(), sqlx::Error> {
+    if dimensions == 0 || dimensions > MAX_INDEXED_DIMENSIONS {
+        return Ok(());
+    }
+    let name = format!("chunk_embeddings_hnsw_{dimensions}");
+    // Looked up first: CREATE INDEX locks the table even when the index exists.
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&name).fetch_one(db).await?;
+    if exists {
+        return Ok(());
+    }
+    // A number, not a value from outside: the size is part of the index's name and expression.
+    let sql = format!(
+        "CREATE INDEX IF NOT EXISTS chunk_embeddings_hnsw_{dimensions} ON chunk_embeddings \
+         USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(db).await.map(|_| ())
+}

@@ -1,0 +1,298 @@
+//! The embedding model's client, for the two protocols users have: OpenAI-compatible
+//! `POST {base}/v1/embeddings` (OpenAI, vLLM, TEI, SiliconFlow, DashScope, the bundled
+//! embedder) and Ollama's `POST {base}/api/embed`. Requests are batched, time out, and are
+//! retried with doubling waits when the failure is worth another try. The API key is sent
+//! as a bearer token and never appears in a message.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedError {
+    /// Worth another try: the model is down, overloaded or slow.
+    Transient(String),
+    /// Another try would fail the same way: a wrong model name, key or dimension.
+    Permanent(String),
+}
+
+impl std::fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbedError::Transient(m) | EmbedError::Permanent(m) => f.write_str(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Protocol {
+    OpenAi,
+    Ollama,
+}
+
+#[derive(Clone)]
+pub struct Embedder {
+    http: reqwest::Client,
+    protocol: Protocol,
+    /// The endpoint embeddings are posted to.
+    url: String,
+    /// What messages say the model is served at (no path, no credentials).
+    base: String,
+    model: String,
+    api_key: String,
+    /// Expected vector size; 0 until known.
+    dimensions: usize,
+    batch_size: usize,
+    query_prefix: String,
+    passage_prefix: String,
+    /// Say `input_type: query|passage` in each request (servers that prefix themselves).
+    input_type: bool,
+    max_retries: u32,
+}
+
+/// What a text is to the model: e5-like models embed questions and passages differently.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Query,
+    Passage,
+}
+
+#[derive(Deserialize)]
+struct OpenAiAnswer {
+    data: Vec<OpenAiVector>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiVector {
+    embedding: Vec<f32>,
+    #[serde(default)]
+    index: usize,
+}
+
+#[derive(Deserialize)]
+struct OllamaAnswer {
+    embeddings: Vec<Vec<f32>>,
+}
+
+/// `{base}/v1/embeddings`, unless the base already ends in `/v1` (OpenAI's own form).
+fn endpoint(protocol: Protocol, base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match protocol {
+        Protocol::Ollama => format!("{base}/api/embed"),
+        Protocol::OpenAi if base.ends_with("/v1") => format!("{base}/embeddings"),
+        Protocol::OpenAi => format!("{base}/v1/embeddings"),
+    }
+}
+
+/// A short, single-line excerpt of an error body for a message.
+fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 200 {
+        format!("{}…", one_line.chars().take(200).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+impl Embedder {
+    /// The configured model, or None when no embedding model is configured.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Embedder>> {
+        let base = config.embedding_base_url().trim_end_matches('/').to_string();
+        if base.is_empty() {
+            return Ok(None);
+        }
+        let e = &config.embedding;
+        let protocol = if e.provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi };
+        // reqwest's TLS (https endpoints) needs the process-wide crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(e.timeout_secs))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|err| anyhow::anyhow!("the embedding client cannot be built: {err}"))?;
+        Ok(Some(Embedder {
+            http,
+            protocol,
+            url: endpoint(protocol, &base),
+            base,
+            model: e.model.clone(),
+            api_key: e.api_key.0.clone(),
+            dimensions: e.dimensions as usize,
+            batch_size: e.batch_size as usize,
+            query_prefix: e.query_prefix.clone(),
+            passage_prefix: e.passage_prefix.clone(),
+            input_type: e.input_type,
+            max_retries: e.max_retries.max(1),
+        }))
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The configured vector size (0: not configured, taken from the first answer).
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Where the model is served, for messages.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The vector of a question.
+    pub async fn embed_query(&self, query: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut vectors = self.call(vec![format!("{}{query}", self.query_prefix)], Role::Query).await?;
+        vectors.pop().ok_or_else(|| EmbedError::Permanent(format!("{} answered no vector", self.base)))
+    }
+
+    /// The vectors of passages, in order, one request per `batch_size` texts.
+    pub async fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch_size) {
+            let inputs = batch.iter().map(|t| format!("{}{t}", self.passage_prefix)).collect();
+            out.extend(self.call(inputs, Role::Passage).await?);
+        }
+        Ok(out)
+    }
+
+    /// One request, tried up to `max_retries` times while it fails transiently.
+    async fn call(&self, inputs: Vec<String>, role: Role) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut wait = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            match self.call_once(&inputs, role).await {
+                Err(EmbedError::Transient(reason)) if attempt < self.max_retries => {
+                    tracing::debug!(%reason, attempt, "embedding: retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(&self, inputs: &[String], role: Role) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut body = match self.protocol {
+            Protocol::OpenAi => json!({ "model": self.model, "input": inputs, "encoding_format": "float" }),
+            Protocol::Ollama => json!({ "model": self.model, "input": inputs }),
+        };
+        if self.input_type {
+            body["input_type"] = json!(if role == Role::Query { "query" } else { "passage" });
+        }
+        let mut request = self.http.post(&self.url).json(&body);
+        if !self.api_key.is_empty() {
+            request = request.bearer_auth(&self.api_key);
+        }
+        // reqwest's errors name the URL, which holds no credentials here.
+        let response = request.send().await.map_err(|e| {
+            EmbedError::Transient(format!("the embedding model at {} does not answer: {}", self.base, without_url(&e)))
+        })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| {
+            EmbedError::Transient(format!(
+                "the embedding model at {} broke off its answer: {}",
+                self.base,
+                without_url(&e)
+            ))
+        })?;
+        if !status.is_success() {
+            let reason = format!("the embedding model at {} answered HTTP {status}: {}", self.base, excerpt(&text));
+            return Err(if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+                EmbedError::Transient(reason)
+            } else {
+                EmbedError::Permanent(format!(
+                    "{reason} (check EMBEDDING_MODEL_NAME `{}`, EMBEDDING_API_KEY and EMBEDDING_PROVIDER)",
+                    self.model
+                ))
+            });
+        }
+        let vectors = self.decode(&text).map_err(|e| {
+            EmbedError::Permanent(format!(
+                "the embedding model at {} answered something other than embeddings ({e}); is EMBEDDING_PROVIDER right?",
+                self.base
+            ))
+        })?;
+        if vectors.len() != inputs.len() {
+            return Err(EmbedError::Permanent(format!(
+                "the embedding model at {} answered {} vectors for {} texts",
+                self.base,
+                vectors.len(),
+                inputs.len()
+            )));
+        }
+        if let Some(v) = vectors.iter().find(|v| v.is_empty() || (self.dimensions > 0 && v.len() != self.dimensions)) {
+            return Err(EmbedError::Permanent(format!(
+                "the embedding model `{}` answered vectors of {} dimensions, but EMBEDDING_DIMENSION is {}: set it to the model's size",
+                self.model,
+                v.len(),
+                self.dimensions
+            )));
+        }
+        Ok(vectors)
+    }
+
+    fn decode(&self, text: &str) -> Result<Vec<Vec<f32>>, serde_json::Error> {
+        match self.protocol {
+            Protocol::OpenAi => {
+                let mut answer: OpenAiAnswer = serde_json::from_str(text)?;
+                answer.data.sort_by_key(|v| v.index);
+                Ok(answer.data.into_iter().map(|v| v.embedding).collect())
+            }
+            Protocol::Ollama => Ok(serde_json::from_str::<OllamaAnswer>(text)?.embeddings),
+        }
+    }
+
+    /// Whether the model answers: one short text embedded within `timeout`.
+    pub async fn check(&self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, self.call_once(&["ping".to_string()], Role::Query)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        }
+    }
+}
+
+/// reqwest's error without the URL it carries (the message names the base already).
+fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut reason = String::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if reason.is_empty() {
+        e.to_string()
+    } else {
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_follow_each_protocol() {
+        assert_eq!(endpoint(Protocol::OpenAi, "http://embedder:8000"), "http://embedder:8000/v1/embeddings");
+        assert_eq!(endpoint(Protocol::OpenAi, "https://api.openai.com/v1/"), "https://api.openai.com/v1/embeddings");
+        assert_eq!(endpoint(Protocol::Ollama, "http://ollama:11434"), "http://ollama:11434/api/embed");
+    }
+
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        assert_eq!(excerpt("a\n  b"), "a b");
+        assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 201);
+    }
+}

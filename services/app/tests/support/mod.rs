@@ -1,0 +1,192 @@
+//! What the app's integration tests share: the app binary and docreader as processes
+//! against real PostgreSQL and Redis, and a plain HTTP client.
+#![allow(dead_code)] // each test file uses its own share of these
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use weknora_testkit::{PASSWORD, Pg, USER, free_port};
+
+pub const APP: &str = env!("CARGO_BIN_EXE_weknora-app");
+
+pub fn config_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/config.yaml")
+}
+
+/// The docreader binary `cargo test --workspace` builds next to ours.
+pub fn docreader_binary() -> PathBuf {
+    let path = Path::new(APP).with_file_name("weknora-docreader");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p weknora-docreader` (cargo xtask ci builds it)",
+        path.display()
+    );
+    path
+}
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} not up within 30s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn docreader() -> (Proc, u16) {
+    docreader_on(free_port(), &[])
+}
+
+pub fn docreader_on(port: u16, env: &[(&str, &str)]) -> (Proc, u16) {
+    let child = Command::new(docreader_binary())
+        .envs(env.iter().copied())
+        .env("DOCREADER_GRPC_PORT", port.to_string())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bin = docreader_binary();
+    wait_until("docreader", || {
+        Command::new(&bin)
+            .args(["healthcheck", "--addr", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    (Proc(child), port)
+}
+
+pub fn app_env(pg_port: u16, redis: &str, docreader_port: u16, app_port: u16) -> Vec<(String, String)> {
+    [
+        ("WEKNORA_CONFIG", config_file().display().to_string()),
+        ("WEKNORA__SERVER__HOST", "127.0.0.1".into()),
+        ("WEKNORA__SERVER__PORT", app_port.to_string()),
+        ("DB_HOST", "127.0.0.1".into()),
+        ("DB_PORT", pg_port.to_string()),
+        ("DB_USER", USER.into()),
+        ("DB_PASSWORD", PASSWORD.into()),
+        ("DB_NAME", "postgres".into()),
+        ("REDIS_ADDR", redis.into()),
+        ("DOCREADER_ADDR", format!("127.0.0.1:{docreader_port}")),
+        ("AUTO_MIGRATE", "true".into()),
+        ("LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub fn start_app(env: &[(String, String)]) -> (Proc, u16) {
+    let port: u16 = env.iter().find(|(k, _)| k == "WEKNORA__SERVER__PORT").unwrap().1.parse().unwrap();
+    let child = Command::new(APP).envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).spawn().unwrap();
+    let app = Proc(child);
+    wait_until("weknora-app", || healthcheck(port));
+    (app, port)
+}
+
+pub fn healthcheck(port: u16) -> bool {
+    Command::new(APP)
+        .args(["--config", config_file().to_str().unwrap(), "healthcheck", "--addr", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// GET over a plain socket: (status, lower-cased headers, JSON body).
+pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
+    call(port, "GET", path, headers, None)
+}
+
+/// Any method with an optional JSON body.
+pub fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, String, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    send(port, method, path, headers, "application/json", body.as_bytes())
+}
+
+/// A multipart upload of `bytes` as the field `file`.
+pub fn upload(port: u16, path: &str, key: &str, name: &str, bytes: &[u8]) -> (u16, String, Value) {
+    let boundary = "weknora-test-boundary";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    send(port, "POST", path, &[("X-API-Key", key)], &format!("multipart/form-data; boundary={boundary}"), &body)
+}
+
+pub fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    if !body.is_empty() {
+        extra.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
+    }
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    // The server may answer (413) before reading the whole body: a failed write is fine.
+    let _ = stream.write_all(body);
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // Bodies may be chunked: take the JSON object between the first { and the last }; a body
+    // that is not JSON (the metrics' text) comes back as a string.
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or_else(|_| Value::String(body.into())),
+        _ => Value::String(body.into()),
+    };
+    (status, head.to_ascii_lowercase(), json)
+}
+
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789abcdef";
+
+/// Polls a document until it leaves pending/processing; returns its final JSON.
+pub fn wait_parsed(port: u16, key: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, _, body) = get(port, &format!("/api/v1/knowledge/{id}"), &[("X-API-Key", key)]);
+        let status = body["data"]["parse_status"].as_str().unwrap_or("").to_string();
+        if status == "completed" || status == "failed" {
+            return body["data"].clone();
+        }
+        assert!(Instant::now() < deadline, "document {id} still {status} after 60s: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn metric(text: &str, series: &str) -> f64 {
+    counted(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// A series' value, or None before anything was recorded in it.
+pub fn counted(text: &str, series: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(series)).map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// One row of `psql -At` output per line, fields split on `|`.
+pub fn psql(pg: &Pg, sql: &str) -> Vec<Vec<String>> {
+    let out = Command::new("psql").args([&pg.url("postgres"), "-XAtqc", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| l.split('|').map(str::to_string).collect()).collect()
+}
