@@ -22,8 +22,18 @@ use crate::paths;
 
 /// Our services, built from this repository.
 pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
-/// The optional services; each runs with the profile of its own name (or `full`).
-pub const OPTIONAL: [&str; 3] = ["minio", "neo4j", "jaeger"];
+/// The optional services; each runs with the profile of its own name.
+pub const OPTIONAL: [&str; 4] = ["minio", "neo4j", "jaeger", "embedder"];
+/// The optional services the profile `full` runs too.
+const FULL: [&str; 3] = ["minio", "neo4j", "jaeger"];
+/// Where the app finds the bundled embedder (the compose files' default EMBEDDING_BASE_URL).
+pub const BUNDLED_EMBEDDER_URL: &str = "http://embedder:8000";
+
+/// Whether the stack runs the bundled embedder: unless EMBEDDING_BASE_URL names another
+/// model server.
+pub fn embedder_bundled(vars: &Vars) -> bool {
+    vars.get("EMBEDDING_BASE_URL").is_none_or(|url| url.trim_end_matches('/') == BUNDLED_EMBEDDER_URL)
+}
 
 #[derive(clap::Args)]
 pub struct Start {
@@ -134,12 +144,16 @@ impl Stack {
                 bail!("unknown profile `{p}`: use minio, neo4j, jaeger or full");
             }
         }
+        let mut profiles = profiles.to_vec();
+        if embedder_bundled(&vars) && !profiles.iter().any(|p| p == "embedder") {
+            profiles.push("embedder".into());
+        }
         Ok(Stack {
             compose,
             project,
             file: if dev { paths::compose_dev_file() } else { paths::compose_file() },
             env_file: paths::env_file(),
-            profiles: profiles.to_vec(),
+            profiles,
             env: vec![("WEKNORA_VERSION".into(), version)],
         })
     }
@@ -199,10 +213,10 @@ impl Stack {
 }
 
 /// The services that run with `profiles`: compose v1's `config --services` lists the
-/// optional ones (each in the profile of its own name and in `full`) even when no profile
-/// selects them, so they are dropped here.
+/// optional ones (each in the profile of its own name, most in `full` too) even when no
+/// profile selects them, so they are dropped here.
 pub fn active_services(listed: Vec<String>, profiles: &[String]) -> Vec<String> {
-    let on = |s: &str| profiles.iter().any(|p| p == s || p == "full");
+    let on = |s: &str| profiles.iter().any(|p| p == s || (p == "full" && FULL.contains(&s)));
     listed.into_iter().filter(|s| !s.is_empty() && (!OPTIONAL.contains(&s.as_str()) || on(s))).collect()
 }
 
@@ -659,5 +673,25 @@ mod tests {
         assert_eq!(active_services(listed.clone(), &[]), ["app", "postgres"]);
         assert_eq!(active_services(listed.clone(), &["neo4j".into()]), ["app", "neo4j", "postgres"]);
         assert_eq!(active_services(listed, &["full".into()]), ["app", "minio", "neo4j", "jaeger", "postgres"]);
+        let listed: Vec<String> = ["app", "embedder", "minio"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            active_services(listed.clone(), &["full".into()]),
+            ["app", "minio"],
+            "full leaves the embedder to start"
+        );
+        assert_eq!(active_services(listed, &["embedder".into()]), ["app", "embedder"]);
+    }
+
+    #[test]
+    fn the_embedder_is_bundled_unless_another_model_server_is_named() {
+        let vars = |url: &str| {
+            let file = crate::dotenv::EnvFile::parse(&format!("EMBEDDING_BASE_URL={url}\n"));
+            Vars::new(Default::default(), file)
+        };
+        assert!(embedder_bundled(&vars("")));
+        assert!(embedder_bundled(&vars("http://embedder:8000/")));
+        assert!(!embedder_bundled(&vars("http://ollama:11434")));
+        let compose = std::fs::read_to_string(crate::paths::compose_file()).unwrap();
+        assert!(compose.contains(&format!("EMBEDDING_BASE_URL: ${{EMBEDDING_BASE_URL:-{BUNDLED_EMBEDDER_URL}}}")));
     }
 }

@@ -90,7 +90,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
             assert!(platforms.contains(&(image.into(), platform.into())), "{image} {platform} missing: {out}");
         }
     }
-    for dep in ["weknora/postgres-local", "weknora/redis-local", "weknora/nginx-local"] {
+    for dep in ["weknora/postgres-local", "weknora/redis-local", "weknora/nginx-local", "weknora/embedder-local"] {
         assert!(built.iter().any(|b| b["image"] == dep), "{dep} missing: {out}");
     }
 
@@ -120,6 +120,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         ("weknora/postgres-local:17", vec!["POSTGRES_PASSWORD=images-test"]),
         ("weknora/redis-local:7.0", vec![]),
         ("weknora/nginx-local:1", vec![]),
+        ("weknora/embedder-local:0.3.0", vec![]),
     ] {
         assert_healthy(dep, "linux/amd64", &env);
     }

@@ -120,6 +120,20 @@ fn wait_completed(port: &str, key: &str, doc_id: &str) {
     }
 }
 
+/// Waits for a document's vectors; fails at once when embedding fails.
+fn wait_vectors(port: &str, key: &str, doc_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, k) = curl(port, key, &[], &format!("/api/v1/knowledge/{doc_id}"));
+        match k["data"]["vector_status"].as_str() {
+            Some("completed") => return,
+            Some("failed") => panic!("embedding failed: {k}"),
+            _ if Instant::now() > deadline => panic!("no vectors after 120 s: {k}"),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
 fn assert_all_healthy(p: &Project, expected: &[&str]) {
     let (ok, out, err) = p.xtask(&["ps", "--json"]);
     assert!(ok, "{err}");
@@ -157,7 +171,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         assert_eq!(secret.len(), 64, "{key}");
         assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
     }
-    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     // `check` on the running stack: its own containers hold the ports, and that is fine.
     let (ok, out, err) = p.xtask(&["check", "--json"]);
     assert!(ok, "check failed on a healthy stack:\n{out}\n{err}");
@@ -185,6 +199,22 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let (status, hits) = curl(&front, &key, &[], &search);
     assert_eq!(status, 200, "{hits}");
     assert!(hits.to_string().contains("restore drill"), "{hits}");
+    // Semantic search out of the box: the bundled embedder gave the chunks vectors, and a
+    // question in other words (and in Chinese) finds them through the frontend.
+    wait_vectors(&front, &key, &doc_id);
+    // Neither question shares a word with the document: only its vectors can match.
+    for question in ["How long do we retain duplicates stored elsewhere?", "异地副本保留多久？"] {
+        let body = serde_json::json!({ "query": question, "knowledge_base_ids": [kb_id] }).to_string();
+        let (status, hits) = curl(
+            &front,
+            &key,
+            &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
+            "/api/v1/knowledge-search",
+        );
+        assert_eq!((status, hits["retrieval"].as_str()), (200, Some("hybrid")), "{hits}");
+        assert!(hits["data"][0]["content"].as_str().unwrap().contains("offsite copies"), "{question}: {hits}");
+        assert_eq!(hits["data"][0]["match_type"], "vector", "{question}: {hits}");
+    }
 
     // The same through the web interface, in a real browser.
     browser::walk_through_the_ui(&front, &key);
@@ -196,7 +226,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     // restart app: rebuilt image (same commit: same ID), recreated container, data kept.
     let (ok, _, err) = p.xtask(&["restart", "app"]);
     assert!(ok, "restart app failed:\n{err}");
-    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     let (_, k) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
     assert_eq!(k["data"]["parse_status"], "completed", "{k}");
     let (_, hits) = curl(&front, &key, &[], &search);
@@ -302,7 +332,7 @@ fn the_stack_runs_with_standalone_compose_v1_too() {
     let (ok, out, err) = p.xtask(&["start", "--timeout", "600"]);
     assert!(ok, "start with docker-compose v1 failed:\n{err}");
     assert!(out.contains("is up"), "{out}");
-    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
     assert!(ok, "{err}");
     assert_eq!(p.leftovers(), "");
@@ -320,7 +350,7 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_i
     let (ok, out, err) = p.xtask(&["start", "--dev", "--timeout", "1200"]);
     assert!(ok, "start --dev failed:\n{err}");
     assert!(out.contains("is up"), "{out}");
-    assert_all_healthy(&p, &["app-dev", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app-dev", "docreader", "embedder", "frontend", "postgres", "redis"]);
     // The app answers through the frontend under the name `app` (app-dev's alias).
     let (status, _) = curl(p.get("FRONTEND_PORT"), &p.admin_key(), &[], "/api/v1/knowledge-bases");
     assert_eq!(status, 200);
@@ -502,7 +532,7 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
     assert!(ok, "upgrade failed:\n{err}");
     assert!(out.contains("upgraded project"), "{out}");
     assert_eq!(versions(&p), [version; 3]);
-    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     assert_eq!(names(), ["before"]);
     let (ok, out, _) = p.xtask(&["upgrade", "--yes"]);
     assert!(ok && out.contains("nothing to upgrade"), "{out}");
@@ -514,7 +544,7 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
     let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
     assert!(ok, "rollback failed:\n{err}");
     assert_eq!(versions(&p), ["0.0.9"; 3]);
-    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     assert_eq!(names(), ["before"]);
     let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
     assert!(!ok && err.contains("no upgrade to roll back"), "{err}");
@@ -529,7 +559,7 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
     let (ok, _, err) = p.xtask(&["upgrade", "--yes", "--timeout", "2"]);
     assert!(!ok && err.contains("rolled back to 0ld000000000"), "{err}");
     assert_eq!(versions(&p), ["0.0.9"; 3]);
-    assert_all_healthy(&p, &["app", "docreader", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     assert_eq!(names(), ["before"]);
 
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);

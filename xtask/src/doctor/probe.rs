@@ -132,6 +132,14 @@ pub struct Facts {
     pub sqlx_cli: Option<String>,
     /// The Python writer and reference parsers the docreader fixtures and benchmark use.
     pub bench_python: bool,
+    pub embedding: EmbeddingFact,
+}
+
+/// The embedding model `.env` (or the environment) chooses; None: the bundled embedder.
+#[derive(Debug, Default)]
+pub struct EmbeddingFact {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
 }
 
 /// The font fonts-wqy-microhei installs, so that screenshots show Chinese text.
@@ -180,6 +188,17 @@ pub async fn gather(dev: bool) -> Facts {
         nix: on_path("nix-instantiate"),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),
+        embedding: embedding_fact(&Vars::load()),
+    }
+}
+
+fn embedding_fact(vars: &Vars) -> EmbeddingFact {
+    if crate::stack::embedder_bundled(vars) {
+        return EmbeddingFact::default();
+    }
+    EmbeddingFact {
+        base_url: vars.get("EMBEDDING_BASE_URL").map(str::to_string),
+        model: vars.get("EMBEDDING_MODEL_NAME").map(str::to_string),
     }
 }
 

