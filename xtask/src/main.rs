@@ -14,6 +14,7 @@ mod ollama;
 mod paths;
 mod poll;
 mod process;
+mod reindex;
 mod stack;
 mod upgrade;
 mod utc;
@@ -63,6 +64,8 @@ enum Command {
     Upgrade(upgrade::Upgrade),
     /// Undo the last upgrade: restore the backup taken before it and run the kept images.
     Rollback(upgrade::Rollback),
+    /// Make the knowledge bases' vectors again with the configured embedding model.
+    Reindex(reindex::Reindex),
     /// A local Ollama for models: start, stop, status.
     #[command(subcommand)]
     Ollama(ollama::Ollama),
@@ -112,6 +115,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Restore(cmd) => cmd.run(),
         Command::Upgrade(cmd) => cmd.run(),
         Command::Rollback(cmd) => cmd.run(),
+        Command::Reindex(cmd) => cmd.run(),
         Command::Ollama(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),

@@ -215,6 +215,12 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         assert!(hits["data"][0]["content"].as_str().unwrap().contains("offsite copies"), "{question}: {hits}");
         assert_eq!(hits["data"][0]["match_type"], "vector", "{question}: {hits}");
     }
+    // The operator's reindex queues the vectors again; the app's workers make them.
+    let (ok, out, err) = p.xtask(&["reindex", "--kb", &kb_id]);
+    assert!(ok && out.contains(&format!("{kb_id} ops: 1 documents queued")), "{out}\n{err}");
+    wait_vectors(&front, &key, &doc_id);
+    let (ok, _, err) = p.xtask(&["reindex", "--kb", "00000000-0000-0000-0000-000000000000"]);
+    assert!(!ok && err.contains("no knowledge base has the id"), "{err}");
 
     // The same through the web interface, in a real browser.
     browser::walk_through_the_ui(&front, &key);

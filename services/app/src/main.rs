@@ -35,6 +35,13 @@ enum Command {
     /// Apply pending migrations (the ones built into this binary) and exit: how
     /// `cargo xtask start` migrates a stack whose database port is not published.
     Migrate,
+    /// Make the vectors of every knowledge base (or one) again with the configured
+    /// embedding model: queues the embed jobs that the running app's workers then do.
+    Reindex {
+        /// Only this knowledge base (its id).
+        #[arg(long)]
+        kb: Option<uuid::Uuid>,
+    },
     /// Exit 0 when the local app answers GET /health with 200.
     Healthcheck {
         /// Where the app listens (default: 127.0.0.1 and the configured port).
@@ -65,6 +72,11 @@ fn main() -> ExitCode {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(migrate(config))),
+        Command::Reindex { kb } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(reindex(config, kb))),
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -121,6 +133,37 @@ async fn migrate(config: Config) -> Result<()> {
         .filter(|m| !m.migration_type.is_down_migration() && m.version > before && m.version <= after)
         .count();
     println!("{where_db}: schema at version {after} ({applied} migrations applied)");
+    Ok(())
+}
+
+async fn reindex(config: Config, only: Option<uuid::Uuid>) -> Result<()> {
+    use weknora_app::db::knowledge_bases::{self, Reindex};
+    let Some(embedder) = weknora_app::embedding::Embedder::from_config(&config)? else {
+        anyhow::bail!("no embedding model is configured (EMBEDDING_BASE_URL): there is nothing to reindex with");
+    };
+    let (pool, where_db) = database(&config);
+    if weknora_app::db::system::pgvector(&pool).await.with_context(|| format!("reading {where_db}"))?.is_none() {
+        anyhow::bail!("{where_db} has no pgvector (or is not migrated): vectors cannot be stored there");
+    }
+    let all = knowledge_bases::all(&pool).await.with_context(|| format!("reading {where_db}"))?;
+    let chosen: Vec<_> = all.into_iter().filter(|(id, _)| only.is_none_or(|o| o == *id)).collect();
+    if let Some(id) = only
+        && chosen.is_empty()
+    {
+        anyhow::bail!("no knowledge base has the id {id}");
+    }
+    let mut busy = 0;
+    for (id, name) in chosen {
+        match knowledge_bases::reindex(&pool, None, id, config.ingest.max_attempts).await? {
+            Reindex::Queued(n) => println!("{id} {name}: {n} documents queued for {}", embedder.model()),
+            Reindex::Busy => {
+                busy += 1;
+                println!("{id} {name}: skipped, documents are being parsed or embedded; run reindex again later");
+            }
+            Reindex::NotFound => {}
+        }
+    }
+    anyhow::ensure!(busy == 0, "{busy} knowledge bases were busy and not reindexed");
     Ok(())
 }
 

@@ -203,7 +203,9 @@ async fn reindex(
         ));
     };
     let documents =
-        match db::knowledge_bases::reindex(&state.db, caller.tenant_id, id, state.config.ingest.max_attempts).await? {
+        match db::knowledge_bases::reindex(&state.db, Some(caller.tenant_id), id, state.config.ingest.max_attempts)
+            .await?
+        {
             Reindex::Queued(n) => n,
             Reindex::Busy => {
                 return Err(ApiError::conflict(

@@ -148,16 +148,23 @@ pub enum Reindex {
     NotFound,
 }
 
+/// Every knowledge base of every tenant: id and name (what an operator's reindex walks).
+pub async fn all(db: &Db) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name FROM knowledge_bases ORDER BY created_at").fetch_all(db).await
+}
+
 /// Forgets the knowledge base's vectors and model and queues an embed job for each parsed
 /// document, in one transaction; refused while any of its documents has a job in flight.
-pub async fn reindex(db: &Db, tenant: Uuid, id: Uuid, max_attempts: i32) -> Result<Reindex, sqlx::Error> {
+/// `tenant`: the caller's, or None for the operator, who may reindex any.
+pub async fn reindex(db: &Db, tenant: Option<Uuid>, id: Uuid, max_attempts: i32) -> Result<Reindex, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let found: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM knowledge_bases WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
-            .bind(id)
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM knowledge_bases WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) FOR UPDATE",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(&mut *tx)
+    .await?;
     if found.is_none() {
         return Ok(Reindex::NotFound);
     }
