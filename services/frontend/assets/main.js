@@ -147,9 +147,24 @@ async function deleteKb(kb) {
 /** The heading and tabs shared by a knowledge base's documents and search views. */
 function kbHeader(kb, active) {
   const tab = (id, href, label) => el('a', { href, class: active === id ? 'tab active' : 'tab', id: `tab-${id}` }, label);
+  const reindex = async () => {
+    if (!confirm(t('kb.confirmReindex'))) return;
+    try {
+      const { data } = await api('POST', `/knowledge-bases/${kb.id}/reindex`);
+      await render();
+      flash(t('kb.reindexed', { n: data.documents, model: data.embedding_model }), 'notice');
+    } catch (error) {
+      fail(error);
+    }
+  };
   return [
     el('h1', {}, kb.name),
     kb.description ? el('p', { class: 'muted' }, kb.description) : null,
+    el('p', { class: 'muted row', id: 'kb-embedding' },
+      el('span', { class: 'grow' }, kb.embedding_model
+        ? t('kb.embedding', { model: kb.embedding_model, dims: kb.embedding_dimensions })
+        : t('kb.noEmbedding')),
+      el('button', { type: 'button', class: 'link', id: 'kb-reindex', onclick: reindex }, t('kb.reindex'))),
     el('nav', { class: 'tabs' },
       tab('documents', `#/kb/${kb.id}`, t('tab.documents')),
       tab('search', `#/kb/${kb.id}/search`, t('tab.search'))),
@@ -167,7 +182,8 @@ async function documentsView(kbId) {
   const refresh = async () => {
     const list = await api('GET', `/knowledge-bases/${kbId}/knowledge?page=${page}&page_size=50`);
     fill(table, documentsTable(list, (p) => { page = p; refresh().catch(fail); }, refresh));
-    return list.data.some((d) => d.parse_status === 'pending' || d.parse_status === 'processing');
+    const busy = (status) => status === 'pending' || status === 'processing';
+    return list.data.some((d) => busy(d.parse_status) || busy(d.vector_status));
   };
   // Live status: refresh while anything is waiting or parsing, and after every upload.
   let timer = null;
@@ -284,6 +300,13 @@ function statusBadge(doc) {
     t(`status.${doc.parse_status}`));
 }
 
+/** Where the document's vectors stand; nothing when no embedding model makes any. */
+function vectorBadge(doc) {
+  if (!doc.vector_status || doc.vector_status === 'none') return null;
+  return el('span', { class: `status ${doc.vector_status}`, 'data-vectors': doc.vector_status,
+    title: doc.vector_error || '' }, t(`vectors.${doc.vector_status}`));
+}
+
 function documentsTable(list, goTo, changed) {
   if (list.total === 0) return el('p', { class: 'muted' }, t('docs.empty'));
   const action = (label, cls, run) => el('button', { type: 'button', class: cls, onclick: run }, label);
@@ -292,7 +315,8 @@ function documentsTable(list, goTo, changed) {
       doc.error ? el('div', { class: 'error-text' }, doc.error) : null),
     el('td', {}, doc.file_type || doc.source_type),
     el('td', { class: 'num' }, doc.size_bytes ? formatBytes(doc.size_bytes) : ''),
-    el('td', {}, statusBadge(doc)),
+    el('td', {}, statusBadge(doc), ' ', vectorBadge(doc),
+      doc.vector_error ? el('div', { class: 'error-text' }, doc.vector_error) : null),
     el('td', { class: 'num' }, doc.chunk_count),
     el('td', {}, formatDate(doc.created_at)),
     el('td', { class: 'actions' },
@@ -351,9 +375,11 @@ async function searchView(kbId, params) {
   const hits = found.data;
   fill(results,
     el('p', { class: 'muted' }, hits.length ? t('search.count', { n: hits.length, q }) : t('search.none', { q })),
+    found.notice ? el('p', { class: 'muted', id: 'search-notice' }, found.notice) : null,
     el('ol', { class: 'hits' }, hits.map((hit) => el('li', { class: 'card hit' },
       el('div', { class: 'row' },
         el('a', { class: 'grow', href: `#/doc/${hit.knowledge_id}` }, hit.knowledge_title),
+        el('span', { class: `match ${hit.match_type}`, 'data-match': hit.match_type }, t(`match.${hit.match_type}`)),
         el('span', { class: 'muted' }, t('search.score', { score: hit.score.toFixed(3) }))),
       el('p', { class: 'passage' }, highlight(hit.content, found.terms || []))))));
 }
@@ -369,7 +395,9 @@ async function chunksView(docId, params) {
   fill(view,
     el('p', {}, el('a', { href: `#/kb/${doc.knowledge_base_id}` }, '← ', t('chunks.back'))),
     el('h1', {}, t('chunks.title', { name: doc.title })),
-    el('p', {}, statusBadge(doc), ' ', doc.error ? el('span', { class: 'error-text' }, doc.error) : null),
+    el('p', {}, statusBadge(doc), ' ', vectorBadge(doc), ' ',
+      doc.error ? el('span', { class: 'error-text' }, doc.error) : null,
+      doc.vector_error ? el('span', { class: 'error-text' }, doc.vector_error) : null),
     list.total
       ? el('ol', { class: 'chunks', id: 'chunks' }, list.data.map((c) => el('li', { class: 'card' },
         el('div', { class: 'muted' }, t('chunks.position', { n: c.position + 1 })),

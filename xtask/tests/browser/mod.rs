@@ -215,6 +215,8 @@ async fn steps(s: &mut Session, api_key: &str) {
     assert!(refused.contains("huge.pdf is 51.0 MB: larger than the 50 MB limit. Nothing was sent."), "{refused}");
     s.texts("#uploads li.ok", 2).await;
     s.texts("#documents [data-status=completed]", 2).await;
+    // The bundled embedder gives both their vectors; the table follows until it has.
+    s.texts("#documents [data-vectors=completed]", 2).await;
     let rows = s.texts("#documents tbody tr", 2).await;
     assert_eq!(rows.len(), 2, "the refused files were never sent: {rows:?}");
     s.shot("documents-completed").await;
@@ -237,6 +239,8 @@ async fn steps(s: &mut Session, api_key: &str) {
     assert_eq!(words, ["drill", "restore"], "{marks:?}");
     let passage = s.css("#results .hit .passage").await.text().await.unwrap();
     assert!(passage.contains("verified by a restore drill every Friday"), "{passage}");
+    let matched = s.css("#results .hit .match").await.text().await.unwrap();
+    assert_eq!(matched, "keyword + meaning", "the best hit matched both ways");
     s.shot("search-english").await;
 
     // In Chinese, with the interface in Chinese too.
@@ -252,6 +256,14 @@ async fn steps(s: &mut Session, api_key: &str) {
     // Back in English: delete the knowledge base (after a confirmation).
     s.click("#lang").await;
     s.wait_for_text("#tab-search", "Search").await;
+
+    // The knowledge base says which model made its vectors, and can have them made again.
+    s.wait_for_text("#kb-embedding", "multilingual-e5-small-q4 (384 dimensions)").await;
+    s.click("#kb-reindex").await;
+    s.client.accept_alert().await.unwrap();
+    let notice = s.wait_for_text("#flash .notice", "new vectors").await;
+    assert!(notice.contains("2 documents are getting new vectors"), "{notice}");
+    s.shot("reindex").await;
     s.click("#nav a").await;
     s.click(&format!("#kb-list [data-kb-id='{kb_id}'] .kb-delete")).await;
     s.client.accept_alert().await.unwrap();
