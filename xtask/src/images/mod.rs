@@ -29,6 +29,19 @@ use serde::Serialize;
 
 use crate::docker;
 pub use local_deps::{EMBEDDER_IMAGE, LOCAL_DEPS};
+
+/// A local image (`weknora/postgres-local:17`, the embedder, ...), built when Docker lacks it.
+pub async fn ensure_local_image(docker: &bollard::Docker, image: &str) -> anyhow::Result<()> {
+    if docker.inspect_image(image).await.is_ok() {
+        return Ok(());
+    }
+    let Some(dep) = LOCAL_DEPS.iter().find(|d| d.image == image) else {
+        anyhow::bail!("{image} is not one of the local images");
+    };
+    let workspace = Workspace::read()?;
+    let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
+    local_deps::build_one(docker, dep, &meta, None).await.map(|_| ())
+}
 pub use meta::BuildMeta;
 pub use platform::Platform;
 pub use service::{APP, DOCREADER, RustService};

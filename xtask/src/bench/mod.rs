@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: docreader's parser throughput (MB/s per format, one core) side by
 //! side with the usual Python parsers on the same generated corpus, and the server's
-//! resident memory when idle. Figures, not assertions: speed is never a test.
+//! resident memory when idle; `bench search` (search.rs): the app's hybrid search.
+//! Figures, not assertions: speed is never a test.
+
+mod search;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -19,6 +22,8 @@ pub const PYTHON_MODULES: &str =
 
 #[derive(clap::Args)]
 pub struct Bench {
+    #[command(subcommand)]
+    what: Option<What>,
     /// Seconds spent on each file by each parser (at least 3 runs).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -81,8 +86,19 @@ fn idle_rss(server: &Path) -> Result<u64> {
     rss.context("reading VmRSS from /proc")
 }
 
+#[derive(clap::Subcommand)]
+enum What {
+    /// Hybrid search latency through the app beside the same retrieval as raw SQL, at
+    /// corpus sizes of your choice, and the ingest's embedding throughput beside the
+    /// embedder's own.
+    Search(search::SearchBench),
+}
+
 impl Bench {
     pub fn run(self) -> Result<ExitCode> {
+        if let Some(What::Search(search)) = self.what {
+            return search.run();
+        }
         let sh = Shell::new()?;
         let bench_dir = paths::docreader_bench();
         let corpus = paths::bench_corpus();
