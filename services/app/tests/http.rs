@@ -273,6 +273,14 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     let hits = search("restore%20drills");
     assert!(hits["data"][0]["content"].as_str().unwrap().contains("Restore drills"), "{hits}");
     assert_eq!(hits["terms"], serde_json::json!(["restore", "drills"]), "the words searched for, to highlight");
+    // PostgreSQL 15 without pgvector: keyword retrieval only, and the answer says why.
+    assert_eq!(
+        (hits["retrieval"].as_str(), hits["data"][0]["match_type"].as_str()),
+        (Some("keyword"), Some("keyword"))
+    );
+    assert!(hits["notice"].as_str().unwrap().contains("no pgvector"), "{hits}");
+    let (_, _, info) = get(port, "/api/v1/system/info", &[]);
+    assert_eq!(info["data"]["retrieval"]["retrievers"], serde_json::json!(["keyword"]), "{info}");
     let hits = search("%E5%A4%87%E4%BB%BD"); // 备份
     assert!(
         hits["data"]
