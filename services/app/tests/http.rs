@@ -436,15 +436,12 @@ fn a_job_interrupted_by_a_crash_completes_after_restart_without_duplicate_chunks
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hung_port = hung.local_addr().unwrap().port();
     let files = tempfile::tempdir().unwrap();
-    let mut env = app_env(pg.port, &redis.addr(), hung_port, free_port());
-    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
-    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    let mut env = admin_env(pg.port, &redis.addr(), hung_port, files.path());
     env.push(("WEKNORA__INGEST__LEASE_SECS".into(), "2".into()));
     env.push(("WEKNORA__INGEST__DOCREADER_TIMEOUT_SECS".into(), "120".into()));
     let (app, port) = start_app(&env);
     let admin = [("X-API-Key", ADMIN_KEY)];
-    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "docs"})));
-    let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
+    let base = create_kb(port, "docs");
     let text = "Backups run nightly. ".repeat(200);
     let (_, _, body) = call(
         port,
@@ -629,16 +626,13 @@ fn a_worker_that_lost_its_lease_cannot_overwrite_the_new_owners_outcome() {
     let redis = Redis::start();
     let (_docreader, dr_port) = docreader_on(free_port(), &[("DOCREADER_URL_ALLOWLIST", "127.0.0.1")]);
     let files = tempfile::tempdir().unwrap();
-    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
-    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
-    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    let mut env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
     // One worker, busy with the held page, so that only the test takes the job over.
     env.push(("WEKNORA__INGEST__WORKERS".into(), "1".into()));
     env.push(("WEKNORA__INGEST__LEASE_SECS".into(), "1".into()));
     let (_app, port) = start_app(&env);
     let admin = [("X-API-Key", ADMIN_KEY)];
-    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&serde_json::json!({"name": "lease"})));
-    let base = format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap());
+    let base = create_kb(port, "lease");
     let server = HeldServer::start();
 
     // The page answers (complete), then 404 (a transient error: requeue).

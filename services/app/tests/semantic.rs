@@ -3,7 +3,7 @@
 //! image), with the app and docreader as processes.
 
 use serde_json::{Value, json};
-use weknora_testkit::{EMBEDDER_MODEL, Embedder, Pg, Redis, free_port};
+use weknora_testkit::{EMBEDDER_MODEL, Embedder, Pg, Redis};
 
 mod support;
 use support::*;
@@ -80,11 +80,9 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let (_docreader, dr_port) = docreader();
     let embedder = Embedder::start();
     let files = tempfile::tempdir().unwrap();
-    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    let mut env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
     for (k, v) in [
-        ("ADMIN_API_KEY", ADMIN_KEY.to_string()),
-        ("WEKNORA__STORAGE__LOCAL_PATH", files.path().display().to_string()),
-        ("EMBEDDING_PROVIDER", "generic".into()),
+        ("EMBEDDING_PROVIDER", "generic".to_string()),
         ("EMBEDDING_BASE_URL", embedder.url()),
         ("EMBEDDING_MODEL_NAME", EMBEDDER_MODEL.into()),
         ("EMBEDDING_DIMENSION", "384".into()),
@@ -103,8 +101,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let (status, _, ready) = get(port, "/ready", &[]);
     assert_eq!((status, ready["checks"]["embedder"]["ok"].as_bool()), (200, Some(true)), "{ready}");
 
-    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&json!({"name": "handbook"})));
-    let kb = kb["data"]["id"].as_str().unwrap().to_string();
+    let kb = create_kb(port, "handbook").rsplit('/').next().unwrap().to_string();
     let mut ids: Vec<String> =
         UNRELATED.iter().enumerate().map(|(n, t)| add_text(port, &kb, &format!("note {n}"), t)).collect();
     ids.push(add_text(port, &kb, "birds", KESTRELS));

@@ -6,6 +6,8 @@ use uuid::Uuid;
 
 use sqlx::PgPool as Db;
 
+use super::jobs::Kind;
+
 #[derive(Serialize, sqlx::FromRow)]
 pub struct Knowledge {
     pub id: Uuid,
@@ -68,7 +70,7 @@ pub async fn insert_with_job(db: &Db, doc: &NewDocument<'_>, max_attempts: i32) 
         .bind(doc.checksum)
         .fetch_one(&mut *tx)
         .await?;
-    super::jobs::queue(&mut tx, doc.tenant, doc.id, max_attempts).await?;
+    super::jobs::queue(&mut tx, Kind::Parse, doc.tenant, doc.id, max_attempts).await?;
     tx.commit().await?;
     Ok(k)
 }
@@ -118,7 +120,7 @@ pub async fn reparse(db: &Db, tenant: Uuid, id: Uuid, max_attempts: i32) -> Resu
     if busy {
         return Ok(false);
     }
-    super::jobs::queue(&mut tx, tenant, id, max_attempts).await?;
+    super::jobs::queue(&mut tx, Kind::Parse, tenant, id, max_attempts).await?;
     sqlx::query("UPDATE knowledge SET parse_status = 'pending', error = NULL WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -44,17 +44,30 @@ pub struct NewChunks {
     pub ends: Vec<i32>,
 }
 
-/// Queues a parse of the document.
+/// What a job does.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Parse,
+    Embed,
+}
+
+/// Queues a job of `kind` for the document.
 pub async fn queue(
     tx: &mut sqlx::PgConnection,
+    kind: Kind,
     tenant: Uuid,
     knowledge: Uuid,
     max_attempts: i32,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts) VALUES ($1, $2, $3)")
+    let kind = match kind {
+        Kind::Parse => "parse",
+        Kind::Embed => "embed",
+    };
+    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind) VALUES ($1, $2, $3, $4)")
         .bind(tenant)
         .bind(knowledge)
         .bind(max_attempts)
+        .bind(kind)
         .execute(tx)
         .await?;
     Ok(())
@@ -150,25 +163,10 @@ pub async fn complete_parse(
     .execute(&mut *tx)
     .await?;
     if embed {
-        queue_embed(&mut tx, src.tenant_id, job.knowledge_id, job.max_attempts).await?;
+        queue(&mut tx, Kind::Embed, src.tenant_id, job.knowledge_id, job.max_attempts).await?;
     }
     tx.commit().await?;
     Ok(true)
-}
-
-async fn queue_embed(
-    tx: &mut sqlx::PgConnection,
-    tenant: Uuid,
-    knowledge: Uuid,
-    max_attempts: i32,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind) VALUES ($1, $2, $3, 'embed')")
-        .bind(tenant)
-        .bind(knowledge)
-        .bind(max_attempts)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
 
 /// Up to `limit` of the document's chunks that have no vector yet, in order.

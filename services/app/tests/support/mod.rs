@@ -88,6 +88,22 @@ pub fn app_env(pg_port: u16, redis: &str, docreader_port: u16, app_port: u16) ->
     .collect()
 }
 
+/// `app_env` plus the admin key and `files` as the storage folder.
+pub fn admin_env(pg_port: u16, redis: &str, docreader_port: u16, files: &Path) -> Vec<(String, String)> {
+    let mut env = app_env(pg_port, redis, docreader_port, free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.display().to_string()));
+    env
+}
+
+/// A new knowledge base of the admin's tenant; its API path (`/api/v1/knowledge-bases/<id>`).
+pub fn create_kb(port: u16, name: &str) -> String {
+    let body = serde_json::json!({ "name": name });
+    let (status, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &[("X-API-Key", ADMIN_KEY)], Some(&body));
+    assert_eq!(status, 201, "{kb}");
+    format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap())
+}
+
 pub fn start_app(env: &[(String, String)]) -> (Proc, u16) {
     let port: u16 = env.iter().find(|(k, _)| k == "WEKNORA__SERVER__PORT").unwrap().1.parse().unwrap();
     let child = Command::new(APP).envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).spawn().unwrap();
