@@ -138,7 +138,7 @@ async fn full_cycle(pg: &Pg) {
     // One step by default.
     let (ok, out, _) = migrate(pg, &["down", "--yes"]);
     assert!(ok);
-    assert_eq!(out.trim(), "reverted 20261130000001 semantic_retrieval");
+    assert_eq!(out.trim(), "reverted 20261130000001 semantic retrieval");
 
     let (ok, _, err) = migrate(pg, &["down", "--to", "0", "--yes"]);
     assert!(ok, "{err}");
@@ -466,6 +466,6 @@ async fn sqlx_cli_and_xtask_agree_on_the_migrations_table() {
     assert!(revert.contains("20261130000001"), "{revert}");
     assert_eq!(states(&status(&pg, None))[7], "pending");
     let (ok, out, _) = migrate(&pg, &["up"]);
-    assert!(ok && out.contains("applied 20261130000001 semantic_retrieval"), "{out}");
+    assert!(ok && out.contains("applied 20261130000001 semantic retrieval"), "{out}");
     assert!(!sqlx_cli(&pg, &["info"]).contains("pending"));
 }
