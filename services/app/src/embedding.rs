@@ -51,7 +51,16 @@ pub struct Embedder {
     /// Say `input_type: query|passage` in each request (servers that prefix themselves).
     input_type: bool,
     max_retries: u32,
+    /// The last readiness check and when it was made: `/ready` may be polled every few
+    /// seconds, and each check is an embedding (which a paid API bills).
+    last_check: std::sync::Arc<std::sync::Mutex<Option<Checked>>>,
 }
+
+/// A readiness check's answer and when it was had.
+type Checked = (std::time::Instant, Result<(), String>);
+
+/// How long a readiness check's answer is reused.
+const CHECK_REUSE: Duration = Duration::from_secs(15);
 
 /// What a text is to the model: e5-like models embed questions and passages differently.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,6 +136,7 @@ impl Embedder {
             // OpenAI's own API refuses fields it does not know.
             input_type: e.input_type && e.provider == "generic",
             max_retries: e.max_retries.max(1),
+            last_check: Default::default(),
         }))
     }
 
@@ -252,13 +262,22 @@ impl Embedder {
         }
     }
 
-    /// Whether the model answers: one short text embedded within `timeout`.
+    /// Whether the model answers: one short text embedded within `timeout` (an answer
+    /// younger than `CHECK_REUSE` is reused).
     pub async fn check(&self, timeout: Duration) -> Result<(), String> {
-        match tokio::time::timeout(timeout, self.call_once(&["ping".to_string()], Role::Query)).await {
+        let reuse = |guard: &Option<Checked>| {
+            guard.as_ref().filter(|(at, _)| at.elapsed() < CHECK_REUSE).map(|(_, r)| r.clone())
+        };
+        if let Some(result) = reuse(&self.last_check.lock().unwrap_or_else(|e| e.into_inner())) {
+            return result;
+        }
+        let result = match tokio::time::timeout(timeout, self.call_once(&["ping".to_string()], Role::Query)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
-        }
+        };
+        *self.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), result.clone()));
+        result
     }
 }
 
