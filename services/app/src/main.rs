@@ -211,6 +211,16 @@ async fn serve(config: Config) -> Result<()> {
             tracing::warn!("retrieval: keyword only: the database has no pgvector (see docs/operations.md)")
         }
     }
+    if embedder.is_some()
+        && vectors.is_some()
+        && let Ok(n) = weknora_app::db::documents::without_vectors(&pool).await
+        && n > 0
+    {
+        tracing::warn!(
+            documents = n,
+            "documents parsed before an embedding model was configured have no vectors: run `cargo xtask reindex` to give them some"
+        );
+    }
     let state = Arc::new(AppState {
         docreader,
         embedder,

@@ -128,3 +128,13 @@ pub async fn reparse(db: &Db, tenant: Uuid, id: Uuid, max_attempts: i32) -> Resu
     tx.commit().await?;
     Ok(true)
 }
+
+/// Parsed documents that have chunks but no vectors and none coming (added before an
+/// embedding model was configured): a reindex gives them vectors.
+pub async fn without_vectors(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM knowledge WHERE parse_status = 'completed' AND chunk_count > 0 AND vector_status = 'none'",
+    )
+    .fetch_one(db)
+    .await
+}
