@@ -643,8 +643,12 @@ impl Pull {
 
     /// Pulls the upstream third-party images (never ours: they are built here).
     fn pull(stack: &Stack, services: &[String]) -> Result<()> {
-        let upstream: Vec<&str> =
-            services.iter().map(String::as_str).filter(|s| !OURS.contains(s) && *s != "app-dev").collect();
+        // Ours, app-dev and the embedder (no registry has it) are built here, never pulled.
+        let upstream: Vec<&str> = services
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !OURS.contains(s) && !matches!(*s, "app-dev" | "embedder"))
+            .collect();
         let mut args = vec!["pull"];
         args.extend(&upstream);
         stack.run(&args).context(
