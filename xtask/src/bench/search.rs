@@ -75,7 +75,9 @@ fn free_port() -> Result<u16> {
 fn run_container(cleanup: &mut Cleanup, image: &str, port: u16, inner: u16, cpus: &str, env: &[&str]) -> Result<()> {
     let name = format!("weknora-bench-{}-{port}", std::process::id());
     let mut cmd = Command::new("docker");
-    cmd.args(["run", "-d", "--name", &name, "--cpuset-cpus", cpus, "-p", &format!("127.0.0.1:{port}:{inner}")]);
+    // Room in /dev/shm for the index build's maintenance_work_mem (Docker gives 64 MB).
+    cmd.args(["run", "-d", "--name", &name, "--cpuset-cpus", cpus, "--shm-size", "1g"]);
+    cmd.args(["-p", &format!("127.0.0.1:{port}:{inner}")]);
     for e in env {
         cmd.args(["-e", e]);
     }
