@@ -138,34 +138,25 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
     let scope = Scope { tenant: q.tenant, knowledge_bases: &wanted, knowledge_ids: q.knowledge_ids };
     // Each list offers more candidates than are answered, so that fusion has room to work.
     let candidates = (q.top_k * 2).max(20) as i64;
-    // The keyword search needs no vector: it runs while the question is being embedded.
-    let keyword = async {
-        if keywords.is_empty() {
-            Ok(Vec::new())
-        } else {
-            db::chunks::keyword_search(&state.db, &scope, &keywords, candidates).await
-        }
+    let keyword = if keywords.is_empty() {
+        Vec::new()
+    } else {
+        db::chunks::keyword_search(&state.db, &scope, &keywords, candidates).await?
     };
-    let question = async {
-        match (embedder, state.vectors) {
-            (Some(embedder), Some(_)) => Some(embedder.embed_query(q.query).await),
-            _ => None,
-        }
-    };
-    let (keyword, question) = tokio::join!(keyword, question);
-    let keyword = keyword?;
     let mut degraded = false;
-    let vector = match (question, state.vectors) {
-        (Some(Ok(question)), Some(how)) => {
-            let threshold = state.config.retrieval.vector_threshold;
-            Some(db::chunks::vector_search(&state.db, how, &scope, model, &question, candidates, threshold).await?)
-        }
-        (Some(Err(e)), _) => {
-            tracing::warn!(error = %e, "search: the embedding model failed; answering by keyword only");
-            notice = Some(format!("vector retrieval skipped: {e}"));
-            degraded = true;
-            None
-        }
+    let vector = match (embedder, state.vectors) {
+        (Some(embedder), Some(how)) => match embedder.embed_query(q.query).await {
+            Ok(question) => {
+                let threshold = state.config.retrieval.vector_threshold;
+                Some(db::chunks::vector_search(&state.db, how, &scope, model, &question, candidates, threshold).await?)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "search: the embedding model failed; answering by keyword only");
+                notice = Some(format!("vector retrieval skipped: {e}"));
+                degraded = true;
+                None
+            }
+        },
         _ => None,
     };
     let (hits, retrieval) = match vector {
