@@ -106,32 +106,27 @@ fn curl(port: &str, key: &str, args: &[&str], path: &str) -> (u16, Value) {
     (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
 }
 
-/// Waits for a document to be parsed; fails at once when parsing fails.
-fn wait_completed(port: &str, key: &str, doc_id: &str) {
+/// Waits until a document's `field` (parse_status, vector_status) is `completed`; fails at
+/// once when it is `failed`.
+fn wait_status(port: &str, key: &str, doc_id: &str, field: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (_, k) = curl(port, key, &[], &format!("/api/v1/knowledge/{doc_id}"));
-        match k["data"]["parse_status"].as_str() {
+        match k["data"][field].as_str() {
             Some("completed") => return,
-            Some("failed") => panic!("parsing failed: {k}"),
-            _ if Instant::now() > deadline => panic!("not completed after 120 s: {k}"),
+            Some("failed") => panic!("{field} failed: {k}"),
+            _ if Instant::now() > deadline => panic!("{field} not completed after 120 s: {k}"),
             _ => std::thread::sleep(Duration::from_millis(500)),
         }
     }
 }
 
-/// Waits for a document's vectors; fails at once when embedding fails.
+fn wait_completed(port: &str, key: &str, doc_id: &str) {
+    wait_status(port, key, doc_id, "parse_status");
+}
+
 fn wait_vectors(port: &str, key: &str, doc_id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, k) = curl(port, key, &[], &format!("/api/v1/knowledge/{doc_id}"));
-        match k["data"]["vector_status"].as_str() {
-            Some("completed") => return,
-            Some("failed") => panic!("embedding failed: {k}"),
-            _ if Instant::now() > deadline => panic!("no vectors after 120 s: {k}"),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
+    wait_status(port, key, doc_id, "vector_status");
 }
 
 fn assert_all_healthy(p: &Project, expected: &[&str]) {
