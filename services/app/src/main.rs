@@ -67,16 +67,8 @@ fn main() -> ExitCode {
         Command::Healthcheck { addr } => {
             healthcheck(&addr.unwrap_or_else(|| format!("127.0.0.1:{}", config.server.port)))
         }
-        Command::Migrate => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(migrate(config))),
-        Command::Reindex { kb } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(reindex(config, kb))),
+        Command::Migrate => one_off(migrate(config)),
+        Command::Reindex { kb } => one_off(reindex(config, kb)),
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -90,6 +82,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a one-off command (migrate, reindex) on a single-threaded runtime.
+fn one_off(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(work)
 }
 
 fn redis_url(config: &Config) -> String {
