@@ -87,3 +87,81 @@ export function uploadFile(kbId, file, onProgress) {
     xhr.send(form);
   });
 }
+
+/**
+ * A Server-Sent Events parser: feed it the stream's text piece by piece, however it was
+ * cut, and it calls `onEvent({event, data})` once per complete event (the `event:` and
+ * `data:` lines up to a blank line; several `data:` lines join with a newline; `:` lines
+ * are comments such as keep-alives).
+ */
+export function sseParser(onEvent) {
+  let buffer = '';
+  let event = '';
+  let data = [];
+  return (text) => {
+    buffer += text;
+    // Only whole lines: the rest waits for the next piece (a "\r" alone at the end too,
+    // as its "\n" may follow).
+    for (let end = buffer.indexOf('\n'); end >= 0; end = buffer.indexOf('\n')) {
+      const line = buffer.slice(0, end).replace(/\r$/, '');
+      buffer = buffer.slice(end + 1);
+      if (line === '') {
+        if (data.length) onEvent({ event: event || 'message', data: data.join('\n') });
+        event = '';
+        data = [];
+        continue;
+      }
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+    }
+  };
+}
+
+/**
+ * Asks a question in a chat session and calls `onFrame(frame)` with each frame of the
+ * streamed answer as it arrives; resolves with the last one (done: true). fetch rather than
+ * EventSource, which can neither POST nor send the key. A refusal before the stream (400,
+ * 404, 409, 429) throws an ApiError with the app's message; so does a stream that ends
+ * without its last frame. `signal` aborts the reading (AbortError), not the answer.
+ */
+export async function chat(sessionId, body, onFrame, signal) {
+  let response;
+  try {
+    response = await fetch(`/api/v1/knowledge-chat/${encodeURIComponent(sessionId)}`, {
+      method: 'POST',
+      headers: { 'X-API-Key': apiKey(), 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      body: JSON.stringify(body),
+      signal,
+    });
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(0, 'network', t('err.network'));
+  }
+  if (!response.ok) throw errorFrom(response.status, await response.text());
+  let last = null;
+  const feed = sseParser(({ data }) => {
+    const frame = JSON.parse(data);
+    onFrame(frame);
+    if (frame.done) last = frame;
+  });
+  // The decoder keeps a character cut between two pieces (Chinese is 3 bytes) whole.
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    let piece;
+    try {
+      piece = await reader.read();
+    } catch (error) {
+      if (error.name === 'AbortError') throw error;
+      throw new ApiError(0, 'network', t('err.streamCut'));
+    }
+    if (piece.done) break;
+    feed(piece.value);
+  }
+  feed('\n\n'); // a last frame without its blank line still counts
+  if (!last) throw new ApiError(0, 'network', t('err.streamCut'));
+  return last;
+}

@@ -3,9 +3,10 @@
 //   #/                     knowledge bases
 //   #/kb/<id>              a knowledge base's documents (upload, live status)
 //   #/kb/<id>/search?q=    search in it
-//   #/doc/<id>?page=       a document's chunks
+//   #/doc/<id>?page=&chunk= a document's chunks (the one a chat answer cited marked)
+//   #/chat/<id>            chat sessions, the chosen one's messages, asking
 
-import { api, apiKey, ApiError, setApiKey, signOut, uploadFile } from './api.js';
+import { api, apiKey, ApiError, chat, setApiKey, signOut, uploadFile } from './api.js';
 import { el, fill, highlight } from './dom.js';
 import { formatBytes, formatDate, language, setLanguage, t } from './i18n.js';
 
@@ -41,7 +42,9 @@ function fail(error) {
 
 function renderChrome() {
   const signedIn = Boolean(apiKey());
-  fill(document.getElementById('nav'), signedIn ? el('a', { href: '#/' }, t('nav.kbs')) : null);
+  fill(document.getElementById('nav'), signedIn
+    ? [el('a', { href: '#/', id: 'nav-kbs' }, t('nav.kbs')), el('a', { href: '#/chat', id: 'nav-chat' }, t('nav.chat'))]
+    : null);
   const lang = document.getElementById('lang');
   lang.textContent = t('lang.switch');
   const out = document.getElementById('sign-out');
@@ -386,11 +389,15 @@ async function searchView(kbId, params) {
 
 // ---------------------------------------------------------------- chunks
 
+/** Chunks per page in a document's view; a citation's link computes its page from it. */
+const CHUNKS_PER_PAGE = 20;
+
 async function chunksView(docId, params) {
   const page = Math.max(1, Number(params.get('page')) || 1);
+  const cited = params.has('chunk') ? Number(params.get('chunk')) : null;
   const [{ data: doc }, list] = await Promise.all([
     api('GET', `/knowledge/${docId}`),
-    api('GET', `/chunks/${docId}?page=${page}&page_size=20`),
+    api('GET', `/chunks/${docId}?page=${page}&page_size=${CHUNKS_PER_PAGE}`),
   ]);
   fill(view,
     el('p', {}, el('a', { href: `#/kb/${doc.knowledge_base_id}` }, '← ', t('chunks.back'))),
@@ -399,11 +406,299 @@ async function chunksView(docId, params) {
       doc.error ? el('span', { class: 'error-text' }, doc.error) : null,
       doc.vector_error ? el('span', { class: 'error-text' }, doc.vector_error) : null),
     list.total
-      ? el('ol', { class: 'chunks', id: 'chunks' }, list.data.map((c) => el('li', { class: 'card' },
-        el('div', { class: 'muted' }, t('chunks.position', { n: c.position + 1 })),
+      ? el('ol', { class: 'chunks', id: 'chunks' }, list.data.map((c) => el('li',
+        { class: c.position === cited ? 'card cited' : 'card', id: `chunk-${c.position}` },
+        el('div', { class: 'muted' }, t('chunks.position', { n: c.position + 1 }),
+          c.position === cited ? [' · ', t('chunks.cited')] : null),
         el('pre', {}, c.content))))
       : el('p', { class: 'muted' }, t('chunks.empty')),
     pager(list, (p) => { location.hash = `#/doc/${docId}?page=${p}`; }));
+  if (cited !== null) document.getElementById(`chunk-${cited}`)?.scrollIntoView({ block: 'center' });
+}
+
+/** Where a cited passage is: its document's chunks, on the page that shows it, marked. */
+function passageHref(hit) {
+  const page = Math.floor(hit.chunk_index / CHUNKS_PER_PAGE) + 1;
+  return `#/doc/${hit.knowledge_id}?page=${page}&chunk=${hit.chunk_index}`;
+}
+
+// ---------------------------------------------------------------- chat
+
+/** Messages loaded at a time; older ones come with "Earlier messages". */
+const MESSAGES_PER_LOAD = 50;
+/** `[n]` in an answer cites the n-th of the answer's references. */
+const CITATION = /\[(\d+)\]/g;
+
+async function chatView(sessionId) {
+  const [{ data: kbs }, sessions, session, stored] = await Promise.all([
+    api('GET', '/knowledge-bases'),
+    api('GET', '/sessions?page=1&page_size=100'),
+    sessionId ? api('GET', `/sessions/${sessionId}`).then((r) => r.data) : null,
+    sessionId ? api('GET', `/sessions/${sessionId}/messages?limit=${MESSAGES_PER_LOAD}`).then((r) => r.data) : [],
+  ]);
+  /** The session asked in; none until the first question of a new conversation. */
+  let current = session;
+  /** Reads the answer streaming in; aborted when the view is left (the answer goes on). */
+  let reading = null;
+  let alive = true;
+  stopRefresh = () => { alive = false; reading?.abort(); };
+
+  const title = el('h1', { id: 'chat-title' }, current?.title || t('chat.new'));
+  const list = el('ul', { class: 'sessions', id: 'session-list' });
+  const showSessions = (items) => {
+    fill(list, items.length ? items.map(sessionItem) : el('li', { class: 'muted' }, t('chat.noSessions')));
+    const mine = current && items.find((s) => s.id === current.id);
+    if (mine) title.textContent = mine.title || t('chat.new');
+  };
+  const refreshSessions = () => api('GET', '/sessions?page=1&page_size=100')
+    .then((r) => { if (alive) showSessions(r.data); })
+    .catch(fail);
+  const sessionItem = (s) => el('li', { class: s.id === current?.id ? 'active' : null, 'data-session-id': s.id },
+    el('a', { href: `#/chat/${s.id}`, class: 'grow' }, s.title || t('chat.untitled')),
+    el('button', { type: 'button', class: 'link danger session-delete', title: t('chat.delete'),
+      'aria-label': t('chat.delete'), onclick: () => deleteSession(s) }, '×'));
+  const deleteSession = async (s) => {
+    if (!confirm(t('chat.confirmDelete', { name: s.title || t('chat.untitled') }))) return;
+    try {
+      await api('DELETE', `/sessions/${s.id}`);
+      if (s.id === current?.id) {
+        // Without a hashchange, whose handler would clear the notice below.
+        history.replaceState(null, '', '#/chat');
+        await render();
+      } else {
+        await refreshSessions();
+      }
+      flash(t('chat.deleted', { name: s.title || t('chat.untitled') }), 'notice');
+    } catch (error) {
+      fail(error);
+    }
+  };
+  showSessions(sessions.data);
+
+  const messages = el('ol', { class: 'messages', id: 'messages' }, stored.map(storedMessageView));
+  const empty = stored.length ? null : el('p', { class: 'muted', id: 'chat-empty' }, t('chat.empty'));
+  let oldest = stored[0];
+  const earlier = el('button', { type: 'button', class: 'link', id: 'chat-earlier',
+    hidden: stored.length < MESSAGES_PER_LOAD }, t('chat.earlier'));
+  earlier.addEventListener('click', async () => {
+    try {
+      const q = new URLSearchParams({ limit: MESSAGES_PER_LOAD, before_time: oldest.created_at });
+      const { data } = await api('GET', `/sessions/${current.id}/messages?${q}`);
+      messages.prepend(...data.map(storedMessageView));
+      oldest = data[0] || oldest;
+      earlier.hidden = data.length < MESSAGES_PER_LOAD;
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+  if (kbs.length === 0) {
+    fill(view, el('div', { class: 'chat' }, sessionPanel(list),
+      el('section', { class: 'conversation' }, title, earlier, messages,
+        el('p', { class: 'card', id: 'chat-no-kb' }, t('chat.noKb'), ' ', el('a', { href: '#/' }, t('chat.createKb'))))));
+    return;
+  }
+  const kb = el('select', { id: 'chat-kb' }, kbs.map((k) =>
+    el('option', { value: k.id, selected: k.id === current?.knowledge_base_id }, k.name)));
+  kb.addEventListener('change', () => {
+    if (current) api('PUT', `/sessions/${current.id}`, { knowledge_base_id: kb.value }).catch(fail);
+  });
+  const query = el('textarea', { id: 'chat-query', rows: 3, required: true, placeholder: t('chat.placeholder') });
+  const send = el('button', { type: 'submit', id: 'chat-send' }, t('chat.send'));
+  const stop = el('button', { type: 'button', id: 'chat-stop', class: 'danger' }, t('chat.stop'));
+  const problem = el('p', { class: 'error-text', id: 'chat-error', role: 'alert' });
+  const form = el('form', { class: 'card', id: 'ask' },
+    el('label', {}, t('chat.kb'), ' ', kb),
+    el('label', { for: 'chat-query' }, t('chat.question')), query,
+    problem,
+    el('div', { class: 'row' }, send, stop));
+  const streaming = (on) => {
+    send.disabled = on;
+    stop.hidden = !on;
+    stop.disabled = false;
+  };
+  // An answer still being written (asked in another tab, or before a reload) can be stopped too.
+  stop.hidden = stored.at(-1)?.status !== 'streaming';
+
+  // Enter asks, Shift+Enter starts a new line; not while an input method is composing
+  // (Chinese is typed that way, and Enter picks the characters).
+  query.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  stop.addEventListener('click', async () => {
+    stop.disabled = true;
+    try {
+      await api('POST', `/sessions/${current.id}/stop`);
+      // Here the stream's last frame says it stopped; an answer streaming elsewhere is reloaded.
+      if (!reading) await render();
+    } catch (error) {
+      fail(error);
+    }
+  });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const question = query.value.trim();
+    if (!question || reading) return;
+    problem.textContent = '';
+    try {
+      if (!current) {
+        current = (await api('POST', '/sessions', { knowledge_base_id: kb.value })).data;
+        // The address names the new session without rendering the page again.
+        history.replaceState(null, '', `#/chat/${current.id}`);
+      }
+    } catch (error) {
+      return fail(error);
+    }
+    const asked = userMessageView(question);
+    const answer = answerView();
+    empty?.remove();
+    messages.append(asked, answer.node);
+    answer.node.scrollIntoView({ block: 'nearest' });
+    query.value = '';
+    reading = new AbortController();
+    streaming(true);
+    let started = false;
+    try {
+      await chat(current.id, { query: question, knowledge_base_ids: [kb.value] },
+        (frame) => {
+          started = true;
+          // Follow the answer as it grows, unless the reader scrolled up to read something else.
+          const following = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+          answer.take(frame);
+          if (following) window.scrollTo(0, document.body.scrollHeight);
+        }, reading.signal);
+    } catch (error) {
+      if (error.name === 'AbortError') return;
+      if (error.status === 401) return fail(error);
+      if (started) {
+        answer.finish({ status: 'failed', error: error.message });
+      } else {
+        // Refused before any answer (409 one is running, 429 too many): nothing was
+        // asked, so the question goes back into the box to try again.
+        asked.remove();
+        answer.node.remove();
+        query.value = question;
+        problem.textContent = error.message;
+      }
+    } finally {
+      reading = null;
+      if (alive) {
+        streaming(false);
+        refreshSessions();
+      }
+    }
+  });
+
+  fill(view, el('div', { class: 'chat' }, sessionPanel(list),
+    el('section', { class: 'conversation' }, title, earlier, messages, empty, form)));
+  if (stored.length) messages.lastElementChild.scrollIntoView({ block: 'nearest' });
+  query.focus();
+}
+
+function sessionPanel(list) {
+  return el('aside', { class: 'card session-panel' },
+    el('a', { class: 'button', href: '#/chat', id: 'chat-new' }, t('chat.new')),
+    el('h2', {}, t('chat.sessions')),
+    list);
+}
+
+function userMessageView(text) {
+  return el('li', { class: 'message user' }, el('p', { class: 'question' }, text));
+}
+
+function storedMessageView(m) {
+  if (m.role === 'user') return userMessageView(m.content);
+  const answer = answerView();
+  answer.references(m.knowledge_references);
+  answer.append(m.content);
+  answer.finish(m);
+  return answer.node;
+}
+
+/**
+ * An assistant's answer on the page: filled at once from a stored message, or frame by
+ * frame while one streams (`take`). The model's text only ever goes in as text nodes; each
+ * `[n]` naming one of the answer's references becomes a button that opens that passage.
+ */
+function answerView() {
+  const text = el('div', { class: 'answer-text' });
+  const status = el('p', { class: 'answer-status muted' }, t('chat.searching'));
+  const sources = el('ul', { class: 'references' });
+  const node = el('li', { class: 'message assistant', 'data-status': 'streaming' }, text, status, sources);
+  let content = '';
+  let references = [];
+
+  const open = (n) => {
+    const details = sources.children[n - 1].querySelector('details');
+    details.open = true;
+    details.scrollIntoView({ block: 'nearest' });
+  };
+  // The whole text again at every piece: a citation may arrive cut in two ("[" then "1]").
+  const show = () => {
+    const parts = [];
+    let last = 0;
+    for (const match of content.matchAll(CITATION)) {
+      const n = Number(match[1]);
+      if (n < 1 || n > references.length) continue;
+      parts.push(content.slice(last, match.index));
+      parts.push(el('button', { type: 'button', class: 'cite', 'data-n': n,
+        title: references[n - 1].knowledge_title, onclick: () => open(n) }, match[0]));
+      last = match.index + match[0].length;
+    }
+    parts.push(content.slice(last));
+    fill(text, parts);
+  };
+
+  const answer = {
+    node,
+    references(hits) {
+      references = hits || [];
+      fill(sources, references.map(referenceView));
+      show();
+    },
+    append(piece) {
+      content += piece;
+      show();
+    },
+    /** The end: how it ended and what answered, from a stored message or a last frame. */
+    finish({ status: outcome, answer_kind: kind, model, error, duration_ms: ms }) {
+      node.dataset.status = outcome;
+      const extractive = kind === 'extractive';
+      fill(status,
+        outcome === 'stopped' ? el('span', { class: 'stopped' }, t('chat.stopped')) : null,
+        outcome === 'failed' ? el('span', { class: 'error-text' }, error || t('chat.failed')) : null,
+        outcome === 'streaming' ? el('span', {}, t('chat.stillWriting')) : null,
+        kind ? el('span', { class: 'model', 'data-answer-kind': kind },
+          extractive ? t('chat.extractive') : t('chat.answeredBy', { model })) : null,
+        ms ? el('span', {}, t('chat.seconds', { s: (ms / 1000).toFixed(1) })) : null);
+      if (extractive) node.insertBefore(el('p', { class: 'extractive-note' }, t('chat.noModel')), sources);
+    },
+    /** One frame of the stream (see the chat API contract). */
+    take(frame) {
+      if (frame.response_type === 'references') {
+        answer.references(frame.knowledge_references);
+        status.textContent = t('chat.writing');
+      } else if (frame.response_type === 'answer') {
+        if (frame.content) answer.append(frame.content);
+        if (frame.done) answer.finish(frame.data || { status: 'completed' });
+      } else if (frame.response_type === 'error') {
+        answer.finish({ ...frame.data, status: 'failed', error: frame.content });
+      }
+    },
+  };
+  return answer;
+}
+
+function referenceView(hit, i) {
+  return el('li', { class: 'reference' },
+    el('details', {},
+      el('summary', {}, el('span', { class: 'ref-n' }, `[${i + 1}]`), ' ', hit.knowledge_title || hit.knowledge_filename,
+        el('span', { class: 'muted' }, ' · ', t('chunks.position', { n: hit.chunk_index + 1 }))),
+      el('p', { class: 'passage' }, hit.content),
+      el('a', { class: 'ref-doc', href: passageHref(hit) }, t('chat.openDocument'))));
 }
 
 // ---------------------------------------------------------------- routing
@@ -421,6 +716,7 @@ async function render() {
     if (parts[0] === 'kb' && parts[1] && parts[2] === 'search') await searchView(parts[1], params);
     else if (parts[0] === 'kb' && parts[1]) await documentsView(parts[1]);
     else if (parts[0] === 'doc' && parts[1]) await chunksView(parts[1], params);
+    else if (parts[0] === 'chat') await chatView(parts[1]);
     else await kbListView();
   } catch (error) {
     fail(error);

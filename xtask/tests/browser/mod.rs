@@ -122,8 +122,9 @@ impl Session {
 
 /// Signs in (a wrong key first), creates a knowledge base, uploads two documents with an
 /// empty and an oversize file at once, watches them reach `completed`, browses chunks, and searches in
-/// English and Chinese with the matches highlighted; then switches the interface to
-/// Chinese and deletes the knowledge base.
+/// English and Chinese with the matches highlighted; asks the documents a question in the
+/// chat and follows the answer's citation to its passage and document; then rebuilds the
+/// vectors and deletes the knowledge base.
 pub fn walk_through_the_ui(frontend_port: &str, api_key: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(walk(frontend_port, api_key));
@@ -253,9 +254,13 @@ async fn steps(s: &mut Session, api_key: &str) {
     assert!(!passage.contains("restore"), "only the Chinese document matches: {passage}");
     s.shot("search-chinese").await;
 
-    // Back in English: delete the knowledge base (after a confirmation).
+    // Back in English.
     s.click("#lang").await;
     s.wait_for_text("#tab-search", "Search").await;
+
+    chat(s, &kb_id).await;
+    s.click("#nav-kbs").await;
+    s.click(&format!("#kb-list [data-kb-id='{kb_id}'] a.kb-name")).await;
 
     // The knowledge base says which model made its vectors, and can have them made again.
     s.wait_for_text("#kb-embedding", "multilingual-e5-small-q4 (384 dimensions)").await;
@@ -264,7 +269,8 @@ async fn steps(s: &mut Session, api_key: &str) {
     let notice = s.wait_for_text("#flash .notice", "new vectors").await;
     assert!(notice.contains("2 documents are getting new vectors"), "{notice}");
     s.shot("reindex").await;
-    s.click("#nav a").await;
+    // Delete the knowledge base (after a confirmation).
+    s.click("#nav-kbs").await;
     s.click(&format!("#kb-list [data-kb-id='{kb_id}'] .kb-delete")).await;
     s.client.accept_alert().await.unwrap();
     let notice = s.css("#flash .notice").await.text().await.unwrap();
@@ -272,6 +278,60 @@ async fn steps(s: &mut Session, api_key: &str) {
     let left = s.client.find_all(Locator::Css(&format!("[data-kb-id='{kb_id}']"))).await.unwrap();
     assert!(left.is_empty(), "the deleted knowledge base is still listed");
     s.shot("deleted").await;
+}
+
+/// A question in the chat about the uploaded documents. The stack has no chat model, so the
+/// answer is the extractive one (the best passages, each cited `[n]`) with a note saying how
+/// to add a model; a citation opens its passage, and the passage's link its document.
+async fn chat(s: &mut Session, kb_id: &str) {
+    s.click("#nav-chat").await;
+    s.css("#chat-empty").await;
+    s.css("#chat-kb").await.select_by_value(kb_id).await.unwrap();
+    s.type_into("#chat-query", "When is the restore drill?").await;
+    s.click("#ask button[type=submit]").await;
+    // The answer streams in; its last frame marks it completed.
+    let answer = s.css("#messages li.assistant[data-status=completed] .answer-text").await.text().await.unwrap();
+    assert!(answer.contains("verified by a restore drill every Friday"), "{answer}");
+    let cited = s.texts("#messages .answer-text button.cite", 1).await;
+    assert_eq!(cited[0], "[1]", "the first passage is cited as a button: {cited:?}");
+    let kind = s.css("#messages .answer-status .model").await;
+    assert_eq!(kind.attr("data-answer-kind").await.unwrap().as_deref(), Some("extractive"));
+    assert_eq!(kind.text().await.unwrap(), "Passages found, no written answer");
+    let note = s.css("#messages .extractive-note").await.text().await.unwrap();
+    for how in ["No chat model is configured", "LLM_BASE_URL", "/api/v1/models", "cargo xtask start --ollama"] {
+        assert!(note.contains(how), "the note says how to add a chat model ({how}): {note}");
+    }
+    // The question made a session, which took it as its title.
+    let url = s.client.current_url().await.unwrap();
+    let session = url.fragment().and_then(|f| f.strip_prefix("/chat/")).expect("on the new session's page").to_string();
+    let listed = format!("#session-list [data-session-id='{session}']");
+    s.wait_for_text(&format!("{listed}.active"), "When is the restore drill?").await;
+    s.shot("chat-answer").await;
+
+    // The citation opens its passage, and the passage's link the document at that chunk.
+    s.click("#messages .answer-text button.cite[data-n='1']").await;
+    let passage = s.wait_for_text(".reference details[open] .passage", "restore drill").await;
+    assert!(passage.contains("verified by a restore drill every Friday"), "{passage}");
+    s.shot("chat-citation").await;
+    s.click(".reference details[open] a.ref-doc").await;
+    s.wait_for_text("#chunks li.cited", "restore drill every Friday").await;
+    s.shot("chat-cited-chunk").await;
+
+    // The conversation again from the list: the stored question and answer, citations kept.
+    s.click("#nav-chat").await;
+    s.click(&format!("{listed} a")).await;
+    s.wait_for_text("#messages li.user", "When is the restore drill?").await;
+    s.css("#messages li.assistant[data-status=completed] .answer-text button.cite").await;
+    s.css("#messages .extractive-note").await;
+
+    // Deleted after a confirmation.
+    s.click(&format!("{listed} .session-delete")).await;
+    s.client.accept_alert().await.unwrap();
+    let notice = s.wait_for_text("#flash .notice", "Deleted the conversation").await;
+    assert!(notice.contains("When is the restore drill?"), "{notice}");
+    s.css("#chat-empty").await;
+    let left = s.client.find_all(Locator::Css(&listed)).await.unwrap();
+    assert!(left.is_empty(), "the deleted session is still listed");
 }
 
 const RECOVERY_MD: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs at 02:00 and is \
