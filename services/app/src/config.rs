@@ -126,6 +126,34 @@ pub struct Embedding {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Models {
     pub ollama_base_url: String,
+    /// Encrypts the API keys tenants store for their models (MODELS_ENCRYPTION_KEY).
+    pub encryption_key: Secret,
+}
+
+/// The built-in chat model and how answers are made.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Chat {
+    /// openai | generic (any OpenAI-compatible server) | ollama
+    pub provider: String,
+    /// Empty: no built-in chat model; answers are extractive unless a tenant adds a model
+    /// (Ollama's: OLLAMA_BASE_URL).
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Secret,
+    pub connect_timeout_secs: u64,
+    /// Longest wait for the model's first piece of the answer.
+    pub first_token_timeout_secs: u64,
+    /// Longest answer, from the question to the last piece.
+    pub total_timeout_secs: u64,
+    /// Answers a tenant may have streaming at once.
+    pub max_concurrent_per_tenant: u32,
+    /// Earlier questions and answers of the session put into the prompt.
+    pub history_turns: u32,
+    /// Passages and history given to the model, in (estimated) tokens.
+    pub context_tokens: u32,
+    /// Longest answer asked of the model, in tokens.
+    pub max_answer_tokens: u32,
+    pub temperature: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +183,7 @@ pub struct Config {
     pub retrieval: Retrieval,
     pub embedding: Embedding,
     pub models: Models,
+    pub chat: Chat,
     pub graph: Graph,
     pub log: Log,
 }
@@ -181,6 +210,11 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("DOCREADER_ADDR", "docreader.addr"),
     ("GRPC_AUTH_TOKEN", "docreader.auth_token"),
     ("OLLAMA_BASE_URL", "models.ollama_base_url"),
+    ("MODELS_ENCRYPTION_KEY", "models.encryption_key"),
+    ("LLM_PROVIDER", "chat.provider"),
+    ("LLM_BASE_URL", "chat.base_url"),
+    ("LLM_MODEL_NAME", "chat.model"),
+    ("LLM_API_KEY", "chat.api_key"),
     ("EMBEDDING_PROVIDER", "embedding.provider"),
     ("EMBEDDING_BASE_URL", "embedding.base_url"),
     ("EMBEDDING_MODEL_NAME", "embedding.model"),
@@ -251,6 +285,15 @@ impl Config {
     /// ollama provider; empty when there is none.
     pub fn embedding_base_url(&self) -> &str {
         match (&self.embedding.base_url[..], &self.embedding.provider[..]) {
+            ("", "ollama") => &self.models.ollama_base_url,
+            (url, _) => url,
+        }
+    }
+
+    /// Where the built-in chat model is served: LLM_BASE_URL, or OLLAMA_BASE_URL for the
+    /// ollama provider; empty when there is none.
+    pub fn chat_base_url(&self) -> &str {
+        match (&self.chat.base_url[..], &self.chat.provider[..]) {
             ("", "ollama") => &self.models.ollama_base_url,
             (url, _) => url,
         }
@@ -345,6 +388,19 @@ impl Config {
         if e.dimensions > 16000 {
             return Err(format!("EMBEDDING_DIMENSION={} is larger than pgvector's 16000", e.dimensions));
         }
+        let c = &self.chat;
+        if !matches!(c.provider.as_str(), "openai" | "generic" | "ollama") {
+            return Err(format!("LLM_PROVIDER=`{}` is not one of openai, generic, ollama", c.provider));
+        }
+        if !self.chat_base_url().is_empty() && c.model.is_empty() {
+            return Err("LLM_BASE_URL is set but LLM_MODEL_NAME is not: name the chat model".into());
+        }
+        if c.first_token_timeout_secs == 0 || c.total_timeout_secs == 0 || c.connect_timeout_secs == 0 {
+            return Err("chat.connect_timeout_secs, chat.first_token_timeout_secs and chat.total_timeout_secs must be at least 1".into());
+        }
+        if c.max_concurrent_per_tenant == 0 || c.context_tokens < 256 || c.max_answer_tokens == 0 {
+            return Err("chat.max_concurrent_per_tenant and chat.max_answer_tokens must be at least 1, chat.context_tokens at least 256".into());
+        }
         if self.database.user.is_empty() || self.database.name.is_empty() {
             return Err("DB_USER and DB_NAME must be set".into());
         }
@@ -416,15 +472,29 @@ mod tests {
         assert!(load(&[("EMBEDDING_PROVIDER", "cohere")]).unwrap_err().contains("EMBEDDING_PROVIDER=`cohere`"));
         assert!(load(&[("EMBEDDING_BASE_URL", "http://e:8000")]).unwrap_err().contains("EMBEDDING_MODEL_NAME"));
         assert!(load(&[("BATCH_EMBED_SIZE", "0")]).unwrap_err().contains("BATCH_EMBED_SIZE"));
+        let c = load(&[("LLM_PROVIDER", "ollama"), ("OLLAMA_BASE_URL", "http://o:11434"), ("LLM_MODEL_NAME", "qwen")])
+            .unwrap();
+        assert_eq!(c.chat_base_url(), "http://o:11434");
+        assert_eq!(load(&[]).unwrap().chat_base_url(), "", "no chat model by default");
+        assert!(load(&[("LLM_BASE_URL", "http://llm:8000")]).unwrap_err().contains("LLM_MODEL_NAME"));
+        assert!(load(&[("LLM_PROVIDER", "claude")]).unwrap_err().contains("LLM_PROVIDER=`claude`"));
         let c = load(&[("EMBEDDING_QUERY_PREFIX", "query: ")]).unwrap();
         assert_eq!(c.embedding.query_prefix, "query: ", "the trailing space is kept");
     }
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let c = load(&[("DB_PASSWORD", "hunter2"), ("GRPC_AUTH_TOKEN", "tok3n"), ("EMBEDDING_API_KEY", "sk-live-1")])
-            .unwrap();
+        let c = load(&[
+            ("DB_PASSWORD", "hunter2"),
+            ("GRPC_AUTH_TOKEN", "tok3n"),
+            ("EMBEDDING_API_KEY", "sk-live-1"),
+            ("LLM_API_KEY", "sk-chat-2"),
+            ("MODELS_ENCRYPTION_KEY", "enc-key-3"),
+        ])
+        .unwrap();
         let debug = format!("{c:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("tok3n") && !debug.contains("sk-live"), "{debug}");
+        for secret in ["hunter2", "tok3n", "sk-live", "sk-chat", "enc-key"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::remote::{excerpt, without_url};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbedError {
@@ -96,16 +97,6 @@ fn endpoint(protocol: Protocol, base: &str) -> String {
     }
 }
 
-/// A short, single-line excerpt of an error body for a message.
-fn excerpt(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 200 {
-        format!("{}…", one_line.chars().take(200).collect::<String>())
-    } else {
-        one_line
-    }
-}
-
 impl Embedder {
     /// The configured model, or None when no embedding model is configured.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Embedder>> {
@@ -115,13 +106,8 @@ impl Embedder {
         }
         let e = &config.embedding;
         let protocol = if e.provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi };
-        // reqwest's TLS (https endpoints) needs the process-wide crypto provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(e.timeout_secs))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|err| anyhow::anyhow!("the embedding client cannot be built: {err}"))?;
+        let http = crate::remote::client(Duration::from_secs(5), Some(Duration::from_secs(e.timeout_secs)))
+            .map_err(|err| anyhow::anyhow!("the embedding client: {err}"))?;
         Ok(Some(Embedder {
             http,
             protocol,
@@ -281,24 +267,6 @@ impl Embedder {
     }
 }
 
-/// reqwest's error without the URL it carries (the message names the base already).
-fn without_url(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut reason = String::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        reason = s.to_string();
-        source = s.source();
-    }
-    if e.is_timeout() {
-        "timed out".into()
-    } else if reason.is_empty() {
-        e.to_string()
-    } else {
-        reason
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,11 +276,5 @@ mod tests {
         assert_eq!(endpoint(Protocol::OpenAi, "http://embedder:8000"), "http://embedder:8000/v1/embeddings");
         assert_eq!(endpoint(Protocol::OpenAi, "https://api.openai.com/v1/"), "https://api.openai.com/v1/embeddings");
         assert_eq!(endpoint(Protocol::Ollama, "http://ollama:11434"), "http://ollama:11434/api/embed");
-    }
-
-    #[test]
-    fn excerpts_are_short_and_on_one_line() {
-        assert_eq!(excerpt("a\n  b"), "a b");
-        assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 201);
     }
 }

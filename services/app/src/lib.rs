@@ -4,17 +4,23 @@
 //! `ingest` (the background workers) and `cache` -> `state` -> `db` (every SQL statement),
 //! `docreader`, `storage`, `chunker`, `metrics`, `config`.
 
+pub mod answers;
 pub mod api;
 pub mod cache;
+pub mod chat;
 pub mod chunker;
 pub mod config;
+pub mod crypt;
 pub mod db;
 pub mod docreader;
 pub mod embedding;
 pub mod error;
 pub mod ingest;
 pub mod keys;
+pub mod llm;
 pub mod metrics;
+pub mod prompt;
+pub mod remote;
 pub mod retrieval;
 pub mod state;
 pub mod storage;

@@ -222,7 +222,24 @@ async fn serve(config: Config) -> Result<()> {
             "documents parsed before an embedding model was configured have no vectors: run `cargo xtask reindex` to give them some"
         );
     }
+    let chat_model = weknora_app::chat::built_in(&config)?;
+    match &chat_model {
+        Some(m) => tracing::info!(model = m.name(), at = config.chat_base_url(), "chat: the built-in model answers"),
+        None => tracing::info!(
+            "chat: no built-in model (LLM_BASE_URL): answers are extractive unless a tenant adds a model"
+        ),
+    }
+    match weknora_app::db::sessions::abandon_stale(&pool, config.chat.total_timeout_secs + 60).await {
+        Ok(n) if n > 0 => {
+            tracing::warn!(answers = n, "chat: answers left streaming by a stopped app are marked failed")
+        }
+        _ => {}
+    }
+    let sealer = weknora_app::crypt::Sealer::new(&config.models.encryption_key.0);
     let state = Arc::new(AppState {
+        chat_model,
+        sealer,
+        answers: Default::default(),
         docreader,
         embedder,
         vectors,

@@ -12,6 +12,10 @@
 //! | weknora_ingest_duration_seconds | histogram | outcome |
 //! | weknora_ingest_queue | gauge, read at each scrape | state: queued, running |
 //! | weknora_search_cache_total | counter | result: hit, miss |
+//! | weknora_chat_answers_total | counter | outcome: completed, stopped, failed; kind: model, extractive |
+//! | weknora_chat_first_token_seconds | histogram | kind |
+//! | weknora_chat_answer_seconds | histogram | outcome, kind |
+//! | weknora_chat_model_errors_total | counter | code: model_unreachable, model_error, model_timeout |
 
 use std::time::{Duration, Instant};
 
@@ -57,4 +61,19 @@ pub fn ingest_finished(outcome: &'static str, started: Instant) {
 /// A search answered from the cache, or not.
 pub fn search_cache(hit: bool) {
     metrics::counter!("weknora_search_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// An answer ended: counted by outcome and kind, timed to its first piece and its end.
+pub fn chat_answer(outcome: &'static str, kind: &'static str, first_token: Option<Duration>, elapsed: Duration) {
+    metrics::counter!("weknora_chat_answers_total", "outcome" => outcome, "kind" => kind).increment(1);
+    if let Some(first) = first_token {
+        metrics::histogram!("weknora_chat_first_token_seconds", "kind" => kind).record(first.as_secs_f64());
+    }
+    metrics::histogram!("weknora_chat_answer_seconds", "outcome" => outcome, "kind" => kind)
+        .record(elapsed.as_secs_f64());
+}
+
+/// The chat model failed an answer.
+pub fn chat_model_error(code: &'static str) {
+    metrics::counter!("weknora_chat_model_errors_total", "code" => code).increment(1);
 }

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::answers::Answers;
 use crate::config::Config;
+use crate::crypt::Sealer;
 use crate::db::chunks::VectorSearch;
 use crate::docreader::Docreader;
 use crate::embedding::Embedder;
+use crate::llm::ChatModel;
 
 pub struct AppState {
     pub config: Config,
@@ -23,6 +26,12 @@ pub struct AppState {
     pub embedder: Option<Embedder>,
     /// How vectors are searched, when the database has pgvector.
     pub vectors: Option<VectorSearch>,
+    /// The built-in chat model (LLM_*), when one is configured.
+    pub chat_model: Option<ChatModel>,
+    /// Opens and seals the API keys of tenants' models.
+    pub sealer: Sealer,
+    /// The answers streaming now.
+    pub answers: Answers,
     pub jieba: jieba_rs::Jieba,
     /// Wakes an idle ingest worker when a job is queued.
     pub new_job: tokio::sync::Notify,

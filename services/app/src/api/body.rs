@@ -83,6 +83,14 @@ impl<T: Serialize> Page<T> {
     }
 }
 
+/// For `Option<Option<T>>` fields: absent -> None (keep), `null` -> Some(None) (clear),
+/// a value -> Some(Some(value)). Use with `#[serde(default, deserialize_with = ...)]`.
+pub fn some_or_null<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// What a delete answers: `{"id": ..., "deleted": true}`.
 #[derive(Serialize)]
 pub struct Deleted {

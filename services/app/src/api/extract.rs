@@ -12,6 +12,9 @@ use crate::db;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
+/// The header that carries each request's id (set when the client sends none).
+pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
 /// The caller, as its API key says.
 #[derive(Debug, Clone)]
 pub struct Caller {

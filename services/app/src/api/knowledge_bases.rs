@@ -35,6 +35,9 @@ struct Settings {
     retrieval_top_k: Option<i32>,
     keyword_threshold: Option<f32>,
     vector_threshold: Option<f32>,
+    /// The tenant's chat model for this knowledge base; null: the built-in one.
+    #[serde(default, deserialize_with = "super::body::some_or_null")]
+    summary_model_id: Option<Option<Uuid>>,
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -88,6 +91,21 @@ fn apply(kb: &mut KnowledgeBase, s: Settings) {
     if let Some(v) = s.vector_threshold {
         kb.vector_threshold = v;
     }
+    if let Some(v) = s.summary_model_id {
+        kb.summary_model_id = v;
+    }
+}
+
+/// A chosen chat model must be one of the tenant's chat models.
+async fn check_model(state: &AppState, caller: &Caller, kb: &KnowledgeBase) -> Result<(), ApiError> {
+    if let Some(id) = kb.summary_model_id {
+        match db::models::get(&state.db, caller.tenant_id, id).await? {
+            Some(m) if m.kind == "chat" => {}
+            Some(_) => return Err(ApiError::bad_request("summary_model_id", "this model is not a chat model")),
+            None => return Err(ApiError::bad_request("summary_model_id", "no such model of this tenant")),
+        }
+    }
+    Ok(())
 }
 
 /// Ok when the knowledge base exists and is the caller's tenant's.
@@ -127,11 +145,13 @@ async fn create(
         vector_threshold: defaults.retrieval.vector_threshold as f32,
         embedding_model: None,
         embedding_dimensions: None,
+        summary_model_id: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };
     apply(&mut kb, body);
     validate(&kb)?;
+    check_model(&state, &caller, &kb).await?;
     let created =
         db::knowledge_bases::create(&state.db, caller.tenant_id, &kb).await.map_err(ApiError::unique(NAME_TAKEN))?;
     Ok(Envelope::created(created))
@@ -154,6 +174,7 @@ async fn update(
     let mut kb = fetch(&state, &caller, id).await?;
     apply(&mut kb, body);
     validate(&kb)?;
+    check_model(&state, &caller, &kb).await?;
     let updated = db::knowledge_bases::update(&state.db, caller.tenant_id, &kb)
         .await
         .map_err(ApiError::unique(NAME_TAKEN))?

@@ -2,10 +2,13 @@
 //! metrics and the JSON fallback. Nothing imports this module but `main`.
 
 mod body;
+mod chat;
 mod documents;
 mod extract;
 mod knowledge_bases;
+mod models;
 mod search;
+mod sessions;
 mod system;
 mod tenants;
 
@@ -13,7 +16,6 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -22,7 +24,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use extract::REQUEST_ID;
 
 pub fn router(state: SharedState) -> Router {
     let max_file_bytes = (state.config.server.max_file_size_mb << 20) as usize;
@@ -32,6 +34,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(knowledge_bases::routes())
         .merge(documents::routes(max_file_bytes))
         .merge(search::routes())
+        .merge(sessions::routes())
+        .merge(chat::routes())
+        .merge(models::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(track))
         .with_state(state)

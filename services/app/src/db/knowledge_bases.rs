@@ -19,13 +19,15 @@ pub struct KnowledgeBase {
     /// The embedding model and vector size its vectors were made with (None until the first).
     pub embedding_model: Option<String>,
     pub embedding_dimensions: Option<i32>,
+    /// The tenant's chat model its questions are answered with (None: the built-in one).
+    pub summary_model_id: Option<Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "id, name, description, chunk_size, chunk_overlap, split_markers, retrieval_top_k, \
                        keyword_threshold, vector_threshold, embedding_model, embedding_dimensions, \
-                       created_at, updated_at";
+                       summary_model_id, created_at, updated_at";
 
 type KbQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, KnowledgeBase, sqlx::postgres::PgArguments>;
 
@@ -41,6 +43,7 @@ fn with_settings<'q>(q: KbQuery<'q>, id: Uuid, tenant: Uuid, kb: &'q KnowledgeBa
         .bind(kb.retrieval_top_k)
         .bind(kb.keyword_threshold)
         .bind(kb.vector_threshold)
+        .bind(kb.summary_model_id)
 }
 
 pub async fn exists(db: &Db, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
@@ -65,8 +68,8 @@ pub async fn list(db: &Db, tenant: Uuid) -> Result<Vec<KnowledgeBase>, sqlx::Err
 pub async fn create(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<KnowledgeBase, sqlx::Error> {
     let sql = format!(
         "INSERT INTO knowledge_bases (id, tenant_id, name, description, chunk_size, chunk_overlap, split_markers, \
-         retrieval_top_k, keyword_threshold, vector_threshold) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+         retrieval_top_k, keyword_threshold, vector_threshold, summary_model_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     );
     with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), Uuid::new_v4(), tenant, kb).fetch_one(db).await
 }
@@ -75,7 +78,8 @@ pub async fn create(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<Knowled
 pub async fn update(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<Option<KnowledgeBase>, sqlx::Error> {
     let sql = format!(
         "UPDATE knowledge_bases SET name = $3, description = $4, chunk_size = $5, chunk_overlap = $6, \
-         split_markers = $7, retrieval_top_k = $8, keyword_threshold = $9, vector_threshold = $10 \
+         split_markers = $7, retrieval_top_k = $8, keyword_threshold = $9, vector_threshold = $10, \
+         summary_model_id = $11 \
          WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
     );
     with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), kb.id, tenant, kb).fetch_optional(db).await
@@ -199,4 +203,17 @@ pub async fn reindex(db: &Db, tenant: Option<Uuid>, id: Uuid, max_attempts: i32)
     .rows_affected();
     tx.commit().await?;
     Ok(Reindex::Queued(queued as i64))
+}
+
+/// The chat model of the first of `ids` (in their order) that has one.
+pub async fn chat_model(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT kb.summary_model_id FROM unnest($2::uuid[]) WITH ORDINALITY AS wanted (id, at) \
+         JOIN knowledge_bases kb ON kb.id = wanted.id AND kb.tenant_id = $1 \
+         WHERE kb.summary_model_id IS NOT NULL ORDER BY wanted.at LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_optional(db)
+    .await
 }

@@ -1,0 +1,133 @@
+//! Upstream's knowledge chat: `POST /api/v1/knowledge-chat/{session_id}` answers a
+//! question as server-sent events (`event: message`, upstream's frames: references first,
+//! then the answer piece by piece, then `done` or `error`), and
+//! `POST /api/v1/sessions/{id}/stop` stops a session's running answer. What can be known
+//! before the answer starts (no session, no knowledge base, a busy session) is a plain
+//! JSON error; what happens after is an error frame.
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+use super::body::Envelope;
+use super::extract::{Caller, Json, Path, REQUEST_ID};
+use crate::answers::Refused;
+use crate::chat::{AskError, ChooseError};
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/knowledge-chat/{id}", post(knowledge_chat))
+        .route("/api/v1/sessions/{id}/stop", post(stop))
+}
+
+impl From<ChooseError> for ApiError {
+    fn from(e: ChooseError) -> ApiError {
+        match e {
+            ChooseError::NoSuchModel => ApiError::not_found("model"),
+            ChooseError::NotChat => ApiError::bad_request("summary_model_id", "this model is not a chat model"),
+            ChooseError::Key(e) => ApiError::new(StatusCode::CONFLICT, "model_key_unreadable", e.to_string()),
+            ChooseError::Build(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            ChooseError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<AskError> for ApiError {
+    fn from(e: AskError) -> ApiError {
+        match e {
+            AskError::NoSession => ApiError::not_found("session"),
+            AskError::NoKnowledgeBase => ApiError::bad_request(
+                "knowledge_base_ids",
+                "name the knowledge bases to answer from, or give the session a knowledge_base_id",
+            ),
+            AskError::Choose(e) => e.into(),
+            AskError::Refused(Refused::Running) => ApiError::new(
+                StatusCode::CONFLICT,
+                "answer_running",
+                "this session is answering already: wait for the answer, or stop it (POST /api/v1/sessions/{id}/stop)",
+            ),
+            AskError::Refused(Refused::TooMany(n)) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_answers",
+                format!(
+                    "this tenant has {n} answers streaming, as many as it may (chat.max_concurrent_per_tenant): \
+                     try again when one ends"
+                ),
+            ),
+            AskError::Search(e) => e.into(),
+            AskError::Database(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Ask {
+    query: String,
+    #[serde(default)]
+    knowledge_base_ids: Vec<Uuid>,
+    #[serde(default)]
+    knowledge_ids: Vec<Uuid>,
+    #[serde(alias = "model_id")]
+    summary_model_id: Option<Uuid>,
+}
+
+async fn knowledge_chat(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(session): Path<Uuid>,
+    Json(body): Json<Ask>,
+) -> Result<Response, ApiError> {
+    let query = body.query.trim();
+    if query.is_empty() {
+        return Err(ApiError::bad_request("query", "the question is empty"));
+    }
+    if query.chars().count() > 4000 {
+        return Err(ApiError::bad_request("query", "a question has at most 4000 characters"));
+    }
+    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let question = crate::chat::Question {
+        tenant: caller.tenant_id,
+        session,
+        request_id,
+        query,
+        knowledge_bases: body.knowledge_base_ids,
+        knowledge_ids: &body.knowledge_ids,
+        model: body.summary_model_id,
+    };
+    let frames = crate::chat::ask(&state, question).await?;
+    let events = ReceiverStream::new(frames).map(|frame| {
+        let data = serde_json::to_string(&frame).unwrap_or_else(|_| "{}".into());
+        Ok::<_, Infallible>(Event::default().event("message").data(data))
+    });
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    // Proxies (nginx) pass each frame on as it comes.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+#[derive(Serialize)]
+struct Stopped {
+    stopped: bool,
+}
+
+async fn stop(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Stopped>, ApiError> {
+    super::sessions::fetch(&state, &caller, id).await?;
+    Ok(Envelope::new(Stopped { stopped: state.answers.stop(id) }))
+}

@@ -1,0 +1,405 @@
+//! Answers: which model answers a question, the answers running now (one per session, a
+//! bounded number per tenant, each stoppable), and the streaming of one answer as
+//! upstream's frames: the references first, then the answer piece by piece, then a frame
+//! that ends it (`done`) or says what failed (`error`). However an answer ends, what was
+//! said is stored with how it ended; a stopped or abandoned answer closes the connection
+//! to the model.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::timeout_at;
+use tokio_util::sync::CancellationToken;
+
+use crate::answers::{Refused, Running};
+use uuid::Uuid;
+
+use crate::crypt::{SealError, Sealer};
+use crate::db;
+use crate::db::chunks::Hit;
+use crate::llm::{ChatModel, LlmError, Message, Spec};
+use crate::prompt::{self, Turn};
+use crate::retrieval::SearchError;
+use crate::state::{AppState, SharedState};
+
+/// One server-sent event of an answer, in upstream's shape.
+#[derive(Serialize, Debug)]
+pub struct Frame {
+    pub id: String,
+    pub response_type: &'static str,
+    pub content: String,
+    pub done: bool,
+    pub knowledge_references: Option<Vec<Hit>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// What answers a question.
+pub enum Answerer {
+    Model(ChatModel),
+    /// No chat model: the best passages, cited.
+    Extractive,
+}
+
+impl Answerer {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Answerer::Model(_) => "model",
+            Answerer::Extractive => "extractive",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Answerer::Model(m) => m.name(),
+            Answerer::Extractive => "extractive",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ChooseError {
+    /// The requested model is not the tenant's.
+    NoSuchModel,
+    /// The requested model is not a chat model.
+    NotChat,
+    /// The model's API key cannot be read.
+    Key(SealError),
+    Build(String),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ChooseError {
+    fn from(e: sqlx::Error) -> ChooseError {
+        ChooseError::Database(e)
+    }
+}
+
+/// The built-in chat model (LLM_*), if one is configured.
+pub fn built_in(config: &crate::config::Config) -> anyhow::Result<Option<ChatModel>> {
+    let base = config.chat_base_url();
+    if base.is_empty() {
+        return Ok(None);
+    }
+    let c = &config.chat;
+    let spec = Spec {
+        provider: c.provider.clone(),
+        base_url: base.to_string(),
+        model: c.model.clone(),
+        api_key: c.api_key.0.clone(),
+    };
+    model(config, &spec).map(Some).map_err(|e| anyhow::anyhow!("the chat model: {e}"))
+}
+
+fn model(config: &crate::config::Config, spec: &Spec) -> Result<ChatModel, String> {
+    let c = &config.chat;
+    ChatModel::new(spec, Duration::from_secs(c.connect_timeout_secs), c.temperature, c.max_answer_tokens)
+}
+
+/// The tenant's chat model `id` as a client, its key opened.
+pub async fn tenant_model(state: &AppState, sealer: &Sealer, tenant: Uuid, id: Uuid) -> Result<ChatModel, ChooseError> {
+    let m = db::models::get(&state.db, tenant, id).await?.ok_or(ChooseError::NoSuchModel)?;
+    if m.kind != "chat" {
+        return Err(ChooseError::NotChat);
+    }
+    let api_key = match &m.api_key_encrypted {
+        Some(sealed) => sealer.open(m.id, sealed).map_err(ChooseError::Key)?,
+        None => String::new(),
+    };
+    let spec = Spec { provider: m.provider, base_url: m.base_url, model: m.name, api_key };
+    model(&state.config, &spec).map_err(ChooseError::Build)
+}
+
+/// Who answers: the model the request names, else the first of the knowledge bases' chat
+/// models, else the built-in model, else the extractive answer.
+pub async fn choose(
+    state: &AppState,
+    tenant: Uuid,
+    requested: Option<Uuid>,
+    knowledge_bases: &[Uuid],
+) -> Result<Answerer, ChooseError> {
+    let chosen = match requested {
+        Some(id) => Some(id),
+        None => db::knowledge_bases::chat_model(&state.db, tenant, knowledge_bases).await?,
+    };
+    if let Some(id) = chosen {
+        return Ok(Answerer::Model(tenant_model(state, &state.sealer, tenant, id).await?));
+    }
+    Ok(match &state.chat_model {
+        Some(m) => Answerer::Model(m.clone()),
+        None => Answerer::Extractive,
+    })
+}
+
+/// A question, ready to be answered.
+struct Asked {
+    request_id: String,
+    message_id: Uuid,
+    references: Vec<Hit>,
+    /// What the model is given (none for an extractive answer).
+    messages: Vec<Message>,
+    /// The pieces of an extractive answer.
+    extractive: Vec<String>,
+    answerer: Answerer,
+    started: Instant,
+}
+
+/// How an answer ended.
+enum Outcome {
+    Completed,
+    /// By `stop` or by the client going away.
+    Stopped(&'static str),
+    Failed {
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// What an answer said so far.
+#[derive(Default)]
+struct Said {
+    text: String,
+    first_token: Option<Duration>,
+}
+
+fn millis(d: Duration) -> i32 {
+    d.as_millis().min(i32::MAX as u128) as i32
+}
+
+/// Streams the answer to `tx` until it ends, is stopped, or the client goes away; then
+/// stores it and gives back its place (`running`, dropped at the end).
+async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Sender<Frame>) {
+    let frame = |response_type, content: String, done, references, data| Frame {
+        id: asked.request_id.clone(),
+        response_type,
+        content,
+        done,
+        knowledge_references: references,
+        data,
+    };
+    let kind = asked.answerer.kind();
+    let name = asked.answerer.name().to_string();
+    let piece_data = Some(json!({ "answer_kind": kind, "model": name }));
+    let _ = tx.send(frame("references", String::new(), false, Some(asked.references.clone()), None)).await;
+
+    let mut said = Said::default();
+    let outcome = match &asked.answerer {
+        Answerer::Extractive => {
+            let mut outcome = Outcome::Completed;
+            for piece in &asked.extractive {
+                said.first_token.get_or_insert(asked.started.elapsed());
+                said.text.push_str(piece);
+                if tx.send(frame("answer", piece.clone(), false, None, piece_data.clone())).await.is_err() {
+                    outcome = Outcome::Stopped("the client went away");
+                    break;
+                }
+            }
+            outcome
+        }
+        Answerer::Model(model) => {
+            let send = |piece: String| tx.send(frame("answer", piece, false, None, piece_data.clone()));
+            stream_model(&state, model, &asked, &running.cancel, &tx, &mut said, send).await
+        }
+    };
+
+    let elapsed = asked.started.elapsed();
+    let (status, error) = match &outcome {
+        Outcome::Completed => ("completed", None),
+        Outcome::Stopped(_) => ("stopped", None),
+        Outcome::Failed { message, .. } => ("failed", Some(message.as_str())),
+    };
+    let ended = db::sessions::Ended {
+        content: &said.text,
+        status,
+        error,
+        first_token_ms: said.first_token.map(millis),
+        duration_ms: millis(elapsed),
+    };
+    if let Err(e) = db::sessions::end_answer(&state.db, asked.message_id, &ended).await {
+        tracing::error!(error = %e, request_id = %asked.request_id, "chat: the answer could not be stored");
+    }
+    crate::metrics::chat_answer(status, kind, said.first_token, elapsed);
+    let last = match &outcome {
+        Outcome::Failed { code, message } => {
+            crate::metrics::chat_model_error(code);
+            tracing::warn!(request_id = %asked.request_id, model = %name, code, error = %message, "chat: the answer failed");
+            let data = json!({ "code": code, "message_id": asked.message_id, "status": status });
+            frame("error", message.clone(), true, None, Some(data))
+        }
+        _ => {
+            if let Outcome::Stopped(why) = &outcome {
+                tracing::info!(request_id = %asked.request_id, why, "chat: the answer was stopped");
+            }
+            let data = json!({
+                "message_id": asked.message_id, "answer_kind": kind, "model": name, "status": status,
+                "first_token_ms": ended.first_token_ms, "duration_ms": ended.duration_ms,
+            });
+            frame("answer", String::new(), true, None, Some(data))
+        }
+    };
+    let _ = tx.send(last).await;
+    drop(running);
+}
+
+/// The model's answer, piece by piece, until it ends, fails, times out, is stopped or
+/// nobody listens. Returning drops the model's answer, which closes its connection.
+async fn stream_model<F, S>(
+    state: &AppState,
+    model: &ChatModel,
+    asked: &Asked,
+    cancel: &CancellationToken,
+    tx: &mpsc::Sender<Frame>,
+    said: &mut Said,
+    send: F,
+) -> Outcome
+where
+    F: Fn(String) -> S,
+    S: std::future::Future<Output = Result<(), mpsc::error::SendError<Frame>>>,
+{
+    let c = &state.config.chat;
+    let start = tokio::time::Instant::from_std(asked.started);
+    let total = start + Duration::from_secs(c.total_timeout_secs);
+    let first = (start + Duration::from_secs(c.first_token_timeout_secs)).min(total);
+    let timed_out = |first_piece: bool| Outcome::Failed {
+        code: "model_timeout",
+        message: if first_piece {
+            format!(
+                "the chat model `{}` sent nothing within {} s (chat.first_token_timeout_secs): it may be overloaded \
+                 or still loading; try again, or raise WEKNORA__CHAT__FIRST_TOKEN_TIMEOUT_SECS",
+                model.name(),
+                c.first_token_timeout_secs.min(c.total_timeout_secs)
+            )
+        } else {
+            format!(
+                "the chat model `{}` did not finish within {} s (chat.total_timeout_secs): the answer so far is kept; \
+                 ask for less, or raise WEKNORA__CHAT__TOTAL_TIMEOUT_SECS",
+                model.name(),
+                c.total_timeout_secs
+            )
+        },
+    };
+    let failed = |e: LlmError| Outcome::Failed { code: e.code(), message: e.to_string() };
+    let mut answer = tokio::select! {
+        asked = timeout_at(first, model.ask(&asked.messages)) => match asked {
+            Err(_) => return timed_out(true),
+            Ok(Err(e)) => return failed(e),
+            Ok(Ok(answer)) => answer,
+        },
+        _ = cancel.cancelled() => return Outcome::Stopped("stop was asked"),
+        _ = tx.closed() => return Outcome::Stopped("the client went away"),
+    };
+    loop {
+        let waiting_first = said.first_token.is_none();
+        let until = if waiting_first { first } else { total };
+        tokio::select! {
+            next = timeout_at(until, answer.next()) => match next {
+                Err(_) => return timed_out(waiting_first),
+                Ok(Err(e)) => return failed(e),
+                Ok(Ok(None)) => return Outcome::Completed,
+                Ok(Ok(Some(piece))) => {
+                    said.first_token.get_or_insert(asked.started.elapsed());
+                    said.text.push_str(&piece);
+                    if send(piece).await.is_err() {
+                        return Outcome::Stopped("the client went away");
+                    }
+                }
+            },
+            _ = cancel.cancelled() => return Outcome::Stopped("stop was asked"),
+            _ = tx.closed() => return Outcome::Stopped("the client went away"),
+        }
+    }
+}
+
+/// The frames of an answer, as the HTTP layer reads them.
+pub type Frames = mpsc::Receiver<Frame>;
+
+/// A question to a session.
+pub struct Question<'a> {
+    pub tenant: Uuid,
+    pub session: Uuid,
+    pub request_id: String,
+    pub query: &'a str,
+    /// Empty: the session's knowledge base.
+    pub knowledge_bases: Vec<Uuid>,
+    pub knowledge_ids: &'a [Uuid],
+    pub model: Option<Uuid>,
+}
+
+#[derive(Debug)]
+pub enum AskError {
+    NoSession,
+    NoKnowledgeBase,
+    Choose(ChooseError),
+    Refused(Refused),
+    Search(SearchError),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for AskError {
+    fn from(e: sqlx::Error) -> AskError {
+        AskError::Database(e)
+    }
+}
+
+/// Starts answering `q`: finds the passages, records the question and the answer to
+/// come, and streams the answer in the background. The frames arrive on the answer.
+pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskError> {
+    let started = Instant::now();
+    let session = db::sessions::get(&state.db, q.tenant, q.session).await?.ok_or(AskError::NoSession)?;
+    let mut knowledge_bases = q.knowledge_bases;
+    if knowledge_bases.is_empty() {
+        knowledge_bases.extend(session.knowledge_base_id);
+    }
+    if knowledge_bases.is_empty() {
+        return Err(AskError::NoKnowledgeBase);
+    }
+    let answerer = choose(state, q.tenant, q.model, &knowledge_bases).await.map_err(AskError::Choose)?;
+    let limit = state.config.chat.max_concurrent_per_tenant as usize;
+    let running = state.answers.admit(q.tenant, q.session, limit).map_err(AskError::Refused)?;
+
+    let question = crate::retrieval::Question {
+        tenant: q.tenant,
+        knowledge_bases: &knowledge_bases,
+        knowledge_ids: q.knowledge_ids,
+        query: q.query,
+        top_k: state.config.retrieval.top_k as usize,
+    };
+    let hits = match crate::retrieval::search(state, &question).await {
+        Ok(found) => found.hits,
+        // Nothing to search for (only stop words): the model still answers, with no passage.
+        Err(SearchError::NoWords) => Vec::new(),
+        Err(e) => return Err(AskError::Search(e)),
+    };
+    let (messages, extractive, references) = match &answerer {
+        Answerer::Model(_) => {
+            let turns = state.config.chat.history_turns as i64;
+            let history: Vec<Turn> = db::sessions::history(&state.db, q.session, turns)
+                .await?
+                .into_iter()
+                .map(|(question, answer)| Turn { question, answer })
+                .collect();
+            let prompt = prompt::build(q.query, &hits, &history, state.config.chat.context_tokens as usize);
+            (prompt.messages, Vec::new(), hits[..prompt.cited].to_vec())
+        }
+        Answerer::Extractive => {
+            let cited = hits.len().min(prompt::EXTRACTIVE_PASSAGES);
+            (Vec::new(), prompt::extractive(q.query, &hits), hits[..cited].to_vec())
+        }
+    };
+    let begun = db::sessions::Begun {
+        tenant: q.tenant,
+        session: q.session,
+        request_id: &q.request_id,
+        question: q.query,
+        references: &references,
+        model: answerer.name(),
+        kind: answerer.kind(),
+    };
+    let message_id = db::sessions::begin_answer(&state.db, &begun).await?;
+    let asked = Asked { request_id: q.request_id, message_id, references, messages, extractive, answerer, started };
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(answer(state.clone(), running, asked, tx));
+    Ok(rx)
+}

@@ -1,0 +1,220 @@
+//! Chat sessions and their messages, always scoped to a tenant: another tenant's session
+//! finds nothing. An answer keeps the passages it was given (`sources`), how it ended and
+//! what made it.
+
+use serde::Serialize;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::chunks::Hit;
+use sqlx::PgPool as Db;
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub title: String,
+    pub knowledge_base_id: Option<Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+const SESSION: &str = "id, tenant_id, title, knowledge_base_id, created_at, updated_at";
+
+pub async fn create(db: &Db, tenant: Uuid, title: &str, kb: Option<Uuid>) -> Result<Session, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO chat_sessions (tenant_id, title, knowledge_base_id) VALUES ($1, $2, $3) RETURNING {SESSION}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(title).bind(kb).fetch_one(db).await
+}
+
+pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Session>, sqlx::Error> {
+    let sql = format!("SELECT {SESSION} FROM chat_sessions WHERE id = $1 AND tenant_id = $2");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
+}
+
+/// A page of the tenant's sessions, the most recently active first, and how many there are.
+pub async fn list(db: &Db, tenant: Uuid, limit: i64, offset: i64) -> Result<(Vec<Session>, i64), sqlx::Error> {
+    let sql = format!(
+        "SELECT {SESSION} FROM chat_sessions WHERE tenant_id = $1 ORDER BY updated_at DESC, id LIMIT $2 OFFSET $3"
+    );
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(limit).bind(offset).fetch_all(db).await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM chat_sessions WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}
+
+pub async fn update(
+    db: &Db,
+    tenant: Uuid,
+    id: Uuid,
+    title: &str,
+    kb: Option<Uuid>,
+) -> Result<Option<Session>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE chat_sessions SET title = $3, knowledge_base_id = $4 WHERE id = $1 AND tenant_id = $2 \
+         RETURNING {SESSION}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).bind(title).bind(kb).fetch_optional(db).await
+}
+
+/// Deletes the session with its messages; false when there was none.
+pub async fn delete(db: &Db, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM chat_sessions WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct Message {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub request_id: Option<String>,
+    pub role: String,
+    pub content: String,
+    #[sqlx(rename = "sources")]
+    pub knowledge_references: Json<Vec<Hit>>,
+    /// streaming, completed, stopped or failed.
+    pub status: String,
+    pub is_completed: bool,
+    pub answer_kind: Option<String>,
+    pub model: Option<String>,
+    pub error: Option<String>,
+    pub first_token_ms: Option<i32>,
+    pub duration_ms: Option<i32>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+const MESSAGE: &str = "id, session_id, request_id, role, content, sources, status, status = 'completed' AS is_completed, \
+                       answer_kind, model, error, first_token_ms, duration_ms, created_at";
+
+/// Up to `limit` messages before `before` (all when None), oldest first.
+pub async fn messages(
+    db: &Db,
+    tenant: Uuid,
+    session: Uuid,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+    limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    let sql = format!(
+        "SELECT * FROM (SELECT {MESSAGE} FROM chat_messages WHERE session_id = $1 AND tenant_id = $2 \
+         AND ($3::timestamptz IS NULL OR created_at < $3) ORDER BY created_at DESC, role DESC LIMIT $4) recent \
+         ORDER BY created_at, role DESC"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(session).bind(tenant).bind(before).bind(limit).fetch_all(db).await
+}
+
+/// The session's last `turns` answered questions, oldest first: (question, answer).
+pub async fn history(db: &Db, session: Uuid, turns: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT q.content, a.content FROM chat_messages a \
+         JOIN LATERAL (SELECT content FROM chat_messages q WHERE q.session_id = a.session_id AND q.role = 'user' \
+                       AND q.request_id = a.request_id LIMIT 1) q ON true \
+         WHERE a.session_id = $1 AND a.role = 'assistant' AND a.status IN ('completed', 'stopped') AND a.content <> '' \
+         ORDER BY a.created_at DESC LIMIT $2",
+    )
+    .bind(session)
+    .bind(turns)
+    .fetch_all(db)
+    .await
+    .map(|mut rows: Vec<(String, String)>| {
+        rows.reverse();
+        rows
+    })
+}
+
+/// A question and the answer about to stream.
+pub struct Begun<'a> {
+    pub tenant: Uuid,
+    pub session: Uuid,
+    pub request_id: &'a str,
+    pub question: &'a str,
+    /// The passages the answer is given, in citation order.
+    pub references: &'a [Hit],
+    pub model: &'a str,
+    /// model or extractive.
+    pub kind: &'a str,
+}
+
+/// Records a question and the answer about to stream (status `streaming`, with the
+/// passages it was given); names the session after its first question. Answers the
+/// answer's id.
+pub async fn begin_answer(db: &Db, b: &Begun<'_>) -> Result<Uuid, sqlx::Error> {
+    let Begun { tenant, session, request_id, question, references, model, kind } = *b;
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO chat_messages (session_id, tenant_id, role, content, request_id) VALUES ($1, $2, 'user', $3, $4)",
+    )
+    .bind(session)
+    .bind(tenant)
+    .bind(question)
+    .bind(request_id)
+    .execute(&mut *tx)
+    .await?;
+    // The answer sorts after its question even within the same microsecond.
+    let id = sqlx::query_scalar(
+        "INSERT INTO chat_messages (session_id, tenant_id, role, content, request_id, sources, status, model, \
+         answer_kind, created_at) VALUES ($1, $2, 'assistant', '', $3, $4, 'streaming', $5, $6, \
+         clock_timestamp() + interval '1 microsecond') RETURNING id",
+    )
+    .bind(session)
+    .bind(tenant)
+    .bind(request_id)
+    .bind(Json(references))
+    .bind(model)
+    .bind(kind)
+    .fetch_one(&mut *tx)
+    .await?;
+    let title: String = question.chars().take(60).collect();
+    sqlx::query("UPDATE chat_sessions SET title = CASE WHEN title = '' THEN $2 ELSE title END WHERE id = $1")
+        .bind(session)
+        .bind(title.trim())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// How an answer ended.
+pub struct Ended<'a> {
+    pub content: &'a str,
+    /// completed, stopped or failed.
+    pub status: &'static str,
+    pub error: Option<&'a str>,
+    pub first_token_ms: Option<i32>,
+    pub duration_ms: i32,
+}
+
+pub async fn end_answer(db: &Db, id: Uuid, ended: &Ended<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE chat_messages SET content = $2, status = $3, error = $4, first_token_ms = $5, duration_ms = $6 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(ended.content)
+    .bind(ended.status)
+    .bind(ended.error)
+    .bind(ended.first_token_ms)
+    .bind(ended.duration_ms)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Answers still `streaming` after `secs` cannot be running any more (every answer ends
+/// within chat.total_timeout_secs): their app stopped while answering. Marks them failed.
+pub async fn abandon_stale(db: &Db, secs: u64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE chat_messages SET status = 'failed', error = 'the app stopped while answering' \
+         WHERE status = 'streaming' AND created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(secs as f64)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,55 @@
+//! What the clients of remote models (embedding, chat) share: the HTTP client they are
+//! built with, and messages about failures that name the server but never a credential.
+
+use std::time::Duration;
+
+/// An HTTP client for a model server: TLS with the process's crypto provider, a connect
+/// timeout, and `timeout` for a whole request when there is one (streamed answers set none).
+pub fn client(connect: Duration, timeout: Option<Duration>) -> Result<reqwest::Client, String> {
+    // reqwest's TLS (https endpoints) needs the process-wide crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder().connect_timeout(connect);
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder.build().map_err(|e| format!("the HTTP client cannot be built: {e}"))
+}
+
+/// A short, single-line excerpt of an error body for a message.
+pub fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 200 {
+        format!("{}…", one_line.chars().take(200).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// reqwest's error without the URL it carries (messages name the server's base already).
+pub fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut reason = String::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if reason.is_empty() {
+        e.to_string()
+    } else {
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        assert_eq!(excerpt("a\n  b"), "a b");
+        assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 201);
+    }
+}
