@@ -17,6 +17,9 @@ pub struct EnvFile {
     pub entries: Vec<Entry>,
     /// (line, why) for lines compose would reject or misread.
     pub malformed: Vec<(usize, String)>,
+    /// Keys of commented-out assignments (`# KEY=value`): in `.env.example`, the optional
+    /// variables it documents.
+    pub commented: BTreeSet<String>,
 }
 
 impl EnvFile {
@@ -25,7 +28,15 @@ impl EnvFile {
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let trimmed = raw.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
+            if let Some(comment) = trimmed.strip_prefix('#') {
+                if let Some((key, _)) = comment.trim_start().split_once('=')
+                    && is_valid_key(key.trim_end())
+                {
+                    file.commented.insert(key.trim_end().to_string());
+                }
+                continue;
+            }
+            if trimmed.is_empty() {
                 continue;
             }
             let assignment = trimmed.strip_prefix("export ").unwrap_or(trimmed);
@@ -134,15 +145,46 @@ pub const GENERATED: &str = "<generated>";
 pub fn new_env_text(example: &str) -> std::io::Result<String> {
     let mut out = String::with_capacity(example.len() + 256);
     for line in example.lines() {
-        match line.split_once('=') {
-            Some((key, value)) if value.trim() == GENERATED && !key.trim_start().starts_with('#') => {
-                out.push_str(&format!("{key}={}", random_hex(32)?));
-            }
-            _ => out.push_str(line),
+        match generated_key(line) {
+            Some(key) => out.push_str(&format!("{key}={}", random_hex(32)?)),
+            None => out.push_str(line),
         }
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The key of a `KEY=<generated>` line of the example (not a commented one).
+fn generated_key(line: &str) -> Option<&str> {
+    let (key, value) = line.split_once('=')?;
+    let key = key.trim();
+    (value.trim() == GENERATED && is_valid_key(key)).then_some(key)
+}
+
+/// Secrets a newer `.env.example` brought that an existing `.env` lacks: the text to append
+/// to it (a comment saying who added them and when, then `KEY=<fresh random value>` for each),
+/// and their names. None when nothing is missing. Keys the file has, even empty, are left to
+/// the operator: this never changes a value.
+pub fn missing_secrets(env: &str, example: &str, added_by: &str) -> std::io::Result<Option<(String, Vec<String>)>> {
+    let have = EnvFile::parse(env);
+    let mut keys: Vec<String> = Vec::new();
+    for key in example.lines().filter_map(generated_key) {
+        if have.get(key).is_none() && !keys.iter().any(|k| k == key) {
+            keys.push(key.to_string());
+        }
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    if !env.is_empty() && !env.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("\n# Added by {added_by}: generated secrets that .env.example has and this file lacked.\n"));
+    for key in &keys {
+        text.push_str(&format!("{key}={}\n", random_hex(32)?));
+    }
+    Ok(Some((text, keys)))
 }
 
 fn random_hex(bytes: usize) -> std::io::Result<String> {
@@ -163,15 +205,18 @@ pub struct EnvReport {
     pub unset: Vec<String>,
     pub malformed: Vec<(usize, String)>,
     pub duplicates: Vec<String>,
-    /// Keys in `.env` the example does not know: harmless, but often a typo.
+    /// Keys in `.env` the example does not know, not even commented out: harmless, but often
+    /// a typo.
     pub unknown: Vec<String>,
+    /// Whether every missing key is a `<generated>` secret, which `cargo xtask start` adds.
+    pub missing_only_generated: bool,
 }
 
 impl EnvReport {
     pub fn compare(env: &EnvFile, example: &EnvFile) -> EnvReport {
         let keys = env.keys();
         let example_keys = example.keys();
-        let missing = example_keys.difference(&keys).map(|k| k.to_string()).collect();
+        let missing: Vec<String> = example_keys.difference(&keys).map(|k| k.to_string()).collect();
         let unset = example
             .entries
             .iter()
@@ -181,8 +226,21 @@ impl EnvReport {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let unknown = keys.difference(&example_keys).map(|k| k.to_string()).collect();
-        EnvReport { missing, unset, malformed: env.malformed.clone(), duplicates: env.duplicates(), unknown }
+        let unknown = keys
+            .difference(&example_keys)
+            .filter(|k| !example.commented.contains(**k))
+            .map(|k| k.to_string())
+            .collect();
+        let missing_only_generated =
+            !missing.is_empty() && missing.iter().all(|k| example.get(k).is_some_and(|v| v.trim() == GENERATED));
+        EnvReport {
+            missing,
+            unset,
+            malformed: env.malformed.clone(),
+            duplicates: env.duplicates(),
+            unknown,
+            missing_only_generated,
+        }
     }
 
     /// Problems that stop the stack from starting correctly.
@@ -270,6 +328,32 @@ mod tests {
         assert_ne!(a, b, "every .env gets its own secrets");
         assert!(a.contains("APP_PORT=8080\n# X=<generated>\nTOKEN=\n"), "{a}");
         assert!(!EnvReport::compare(&env, &EnvFile::parse(example)).is_broken());
+    }
+
+    #[test]
+    fn an_older_env_gets_only_the_secrets_it_lacks() {
+        let example = "DB_PASSWORD=<generated>\nAPP_PORT=8080\n# X=<generated>\nMODELS_ENCRYPTION_KEY=<generated>\n\
+                       NEW_SETTING=1\nTOKEN=<generated>\n";
+        // No trailing newline, an empty TOKEN the operator chose: both kept as they are.
+        let old = "DB_PASSWORD=s3cret\nAPP_PORT=9090\nTOKEN=";
+        let (added, keys) =
+            missing_secrets(old, example, "`cargo xtask start` at 2026-12-01T10:00:00Z").unwrap().unwrap();
+        assert_eq!(
+            keys,
+            ["MODELS_ENCRYPTION_KEY"],
+            "only missing <generated> keys; commented and plain ones are not added"
+        );
+        let text = format!("{old}{added}");
+        assert!(text.starts_with("DB_PASSWORD=s3cret\nAPP_PORT=9090\nTOKEN=\n"), "{text}");
+        assert!(added.contains("# Added by `cargo xtask start` at 2026-12-01T10:00:00Z"), "{added}");
+        let env = EnvFile::parse(&text);
+        assert!(env.malformed.is_empty(), "{:?}", env.malformed);
+        assert_eq!(env.get("DB_PASSWORD"), Some("s3cret"));
+        assert_eq!(env.get("TOKEN"), Some(""));
+        let key = env.get("MODELS_ENCRYPTION_KEY").unwrap();
+        assert!(key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+        assert!(!added.contains("s3cret"));
+        assert_eq!(missing_secrets(&text, example, "x").unwrap(), None, "a second run adds nothing");
     }
 
     #[test]

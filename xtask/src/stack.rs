@@ -43,7 +43,8 @@ pub struct Start {
     /// Optional services: minio, neo4j, jaeger, or full (repeatable).
     #[arg(long = "profile", value_name = "P")]
     profiles: Vec<String>,
-    /// Also start a local Ollama (`cargo xtask ollama start`).
+    /// Also start a local Ollama (`cargo xtask ollama start`) and, unless LLM_BASE_URL names a
+    /// chat model, give the app one from it (OLLAMA_CHAT_MODEL, default qwen2.5:0.5b; pulled first).
     #[arg(long)]
     ollama: bool,
     /// Never build images: fail when one is missing.
@@ -55,6 +56,9 @@ pub struct Start {
     /// How long to wait for every service to be healthy, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// The command that runs this start (`upgrade` runs one too), for what it writes in `.env`.
+    #[arg(skip = "start")]
+    by: &'static str,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +175,14 @@ impl Stack {
         self.env[0].1 = tag.to_string();
     }
 
+    /// Gives a recreated app the chat model `start --ollama` gave the running one.
+    pub async fn keep_ollama_chat_model(&mut self, docker: &Docker) -> Result<()> {
+        if let Some(env) = ollama_chat_env(docker, &self.project).await? {
+            self.env.extend(env);
+        }
+        Ok(())
+    }
+
     /// The compose command for `args`, with everything explicit.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.compose.program[0]);
@@ -274,14 +286,39 @@ pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>
     Ok(out)
 }
 
-/// Creates `.env` from `.env.example` with generated secrets when it is missing; never
-/// touches an existing one.
-pub fn ensure_env_file(path: &Path) -> Result<bool> {
-    if path.exists() {
-        return Ok(false);
-    }
+/// Creates `.env` from `.env.example` with generated secrets when it is missing. To an
+/// existing one it appends, with fresh values, the `<generated>` secrets of the example it
+/// lacks (a newer version's), and changes nothing else. `by` names the command, for the
+/// comment above them. Says which keys it added, never their values.
+pub fn ensure_env_file(path: &Path, by: &str) -> Result<bool> {
     let example = std::fs::read_to_string(paths::env_example())
         .with_context(|| format!("reading {}", paths::env_example().display()))?;
+    if path.exists() {
+        let env = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let stamp = format!("`cargo xtask {by}` at {}", crate::utc::rfc3339(crate::utc::now()));
+        let Some((text, keys)) =
+            dotenv::missing_secrets(&env, &example, &stamp).context("generating secrets from /dev/urandom")?
+        else {
+            return Ok(false);
+        };
+        // Appending keeps the file's owner and mode (600 as `start` made it).
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("adding {} to {}", keys.join(", "), path.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        eprintln!("==> added to {} the generated secrets it lacked: {}", path.display(), keys.join(", "));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata()?.permissions());
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "    {} is readable by other users (mode {:o}): `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        return Ok(true);
+    }
     let text = dotenv::new_env_text(&example).context("generating secrets from /dev/urandom")?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -430,9 +467,10 @@ pub async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], forc
 }
 
 impl Start {
-    /// A production start of these optional profiles (what `upgrade` runs).
-    pub fn production(profiles: Vec<String>, timeout: u64) -> Start {
-        Start { dev: false, profiles, ollama: false, no_build: false, pull: false, timeout }
+    /// A production start of these optional profiles (what `upgrade` runs); `ollama` as
+    /// `--ollama`.
+    pub fn production(profiles: Vec<String>, ollama: bool, timeout: u64) -> Start {
+        Start { dev: false, profiles, ollama, no_build: false, pull: false, timeout, by: "upgrade" }
     }
 
     pub fn run(self) -> Result<ExitCode> {
@@ -440,7 +478,7 @@ impl Start {
     }
 
     pub async fn run_async(self) -> Result<ExitCode> {
-        ensure_env_file(&paths::env_file())?;
+        ensure_env_file(&paths::env_file(), self.by)?;
         eprintln!("==> checking the machine");
         if !crate::doctor::stack_checks(self.dev, false).await? {
             bail!("a required check failed (table above): fix it, or run `cargo xtask doctor --fix`");
@@ -448,6 +486,11 @@ impl Start {
         let docker = docker::connect().await?;
         let mut stack = Stack::open(&docker, Some(self.dev), &self.profiles).await?;
         let services = stack.services()?;
+        if self.ollama {
+            // Before anything is built or started: the app must start with its model there.
+            let env = ollama_for_the_app(&docker).await?;
+            stack.env.extend(env);
+        }
         if self.pull {
             Pull::pull(&stack, &services)?;
         }
@@ -473,9 +516,6 @@ impl Start {
             return Err(e);
         }
         wait_healthy(&docker, &stack.project, &services, timeout).await?;
-        if self.ollama {
-            crate::ollama::start()?;
-        }
         let vars = Vars::load();
         let port = |k: &str, d: &str| vars.get(k).unwrap_or(d).to_string();
         println!("weknora {} is up ({} services healthy, project {})", stack.version(), services.len(), stack.project);
@@ -484,6 +524,63 @@ impl Start {
         println!("  admin key: ADMIN_API_KEY in {} (send it as X-API-Key)", paths::env_file().display());
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `start --ollama`: Ollama running, and, unless LLM_BASE_URL names a chat model, the chat
+/// model pulled and the app's environment that gives it to the app.
+async fn ollama_for_the_app(docker: &Docker) -> Result<Vec<(String, String)>> {
+    let vars = Vars::load();
+    let chat = crate::ollama::ChatModel::for_app(&vars);
+    let via_host = chat.as_ref().is_some_and(|c| c.on_this_host()) || crate::ollama::containers_use_this_host(&vars);
+    crate::ollama::start(via_host)?;
+    let Some(chat) = chat else {
+        eprintln!("==> LLM_BASE_URL is set: the app keeps that chat model");
+        return Ok(Vec::new());
+    };
+    let addr = crate::ollama::address(&vars);
+    crate::ollama::ensure_model(&addr, &chat.model)?;
+    if chat.on_this_host()
+        && let Some(gateway) = bridge_gateway(docker).await
+    {
+        crate::ollama::check_reachable_from_containers(&addr, &gateway)?;
+    }
+    eprintln!("==> the app's chat model: {} on Ollama ({})", chat.model, chat.base_url);
+    Ok(chat.app_env())
+}
+
+/// The address of Docker's default bridge on this host: what `host-gateway` (and so
+/// host.docker.internal in the containers) stands for. None when Docker does not say.
+async fn bridge_gateway(docker: &Docker) -> Option<String> {
+    let network =
+        docker.inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>).await.ok()?;
+    network.ipam?.config?.into_iter().find_map(|c| c.gateway).filter(|g| !g.is_empty())
+}
+
+/// The chat model `start --ollama` gave the running app (its LLM_* environment), so that a
+/// command recreating the app keeps it. None when `.env` names a chat model (compose gives
+/// that one anyway) or the app has none from Ollama.
+pub async fn ollama_chat_env(docker: &Docker, project: &str) -> Result<Option<Vec<(String, String)>>> {
+    if Vars::load().get("LLM_BASE_URL").is_some() {
+        return Ok(None);
+    }
+    let Some(app) =
+        containers(docker, project).await?.into_iter().find(|c| c.service == "app" || c.service == "app-dev")
+    else {
+        return Ok(None);
+    };
+    let env = docker.inspect_container(&app.id, None).await?.config.and_then(|c| c.env).unwrap_or_default();
+    Ok(ollama_chat_of(&env))
+}
+
+/// The LLM_* variables of a container's environment (`KEY=value` lines) when they name an
+/// Ollama chat model.
+fn ollama_chat_of(env: &[String]) -> Option<Vec<(String, String)>> {
+    let get = |key: &str| env.iter().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).filter(|v| !v.is_empty());
+    if get("LLM_PROVIDER")? != "ollama" {
+        return None;
+    }
+    let keys = ["LLM_PROVIDER", "LLM_BASE_URL", "LLM_MODEL_NAME"];
+    keys.iter().map(|k| Some((k.to_string(), get(k)?.to_string()))).collect()
 }
 
 /// Applies pending migrations inside the stack's network with the app image's own
@@ -558,6 +655,7 @@ impl Restart {
                 Some(svc) if OURS.contains(&svc) => {
                     build_missing(&docker, &stack, &[svc], true, false).await?;
                     resolve_images(&docker, &mut stack, &running).await?;
+                    stack.keep_ollama_chat_model(&docker).await?;
                     stack.run(&["up", "--detach", "--no-deps", "--force-recreate", svc])?;
                     wait_healthy(&docker, &stack.project, &[svc.to_string()], timeout).await?;
                 }
@@ -632,7 +730,7 @@ impl Pull {
     pub fn run(self) -> Result<ExitCode> {
         // The compose file needs `.env`'s secrets to resolve; pull before the first start
         // creates it as start would.
-        ensure_env_file(&paths::env_file())?;
+        ensure_env_file(&paths::env_file(), "pull")?;
         crate::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, Some(false), &self.profiles).await?;
@@ -684,6 +782,89 @@ mod tests {
             "full leaves the embedder to start"
         );
         assert_eq!(active_services(listed, &["embedder".into()]), ["app", "embedder"]);
+    }
+
+    #[test]
+    fn an_older_env_gets_the_new_secrets_and_keeps_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        assert!(ensure_env_file(&path, "start").unwrap(), "created");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // As a version before MODELS_ENCRYPTION_KEY made it, with the operator's own values.
+        let created = std::fs::read_to_string(&path).unwrap();
+        let old: String = created
+            .lines()
+            .filter(|l| !l.starts_with("MODELS_ENCRYPTION_KEY="))
+            .map(|l| if l.starts_with("DB_PASSWORD=") { "DB_PASSWORD=mine\n".to_string() } else { format!("{l}\n") })
+            .collect();
+        std::fs::write(&path, &old).unwrap();
+
+        assert!(ensure_env_file(&path, "start").unwrap(), "added");
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.starts_with(&old), "nothing before is changed");
+        let added = &now[old.len()..];
+        assert!(added.contains("# Added by `cargo xtask start` at 20"), "{added}");
+        let env = crate::dotenv::EnvFile::parse(&now);
+        assert_eq!(env.get("DB_PASSWORD"), Some("mine"));
+        assert_eq!(env.get("MODELS_ENCRYPTION_KEY").map(str::len), Some(64));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let example = crate::dotenv::EnvFile::parse(&std::fs::read_to_string(paths::env_example()).unwrap());
+        assert!(!crate::dotenv::EnvReport::compare(&env, &example).is_broken());
+
+        assert!(!ensure_env_file(&path, "start").unwrap(), "a complete .env is left alone");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), now);
+    }
+
+    #[test]
+    fn a_recreated_app_keeps_the_chat_model_start_ollama_gave_it() {
+        let env = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let ollama = env(&[
+            "PATH=/usr/bin",
+            "LLM_PROVIDER=ollama",
+            "LLM_BASE_URL=http://host.docker.internal:11434",
+            "LLM_MODEL_NAME=qwen2.5:0.5b",
+            "LLM_API_KEY=",
+        ]);
+        let kept = ollama_chat_of(&ollama).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[1], ("LLM_BASE_URL".to_string(), "http://host.docker.internal:11434".to_string()));
+        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=openai", "LLM_BASE_URL=https://api.openai.com/v1"])), None);
+        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=ollama", "LLM_BASE_URL="])), None, "no model: nothing to keep");
+    }
+
+    /// The `KEY: value` lines of a service's `environment:` in a compose file, and whether it
+    /// maps host.docker.internal to the host.
+    fn compose_environment(compose: &str, service: &str) -> (Vec<String>, bool) {
+        let block: Vec<&str> = compose
+            .lines()
+            .skip_while(|l| *l != format!("  {service}:"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("   "))
+            .collect();
+        let environment = block
+            .iter()
+            .skip_while(|l| !l.starts_with("    environment:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("      "))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| l.trim().to_string())
+            .collect();
+        let gateway = block.iter().any(|l| l.contains(r#"extra_hosts: ["host.docker.internal:host-gateway"]"#));
+        (environment, gateway)
+    }
+
+    #[test]
+    fn the_development_app_gets_the_production_apps_settings() {
+        let prod = std::fs::read_to_string(paths::compose_file()).unwrap();
+        let dev = std::fs::read_to_string(paths::compose_dev_file()).unwrap();
+        let (app, app_gateway) = compose_environment(&prod, "app");
+        let (mut app_dev, dev_gateway) = compose_environment(&dev, "app-dev");
+        app_dev.retain(|l| !l.starts_with("WEKNORA_CONFIG:"));
+        assert_eq!(app_dev, app, "docker-compose.dev.yml's app-dev environment differs from the app's");
+        assert!(app.iter().any(|l| l == "MODELS_ENCRYPTION_KEY: ${MODELS_ENCRYPTION_KEY:-}"), "{app:?}");
+        assert!(app.iter().any(|l| l == "LLM_BASE_URL: ${LLM_BASE_URL:-}"), "{app:?}");
+        assert!(app_gateway && dev_gateway, "the app reaches model servers on the host as host.docker.internal");
     }
 
     #[test]

@@ -121,6 +121,8 @@ impl Upgrade {
         }
         let profiles: Vec<String> =
             all.iter().map(|c| c.service.clone()).filter(|s| stack::OPTIONAL.contains(&s.as_str())).collect();
+        // An app given its chat model by `start --ollama` keeps it.
+        let ollama = stack::ollama_chat_env(&docker, &stack.project).await?.is_some();
         let mut plan = vec![
             format!("keep the images that run now ({}) as weknora/<service>:{KEPT}", short(&from_revision)),
             format!("build this checkout's images ({}) while the stack keeps serving", short(&to_revision)),
@@ -179,7 +181,7 @@ impl Upgrade {
             .with_context(|| format!("writing {}", record_path().display()))?;
 
         eprintln!("==> upgrading {} to {}", short(&from_revision), short(&to_revision));
-        let upgraded = Start::production(profiles, self.timeout).run_async().await;
+        let upgraded = Start::production(profiles, ollama, self.timeout).run_async().await;
         let Err(e) = upgraded else {
             println!(
                 "upgraded project {} from {} to {}; `cargo xtask rollback --yes` returns to {} and to the data of {} \
@@ -232,6 +234,7 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     backup::replace_data(docker, &parts, &record.backup, &checked.manifest, &Vars::load()).await?;
     eprintln!("==> running the images of {} again", short(&record.from_revision));
     stack.pin_version(KEPT);
+    stack.keep_ollama_chat_model(docker).await?;
     let services: Vec<String> = record.images.keys().cloned().collect();
     let mut args = vec!["up", "--detach", "--no-deps", "--force-recreate"];
     args.extend(services.iter().map(String::as_str));

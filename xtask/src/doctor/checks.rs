@@ -295,13 +295,12 @@ pub fn env_verdict(report: &EnvReport) -> Check {
     }
     if report.is_broken() {
         problems.extend(notes);
-        check(
-            id,
-            name,
-            Status::Fail,
-            problems.join("; "),
-            Some("edit .env: copy the missing keys from .env.example and fill in every empty value"),
-        )
+        let fix = if report.missing_only_generated && report.unset.is_empty() && report.malformed.is_empty() {
+            "`cargo xtask start` adds the missing secrets with generated values (an upgrade does too)"
+        } else {
+            "edit .env: copy the missing keys from .env.example and fill in every empty value"
+        };
+        check(id, name, Status::Fail, problems.join("; "), Some(fix))
     } else if !notes.is_empty() {
         check(id, name, Status::Warn, notes.join("; "), Some("edit .env"))
     } else {
@@ -634,6 +633,18 @@ pub mod tests {
             c.detail
         );
         assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_missing_generated_secret_is_one_start_away() {
+        let example = EnvFile::parse("DB_PASSWORD=<generated>\nMODELS_ENCRYPTION_KEY=<generated>\n# LLM_BASE_URL=\n");
+        let env = EnvFile::parse("DB_PASSWORD=s3cret\nLLM_BASE_URL=http://host.docker.internal:11434\n");
+        let mut f = healthy();
+        f.env = EnvFact::Present { env, example };
+        let c = evaluate(&f).into_iter().find(|c| c.id == "env-file").unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.detail, "missing MODELS_ENCRYPTION_KEY", "a documented optional key is not unknown");
+        assert!(c.fix.as_deref().unwrap_or("").contains("`cargo xtask start` adds"), "{:?}", c.fix);
     }
 
     #[test]
