@@ -564,6 +564,8 @@ async function chatView(sessionId) {
     try {
       await chat(current.id, { query: question, knowledge_base_ids: [kb.value] },
         (frame) => {
+          // The session list shows the new title (the question) from the first frame on.
+          if (!started) refreshSessions();
           started = true;
           // Follow the answer as it grows, unless the reader scrolled up to read something else.
           const following = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
@@ -672,8 +674,9 @@ function answerView() {
         outcome === 'failed' ? el('span', { class: 'error-text' }, error || t('chat.failed')) : null,
         outcome === 'streaming' ? el('span', {}, t('chat.stillWriting')) : null,
         kind ? el('span', { class: 'model', 'data-answer-kind': kind },
-          extractive ? t('chat.extractive') : t('chat.answeredBy', { model })) : null,
-        ms ? el('span', {}, t('chat.seconds', { s: (ms / 1000).toFixed(1) })) : null);
+          extractive ? t('chat.extractive') : t(outcome === 'failed' ? 'chat.model' : 'chat.answeredBy', { model })) : null,
+        ms === null || ms === undefined ? null
+          : el('span', {}, ms < 1000 ? t('chat.ms', { ms }) : t('chat.seconds', { s: (ms / 1000).toFixed(1) })));
       if (extractive) node.insertBefore(el('p', { class: 'extractive-note' }, t('chat.noModel')), sources);
     },
     /** One frame of the stream (see the chat API contract). */
