@@ -430,8 +430,10 @@ const MESSAGES_PER_LOAD = 50;
 const CITATION = /\[(\d+)\]/g;
 
 async function chatView(sessionId) {
-  const [{ data: kbs }, sessions, session, stored] = await Promise.all([
+  const [{ data: kbs }, models, sessions, session, stored] = await Promise.all([
     api('GET', '/knowledge-bases'),
+    // The tenant's own chat models, to pick one for a question; none is fine.
+    api('GET', '/models').then((r) => r.data.filter((m) => m.type === 'KnowledgeQA'), () => []),
     api('GET', '/sessions?page=1&page_size=100'),
     sessionId ? api('GET', `/sessions/${sessionId}`).then((r) => r.data) : null,
     sessionId ? api('GET', `/sessions/${sessionId}/messages?limit=${MESSAGES_PER_LOAD}`).then((r) => r.data) : [],
@@ -503,12 +505,18 @@ async function chatView(sessionId) {
   kb.addEventListener('change', () => {
     if (current) api('PUT', `/sessions/${current.id}`, { knowledge_base_id: kb.value }).catch(fail);
   });
+  const model = models.length
+    ? el('select', { id: 'chat-model' }, el('option', { value: '' }, t('chat.defaultModel')),
+      models.map((m) => el('option', { value: m.id }, m.name)))
+    : null;
   const query = el('textarea', { id: 'chat-query', rows: 3, required: true, placeholder: t('chat.placeholder') });
   const send = el('button', { type: 'submit', id: 'chat-send' }, t('chat.send'));
   const stop = el('button', { type: 'button', id: 'chat-stop', class: 'danger' }, t('chat.stop'));
   const problem = el('p', { class: 'error-text', id: 'chat-error', role: 'alert' });
   const form = el('form', { class: 'card', id: 'ask' },
-    el('label', {}, t('chat.kb'), ' ', kb),
+    el('div', { class: 'row' },
+      el('label', {}, t('chat.kb'), ' ', kb),
+      model ? el('label', {}, t('chat.modelField'), ' ', model) : null),
     el('label', { for: 'chat-query' }, t('chat.question')), query,
     problem,
     el('div', { class: 'row' }, send, stop));
@@ -562,7 +570,9 @@ async function chatView(sessionId) {
     streaming(true);
     let started = false;
     try {
-      await chat(current.id, { query: question, knowledge_base_ids: [kb.value] },
+      const body = { query: question, knowledge_base_ids: [kb.value] };
+      if (model?.value) body.summary_model_id = model.value;
+      await chat(current.id, body,
         (frame) => {
           // The session list shows the new title (the question) from the first frame on.
           if (!started) refreshSessions();
