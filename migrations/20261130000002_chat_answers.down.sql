@@ -1,4 +1,4 @@
-ALTER TABLE knowledge_bases DROP COLUMN summary_model_id;
+ALTER TABLE knowledge_bases DROP COLUMN summary_model_id, DROP COLUMN embedding_model_id;
 DROP TABLE models;
 ALTER TABLE chat_messages
     DROP COLUMN status,

@@ -30,5 +30,8 @@ CREATE INDEX models_tenant_idx ON models (tenant_id, created_at);
 CREATE TRIGGER models_updated_at BEFORE UPDATE ON models
     FOR EACH ROW EXECUTE FUNCTION weknora_set_updated_at();
 
--- The chat model a knowledge base's questions are answered with (upstream's name).
-ALTER TABLE knowledge_bases ADD COLUMN summary_model_id uuid REFERENCES models (id) ON DELETE SET NULL;
+-- A knowledge base's own models (upstream's names): the chat model its questions are
+-- answered with, the embedding model its vectors are made with (NULL: the built-in ones).
+ALTER TABLE knowledge_bases
+    ADD COLUMN summary_model_id   uuid REFERENCES models (id) ON DELETE SET NULL,
+    ADD COLUMN embedding_model_id uuid REFERENCES models (id) ON DELETE SET NULL;

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::answers::{Refused, Running};
 use uuid::Uuid;
 
-use crate::crypt::{SealError, Sealer};
 use crate::db;
 use crate::db::chunks::Hit;
-use crate::llm::{ChatModel, LlmError, Message, Spec};
+use crate::llm::{ChatModel, LlmError, Message};
+use crate::models::ModelError;
 use crate::prompt::{self, Turn};
 use crate::retrieval::SearchError;
 use crate::state::{AppState, SharedState};
@@ -59,59 +59,6 @@ impl Answerer {
     }
 }
 
-#[derive(Debug)]
-pub enum ChooseError {
-    /// The requested model is not the tenant's.
-    NoSuchModel,
-    /// The requested model is not a chat model.
-    NotChat,
-    /// The model's API key cannot be read.
-    Key(SealError),
-    Build(String),
-    Database(sqlx::Error),
-}
-
-impl From<sqlx::Error> for ChooseError {
-    fn from(e: sqlx::Error) -> ChooseError {
-        ChooseError::Database(e)
-    }
-}
-
-/// The built-in chat model (LLM_*), if one is configured.
-pub fn built_in(config: &crate::config::Config) -> anyhow::Result<Option<ChatModel>> {
-    let base = config.chat_base_url();
-    if base.is_empty() {
-        return Ok(None);
-    }
-    let c = &config.chat;
-    let spec = Spec {
-        provider: c.provider.clone(),
-        base_url: base.to_string(),
-        model: c.model.clone(),
-        api_key: c.api_key.0.clone(),
-    };
-    model(config, &spec).map(Some).map_err(|e| anyhow::anyhow!("the chat model: {e}"))
-}
-
-fn model(config: &crate::config::Config, spec: &Spec) -> Result<ChatModel, String> {
-    let c = &config.chat;
-    ChatModel::new(spec, Duration::from_secs(c.connect_timeout_secs), c.temperature, c.max_answer_tokens)
-}
-
-/// The tenant's chat model `id` as a client, its key opened.
-pub async fn tenant_model(state: &AppState, sealer: &Sealer, tenant: Uuid, id: Uuid) -> Result<ChatModel, ChooseError> {
-    let m = db::models::get(&state.db, tenant, id).await?.ok_or(ChooseError::NoSuchModel)?;
-    if m.kind != "chat" {
-        return Err(ChooseError::NotChat);
-    }
-    let api_key = match &m.api_key_encrypted {
-        Some(sealed) => sealer.open(m.id, sealed).map_err(ChooseError::Key)?,
-        None => String::new(),
-    };
-    let spec = Spec { provider: m.provider, base_url: m.base_url, model: m.name, api_key };
-    model(&state.config, &spec).map_err(ChooseError::Build)
-}
-
 /// Who answers: the model the request names, else the first of the knowledge bases' chat
 /// models, else the built-in model, else the extractive answer.
 pub async fn choose(
@@ -119,13 +66,15 @@ pub async fn choose(
     tenant: Uuid,
     requested: Option<Uuid>,
     knowledge_bases: &[Uuid],
-) -> Result<Answerer, ChooseError> {
+) -> Result<Answerer, ModelError> {
     let chosen = match requested {
         Some(id) => Some(id),
-        None => db::knowledge_bases::chat_model(&state.db, tenant, knowledge_bases).await?,
+        None => {
+            db::knowledge_bases::chat_model(&state.db, tenant, knowledge_bases).await.map_err(ModelError::Database)?
+        }
     };
     if let Some(id) = chosen {
-        return Ok(Answerer::Model(tenant_model(state, &state.sealer, tenant, id).await?));
+        return Ok(Answerer::Model(crate::models::chat(state, tenant, id).await?));
     }
     Ok(match &state.chat_model {
         Some(m) => Answerer::Model(m.clone()),
@@ -331,7 +280,7 @@ pub struct Question<'a> {
 pub enum AskError {
     NoSession,
     NoKnowledgeBase,
-    Choose(ChooseError),
+    Model(ModelError),
     Refused(Refused),
     Search(SearchError),
     Database(sqlx::Error),
@@ -355,7 +304,7 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
     if knowledge_bases.is_empty() {
         return Err(AskError::NoKnowledgeBase);
     }
-    let answerer = choose(state, q.tenant, q.model, &knowledge_bases).await.map_err(AskError::Choose)?;
+    let answerer = choose(state, q.tenant, q.model, &knowledge_bases).await.map_err(AskError::Model)?;
     let limit = state.config.chat.max_concurrent_per_tenant as usize;
     let running = state.answers.admit(q.tenant, q.session, limit).map_err(AskError::Refused)?;
 

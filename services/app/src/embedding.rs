@@ -34,6 +34,16 @@ enum Protocol {
     Ollama,
 }
 
+/// Where and how to reach one embedding model.
+pub struct Spec<'a> {
+    pub provider: &'a str,
+    pub base_url: &'a str,
+    pub model: &'a str,
+    pub api_key: &'a str,
+    /// Expected vector size; 0: whatever the model answers.
+    pub dimensions: usize,
+}
+
 #[derive(Clone)]
 pub struct Embedder {
     http: reqwest::Client,
@@ -100,30 +110,48 @@ fn endpoint(protocol: Protocol, base: &str) -> String {
 impl Embedder {
     /// The configured model, or None when no embedding model is configured.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Embedder>> {
-        let base = config.embedding_base_url().trim_end_matches('/').to_string();
+        let base = config.embedding_base_url();
         if base.is_empty() {
             return Ok(None);
         }
         let e = &config.embedding;
-        let protocol = if e.provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi };
-        let http = crate::remote::client(Duration::from_secs(5), Some(Duration::from_secs(e.timeout_secs)))
-            .map_err(|err| anyhow::anyhow!("the embedding client: {err}"))?;
-        Ok(Some(Embedder {
-            http,
+        let spec = Spec {
+            provider: &e.provider,
+            base_url: base,
+            model: &e.model,
+            api_key: &e.api_key.0,
+            dimensions: e.dimensions as usize,
+        };
+        let mut embedder =
+            Embedder::new(config, &spec).map_err(|err| anyhow::anyhow!("the embedding client: {err}"))?;
+        embedder.query_prefix = e.query_prefix.clone();
+        embedder.passage_prefix = e.passage_prefix.clone();
+        // OpenAI's own API refuses fields it does not know.
+        embedder.input_type = e.input_type && e.provider == "generic";
+        Ok(Some(embedder))
+    }
+
+    /// A client of the model `spec` names (a tenant's own model: no prefixes, no
+    /// `input_type`), batched, timed out and retried as configured.
+    pub fn new(config: &Config, spec: &Spec<'_>) -> Result<Embedder, String> {
+        let e = &config.embedding;
+        let base = spec.base_url.trim_end_matches('/').to_string();
+        let protocol = if spec.provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi };
+        Ok(Embedder {
+            http: crate::remote::client(Duration::from_secs(5), Some(Duration::from_secs(e.timeout_secs)))?,
             protocol,
             url: endpoint(protocol, &base),
             base,
-            model: e.model.clone(),
-            api_key: e.api_key.0.clone(),
-            dimensions: e.dimensions as usize,
+            model: spec.model.to_string(),
+            api_key: spec.api_key.to_string(),
+            dimensions: spec.dimensions,
             batch_size: e.batch_size as usize,
-            query_prefix: e.query_prefix.clone(),
-            passage_prefix: e.passage_prefix.clone(),
-            // OpenAI's own API refuses fields it does not know.
-            input_type: e.input_type && e.provider == "generic",
+            query_prefix: String::new(),
+            passage_prefix: String::new(),
+            input_type: false,
             max_retries: e.max_retries.max(1),
             last_check: Default::default(),
-        }))
+        })
     }
 
     pub fn model(&self) -> &str {

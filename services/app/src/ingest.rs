@@ -132,7 +132,7 @@ async fn parse_and_store(state: &AppState, owner: &str, job: &Job) -> Result<Opt
         ends: pieces.iter().map(|c| c.end as i32).collect(),
         contents: pieces.into_iter().map(|c| c.content).collect(),
     };
-    let embed = state.embedder.is_some() && state.vectors.is_some();
+    let embed = state.vectors.is_some() && (state.embedder.is_some() || src.embedding_model_id.is_some());
     let held = jobs::complete_parse(&state.db, job, owner, &src, &chunks, embed).await.map_err(database)?;
     if held && embed {
         state.new_job.notify_one();
@@ -144,15 +144,21 @@ async fn parse_and_store(state: &AppState, owner: &str, job: &Job) -> Result<Opt
 /// so a retry carries on where the last try stopped): the knowledge base and the number
 /// of chunks embedded, or None when the lease was lost.
 async fn embed(state: &AppState, owner: &str, job: &Job) -> Result<Option<(uuid::Uuid, usize)>, Failure> {
-    let (Some(embedder), Some(_)) = (&state.embedder, state.vectors) else {
-        return Err(Failure::Permanent(
-            "no embedding model is configured (EMBEDDING_BASE_URL), or the database has no pgvector".into(),
-        ));
-    };
+    if state.vectors.is_none() {
+        return Err(Failure::Permanent("the database has no pgvector: vectors cannot be stored".into()));
+    }
     let src = jobs::source(&state.db, job.knowledge_id)
         .await
         .map_err(database)?
         .ok_or_else(|| Failure::Permanent("the document was deleted".into()))?;
+    let embedder = match crate::models::embedder(state, src.tenant_id, src.embedding_model_id).await {
+        Ok(Some(embedder)) => embedder,
+        Ok(None) => {
+            return Err(Failure::Permanent("no embedding model is configured (EMBEDDING_BASE_URL)".into()));
+        }
+        Err(crate::models::ModelError::Database(e)) => return Err(database(e)),
+        Err(e) => return Err(Failure::Permanent(format!("the knowledge base's embedding model: {e}"))),
+    };
     let mut embedded = 0;
     loop {
         let batch = jobs::chunks_without_vectors(&state.db, job.knowledge_id, embedder.batch_size() as i64)

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod keys;
 pub mod llm;
 pub mod metrics;
+pub mod models;
 pub mod prompt;
 pub mod remote;
 pub mod retrieval;

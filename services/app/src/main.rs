@@ -222,7 +222,7 @@ async fn serve(config: Config) -> Result<()> {
             "documents parsed before an embedding model was configured have no vectors: run `cargo xtask reindex` to give them some"
         );
     }
-    let chat_model = weknora_app::chat::built_in(&config)?;
+    let chat_model = weknora_app::models::built_in_chat(&config)?;
     match &chat_model {
         Some(m) => tracing::info!(model = m.name(), at = config.chat_base_url(), "chat: the built-in model answers"),
         None => tracing::info!(

@@ -11,6 +11,9 @@ use uuid::Uuid;
 use crate::chunker::{query_terms, tsquery};
 use crate::db;
 use crate::db::chunks::{Hit, Scope};
+use crate::db::knowledge_bases::Indexed;
+use crate::embedding::Embedder;
+use crate::models::ModelError;
 use crate::state::AppState;
 
 #[derive(Debug)]
@@ -76,15 +79,33 @@ pub fn fuse(keyword: Vec<Hit>, vector: Vec<Hit>, k: f64, top_k: usize) -> Vec<Hi
     fused.into_iter().take(top_k).map(|(hit, score)| Hit { score, ..hit }).collect()
 }
 
-/// Why vector retrieval cannot run for this app at all, if it cannot.
-fn vector_off(state: &AppState) -> Option<String> {
+/// The embedding model questions to these knowledge bases are embedded with, or why there
+/// is none (vector retrieval is then off, and the search keyword-only).
+async fn embedder_of(
+    state: &AppState,
+    q: &Question<'_>,
+    kbs: &[Indexed],
+) -> Result<Result<Embedder, String>, SearchError> {
     if state.vectors.is_none() {
-        Some("vector retrieval is off: the database has no pgvector (keyword retrieval only)".into())
-    } else if state.embedder.is_none() {
-        Some("vector retrieval is off: no embedding model is configured (EMBEDDING_BASE_URL)".into())
-    } else {
-        None
+        return Ok(Err("vector retrieval is off: the database has no pgvector (keyword retrieval only)".into()));
     }
+    let mut own: Vec<Option<Uuid>> = kbs.iter().map(|kb| kb.embedding_model_id).collect();
+    own.sort();
+    own.dedup();
+    if own.len() > 1 {
+        let names: Vec<&str> = kbs.iter().map(|kb| kb.name.as_str()).collect();
+        return Err(SearchError::ModelMismatch(format!(
+            "the knowledge bases {} use different embedding models, so one question cannot be compared with all of \
+             them: search them one at a time, or give them the same embedding_model_id",
+            names.join(", ")
+        )));
+    }
+    Ok(match crate::models::embedder(state, q.tenant, own[0]).await {
+        Ok(Some(embedder)) => Ok(embedder),
+        Ok(None) => Err("vector retrieval is off: no embedding model is configured (EMBEDDING_BASE_URL)".into()),
+        Err(ModelError::Database(e)) => return Err(e.into()),
+        Err(e) => Err(format!("vector retrieval skipped: the knowledge base's embedding model: {e}")),
+    })
 }
 
 pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, SearchError> {
@@ -97,8 +118,11 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
     }
     let terms = query_terms(&state.jieba, q.query);
     let keywords = tsquery(&terms);
-    let mut notice = vector_off(state);
-    let embedder = state.embedder.as_ref().filter(|_| notice.is_none());
+    let (embedder, mut notice) = match embedder_of(state, q, &indexed).await? {
+        Ok(embedder) => (Some(embedder), None),
+        Err(why) => (None, Some(why)),
+    };
+    let embedder = embedder.as_ref();
     if let Some(embedder) = embedder {
         for kb in &indexed {
             if let Some(model) = &kb.embedding_model

@@ -560,6 +560,8 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
         ("WEKNORA__CHAT__TOTAL_TIMEOUT_SECS", "6".into()),
         ("WEKNORA__CHAT__MAX_CONCURRENT_PER_TENANT", "1".into()),
     ]);
+    let (_, _, info) = get(port, "/api/v1/system/info", &[]);
+    assert_eq!(info["data"]["chat"], json!({"answers": "model", "provider": "generic", "model": "builtin-chat"}));
     let kb = knowledge_base(port);
     let ask = json!({ "query": "When does the nightly backup run?" });
 

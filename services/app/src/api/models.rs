@@ -16,6 +16,7 @@ use crate::crypt::SealError;
 use crate::db;
 use crate::db::models::Model;
 use crate::error::ApiError;
+use crate::models::ModelError;
 use crate::state::{AppState, SharedState};
 
 /// What answers stand for a stored key.
@@ -105,6 +106,20 @@ fn kind(name: &str) -> Result<&'static str, ApiError> {
 
 fn key_error(e: SealError) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "encryption_key_missing", e.to_string())
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> ApiError {
+        match e {
+            ModelError::NoSuchModel => ApiError::not_found("model"),
+            ModelError::WrongType(kind) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", format!("this model is not a {kind} model"))
+            }
+            ModelError::Key(e) => ApiError::new(StatusCode::CONFLICT, "model_key_unreadable", e.to_string()),
+            ModelError::Build(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            ModelError::Database(e) => e.into(),
+        }
+    }
 }
 
 /// `body` applied to `m`, checked.

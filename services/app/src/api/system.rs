@@ -123,6 +123,7 @@ struct Info {
     schema_version: Option<i64>,
     capabilities: Capabilities,
     retrieval: RetrievalInfo,
+    chat: ChatInfo,
     limits: Limits,
 }
 
@@ -150,6 +151,15 @@ struct Capabilities {
     pg_search: bool,
     storage: String,
     graph: bool,
+}
+
+/// How questions are answered when neither the request nor its knowledge base names a
+/// tenant's model: by the built-in model, or extractively.
+#[derive(Serialize)]
+struct ChatInfo {
+    answers: &'static str,
+    provider: Option<String>,
+    model: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -182,6 +192,11 @@ async fn info(State(state): State<SharedState>) -> Result<Envelope<Info>, ApiErr
             graph: state.config.graph.enabled,
         },
         retrieval: retrieval_info(&state),
+        chat: ChatInfo {
+            answers: if state.chat_model.is_some() { "model" } else { "extractive" },
+            provider: state.chat_model.as_ref().map(|_| state.config.chat.provider.clone()),
+            model: state.chat_model.as_ref().map(|m| m.name().to_string()),
+        },
         limits: Limits { max_file_size_mb: state.config.server.max_file_size_mb },
     }))
 }

@@ -32,6 +32,8 @@ pub struct Source {
     pub chunk_size: i32,
     pub chunk_overlap: i32,
     pub split_markers: Vec<String>,
+    /// The knowledge base's own embedding model (None: the built-in one).
+    pub embedding_model_id: Option<Uuid>,
 }
 
 /// A parsed document's chunks, in order, as columns.
@@ -101,7 +103,7 @@ pub async fn claim(db: &Db, owner: &str, lease_secs: u64) -> Result<Option<Job>,
 pub async fn source(db: &Db, knowledge: Uuid) -> Result<Option<Source>, sqlx::Error> {
     sqlx::query_as(
         "SELECT k.tenant_id, k.knowledge_base_id, k.source_type, k.source, k.file_type, k.object_key, \
-         b.chunk_size, b.chunk_overlap, b.split_markers \
+         b.chunk_size, b.chunk_overlap, b.split_markers, b.embedding_model_id \
          FROM knowledge k JOIN knowledge_bases b ON b.id = k.knowledge_base_id WHERE k.id = $1",
     )
     .bind(knowledge)

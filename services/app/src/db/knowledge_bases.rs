@@ -21,13 +21,15 @@ pub struct KnowledgeBase {
     pub embedding_dimensions: Option<i32>,
     /// The tenant's chat model its questions are answered with (None: the built-in one).
     pub summary_model_id: Option<Uuid>,
+    /// The tenant's embedding model its vectors are made with (None: the built-in one).
+    pub embedding_model_id: Option<Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "id, name, description, chunk_size, chunk_overlap, split_markers, retrieval_top_k, \
                        keyword_threshold, vector_threshold, embedding_model, embedding_dimensions, \
-                       summary_model_id, created_at, updated_at";
+                       summary_model_id, embedding_model_id, created_at, updated_at";
 
 type KbQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, KnowledgeBase, sqlx::postgres::PgArguments>;
 
@@ -44,6 +46,7 @@ fn with_settings<'q>(q: KbQuery<'q>, id: Uuid, tenant: Uuid, kb: &'q KnowledgeBa
         .bind(kb.keyword_threshold)
         .bind(kb.vector_threshold)
         .bind(kb.summary_model_id)
+        .bind(kb.embedding_model_id)
 }
 
 pub async fn exists(db: &Db, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
@@ -68,8 +71,8 @@ pub async fn list(db: &Db, tenant: Uuid) -> Result<Vec<KnowledgeBase>, sqlx::Err
 pub async fn create(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<KnowledgeBase, sqlx::Error> {
     let sql = format!(
         "INSERT INTO knowledge_bases (id, tenant_id, name, description, chunk_size, chunk_overlap, split_markers, \
-         retrieval_top_k, keyword_threshold, vector_threshold, summary_model_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+         retrieval_top_k, keyword_threshold, vector_threshold, summary_model_id, embedding_model_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     );
     with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), Uuid::new_v4(), tenant, kb).fetch_one(db).await
 }
@@ -79,7 +82,7 @@ pub async fn update(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<Option<
     let sql = format!(
         "UPDATE knowledge_bases SET name = $3, description = $4, chunk_size = $5, chunk_overlap = $6, \
          split_markers = $7, retrieval_top_k = $8, keyword_threshold = $9, vector_threshold = $10, \
-         summary_model_id = $11 \
+         summary_model_id = $11, embedding_model_id = $12 \
          WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
     );
     with_settings(sqlx::query_as(sqlx::AssertSqlSafe(sql)), kb.id, tenant, kb).fetch_optional(db).await
@@ -109,12 +112,14 @@ pub struct Indexed {
     pub name: String,
     pub embedding_model: Option<String>,
     pub embedding_dimensions: Option<i32>,
+    /// The tenant's embedding model it uses (None: the built-in one).
+    pub embedding_model_id: Option<Uuid>,
 }
 
 /// The tenant's knowledge bases among `ids`, with the model their vectors were made with.
 pub async fn indexed(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<Indexed>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, embedding_model, embedding_dimensions FROM knowledge_bases \
+        "SELECT id, name, embedding_model, embedding_dimensions, embedding_model_id FROM knowledge_bases \
          WHERE tenant_id = $1 AND id = ANY($2)",
     )
     .bind(tenant)
