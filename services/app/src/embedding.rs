@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::remote::{excerpt, without_url};
+use crate::remote::{Protocol, excerpt, without_url};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbedError {
@@ -26,12 +26,6 @@ impl std::fmt::Display for EmbedError {
             EmbedError::Transient(m) | EmbedError::Permanent(m) => f.write_str(m),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Protocol {
-    OpenAi,
-    Ollama,
 }
 
 /// Where and how to reach one embedding model.
@@ -97,16 +91,6 @@ struct OllamaAnswer {
     embeddings: Vec<Vec<f32>>,
 }
 
-/// `{base}/v1/embeddings`, unless the base already ends in `/v1` (OpenAI's own form).
-fn endpoint(protocol: Protocol, base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    match protocol {
-        Protocol::Ollama => format!("{base}/api/embed"),
-        Protocol::OpenAi if base.ends_with("/v1") => format!("{base}/embeddings"),
-        Protocol::OpenAi => format!("{base}/v1/embeddings"),
-    }
-}
-
 impl Embedder {
     /// The configured model, or None when no embedding model is configured.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Embedder>> {
@@ -136,11 +120,11 @@ impl Embedder {
     pub fn new(config: &Config, spec: &Spec<'_>) -> Result<Embedder, String> {
         let e = &config.embedding;
         let base = spec.base_url.trim_end_matches('/').to_string();
-        let protocol = if spec.provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi };
+        let protocol = Protocol::of(spec.provider);
         Ok(Embedder {
             http: crate::remote::client(Duration::from_secs(5), Some(Duration::from_secs(e.timeout_secs)))?,
             protocol,
-            url: endpoint(protocol, &base),
+            url: protocol.endpoint(&base, "embeddings", "api/embed"),
             base,
             model: spec.model.to_string(),
             api_key: spec.api_key.to_string(),
@@ -292,17 +276,5 @@ impl Embedder {
         };
         *self.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), result.clone()));
         result
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_follow_each_protocol() {
-        assert_eq!(endpoint(Protocol::OpenAi, "http://embedder:8000"), "http://embedder:8000/v1/embeddings");
-        assert_eq!(endpoint(Protocol::OpenAi, "https://api.openai.com/v1/"), "https://api.openai.com/v1/embeddings");
-        assert_eq!(endpoint(Protocol::Ollama, "http://ollama:11434"), "http://ollama:11434/api/embed");
     }
 }

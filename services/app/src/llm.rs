@@ -10,20 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::remote::{excerpt, without_url};
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Protocol {
-    OpenAi,
-    Ollama,
-}
-
-impl Protocol {
-    /// openai, generic and the OpenAI-compatible providers speak OpenAI's protocol.
-    pub fn of(provider: &str) -> Protocol {
-        if provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi }
-    }
-}
+use crate::remote::{Protocol, excerpt, without_url};
 
 /// Where and how to reach one chat model.
 #[derive(Clone)]
@@ -80,16 +67,6 @@ pub struct ChatModel {
     max_tokens: u32,
 }
 
-/// `{base}/v1/chat/completions`, unless the base already ends in `/v1` (OpenAI's own form).
-fn endpoint(protocol: Protocol, base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    match protocol {
-        Protocol::Ollama => format!("{base}/api/chat"),
-        Protocol::OpenAi if base.ends_with("/v1") => format!("{base}/chat/completions"),
-        Protocol::OpenAi => format!("{base}/v1/chat/completions"),
-    }
-}
-
 impl ChatModel {
     pub fn new(spec: &Spec, connect_timeout: Duration, temperature: f64, max_tokens: u32) -> Result<ChatModel, String> {
         let protocol = Protocol::of(&spec.provider);
@@ -99,7 +76,7 @@ impl ChatModel {
             // bounded by the caller's first-piece and total timeouts.
             http: crate::remote::client(connect_timeout, None)?,
             protocol,
-            url: endpoint(protocol, &base),
+            url: protocol.endpoint(&base, "chat/completions", "api/chat"),
             base,
             model: spec.model.clone(),
             api_key: spec.api_key.clone(),
@@ -252,16 +229,6 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_follow_each_protocol() {
-        assert_eq!(endpoint(Protocol::OpenAi, "http://llm:8000"), "http://llm:8000/v1/chat/completions");
-        assert_eq!(
-            endpoint(Protocol::OpenAi, "https://api.openai.com/v1/"),
-            "https://api.openai.com/v1/chat/completions"
-        );
-        assert_eq!(endpoint(Protocol::Ollama, "http://ollama:11434"), "http://ollama:11434/api/chat");
-    }
 
     #[test]
     fn stream_lines_are_read_per_protocol() {

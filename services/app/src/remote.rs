@@ -3,6 +3,31 @@
 
 use std::time::Duration;
 
+/// The two protocols model servers speak: OpenAI's (OpenAI, vLLM, TEI, DeepSeek, DashScope,
+/// every `generic` server) and Ollama's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Protocol {
+    OpenAi,
+    Ollama,
+}
+
+impl Protocol {
+    pub fn of(provider: &str) -> Protocol {
+        if provider == "ollama" { Protocol::Ollama } else { Protocol::OpenAi }
+    }
+
+    /// The URL of an API: `{base}/v1/{openai}` (or `{base}/{openai}` when the base already
+    /// ends in `/v1`, OpenAI's own form), or `{base}/{ollama}`.
+    pub fn endpoint(self, base: &str, openai: &str, ollama: &str) -> String {
+        let base = base.trim_end_matches('/');
+        match self {
+            Protocol::Ollama => format!("{base}/{ollama}"),
+            Protocol::OpenAi if base.ends_with("/v1") => format!("{base}/{openai}"),
+            Protocol::OpenAi => format!("{base}/v1/{openai}"),
+        }
+    }
+}
+
 /// An HTTP client for a model server: TLS with the process's crypto provider, a connect
 /// timeout, and `timeout` for a whole request when there is one (streamed answers set none).
 pub fn client(connect: Duration, timeout: Option<Duration>) -> Result<reqwest::Client, String> {
@@ -46,6 +71,23 @@ pub fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_follow_each_protocol() {
+        let openai = Protocol::of("generic");
+        assert_eq!(
+            openai.endpoint("http://embedder:8000", "embeddings", "api/embed"),
+            "http://embedder:8000/v1/embeddings"
+        );
+        assert_eq!(
+            openai.endpoint("https://api.openai.com/v1/", "chat/completions", "api/chat"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            Protocol::of("ollama").endpoint("http://ollama:11434", "embeddings", "api/embed"),
+            "http://ollama:11434/api/embed"
+        );
+    }
 
     #[test]
     fn excerpts_are_short_and_on_one_line() {
