@@ -1,8 +1,11 @@
 //! The main job end to end: `cargo xtask start` on a fresh project name brings every
 //! service up healthy with locally built images (local stand-ins for the third-party ones:
 //! no registry here); a document uploaded through the frontend's `/api` proxy is parsed and
-//! found, and the web interface does the same in headless Chromium; `restart app` keeps the data; `stop --volumes --yes` leaves nothing of the
-//! project behind. Then the development compose file starts too (app-dev compiles the
+//! found, and the web interface does the same in headless Chromium; a question is answered
+//! through the frontend as a stream, from the passages alone and then by a tenant's model (a
+//! stand-in on the host) whose pieces nginx passes on as they come; `restart app` keeps the
+//! data; backups hold no secret, the model's API key included; `stop --volumes --yes` leaves
+//! nothing of the project behind. Then the development compose file starts too (app-dev compiles the
 //! mounted source in its container, and an edit of it is served without a restart), and
 //! `pull` fetches the third-party images the stack names from a registry on loopback, and
 //! `upgrade` moves a stack of "older" images to this checkout, `rollback` brings back the
@@ -121,6 +124,105 @@ fn wait_status(port: &str, key: &str, doc_id: &str, field: &str) {
     }
 }
 
+/// Asks `POST /api/v1/knowledge-chat/{session}` through the frontend and reads the answer as
+/// it streams (curl -N): `on_frame` sees each `data:` frame the moment it arrives. Returns
+/// the frames; fails with everything curl printed when there are none.
+fn ask(port: &str, key: &str, session: &str, body: Value, mut on_frame: impl FnMut(&Value)) -> Vec<Value> {
+    use std::io::BufRead;
+    let mut child = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "180", "-X", "POST", "-H", "content-type: application/json"])
+        .args(["-H", &format!("X-API-Key: {key}"), "-d", &body.to_string()])
+        .arg(format!("http://127.0.0.1:{port}/api/v1/knowledge-chat/{session}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut frames, mut printed) = (Vec::new(), String::new());
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(data) = line.strip_prefix("data:") {
+            let frame: Value = serde_json::from_str(data.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+            on_frame(&frame);
+            frames.push(frame);
+        }
+    }
+    child.wait().unwrap();
+    assert!(!frames.is_empty(), "no answer frames:\n{printed}");
+    frames
+}
+
+/// The answer the `answer` frames of a chat stream spell, and the last frame.
+fn answer_of(frames: &[Value]) -> (String, &Value) {
+    let text = frames
+        .iter()
+        .filter(|f| f["response_type"] == "answer")
+        .map(|f| f["content"].as_str().unwrap_or_default())
+        .collect();
+    (text, frames.last().unwrap())
+}
+
+/// Stands in for the language model, which no registry here provides: an OpenAI-compatible
+/// `POST /v1/chat/completions` on the host (all interfaces: the app reaches it as
+/// host.docker.internal) streaming `text/event-stream` chunks. The first answer sends its
+/// first piece, then waits for `go` before the rest: whoever streams it to the test must pass
+/// that piece on alone. Each request (head and body) goes to `requests`.
+struct StandInModel {
+    port: u16,
+    requests: std::sync::mpsc::Receiver<String>,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+const FIRST_PIECE: &str = "The nightly backup runs at 02:00 ";
+const LAST_PIECE: &str = "[1].";
+
+impl StandInModel {
+    fn start() -> StandInModel {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (requests_tx, requests) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let (mut head, mut length) = (String::new(), 0);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = requests_tx.send(format!("{head}\n{}", String::from_utf8_lossy(&body)));
+                let piece = |text: &str| {
+                    format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}}]}))
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+                     Connection: close\r\n\r\n{}",
+                    piece(FIRST_PIECE)
+                );
+                let _ = stream.flush();
+                // Until the test has read the first piece through nginx. Never told: the
+                // answer is cut short, and the test fails on the missing rest.
+                if n == 0 && go_rx.recv_timeout(Duration::from_secs(150)).is_err() {
+                    continue;
+                }
+                let _ = write!(stream, "{}data: [DONE]\n\n", piece(LAST_PIECE));
+            }
+        });
+        StandInModel { port, requests, go }
+    }
+}
+
 fn wait_completed(port: &str, key: &str, doc_id: &str) {
     wait_status(port, key, doc_id, "parse_status");
 }
@@ -143,6 +245,9 @@ fn assert_all_healthy(p: &Project, expected: &[&str]) {
     }
 }
 
+/// The secrets `start` generates into `.env`.
+const SECRETS: [&str; 4] = ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "MODELS_ENCRYPTION_KEY"];
+
 const DOC: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs at 02:00 and is verified by a restore drill \
                    every Friday. Keep the offsite copies for ninety days.\n";
 
@@ -161,7 +266,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert_eq!(mode & 0o777, 0o600);
     let env_text = p.env_file();
     assert!(!env_text.lines().any(|l| l.ends_with("=<generated>")), "{env_text}");
-    for key in ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY"] {
+    for key in SECRETS {
         let secret = env_text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap();
         assert_eq!(secret.len(), 64, "{key}");
         assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
@@ -220,6 +325,73 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     // The same through the web interface, in a real browser.
     browser::walk_through_the_ui(&front, &key);
 
+    // Chat without a chat model: the answer is the passages themselves, each cited.
+    let json = ["-H", "content-type: application/json"];
+    let (status, session) = curl(
+        &front,
+        &key,
+        &[&["-X", "POST"][..], &json, &["-d", &serde_json::json!({"knowledge_base_id": kb_id}).to_string()]].concat(),
+        "/api/v1/sessions",
+    );
+    assert_eq!(status, 201, "{session}");
+    let session_id = session["data"]["id"].as_str().unwrap().to_string();
+    let question = serde_json::json!({"query": "When does the nightly backup run?"});
+    let frames = ask(&front, &key, &session_id, question.clone(), |_| {});
+    assert_eq!(frames[0]["response_type"], "references", "{frames:?}");
+    assert!(frames[0]["knowledge_references"][0]["content"].as_str().unwrap().contains("02:00"), "{frames:?}");
+    let (text, done) = answer_of(&frames);
+    assert!(text.contains("02:00") && text.contains("[1]"), "{text}");
+    assert!(frames.iter().filter(|f| f["response_type"] == "answer").all(|f| f["data"]["answer_kind"] == "extractive"));
+    assert_eq!(
+        (done["done"].as_bool(), done["data"]["answer_kind"].as_str()),
+        (Some(true), Some("extractive")),
+        "{done}"
+    );
+
+    // A tenant's model on the host, its API key stored encrypted and never answered.
+    let model = StandInModel::start();
+    let model_key = format!("sk-e2e-{}-{}", std::process::id(), free_port());
+    let spec = serde_json::json!({"name": "stand-in-llm", "type": "KnowledgeQA", "source": "remote", "parameters": {
+        "base_url": format!("http://host.docker.internal:{}/v1", model.port), "api_key": model_key, "provider": "openai"}});
+    let (status, created) =
+        curl(&front, &key, &[&["-X", "POST"][..], &json, &["-d", &spec.to_string()]].concat(), "/api/v1/models");
+    assert_eq!((status, created["data"]["parameters"]["api_key"].as_str()), (201, Some("***")), "{created}");
+    let model_id = created["data"]["id"].as_str().unwrap().to_string();
+    let (_, listed) = curl(&front, &key, &[], "/api/v1/models");
+    assert!(!created.to_string().contains(&model_key) && !listed.to_string().contains(&model_key));
+    // nginx passes each piece on as it comes: the model holds back the rest of its answer
+    // until the first piece has come out of the frontend. A buffering proxy would hold that
+    // piece too, and both would wait until the deadlines ran out.
+    let mut question = question;
+    question["summary_model_id"] = model_id.clone().into();
+    let mut released = false;
+    let frames = ask(&front, &key, &session_id, question.clone(), |frame| {
+        if frame["response_type"] == "answer" && !released {
+            assert_eq!(frame["content"], FIRST_PIECE, "{frame}");
+            model.go.send(()).unwrap();
+            released = true;
+        }
+    });
+    assert!(released, "no answer piece came through: {frames:?}");
+    let (text, done) = answer_of(&frames);
+    assert_eq!(text, format!("{FIRST_PIECE}{LAST_PIECE}"), "{frames:?}");
+    assert_eq!(frames[0]["response_type"], "references", "{frames:?}");
+    assert_eq!((done["done"].as_bool(), done["data"]["answer_kind"].as_str()), (Some(true), Some("model")), "{done}");
+    assert_eq!(
+        (done["data"]["model"].as_str(), done["data"]["status"].as_str()),
+        (Some("stand-in-llm"), Some("completed"))
+    );
+    // The model got the question, the passage and the decrypted key.
+    let request = model.requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(request.starts_with("POST /v1/chat/completions "), "{request}");
+    assert!(
+        request.to_ascii_lowercase().contains(&format!("authorization: bearer {}", model_key.to_ascii_lowercase()))
+    );
+    assert!(
+        request.contains("nightly backup") && request.contains("02:00") && request.contains("stand-in-llm"),
+        "{request}"
+    );
+
     // A second start is a quick no-op.
     let (ok, out, err) = p.xtask(&["start"]);
     assert!(ok && out.contains("is up"), "{err}");
@@ -244,11 +416,18 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&archive).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the archive holds every document: owner only");
     let bytes = std::fs::read(&archive).unwrap();
-    for key in ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY"] {
-        let secret = p.env_file().lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_string();
+    let secrets = SECRETS.map(|key| {
+        let value = p.env_file().lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_string();
+        (key, value)
+    });
+    for (key, secret) in
+        secrets.iter().map(|(k, v)| (*k, v.as_str())).chain([("the model's API key", model_key.as_str())])
+    {
         assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{key} is in the archive");
-        assert!(!out.contains(&secret) && !err.contains(&secret), "{key} was printed");
+        assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
     }
+    let (_, logs, _) = p.xtask(&["logs", "app", "--tail", "all"]);
+    assert!(!logs.contains(&model_key), "the model's API key is in the app's log");
 
     // verify: checksums, then a restore drill that finds the document's original intact.
     let (ok, out, err) = p.xtask(&["backup", "verify", &archive, "--json"]);
@@ -295,6 +474,9 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(safety.contains("before-restore") && Path::new(&safety).exists(), "{restored}");
     let (_, hits) = curl(&front, &key, &[], &search);
     assert!(hits.to_string().contains("restore drill"), "search after restore: {hits}");
+    // The restored model still opens its API key (same MODELS_ENCRYPTION_KEY) and answers.
+    let frames = ask(&front, &key, &session_id, question, |_| {});
+    assert_eq!(answer_of(&frames).0, format!("{FIRST_PIECE}{LAST_PIECE}"), "after restore: {frames:?}");
     // The original is back where the app reads it: parsing it again works.
     let (status, _) = curl(&front, &key, &["-X", "POST"], &format!("/api/v1/knowledge/{doc_id}/reparse"));
     assert!((200..300).contains(&status), "reparse: {status}");
