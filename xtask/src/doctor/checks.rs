@@ -65,6 +65,7 @@ pub fn evaluate(f: &Facts) -> Vec<Check> {
         test_servers(f),
         dev_tools(f),
         embedding(f),
+        chat(f),
     ]
 }
 
@@ -83,11 +84,7 @@ fn embedding(f: &Facts) -> Check {
             None,
         );
     };
-    // Credentials in a URL are not for a table.
-    let shown = match url.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host)),
-        None => url.clone(),
-    };
+    let shown = shown(url);
     match &f.embedding.model {
         Some(model) => {
             check(id, name, Status::Ok, format!("{model} at {shown} (the bundled embedder is not started)"), None)
@@ -102,6 +99,41 @@ fn embedding(f: &Facts) -> Check {
             Some(
                 "set EMBEDDING_MODEL_NAME, EMBEDDING_DIMENSION and EMBEDDING_PROVIDER in .env (docs/operations.md, \"Models\")",
             ),
+        ),
+    }
+}
+
+/// A URL without the credentials it may carry (they are not for a table).
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host)),
+        None => url.to_string(),
+    }
+}
+
+/// The built-in chat model (LLM_*), or the extractive answers without one.
+fn chat(f: &Facts) -> Check {
+    let (id, name) = ("chat", "chat model");
+    let Some(url) = &f.chat.base_url else {
+        return check(
+            id,
+            name,
+            Status::Ok,
+            "none built in: answers are the best passages, cited (extractive), unless a tenant adds a model",
+            Some(
+                "for written answers set LLM_BASE_URL and LLM_MODEL_NAME, or `cargo xtask start --ollama` (docs/operations.md, \"Chat models\")",
+            ),
+        );
+    };
+    let provider = f.chat.provider.as_deref().unwrap_or("openai");
+    match &f.chat.model {
+        Some(model) => check(id, name, Status::Ok, format!("{model} at {} ({provider})", shown(url)), None),
+        None => check(
+            id,
+            name,
+            Status::Fail,
+            format!("LLM_BASE_URL is {}, but LLM_MODEL_NAME is not set: the app refuses to start", shown(url)),
+            Some("set LLM_MODEL_NAME (and LLM_PROVIDER, LLM_API_KEY) in .env (docs/operations.md, \"Chat models\")"),
         ),
     }
 }
@@ -484,6 +516,7 @@ pub mod tests {
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
             embedding: EmbeddingFact::default(),
+            chat: ChatFact::default(),
         }
     }
 
@@ -607,6 +640,24 @@ pub mod tests {
         assert!(c.detail.contains("https://embed.example/v1") && !c.detail.contains("s3cret"), "{}", c.detail);
         f.embedding.model = Some("bge-m3".into());
         assert_eq!(status_of(&f, "embedding"), Status::Ok);
+    }
+
+    #[test]
+    fn the_chat_model_is_named_without_credentials_and_a_missing_name_fails() {
+        let mut f = healthy();
+        let c = evaluate(&f).into_iter().find(|c| c.id == "chat").unwrap();
+        assert!(c.status == Status::Ok && c.detail.contains("extractive"), "{}", c.detail);
+        f.chat = ChatFact {
+            provider: Some("generic".into()),
+            base_url: Some("http://k:pw@llm:8000/v1".into()),
+            model: None,
+        };
+        let c = evaluate(&f).into_iter().find(|c| c.id == "chat").unwrap();
+        assert_eq!(c.status, Status::Fail, "the app would refuse to start");
+        assert!(c.detail.contains("http://llm:8000/v1") && !c.detail.contains("pw@"), "{}", c.detail);
+        f.chat.model = Some("qwen2.5:7b".into());
+        let c = evaluate(&f).into_iter().find(|c| c.id == "chat").unwrap();
+        assert_eq!((c.status, c.detail.as_str()), (Status::Ok, "qwen2.5:7b at http://llm:8000/v1 (generic)"));
     }
 
     #[test]

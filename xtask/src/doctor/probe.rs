@@ -133,6 +133,15 @@ pub struct Facts {
     /// The Python writer and reference parsers the docreader fixtures and benchmark use.
     pub bench_python: bool,
     pub embedding: EmbeddingFact,
+    pub chat: ChatFact,
+}
+
+/// The built-in chat model `.env` (or the environment) names (LLM_*); None: none.
+#[derive(Debug, Default)]
+pub struct ChatFact {
+    pub provider: Option<String>,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
 }
 
 /// The embedding model `.env` (or the environment) chooses; None: the bundled embedder.
@@ -189,6 +198,7 @@ pub async fn gather(dev: bool) -> Facts {
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),
         embedding: embedding_fact(&Vars::load()),
+        chat: chat_fact(&Vars::load()),
     }
 }
 
@@ -200,6 +210,16 @@ fn embedding_fact(vars: &Vars) -> EmbeddingFact {
         base_url: vars.get("EMBEDDING_BASE_URL").map(str::to_string),
         model: vars.get("EMBEDDING_MODEL_NAME").map(str::to_string),
     }
+}
+
+fn chat_fact(vars: &Vars) -> ChatFact {
+    let get = |key| vars.get(key).map(str::to_string);
+    let provider = get("LLM_PROVIDER");
+    let base_url = match (get("LLM_BASE_URL"), provider.as_deref()) {
+        (None, Some("ollama")) => get("OLLAMA_BASE_URL"),
+        (url, _) => url,
+    };
+    ChatFact { provider, base_url, model: get("LLM_MODEL_NAME") }
 }
 
 fn env_fact() -> EnvFact {
