@@ -32,10 +32,12 @@ struct Step {
 
 impl Ci {
     pub fn run(self) -> Result<ExitCode> {
+        // A fresh machine is set up first: the engine, and every tool the tests use.
+        crate::runtime()?.block_on(crate::doctor::set_up(crate::doctor::Scope::Dev, "ci"))?;
         let mut tests = words("test --workspace --locked --no-fail-fast --");
         if !self.no_docker {
             // Tests that need Docker are `#[ignore]`d so plain `cargo test` works anywhere;
-            // CI has an engine (`doctor --fix` started it) and runs them all.
+            // CI has an engine (`ci` set it up first) and runs them all.
             tests.push("--include-ignored".into());
         }
         let fuzz = paths::docreader_fuzz().join("Cargo.toml").display().to_string();

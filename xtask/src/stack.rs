@@ -478,6 +478,7 @@ impl Start {
     }
 
     pub async fn run_async(self) -> Result<ExitCode> {
+        crate::doctor::set_up(crate::doctor::Scope::Stack, self.by).await?;
         ensure_env_file(&paths::env_file(), self.by)?;
         eprintln!("==> checking the machine");
         if !crate::doctor::stack_checks(self.dev, false).await? {

@@ -36,12 +36,12 @@ pub struct Pg {
 
 fn bin_dir() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server packages missing: run `cargo xtask doctor --fix`")
+        .expect("PostgreSQL server packages missing: run `cargo xtask doctor --fix --dev`")
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("no initdb under /usr/lib/postgresql: run `cargo xtask doctor --fix`")
+    versions.pop().expect("no initdb under /usr/lib/postgresql: run `cargo xtask doctor --fix --dev`")
 }
 
 /// A TCP port nothing listens on right now.
@@ -262,7 +262,7 @@ impl Redis {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server is missing: run `cargo xtask doctor --fix`");
+            .expect("redis-server is missing: run `cargo xtask doctor --fix --dev`");
         wait_listening(port, "redis-server");
         Redis { port, child }
     }
@@ -308,7 +308,7 @@ impl Registry {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("docker-registry is missing: run `cargo xtask doctor --fix`");
+            .expect("docker-registry is missing: run `cargo xtask doctor --fix --dev`");
         wait_listening(port, "docker-registry");
         Registry { port, child, _dir: dir }
     }

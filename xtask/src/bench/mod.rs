@@ -104,7 +104,7 @@ impl Bench {
         let corpus = paths::bench_corpus();
         let modules = format!("import {PYTHON_MODULES}");
         cmd!(sh, "python3 -c {modules}").quiet().ignore_stdout().run().context(
-            "the Python reference parsers are missing: run `cargo xtask doctor --fix` (pip install -r services/docreader/bench/requirements.txt)",
+            "the Python reference parsers are missing: run `cargo xtask doctor --fix --dev` (pip install -r services/docreader/bench/requirements.txt)",
         )?;
         if self.regenerate || !corpus.join("corpus.docx").exists() {
             eprintln!("==> bench: writing the corpus to {}", corpus.display());

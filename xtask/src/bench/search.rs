@@ -165,7 +165,7 @@ impl SearchBench {
                 .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .stdout(Stdio::null())
                 .spawn()
-                .context("redis-server is missing: run `cargo xtask doctor --fix`")?,
+                .context("redis-server is missing: run `cargo xtask doctor --fix --dev`")?,
         );
         let url = format!("postgres://weknora:{PASSWORD}@127.0.0.1:{pg_port}/bench");
         let mut db = poll("PostgreSQL", Duration::from_secs(90), Duration::from_millis(200), || async {

@@ -43,6 +43,8 @@ fn check(id: &'static str, name: &'static str, status: Status, detail: impl Into
 }
 
 const FIX: &str = "cargo xtask doctor --fix";
+/// The fix of what only building and testing need.
+const FIX_DEV: &str = "cargo xtask doctor --fix --dev";
 const GIB: u64 = 1024 * 1024 * 1024;
 /// Below this, image builds and the database will run out of room: fail.
 pub const DISK_FAIL_BYTES: u64 = 2 * GIB;
@@ -364,7 +366,7 @@ fn toolchain(f: &Facts) -> Check {
             name,
             Status::Fail,
             format!("{v}; missing components: {}", t.components_missing.join(", ")),
-            Some(FIX),
+            Some(FIX_DEV),
         ),
         Some(v) => check(id, name, Status::Ok, v.clone(), None),
     }
@@ -400,7 +402,7 @@ fn arm64(f: &Facts) -> Check {
         check("arm64", "arm64 builds", Status::Ok, "cross target, cross gcc, qemu binfmt (F flag) ready", None)
     } else {
         // Optional: only `build-images --platform linux/arm64` needs it.
-        check("arm64", "arm64 builds", Status::Warn, format!("missing: {}", missing.join(", ")), Some(FIX))
+        check("arm64", "arm64 builds", Status::Warn, format!("missing: {}", missing.join(", ")), Some(FIX_DEV))
     }
 }
 
@@ -433,7 +435,7 @@ fn test_servers(f: &Facts) -> Check {
             name,
             Status::Warn,
             format!("missing {}: the tests that start them cannot run", missing.join(", ")),
-            Some(FIX),
+            Some(FIX_DEV),
         ),
     }
 }
@@ -463,7 +465,7 @@ fn dev_tools(f: &Facts) -> Check {
     if missing.is_empty() {
         check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers"), None)
     } else {
-        check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX))
+        check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX_DEV))
     }
 }
 

@@ -105,9 +105,21 @@ impl Step {
     }
 }
 
-/// The steps that bring this machine to a passing doctor, in the order they must run.
-/// Empty when nothing is missing: running `--fix` twice changes nothing the second time.
-pub fn plan(f: &Facts) -> Vec<Step> {
+/// What a machine is set up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Running the stack: the Docker engine and compose (`start`, `doctor --fix`).
+    Stack,
+    /// Also building and testing it: cross compilers, qemu, test servers, Chromium, Nix,
+    /// debootstrap, sqlx-cli, the bench's parsers (`ci`, `doctor --fix --dev`).
+    Dev,
+}
+
+/// The steps that bring this machine to a passing doctor for `scope`, in the order they
+/// must run. Empty when nothing is missing: running `--fix` twice changes nothing the
+/// second time.
+pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
+    let dev = scope == Scope::Dev;
     let mut packages = Vec::new();
     let mut want = |missing: bool, package: &str| {
         if missing {
@@ -116,9 +128,24 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     };
     let daemon_down = f.daemon.is_err() && f.local_daemon;
     want(!f.dockerd_installed && f.local_daemon, "docker.io");
-    want(!f.compose_v1, "docker-compose");
     let needs_v2 = f.compose.as_ref().is_none_or(|c| c.major() < 2);
-    want((needs_v2 || !f.bench_python) && !f.pip, "python3-pip");
+    want((needs_v2 || (dev && !f.bench_python)) && !f.pip, "python3-pip");
+    let mut steps = Vec::new();
+    if !dev {
+        if !packages.is_empty() {
+            steps.push(Step::AptInstall { packages });
+        }
+        if needs_v2 {
+            steps.push(Step::ComposePlugin);
+        }
+        let refused = f.daemon.as_ref().err().is_some_and(|e| e.contains("ermission denied"));
+        if daemon_down && !refused {
+            steps.push(Step::StartDockerd);
+        }
+        return steps;
+    }
+    // The standalone compose v1, for the test that runs the stack with it.
+    want(!f.compose_v1, "docker-compose");
     want(!f.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
     want(!f.arm64.cross_libc, "libc6-dev-arm64-cross");
     want(!f.arm64.qemu_static, "qemu-user-static");
@@ -132,7 +159,6 @@ pub fn plan(f: &Facts) -> Vec<Step> {
     want(!f.debootstrap, "debootstrap");
     want(!f.nix, "nix-bin");
 
-    let mut steps = Vec::new();
     if !packages.is_empty() {
         steps.push(Step::AptInstall { packages });
     }
@@ -310,12 +336,12 @@ mod tests {
 
     #[test]
     fn nothing_to_do_on_a_healthy_machine() {
-        assert_eq!(plan(&healthy()), []);
+        assert_eq!(plan(&healthy(), Scope::Dev), []);
     }
 
     #[test]
     fn a_fresh_machine_gets_engine_compose_arm64_and_targets() {
-        let steps = plan(&fresh());
+        let steps = plan(&fresh(), Scope::Dev);
         assert_eq!(
             steps,
             [
@@ -340,10 +366,24 @@ mod tests {
     }
 
     #[test]
+    fn running_the_stack_needs_only_the_engine_and_compose() {
+        let steps = plan(&fresh(), Scope::Stack);
+        assert_eq!(
+            steps,
+            [Step::AptInstall { packages: vec!["docker.io".into()] }, Step::ComposePlugin, Step::StartDockerd]
+        );
+        assert_eq!(plan(&healthy(), Scope::Stack), []);
+        let mut f = healthy();
+        f.browser = false;
+        f.nix = false;
+        assert_eq!(plan(&f, Scope::Stack), [], "test and build tools are not for running the stack");
+    }
+
+    #[test]
     fn an_installed_but_stopped_engine_is_only_started() {
         let mut f = healthy();
         f.daemon = Err("connection refused".into());
-        assert_eq!(plan(&f), [Step::StartDockerd]);
+        assert_eq!(plan(&f, Scope::Dev), [Step::StartDockerd]);
     }
 
     #[test]
@@ -352,14 +392,14 @@ mod tests {
         f.local_daemon = false;
         f.dockerd_installed = false;
         f.daemon = Err("connection refused".into());
-        assert_eq!(plan(&f), []);
+        assert_eq!(plan(&f, Scope::Dev), []);
     }
 
     #[test]
     fn a_permission_problem_is_not_fixed_by_starting_another_daemon() {
         let mut f = healthy();
         f.daemon = Err("permission denied while trying to connect".into());
-        assert_eq!(plan(&f), []);
+        assert_eq!(plan(&f, Scope::Dev), []);
     }
 
     #[test]
@@ -368,7 +408,10 @@ mod tests {
         f.compose =
             Some(crate::docker::ComposeCli { program: vec!["docker-compose".into()], version: "1.29.2".into() });
         f.pip = false;
-        assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["python3-pip".into()] }, Step::ComposePlugin]);
+        assert_eq!(
+            plan(&f, Scope::Dev),
+            [Step::AptInstall { packages: vec!["python3-pip".into()] }, Step::ComposePlugin]
+        );
     }
 
     #[test]
@@ -376,7 +419,7 @@ mod tests {
         let mut f = healthy();
         f.arm64.binfmt_enabled = false;
         f.arm64.binfmt_mounted = false;
-        let steps = plan(&f);
+        let steps = plan(&f, Scope::Dev);
         assert_eq!(steps, [Step::Binfmt { mount: true }]);
         assert_eq!(steps[0].commands()[0], "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc");
     }
@@ -385,14 +428,14 @@ mod tests {
     fn the_test_database_server_is_installed_when_missing() {
         let mut f = healthy();
         f.postgres_server = None;
-        assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
+        assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
     }
 
     #[test]
     fn nix_is_installed_for_the_flake_checks() {
         let mut f = healthy();
         f.nix = false;
-        assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["nix-bin".into()] }]);
+        assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages: vec!["nix-bin".into()] }]);
     }
 
     #[test]
@@ -400,14 +443,14 @@ mod tests {
         let mut f = healthy();
         f.browser = false;
         let packages = ["chromium", "chromium-driver", "fonts-wqy-microhei"].map(String::from).to_vec();
-        assert_eq!(plan(&f), [Step::AptInstall { packages }]);
+        assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages }]);
     }
 
     #[test]
     fn sqlx_cli_is_installed_at_the_tested_version() {
         let mut f = healthy();
         f.sqlx_cli = Some("sqlx-cli 0.8.6".into());
-        let steps = plan(&f);
+        let steps = plan(&f, Scope::Dev);
         assert_eq!(steps.len(), 1);
         assert_eq!(
             steps[0].commands(),

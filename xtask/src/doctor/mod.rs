@@ -7,10 +7,11 @@ mod probe;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use checks::{Check, Status};
+pub use fix::Scope;
 use fix::Step;
 
 #[derive(clap::Args)]
@@ -21,7 +22,9 @@ pub struct Doctor {
     /// With --fix: show the steps without running them.
     #[arg(long, requires = "fix")]
     dry_run: bool,
-    /// Also check the ports the development compose file publishes (database, redis, docreader).
+    /// A development machine: also check the ports the development compose file publishes
+    /// (database, redis, docreader), and with --fix also install the tools for tests and
+    /// builds (cross compilers, qemu, test servers, Chromium, Nix, ...), not only Docker.
     #[arg(long)]
     dev: bool,
     /// Print the result as JSON on stdout.
@@ -41,7 +44,7 @@ impl Doctor {
         let mut applied = false;
         let mut failures = Vec::new();
         if self.fix {
-            steps = fix::plan(&facts);
+            steps = fix::plan(&facts, if self.dev { Scope::Dev } else { Scope::Stack });
             if steps.is_empty() {
                 eprintln!("doctor --fix: nothing to fix, every prerequisite is already in place");
             } else if self.dry_run || !fix::can_apply(&facts) {
@@ -98,7 +101,6 @@ pub async fn stack_checks(dev: bool, json: bool) -> Result<bool> {
 }
 
 fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
-    let sudo = if facts.host.root { "" } else { "sudo " };
     if dry_run {
         eprintln!("doctor --fix --dry-run: would run");
     } else if !facts.host.debian {
@@ -106,14 +108,62 @@ fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
     } else {
         eprintln!("doctor --fix: installing needs root; run these commands, then `cargo xtask doctor` again");
     }
+    print!("{}", manual_commands(steps, facts));
+}
+
+/// The steps as shell commands, `sudo` where root is needed and this is not root.
+fn manual_commands(steps: &[Step], facts: &probe::Facts) -> String {
+    let sudo = if facts.host.root { "" } else { "sudo " };
+    let mut out = String::new();
     for step in steps {
-        println!("# {}", step.describe());
+        out.push_str(&format!("# {}\n", step.describe()));
         for command in step.commands() {
             let needs_root =
                 !command.starts_with("rustup") && !command.starts_with("d=") && !command.starts_with("echo");
-            println!("{}{command}", if needs_root { sudo } else { "" });
+            out.push_str(&format!("{}{command}\n", if needs_root { sudo } else { "" }));
         }
     }
+    out
+}
+
+/// The first run's set-up (`start`, `ci`): installs and starts what `scope` needs and this
+/// machine lacks, printing each step first, as `doctor --fix` would; where it may not
+/// (not root, not Debian/Ubuntu), fails with the commands that would. Nothing missing:
+/// nothing done, nothing printed.
+pub async fn set_up(scope: Scope, by: &str) -> Result<()> {
+    let steps = set_up_steps(&probe::gather(false).await, scope, by)?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let again = again(scope);
+    eprintln!("==> {by}: setting this machine up first (what `cargo xtask {again}` does):");
+    steps.iter().for_each(|s| eprintln!("    - {}", s.describe()));
+    let failures = fix::apply(&steps).await;
+    if !failures.is_empty() {
+        bail!(
+            "{by}: setting the machine up failed:\n  - {}\n(`cargo xtask {again}` tries again)",
+            failures.join("\n  - ")
+        );
+    }
+    Ok(())
+}
+
+fn again(scope: Scope) -> &'static str {
+    if scope == Scope::Dev { "doctor --fix --dev" } else { "doctor --fix" }
+}
+
+/// The steps `set_up` applies, or why it may not (with the commands that would).
+fn set_up_steps(facts: &probe::Facts, scope: Scope, by: &str) -> Result<Vec<Step>> {
+    let steps = fix::plan(facts, scope);
+    if !steps.is_empty() && !fix::can_apply(facts) {
+        let why = if facts.host.debian { "installing needs root" } else { "this is not Debian/Ubuntu" };
+        bail!(
+            "{by}: this machine lacks what it needs, and {why}: run these (adapted if need be), then `cargo xtask {by}` \
+             again:\n{}",
+            manual_commands(&steps, facts).trim_end()
+        );
+    }
+    Ok(steps)
 }
 
 /// A plain aligned table: CHECK, STATUS, DETAIL, FIX.
@@ -164,5 +214,21 @@ mod tests {
         let daemon = lines.iter().find(|l| l.starts_with("Docker daemon")).unwrap();
         assert_eq!(&daemon[status_col..status_col + 4], "FAIL");
         assert!(daemon.ends_with("cargo xtask doctor --fix"));
+    }
+
+    #[test]
+    fn a_first_run_sets_up_as_root_and_gives_the_commands_otherwise() {
+        assert!(set_up_steps(&checks::tests::healthy(), Scope::Dev, "ci").unwrap().is_empty());
+        let mut f = checks::tests::fresh();
+        f.host.root = true;
+        assert_eq!(set_up_steps(&f, Scope::Stack, "start").unwrap().len(), 3);
+        f.host.root = false;
+        let e = set_up_steps(&f, Scope::Stack, "start").unwrap_err().to_string();
+        assert!(e.contains("installing needs root") && e.contains("then `cargo xtask start` again"), "{e}");
+        assert!(e.contains("sudo DEBIAN_FRONTEND=noninteractive apt-get install") && e.contains("docker.io"), "{e}");
+        assert!(!e.contains("chromium"), "only what running the stack needs: {e}");
+        let mut healthy_user = checks::tests::healthy();
+        healthy_user.host.root = false;
+        assert!(set_up_steps(&healthy_user, Scope::Dev, "ci").unwrap().is_empty(), "nothing missing: no root needed");
     }
 }

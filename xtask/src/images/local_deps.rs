@@ -202,7 +202,7 @@ pub async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>)
         .arg(mirror)
         .stdout(std::process::Stdio::null())
         .status()
-        .context("debootstrap is missing: run `cargo xtask doctor --fix` (it installs it)")?;
+        .context("debootstrap is missing: run `cargo xtask doctor --fix --dev` (it installs it)")?;
     if !status.success() {
         bail!("debootstrap {suite} failed (it needs root and a reachable Debian mirror; set APT_MIRROR for another)");
     }

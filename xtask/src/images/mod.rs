@@ -400,7 +400,7 @@ fn cargo_build(
     let status = cmd.status().context("running cargo")?;
     if !status.success() {
         bail!(
-            "compiling for {} failed (see cargo's output above); for linux/arm64 run `cargo xtask doctor --fix` \
+            "compiling for {} failed (see cargo's output above); for linux/arm64 run `cargo xtask doctor --fix --dev` \
              to install the cross linker and target",
             platform.docker()
         );
