@@ -187,6 +187,36 @@ pub fn missing_secrets(env: &str, example: &str, added_by: &str) -> std::io::Res
     Ok(Some((text, keys)))
 }
 
+/// How a pin's comment starts: the line `pin` writes above the key, which `unpin` removes with it.
+const PIN_MARK: &str = "# Pinned by";
+
+/// `text` with `key=value` set under a comment saying who pinned it and why: an earlier pin
+/// of the key (with its comment) or a plain assignment of it is replaced.
+pub fn pin(text: &str, key: &str, value: &str, why: &str) -> String {
+    let mut out = unpin(text, key);
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!("{PIN_MARK} {why}\n{key}={value}\n"));
+    out
+}
+
+/// `text` without its assignments of `key` (and the pin comment above each).
+pub fn unpin(text: &str, key: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let assigns =
+        |line: &str| line.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='));
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let pin_comment = line.starts_with(PIN_MARK) && lines.get(i + 1).is_some_and(|next| assigns(next));
+        if !assigns(line) && !pin_comment {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn random_hex(bytes: usize) -> std::io::Result<String> {
     use std::io::Read;
     let mut buf = vec![0u8; bytes];
@@ -363,5 +393,22 @@ mod tests {
         assert!(report.missing.is_empty());
         assert_eq!(report.unknown, ["EXTRA"]);
         assert!(!report.is_broken());
+    }
+
+    #[test]
+    fn a_pin_replaces_the_key_and_unpin_removes_it_with_its_comment() {
+        let env = "DB_PASSWORD=x\nWEKNORA_VERSION=0.1.0\nAPP_PORT=8080\n# WEKNORA_VERSION=commented stays\n";
+        let pinned = pin(env, "WEKNORA_VERSION", "pre-upgrade", "`cargo xtask rollback` at T");
+        assert_eq!(
+            pinned,
+            "DB_PASSWORD=x\nAPP_PORT=8080\n# WEKNORA_VERSION=commented stays\n\
+             # Pinned by `cargo xtask rollback` at T\nWEKNORA_VERSION=pre-upgrade\n"
+        );
+        assert_eq!(EnvFile::parse(&pinned).get("WEKNORA_VERSION"), Some("pre-upgrade"));
+        let again = pin(&pinned, "WEKNORA_VERSION", "pre-upgrade", "`cargo xtask rollback` at U");
+        assert_eq!(again.matches("WEKNORA_VERSION=pre-upgrade").count(), 1, "{again}");
+        let unpinned = unpin(&again, "WEKNORA_VERSION");
+        assert_eq!(unpinned, "DB_PASSWORD=x\nAPP_PORT=8080\n# WEKNORA_VERSION=commented stays\n");
+        assert_eq!(unpin("WEKNORA_VERSION_X=1\n", "WEKNORA_VERSION"), "WEKNORA_VERSION_X=1\n", "only that key");
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::docker::{self, ComposeCli};
 use crate::dotenv::{self, Vars};
-use crate::images::third_party::{self, Resolver, ThirdParty};
+use crate::images::third_party::{self, Resolver, Source, ThirdParty};
 use crate::images::{self, BuildImages, BuildMeta, Workspace};
 use crate::paths;
 
@@ -391,18 +391,53 @@ async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
     )
 }
 
-/// Picks every third-party image of the active services: upstream, or the local stand-in.
+/// Picks every third-party image of the active services from the source `.env` records
+/// (IMAGE_SOURCE: upstream or the local stand-ins); the first start chooses and records it.
+/// Refuses to run another database engine on the database this project already has.
 async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String]) -> Result<()> {
     let workspace = Workspace::read()?;
     let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
     let vars = Vars::load();
-    let mut resolver = Resolver::new(docker, &meta, vars.get("APT_MIRROR").map(str::to_string));
+    let recorded = Source::parse(vars.get("IMAGE_SOURCE"))?;
+    // A stack from before IMAGE_SOURCE existed keeps what its database runs on.
+    let running = containers(docker, &stack.project).await?.into_iter().find(|c| c.service == "postgres");
+    let given = recorded.or(running.as_ref().map(|c| Source::of(&c.image)));
+    let mut resolver = Resolver::new(docker, &meta, vars.get("APT_MIRROR").map(str::to_string), given);
     let active: Vec<ThirdParty> =
         third_party::SERVICES.into_iter().filter(|tp| services.iter().any(|s| s == tp.service)).collect();
     for tp in active {
         let image = resolver.image(&tp, vars.get(tp.env)).await?;
+        if let Some(old) =
+            running.as_ref().filter(|c| tp.service == "postgres" && Source::of(&c.image) != Source::of(&image))
+        {
+            bail!(
+                "the database of project {} runs on {}; {image} is another engine (other extensions), and start never \
+                 swaps the engine under a database. To move: `cargo xtask backup`, `cargo xtask stop --volumes --yes`, \
+                 set IMAGE_SOURCE (or POSTGRES_IMAGE) in .env, `cargo xtask start`, `cargo xtask restore <backup> --yes`",
+                stack.project,
+                old.image
+            );
+        }
         stack.env.push((tp.env.to_string(), image));
     }
+    if let (None, Some(chosen)) = (recorded, resolver.chosen) {
+        record_image_source(chosen)?;
+    }
+    Ok(())
+}
+
+/// Writes the first start's choice of image source into `.env`.
+fn record_image_source(source: Source) -> Result<()> {
+    let path = paths::env_file();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let why = format!(
+        "the first `cargo xtask start` at {}: where the third-party images come from (upstream: their \
+         registries; local: stand-ins built here). start never switches by itself; see docs/operations.md",
+        crate::utc::rfc3339(crate::utc::now())
+    );
+    std::fs::write(&path, dotenv::pin(&text, "IMAGE_SOURCE", source.name(), &why))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("==> recorded IMAGE_SOURCE={} in {}", source.name(), path.display());
     Ok(())
 }
 

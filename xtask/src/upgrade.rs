@@ -17,7 +17,7 @@ use bollard::query_parameters::TagImageOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, Parts};
-use crate::dotenv::Vars;
+use crate::dotenv::{self, Vars};
 use crate::images::{BuildMeta, Workspace};
 use crate::stack::{self, OURS, Stack, Start};
 
@@ -83,7 +83,10 @@ impl Upgrade {
 
     async fn run_async(self) -> Result<ExitCode> {
         let workspace = Workspace::read()?;
-        if let Some(pinned) = Vars::load().get("WEKNORA_VERSION").filter(|v| *v != workspace.version) {
+        let vars = Vars::load();
+        // A rollback's pin is for this: upgrading again moves on (and removes it).
+        let rolled_back = vars.get("WEKNORA_VERSION") == Some(KEPT);
+        if let Some(pinned) = vars.get("WEKNORA_VERSION").filter(|v| *v != workspace.version && *v != KEPT) {
             bail!(
                 "WEKNORA_VERSION={pinned} pins the images to run: remove it from .env (and the environment) to \
                  upgrade to this checkout ({})",
@@ -91,7 +94,9 @@ impl Upgrade {
             );
         }
         let docker = crate::docker::connect_for_transfers().await?;
-        let stack = Stack::open(&docker, None, &[]).await?;
+        let mut stack = Stack::open(&docker, None, &[]).await?;
+        // This checkout's images are the ones built and run.
+        stack.pin_version(&workspace.version);
         if stack.dev() {
             bail!(
                 "upgrade is for production stacks; in development `cargo xtask start --dev` rebuilds on every change"
@@ -181,6 +186,10 @@ impl Upgrade {
             .with_context(|| format!("writing {}", record_path().display()))?;
 
         eprintln!("==> upgrading {} to {}", short(&from_revision), short(&to_revision));
+        if rolled_back {
+            edit_env(|text| dotenv::unpin(text, "WEKNORA_VERSION"))?;
+            eprintln!("==> removed the pin of the last rollback (WEKNORA_VERSION={KEPT}) from .env");
+        }
         let upgraded = Start::production(profiles, ollama, self.timeout).run_async().await;
         let Err(e) = upgraded else {
             println!(
@@ -212,7 +221,15 @@ impl Upgrade {
     }
 }
 
-/// Restores the backup taken before the upgrade and runs the kept images again.
+/// Rewrites `.env` (its mode and owner stay: the file is written in place).
+fn edit_env(change: impl Fn(&str) -> String) -> Result<()> {
+    let path = crate::paths::env_file();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    std::fs::write(&path, change(&text)).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Restores the backup taken before the upgrade, runs the kept images again, and pins
+/// `.env` to them.
 async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Result<()> {
     for (service, id) in &record.images {
         let kept = format!("weknora/{service}:{KEPT}");
@@ -240,6 +257,13 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     args.extend(services.iter().map(String::as_str));
     stack.run(&args)?;
     stack::wait_healthy(docker, &stack.project, &services, timeout).await?;
+    // `start` stays on these images until the operator upgrades again.
+    let why = format!(
+        "a rollback at {}: `start` runs the images of before the upgrade (weknora/<service>:{KEPT}); \
+         `cargo xtask upgrade` moves on and removes this",
+        crate::utc::rfc3339(crate::utc::now())
+    );
+    edit_env(|text| dotenv::pin(text, "WEKNORA_VERSION", KEPT, &why))?;
     // Used up: a second rollback would find nothing to undo.
     let path = record_path();
     let done = path.with_extension("rolled-back.json");
@@ -277,13 +301,13 @@ impl Rollback {
             }
             roll_back(&docker, &record, Duration::from_secs(self.timeout)).await?;
             println!(
-                "rolled back project {} to {} (the data of {}). This checkout is still {}: `cargo xtask start` here \
-                 would upgrade again; to stay, check out {} or set WEKNORA_VERSION={KEPT} in .env",
+                "rolled back project {} to {} (the data of {}), and pinned it there: .env says \
+                 WEKNORA_VERSION={KEPT}, so `cargo xtask start` keeps these images; `cargo xtask upgrade` moves on \
+                 to this checkout ({}) again",
                 record.project,
                 short(&record.from_revision),
                 record.at,
                 short(&record.to_revision),
-                short(&record.from_revision),
             );
             Ok(ExitCode::SUCCESS)
         })

@@ -731,18 +731,27 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
     assert_eq!(names(), ["before"]);
     let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
     assert!(!ok && err.contains("no upgrade to roll back"), "{err}");
-
-    // An upgrade that does not become healthy in time rolls back by itself. (The app's first
-    // healthcheck runs 10 s after it starts: 2 s is never enough.)
-    p.env.push(("WEKNORA_VERSION".into(), "pre-upgrade".into()));
+    // The rollback pinned .env to the kept images: `start` stays on them.
+    let pinned = |p: &Project| p.env_file().lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade");
+    assert!(pinned(&p), "{}", p.env_file());
     let (ok, _, err) = p.xtask(&["start", "--timeout", "300"]);
     assert!(ok, "start with the kept images failed:\n{err}");
-    assert_eq!(versions(&p), ["0.0.9"; 3], "start did not keep to WEKNORA_VERSION");
-    p.env.retain(|(k, _)| k != "WEKNORA_VERSION");
+    assert_eq!(versions(&p), ["0.0.9"; 3], "start after a rollback upgraded again");
+
+    // An upgrade that does not become healthy in time rolls back by itself, pinned again.
+    // (The app's first healthcheck runs 10 s after it starts: 2 s is never enough.)
     let (ok, _, err) = p.xtask(&["upgrade", "--yes", "--timeout", "2"]);
     assert!(!ok && err.contains("rolled back to 0ld000000000"), "{err}");
     assert_eq!(versions(&p), ["0.0.9"; 3]);
     assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
+    assert_eq!(names(), ["before"]);
+    assert!(pinned(&p), "{}", p.env_file());
+
+    // Upgrading again moves on, and takes the pin away.
+    let (ok, out, err) = p.xtask(&["upgrade", "--yes"]);
+    assert!(ok && out.contains("upgraded project"), "{out}\n{err}");
+    assert_eq!(versions(&p), [version; 3]);
+    assert!(!p.env_file().contains("WEKNORA_VERSION="), "{}", p.env_file());
     assert_eq!(names(), ["before"]);
 
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);

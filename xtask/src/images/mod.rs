@@ -228,7 +228,8 @@ impl BuildImages {
         }
         if self.with_frontend() {
             let vars = crate::dotenv::Vars::load();
-            let mut resolver = third_party::Resolver::new(&docker, &meta, self.apt_mirror.clone());
+            let source = third_party::Source::parse(vars.get("IMAGE_SOURCE"))?;
+            let mut resolver = third_party::Resolver::new(&docker, &meta, self.apt_mirror.clone(), source);
             let nginx = resolver.image(&third_party::NGINX, vars.get(third_party::NGINX.env)).await?;
             built.push(build_frontend(&docker, &meta, &nginx, &self.tags).await?);
         }

@@ -1,6 +1,9 @@
 //! Third-party images: the pinned upstream image of each service, overridable by env
-//! (POSTGRES_IMAGE, ...), and the local stand-in used when no registry answers. The
-//! compose files carry the same defaults; a test checks that they agree.
+//! (POSTGRES_IMAGE, ...), or its local stand-in built from Debian packages. Which of the two
+//! a stack runs is a choice recorded in `.env` (IMAGE_SOURCE), made by the first `start`:
+//! upstream when a registry answers, else local. Once made, a failed pull is an error that
+//! says what to do, never a silent switch. The compose files carry the same defaults; a test
+//! checks that they agree.
 
 use anyhow::{Result, bail};
 use bollard::Docker;
@@ -52,20 +55,61 @@ pub const EMBEDDER: ThirdParty = ThirdParty {
 /// Every image not of this workspace that the compose files run.
 pub const SERVICES: [ThirdParty; 6] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER];
 
-/// Picks each third-party image: the override when set, else the upstream image when
-/// Docker has it or can pull it, else the local stand-in (built when missing). The first
-/// failed pull is reported once; later images do not try the registry again.
-/// Stand-ins are (re)built through Docker's build cache each time they are picked.
+/// Where the third-party images come from (`IMAGE_SOURCE` in `.env`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Pulled from their registries (or loaded into Docker).
+    Upstream,
+    /// The stand-ins built here from Debian packages, where there is no registry.
+    Local,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Upstream => "upstream",
+            Source::Local => "local",
+        }
+    }
+
+    /// IMAGE_SOURCE's value; None when unset (the first start chooses).
+    pub fn parse(value: Option<&str>) -> Result<Option<Source>> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("upstream") => Ok(Some(Source::Upstream)),
+            Some("local") => Ok(Some(Source::Local)),
+            Some(other) => bail!("IMAGE_SOURCE=`{other}` is neither upstream nor local (.env)"),
+        }
+    }
+
+    /// Which source an image is of.
+    pub fn of(image: &str) -> Source {
+        if LOCAL_DEPS.iter().any(|d| d.image == image) { Source::Local } else { Source::Upstream }
+    }
+}
+
+/// Picks each third-party image: the override when set, else the image of the chosen
+/// source. Undecided (no IMAGE_SOURCE yet): the upstream image when Docker has it or can
+/// pull it, else the local stand-ins, and `chosen` says which it became. The first failed
+/// pull is reported once; later images do not try the registry again. Stand-ins are
+/// (re)built through Docker's build cache each time they are picked.
 pub struct Resolver<'a> {
     docker: &'a Docker,
     meta: &'a BuildMeta,
     apt_mirror: Option<String>,
     registry_error: Option<String>,
+    /// The choice, once made (given, or made by the first image resolved).
+    pub chosen: Option<Source>,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(docker: &'a Docker, meta: &'a BuildMeta, apt_mirror: Option<String>) -> Resolver<'a> {
-        Resolver { docker, meta, apt_mirror, registry_error: None }
+    pub fn new(
+        docker: &'a Docker,
+        meta: &'a BuildMeta,
+        apt_mirror: Option<String>,
+        source: Option<Source>,
+    ) -> Resolver<'a> {
+        Resolver { docker, meta, apt_mirror, registry_error: None, chosen: source }
     }
 
     /// The image to use for `tp`; `chosen` is the override from env or `.env`, if any.
@@ -88,14 +132,33 @@ impl<'a> Resolver<'a> {
             local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
             return Ok(dep.image.to_string());
         }
-        if self.docker.inspect_image(tp.upstream).await.is_ok() {
+        let local = self.chosen == Some(Source::Local) && tp.local.is_some();
+        if !local && self.docker.inspect_image(tp.upstream).await.is_ok() {
+            self.chosen.get_or_insert(Source::Upstream);
             return Ok(tp.upstream.to_string());
         }
-        if self.registry_error.is_none() {
+        if !local && self.registry_error.is_none() {
             match self.pull(tp.upstream).await {
-                Ok(()) => return Ok(tp.upstream.to_string()),
+                Ok(()) => {
+                    self.chosen.get_or_insert(Source::Upstream);
+                    return Ok(tp.upstream.to_string());
+                }
+                Err(e) if self.chosen == Some(Source::Upstream) => bail!(
+                    "{} cannot be pulled: {e}. This stack runs the upstream images (IMAGE_SOURCE=upstream in .env), \
+                     and start never swaps them by itself. Where no registry is reachable: load the images with \
+                     `docker load -i` (from a release bundle, or `docker save` on a machine that has them); or, \
+                     for a stack whose database has no data yet, choose the local stand-ins: IMAGE_SOURCE=local \
+                     (docs/operations.md, \"Images without a registry\")",
+                    tp.upstream
+                ),
                 Err(e) => {
-                    eprintln!("==> no registry reachable ({e}): using the local stand-ins built from Debian packages");
+                    if self.chosen.is_none() {
+                        eprintln!(
+                            "==> no registry reachable ({e}): this stack will run the local stand-ins built from \
+                             Debian packages (recorded as IMAGE_SOURCE=local in .env)"
+                        );
+                        self.chosen = Some(Source::Local);
+                    }
                     self.registry_error = Some(e);
                 }
             }
@@ -129,6 +192,18 @@ impl<'a> Resolver<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_image_source_is_a_recorded_choice() {
+        assert_eq!(Source::parse(None).unwrap(), None);
+        assert_eq!(Source::parse(Some(" ")).unwrap(), None);
+        assert_eq!(Source::parse(Some("local")).unwrap(), Some(Source::Local));
+        assert_eq!(Source::parse(Some("upstream")).unwrap(), Some(Source::Upstream));
+        assert!(Source::parse(Some("docker.io")).unwrap_err().to_string().contains("IMAGE_SOURCE=`docker.io`"));
+        assert_eq!(Source::of("weknora/postgres-local:17"), Source::Local);
+        assert_eq!(Source::of(POSTGRES.upstream), Source::Upstream);
+        assert_eq!(Source::of("paradedb/paradedb:v0.19.0-pg17"), Source::Upstream, "another upstream version");
+    }
 
     #[test]
     fn the_compose_files_default_to_the_same_upstream_images() {
