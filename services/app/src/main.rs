@@ -139,24 +139,31 @@ async fn migrate(config: Config) -> Result<()> {
 
 async fn reindex(config: Config, only: Option<uuid::Uuid>) -> Result<()> {
     use weknora_app::db::knowledge_bases::{self, Reindex};
-    let Some(embedder) = weknora_app::embedding::Embedder::from_config(&config)? else {
-        anyhow::bail!("no embedding model is configured (EMBEDDING_BASE_URL): there is nothing to reindex with");
-    };
+    let embedder = weknora_app::embedding::Embedder::from_config(&config)?;
     let (pool, where_db) = database(&config);
     if weknora_app::db::system::pgvector(&pool).await.with_context(|| format!("reading {where_db}"))?.is_none() {
         anyhow::bail!("{where_db} has no pgvector (or is not migrated): vectors cannot be stored there");
     }
     let all = knowledge_bases::all(&pool).await.with_context(|| format!("reading {where_db}"))?;
-    let chosen: Vec<_> = all.into_iter().filter(|(id, _)| only.is_none_or(|o| o == *id)).collect();
+    let chosen: Vec<_> = all.into_iter().filter(|(id, ..)| only.is_none_or(|o| o == *id)).collect();
     if let Some(id) = only
         && chosen.is_empty()
     {
         anyhow::bail!("no knowledge base has the id {id}");
     }
     let mut busy = 0;
-    for (id, name) in chosen {
+    for (id, name, own_model) in chosen {
+        // A knowledge base with its own embedding model is embedded with it by the workers.
+        let model = match (own_model, &embedder) {
+            (Some(_), _) => "its own embedding model".to_string(),
+            (None, Some(e)) => e.model().to_string(),
+            (None, None) => {
+                println!("{id} {name}: skipped, no embedding model is configured (EMBEDDING_BASE_URL)");
+                continue;
+            }
+        };
         match knowledge_bases::reindex(&pool, None, id, config.ingest.max_attempts).await? {
-            Reindex::Queued(n) => println!("{id} {name}: {n} documents queued for {}", embedder.model()),
+            Reindex::Queued(n) => println!("{id} {name}: {n} documents queued for {model}"),
             Reindex::Busy => {
                 busy += 1;
                 println!("{id} {name}: skipped, documents are being parsed or embedded; run reindex again later");

@@ -158,8 +158,8 @@ pub enum Reindex {
 }
 
 /// Every knowledge base of every tenant: id and name (what an operator's reindex walks).
-pub async fn all(db: &Db) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name FROM knowledge_bases ORDER BY created_at").fetch_all(db).await
+pub async fn all(db: &Db) -> Result<Vec<(Uuid, String, Option<Uuid>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name, embedding_model_id FROM knowledge_bases ORDER BY created_at").fetch_all(db).await
 }
 
 /// Forgets the knowledge base's vectors and model and queues an embed job for each parsed
