@@ -1,6 +1,5 @@
-//! Answers: which model answers a question, the answers running now (one per session, a
-//! bounded number per tenant, each stoppable), and the streaming of one answer as
-//! upstream's frames: the references first, then the answer piece by piece, then a frame
+//! Answers: which model answers a question, and the streaming of one answer (admitted
+//! among the running ones, `answers`) as upstream's frames: the references first, then the answer piece by piece, then a frame
 //! that ends it (`done`) or says what failed (`error`). However an answer ends, what was
 //! said is stored with how it ended; a stopped or abandoned answer closes the connection
 //! to the model.
@@ -12,10 +11,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::timeout_at;
 use tokio_util::sync::CancellationToken;
-
-use crate::answers::{Refused, Running};
 use uuid::Uuid;
 
+use crate::answers::{Refused, Running};
 use crate::db;
 use crate::db::chunks::Hit;
 use crate::llm::{ChatModel, LlmError, Message};
