@@ -130,35 +130,24 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     want(!f.dockerd_installed && f.local_daemon, "docker.io");
     let needs_v2 = f.compose.as_ref().is_none_or(|c| c.major() < 2);
     want((needs_v2 || (dev && !f.bench_python)) && !f.pip, "python3-pip");
-    let mut steps = Vec::new();
-    if !dev {
-        if !packages.is_empty() {
-            steps.push(Step::AptInstall { packages });
+    if dev {
+        // The standalone compose v1, for the test that runs the stack with it.
+        want(!f.compose_v1, "docker-compose");
+        want(!f.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
+        want(!f.arm64.cross_libc, "libc6-dev-arm64-cross");
+        want(!f.arm64.qemu_static, "qemu-user-static");
+        want(!f.arm64.update_binfmts, "binfmt-support");
+        want(f.postgres_server.is_none(), "postgresql");
+        want(!f.redis_server, "redis-server");
+        want(!f.registry, "docker-registry");
+        for package in ["chromium", "chromium-driver", "fonts-wqy-microhei"] {
+            want(!f.browser, package);
         }
-        if needs_v2 {
-            steps.push(Step::ComposePlugin);
-        }
-        let refused = f.daemon.as_ref().err().is_some_and(|e| e.contains("ermission denied"));
-        if daemon_down && !refused {
-            steps.push(Step::StartDockerd);
-        }
-        return steps;
+        want(!f.debootstrap, "debootstrap");
+        want(!f.nix, "nix-bin");
     }
-    // The standalone compose v1, for the test that runs the stack with it.
-    want(!f.compose_v1, "docker-compose");
-    want(!f.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
-    want(!f.arm64.cross_libc, "libc6-dev-arm64-cross");
-    want(!f.arm64.qemu_static, "qemu-user-static");
-    want(!f.arm64.update_binfmts, "binfmt-support");
-    want(f.postgres_server.is_none(), "postgresql");
-    want(!f.redis_server, "redis-server");
-    want(!f.registry, "docker-registry");
-    for package in ["chromium", "chromium-driver", "fonts-wqy-microhei"] {
-        want(!f.browser, package);
-    }
-    want(!f.debootstrap, "debootstrap");
-    want(!f.nix, "nix-bin");
 
+    let mut steps = Vec::new();
     if !packages.is_empty() {
         steps.push(Step::AptInstall { packages });
     }
@@ -168,6 +157,9 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     let refused = f.daemon.as_ref().err().is_some_and(|e| e.contains("ermission denied"));
     if daemon_down && !refused {
         steps.push(Step::StartDockerd);
+    }
+    if !dev {
+        return steps;
     }
     if !f.arm64.binfmt_enabled {
         steps.push(Step::Binfmt { mount: !f.arm64.binfmt_mounted });
