@@ -197,12 +197,8 @@ impl Embedder {
         if self.input_type {
             body["input_type"] = json!(if role == Role::Query { "query" } else { "passage" });
         }
-        let mut request = self.http.post(&self.url).json(&body);
-        if !self.api_key.is_empty() {
-            request = request.bearer_auth(&self.api_key);
-        }
         // reqwest's errors name the URL, which holds no credentials here.
-        let response = request.send().await.map_err(|e| {
+        let response = crate::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
             EmbedError::Transient(format!("the embedding model at {} does not answer: {}", self.base, without_url(&e)))
         })?;
         let status = response.status();

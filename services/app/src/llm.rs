@@ -101,11 +101,7 @@ impl ChatModel {
                 "options": { "temperature": self.temperature, "num_predict": self.max_tokens },
             }),
         };
-        let mut request = self.http.post(&self.url).json(&body);
-        if !self.api_key.is_empty() {
-            request = request.bearer_auth(&self.api_key);
-        }
-        let response = request.send().await.map_err(|e| {
+        let response = crate::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
             LlmError::Unreachable(format!("the chat model at {} does not answer: {}", self.base, without_url(&e)))
         })?;
         let status = response.status();

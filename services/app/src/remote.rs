@@ -40,6 +40,12 @@ pub fn client(connect: Duration, timeout: Option<Duration>) -> Result<reqwest::C
     builder.build().map_err(|e| format!("the HTTP client cannot be built: {e}"))
 }
 
+/// A JSON POST to a model server, with the API key as a bearer token when there is one.
+pub fn post(http: &reqwest::Client, url: &str, api_key: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+    let request = http.post(url).json(body);
+    if api_key.is_empty() { request } else { request.bearer_auth(api_key) }
+}
+
 /// A short, single-line excerpt of an error body for a message.
 pub fn excerpt(body: &str) -> String {
     let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
