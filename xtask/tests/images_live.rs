@@ -184,6 +184,11 @@ fn images_build_run_push_clean_and_rebuild_identically() {
             .map(String::from)
             .collect()
     };
+    // Images built on ours: one tagged, one untagged by a rebuild (a dangling child).
+    let child = format!("{}:clean-child", app.rsplit_once(':').unwrap().0);
+    for n in ["1", "2"] {
+        support::docker_build(&child, &format!("FROM {app}\nLABEL weknora.test.child={n}\n"));
+    }
     let before = images_of_ours();
     let (ok, out, err) = xtask(&["build-images", "--clean", "--dry-run", "--json"], &[]);
     assert!(ok, "{err}");
@@ -197,7 +202,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
     assert_ne!(docker(&["ps", "-aq", "--filter", &format!("id={leftover}")]), "", "--dry-run removed the container");
     let (ok, _, err) = xtask(&["build-images", "--clean", "--yes"], &[]);
     assert!(ok, "{err}");
-    assert_eq!(docker(&["images", "-q", "weknora/app"]), "");
+    assert_eq!(docker(&["images", "-q", "weknora/app"]), "", "--clean left images built on ours");
     assert_eq!(docker(&["images", "-q", "weknora/docreader"]), "");
     assert_eq!(docker(&["ps", "-aq", "--filter", &format!("id={leftover}")]), "");
     assert_ne!(docker(&["images", "-q", "weknora/postgres-local"]), "", "--clean without --local-deps keeps them");

@@ -659,17 +659,7 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
             "FROM weknora/{service}:{version}\nLABEL org.opencontainers.image.version=0.0.9 \
              org.opencontainers.image.revision=0ld0000000000000000000000000000000000000\n"
         );
-        let tag = format!("weknora/{service}:{old}");
-        let mut build = Command::new("docker")
-            .args(["build", "-q", "-t", &tag, "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut build.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
-        let out = build.wait_with_output().unwrap();
-        assert!(out.status.success(), "building {tag}: {}", String::from_utf8_lossy(&out.stderr));
+        support::docker_build(&format!("weknora/{service}:{old}"), &dockerfile);
     }
     p.env.push(("WEKNORA_VERSION".into(), old.into()));
     let (ok, _, err) = p.xtask(&["start", "--timeout", "600"]);

@@ -556,17 +556,15 @@ async fn clean(repositories: &[&str], yes: bool, dry_run: bool, json: bool) -> R
         let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         docker.remove_container(c, Some(opts)).await.with_context(|| format!("removing container {c}"))?;
     }
-    for i in &images {
-        eprintln!("==> removing image {i}");
-        let opts = RemoveImageOptionsBuilder::default().force(true).build();
-        docker.remove_image(i, Some(opts), None).await.with_context(|| format!("removing image {i}"))?;
-    }
+    // Dangling layers first: an image built on one of ours and then untagged (a rebuilt
+    // `FROM weknora/app` image) is a child that would keep its parent from being removed.
     let workspace = Workspace::read()?;
     let filters = HashMap::from([
         ("dangling".to_string(), vec!["true".to_string()]),
         ("label".to_string(), vec![format!("org.opencontainers.image.source={}", workspace.repository)]),
     ]);
     let pruned = docker.prune_images(Some(PruneImagesOptionsBuilder::default().filters(&filters).build())).await?;
+    remove_children_first(&docker, &images).await?;
     let reclaimed = pruned.space_reclaimed.unwrap_or_default();
     let result = serde_json::json!({ "containers": containers, "images": images, "reclaimed_bytes": reclaimed });
     if json {
@@ -580,6 +578,40 @@ async fn clean(repositories: &[&str], yes: bool, dry_run: bool, json: bool) -> R
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes `images`, retrying those that have children among the others until a round
+/// removes nothing: then the children are someone else's, which the error names.
+async fn remove_children_first(docker: &bollard::Docker, images: &[String]) -> Result<()> {
+    let mut left: Vec<&String> = images.iter().collect();
+    while !left.is_empty() {
+        let mut blocked = Vec::new();
+        let mut last_error = None;
+        for i in left.iter().copied() {
+            eprintln!("==> removing image {i}");
+            let opts = RemoveImageOptionsBuilder::default().force(true).build();
+            match docker.remove_image(i, Some(opts), None).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("dependent child images") => {
+                    blocked.push(i);
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e).with_context(|| format!("removing image {i}")),
+            }
+        }
+        if blocked.len() == left.len() {
+            let e = last_error.expect("a blocked image has its error");
+            return Err(e).with_context(|| {
+                format!(
+                    "removing image {}: images not made by weknora are built on it (they are among \
+                     `docker images --filter since={}`); remove them first",
+                    blocked[0], blocked[0]
+                )
+            });
+        }
+        left = blocked;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

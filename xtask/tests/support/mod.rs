@@ -32,3 +32,17 @@ pub fn docker(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `docker build -t <tag> -` of `dockerfile`, given on stdin (no context), which must succeed.
+pub fn docker_build(tag: &str, dockerfile: &str) {
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running docker build");
+    std::io::Write::write_all(&mut build.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+    let out = build.wait_with_output().unwrap();
+    assert!(out.status.success(), "building {tag}: {}", String::from_utf8_lossy(&out.stderr));
+}
