@@ -33,7 +33,8 @@ struct Step {
 impl Ci {
     pub fn run(self) -> Result<ExitCode> {
         // A fresh machine is set up first: the engine, and every tool the tests use.
-        crate::runtime()?.block_on(crate::doctor::set_up(crate::doctor::Scope::Dev, "ci"))?;
+        weknora_operator::runtime()?
+            .block_on(weknora_operator::doctor::set_up(weknora_operator::doctor::Scope::Dev, "ci"))?;
         let mut tests = words("test --workspace --locked --no-fail-fast --");
         if !self.no_docker {
             // Tests that need Docker are `#[ignore]`d so plain `cargo test` works anywhere;

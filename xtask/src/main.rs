@@ -1,28 +1,18 @@
-//! `cargo xtask`: the operator CLI of weknora. One module per command group; every
-//! repository path lives in `paths`. Results go to stdout, progress to stderr.
+//! `cargo xtask`: the developer's front end of weknora. The operator's commands (start,
+//! backup, upgrade, ...) are `weknora_operator`'s, run from this checkout with images built
+//! from it; the developer's own (build-images, ci, bench, dist) live here. Every repository
+//! path lives in `paths`. Results go to stdout, progress to stderr.
 
-mod backup;
 mod bench;
 mod ci;
-mod database;
-mod docker;
-mod doctor;
-mod dotenv;
+mod dist;
 mod images;
-mod migrate;
-mod ollama;
 mod paths;
-mod poll;
-mod process;
-mod reindex;
-mod stack;
-mod upgrade;
-mod utc;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use weknora_operator::Host;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Build, run and operate the weknora stack", version)]
@@ -33,42 +23,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check this machine for everything the stack needs; `--fix` installs what is missing.
-    Doctor(doctor::Doctor),
-    /// Apply, revert, create and inspect database migrations.
-    Migrate(migrate::Migrate),
+    #[command(flatten)]
+    Operator(weknora_operator::Command),
     /// Build our images (reproducible, labelled, per platform), the local stand-ins for
     /// third-party images, push them, or clean them away.
     BuildImages(images::BuildImages),
-    /// Bring the whole stack up healthy: checks, images, postgres and redis, migrations, the rest.
-    Start(stack::Start),
-    /// Stop the stack (`--volumes --yes` also deletes its data).
-    Stop(stack::Stop),
-    /// Restart one service (ours are rebuilt and recreated) or all of them.
-    Restart(stack::Restart),
-    /// The stack's containers: service, state, health, version, ports.
-    Ps(stack::Ps),
-    /// The stack's logs.
-    Logs(stack::Logs),
-    /// Pull the upstream third-party images.
-    Pull(stack::Pull),
-    /// Check what the stack needs from this machine (the stack part of doctor).
-    Check(stack::Check),
-    /// Back up the running stack (database, uploaded files) to one archive; `backup verify`
-    /// checks an archive with a restore drill.
-    Backup(backup::Backup),
-    /// Replace the stack's data with a backup's (a backup of the current state is taken first).
-    Restore(backup::Restore),
-    /// Move the running stack to this checkout: keep the running images, back up, build,
-    /// migrate, recreate; roll back by itself on failure.
-    Upgrade(upgrade::Upgrade),
-    /// Undo the last upgrade: restore the backup taken before it and run the kept images.
-    Rollback(upgrade::Rollback),
-    /// Make the knowledge bases' vectors again with the configured embedding model.
-    Reindex(reindex::Reindex),
-    /// A local Ollama for models: start, stop, status.
-    #[command(subcommand)]
-    Ollama(ollama::Ollama),
+    /// Write release bundles: the `weknora` binary, compose files, config, runbook, and with
+    /// `--images` every image the stack runs (target/dist/weknora-<version>-linux-<arch>.tar.gz).
+    Dist(dist::Dist),
     /// Measure docreader's parser throughput against Python reference parsers.
     Bench(bench::Bench),
     /// Run everything CI runs: fmt, clippy, all tests, the Docker-backed suites.
@@ -79,44 +41,21 @@ fn main() -> ExitCode {
     match try_main() {
         Ok(code) => code,
         Err(err) => {
-            let label = if std::io::stderr().is_terminal() { "\x1b[1;31merror\x1b[0m" } else { "error" };
-            eprintln!("{label}: {err:#}");
+            weknora_operator::report_error(&err);
             ExitCode::FAILURE
         }
     }
 }
 
-/// The async runtime of the commands that talk to Docker or PostgreSQL: one thread is enough.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
-}
-
-/// Lowercase hex of bytes: checksums, image digests, generated secrets.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // Every command works relative to the repository root, wherever it was started from.
-    std::env::set_current_dir(paths::project_root())?;
+    let images = Box::new(images::checkout::CheckoutImages);
+    weknora_operator::install(Host { name: "cargo xtask", root: paths::project_root(), images })?;
     match cli.command {
-        Command::Doctor(cmd) => cmd.run(),
-        Command::Migrate(cmd) => cmd.run(),
+        Command::Operator(cmd) => cmd.run(),
         Command::BuildImages(cmd) => cmd.run(),
-        Command::Start(cmd) => cmd.run(),
-        Command::Stop(cmd) => cmd.run(),
-        Command::Restart(cmd) => cmd.run(),
-        Command::Ps(cmd) => cmd.run(),
-        Command::Logs(cmd) => cmd.run(),
-        Command::Pull(cmd) => cmd.run(),
-        Command::Check(cmd) => cmd.run(),
-        Command::Backup(cmd) => cmd.run(),
-        Command::Restore(cmd) => cmd.run(),
-        Command::Upgrade(cmd) => cmd.run(),
-        Command::Rollback(cmd) => cmd.run(),
-        Command::Reindex(cmd) => cmd.run(),
-        Command::Ollama(cmd) => cmd.run(),
+        Command::Dist(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }

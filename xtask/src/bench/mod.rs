@@ -16,9 +16,7 @@ use xshell::{Shell, cmd};
 
 use crate::paths;
 
-/// The Python modules reference.py and make_corpus.py import.
-pub const PYTHON_MODULES: &str =
-    "pypdf, docx, openpyxl, xlrd, xlwt, odf, pptx, fpdf, ebooklib, bs4, lxml, charset_normalizer, PIL";
+use weknora_operator::doctor::PYTHON_MODULES;
 
 #[derive(clap::Args)]
 pub struct Bench {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
 use crate::images::{EMBEDDER_IMAGE, LOCAL_DEPS};
-use crate::poll::poll;
+use weknora_operator::poll::poll;
 
 /// Polls a plain check every 50 ms until it holds.
 async fn until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
@@ -136,11 +136,11 @@ impl SearchBench {
         if sizes.is_empty() || sizes[0] == 0 {
             bail!("--chunks needs sizes above 0");
         }
-        crate::runtime()?.block_on(self.measure(sizes))
+        weknora_operator::runtime()?.block_on(self.measure(sizes))
     }
 
     async fn measure(self, sizes: Vec<usize>) -> Result<ExitCode> {
-        let docker = crate::docker::connect().await?;
+        let docker = weknora_operator::docker::connect().await?;
         let postgres_image = LOCAL_DEPS[0].image;
         for image in [postgres_image, EMBEDDER_IMAGE] {
             crate::images::ensure_local_image(&docker, image).await?;

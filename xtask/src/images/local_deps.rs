@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use super::{BuildMeta, Built, Platform};
 use crate::paths;
+use weknora_operator::third_party;
 
 /// A Debian base image, made by debootstrap when missing.
 pub const BASE_REPOSITORY: &str = "weknora/debian-base";
@@ -30,19 +31,19 @@ pub struct LocalDep {
 pub const LOCAL_DEPS: [LocalDep; 4] = [
     LocalDep {
         name: "postgres",
-        image: "weknora/postgres-local:17",
+        image: third_party::POSTGRES_LOCAL,
         suite: "trixie",
         description: "PostgreSQL 17 + pgvector from Debian, standing in for ParadeDB",
     },
     LocalDep {
         name: "redis",
-        image: "weknora/redis-local:7.0",
+        image: third_party::REDIS_LOCAL,
         suite: "bookworm",
         description: "Redis 7.0 from Debian, standing in for redis:7.0-alpine",
     },
     LocalDep {
         name: "nginx",
-        image: "weknora/nginx-local:1",
+        image: third_party::NGINX_LOCAL,
         suite: "trixie",
         description: "nginx from Debian, standing in for the nginx image (same templates mechanism)",
     },
@@ -55,8 +56,7 @@ pub const LOCAL_DEPS: [LocalDep; 4] = [
     },
 ];
 
-/// The bundled embedding model's image (the compose files name the same).
-pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0";
+pub use third_party::EMBEDDER_IMAGE;
 
 /// The host's CA bundle, which a build that fetches over TLS (pip) needs behind a
 /// TLS-inspecting proxy; the Dockerfile takes it from the context when it is there.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::process::stdout_of;
+use weknora_operator::process::stdout_of;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BuildMeta {
@@ -112,7 +112,7 @@ fn version_from(workspace: &str, tag: Option<&str>) -> String {
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339_utc(epoch: i64) -> Result<String> {
     let Ok(secs) = u64::try_from(epoch) else { bail!("commit time {epoch} is before 1970") };
-    Ok(crate::utc::rfc3339(secs))
+    Ok(weknora_operator::utc::rfc3339(secs))
 }
 
 #[cfg(test)]

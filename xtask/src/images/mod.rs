@@ -6,13 +6,13 @@
 //! Docker through bollard; the Debian-based stand-ins are Dockerfile builds through bollard.
 
 mod archive;
+pub mod checkout;
 mod local_deps;
 mod meta;
 mod nix;
 mod platform;
 mod registry;
 mod service;
-pub mod third_party;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,20 +27,15 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::docker;
 pub use local_deps::{EMBEDDER_IMAGE, LOCAL_DEPS};
+use weknora_operator::{docker, third_party};
 
 /// A local image (`weknora/postgres-local:17`, the embedder, ...), built when Docker lacks it.
 pub async fn ensure_local_image(docker: &bollard::Docker, image: &str) -> anyhow::Result<()> {
     if docker.inspect_image(image).await.is_ok() {
         return Ok(());
     }
-    let Some(dep) = LOCAL_DEPS.iter().find(|d| d.image == image) else {
-        anyhow::bail!("{image} is not one of the local images");
-    };
-    let workspace = Workspace::read()?;
-    let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
-    local_deps::build_one(docker, dep, &meta, None).await.map(|_| ())
+    weknora_operator::Images::ensure_local(&checkout::CheckoutImages, docker, image).await
 }
 pub use meta::BuildMeta;
 pub use platform::Platform;
@@ -112,7 +107,7 @@ pub struct Built {
 
 impl BuildImages {
     pub fn run(self) -> Result<ExitCode> {
-        let rt = crate::runtime()?;
+        let rt = weknora_operator::runtime()?;
         rt.block_on(self.run_async())
     }
 
@@ -227,9 +222,9 @@ impl BuildImages {
             }
         }
         if self.with_frontend() {
-            let vars = crate::dotenv::Vars::load();
+            let vars = weknora_operator::dotenv::Vars::load();
             let source = third_party::Source::parse(vars.get("IMAGE_SOURCE"))?;
-            let mut resolver = third_party::Resolver::new(&docker, &meta, self.apt_mirror.clone(), source);
+            let mut resolver = third_party::Resolver::new(&docker, source);
             let nginx = resolver.image(&third_party::NGINX, vars.get(third_party::NGINX.env)).await?;
             built.push(build_frontend(&docker, &meta, &nginx, &self.tags).await?);
         }

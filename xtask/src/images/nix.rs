@@ -10,7 +10,7 @@ use bollard::query_parameters::ImportImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::{Built, Platform};
-use crate::process::on_path;
+use weknora_operator::process::on_path;
 
 /// The Nix system that builds images for `platform`.
 pub fn system(platform: Platform) -> &'static str {

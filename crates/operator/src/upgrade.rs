@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, Parts};
 use crate::dotenv::{self, Vars};
-use crate::images::{BuildMeta, Workspace};
 use crate::stack::{self, OURS, Stack, Start};
 
 /// The tag the images that ran before an upgrade keep.
@@ -82,21 +81,21 @@ impl Upgrade {
     }
 
     async fn run_async(self) -> Result<ExitCode> {
-        let workspace = Workspace::read()?;
+        let release = crate::host().images.release()?;
         let vars = Vars::load();
         // A rollback's pin is for this: upgrading again moves on (and removes it).
         let rolled_back = vars.get("WEKNORA_VERSION") == Some(KEPT);
-        if let Some(pinned) = vars.get("WEKNORA_VERSION").filter(|v| *v != workspace.version && *v != KEPT) {
+        if let Some(pinned) = vars.get("WEKNORA_VERSION").filter(|v| *v != release.version && *v != KEPT) {
             bail!(
                 "WEKNORA_VERSION={pinned} pins the images to run: remove it from .env (and the environment) to \
                  upgrade to this checkout ({})",
-                workspace.version
+                release.version
             );
         }
         let docker = crate::docker::connect_for_transfers().await?;
         let mut stack = Stack::open(&docker, None, &[]).await?;
         // This checkout's images are the ones built and run.
-        stack.pin_version(&workspace.version);
+        stack.pin_version(&release.version);
         if stack.dev() {
             bail!(
                 "upgrade is for production stacks; in development `cargo xtask start --dev` rebuilds on every change"
@@ -110,9 +109,8 @@ impl Upgrade {
         let parts = Parts::find(&docker, &stack.project).await?;
         let from_revision =
             stack::image_revision(&docker, &parts.app.image_id).await.unwrap_or_else(|| "unknown".into());
-        let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
-        let to_revision = meta.revision();
-        if from_revision == to_revision && !meta.dirty {
+        let to_revision = release.revision.clone();
+        if from_revision == to_revision && !release.dirty {
             println!("project {} already runs {}: nothing to upgrade", stack.project, short(&to_revision));
             return Ok(ExitCode::SUCCESS);
         }
@@ -143,7 +141,7 @@ impl Upgrade {
         } else {
             "on failure, roll back by itself".into()
         });
-        if !backup::go_ahead("upgrade", &plan, self.dry_run, self.yes, false)? {
+        if !crate::confirm::go_ahead("upgrade", &plan, self.dry_run, self.yes, false)? {
             return Ok(ExitCode::SUCCESS);
         }
 
@@ -156,7 +154,7 @@ impl Upgrade {
         }
         eprintln!("==> kept the running images as weknora/<service>:{KEPT}");
         let wanted: Vec<&str> = ours.iter().map(|c| c.service.as_str()).collect();
-        stack::build_missing(&docker, &stack, &wanted, false, false)
+        stack::ensure_ours(&docker, &stack, &wanted, false, false)
             .await
             .context("building this checkout's images failed; nothing was changed")?;
         // From here on nothing may be written that a rollback would lose.
@@ -296,7 +294,7 @@ impl Rollback {
                 ),
                 format!("run the images of {} (weknora/<service>:{KEPT}) again", short(&record.from_revision)),
             ];
-            if !backup::go_ahead("rollback", &plan, self.dry_run, self.yes, false)? {
+            if !crate::confirm::go_ahead("rollback", &plan, self.dry_run, self.yes, false)? {
                 return Ok(ExitCode::SUCCESS);
             }
             roll_back(&docker, &record, Duration::from_secs(self.timeout)).await?;

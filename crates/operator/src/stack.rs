@@ -16,9 +16,8 @@ use serde::Serialize;
 
 use crate::docker::{self, ComposeCli};
 use crate::dotenv::{self, Vars};
-use crate::images::third_party::{self, Resolver, Source, ThirdParty};
-use crate::images::{self, BuildImages, BuildMeta, Workspace};
 use crate::paths;
+use crate::third_party::{self, Resolver, Source, ThirdParty};
 
 /// Our services, built from this repository.
 pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
@@ -141,7 +140,7 @@ impl Stack {
         };
         let version = match vars.get("WEKNORA_VERSION") {
             Some(v) => v.to_string(),
-            None => Workspace::read()?.version,
+            None => crate::host().images.release()?.version,
         };
         for p in profiles {
             if p != "full" && !OPTIONAL.contains(&p.as_str()) {
@@ -395,14 +394,12 @@ async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
 /// (IMAGE_SOURCE: upstream or the local stand-ins); the first start chooses and records it.
 /// Refuses to run another database engine on the database this project already has.
 async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String]) -> Result<()> {
-    let workspace = Workspace::read()?;
-    let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
     let vars = Vars::load();
     let recorded = Source::parse(vars.get("IMAGE_SOURCE"))?;
     // A stack from before IMAGE_SOURCE existed keeps what its database runs on.
     let running = containers(docker, &stack.project).await?.into_iter().find(|c| c.service == "postgres");
     let given = recorded.or(running.as_ref().map(|c| Source::of(&c.image)));
-    let mut resolver = Resolver::new(docker, &meta, vars.get("APT_MIRROR").map(str::to_string), given);
+    let mut resolver = Resolver::new(docker, given);
     let active: Vec<ThirdParty> =
         third_party::SERVICES.into_iter().filter(|tp| services.iter().any(|s| s == tp.service)).collect();
     for tp in active {
@@ -447,57 +444,31 @@ pub async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
     labels.get("org.opencontainers.image.revision").cloned()
 }
 
-/// Builds the images of ours that Docker lacks or that were built from another commit, all
-/// of them when the checkout has uncommitted changes (cargo and Docker's cache make an
-/// unchanged one quick), or, with `force`, the ones named.
-/// A WEKNORA_VERSION other than this checkout's pins images built elsewhere (or kept by
-/// `upgrade`): they must exist, and are never built.
-pub async fn build_missing(docker: &Docker, stack: &Stack, wanted: &[&str], force: bool, no_build: bool) -> Result<()> {
-    let workspace = Workspace::read()?;
-    if stack.version() != workspace.version {
-        let mut absent = Vec::new();
-        for name in wanted {
-            let image = format!("weknora/{name}:{}", stack.version());
-            if docker.inspect_image(&image).await.is_err() {
-                absent.push(image);
-            }
-        }
-        if !absent.is_empty() {
-            bail!(
-                "WEKNORA_VERSION={} pins images this checkout ({}) does not build, and Docker lacks {}: load them \
-                 (`docker load`), or unset WEKNORA_VERSION to build this checkout's",
-                stack.version(),
-                workspace.version,
-                absent.join(", ")
-            );
-        }
-        return Ok(());
+/// Makes our images of `wanted` present: a WEKNORA_VERSION other than the release's pins
+/// images built elsewhere (or kept by `upgrade`), which must exist and are never built;
+/// otherwise the host's [`crate::Images`] builds or imports them (with `rebuild`, again).
+pub async fn ensure_ours(docker: &Docker, stack: &Stack, wanted: &[&str], rebuild: bool, no_build: bool) -> Result<()> {
+    let images = &crate::host().images;
+    let release = images.release()?;
+    if stack.version() == release.version {
+        return images.ensure_ours(docker, wanted, rebuild, no_build).await;
     }
-    let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
-    let revision = meta.revision();
-    let mut missing = Vec::new();
+    let mut absent = Vec::new();
     for name in wanted {
-        let built_from = image_revision(docker, &format!("weknora/{name}:{}", stack.version())).await;
-        if built_from.as_deref() != Some(revision.as_str()) {
-            missing.push(*name);
+        let image = format!("weknora/{name}:{}", stack.version());
+        if docker.inspect_image(&image).await.is_err() {
+            absent.push(image);
         }
     }
-    if no_build && !missing.is_empty() {
+    if !absent.is_empty() {
         bail!(
-            "images {} are missing or were built from another commit: build them with `cargo xtask build-images` \
-             (or drop --no-build)",
-            missing.join(", ")
+            "WEKNORA_VERSION={} pins images that are not this release's ({}), and Docker lacks {}: load them \
+             (`docker load`), or unset WEKNORA_VERSION to run this release's",
+            stack.version(),
+            release.version,
+            absent.join(", ")
         );
     }
-    if force || (meta.dirty && !no_build) {
-        missing = wanted.to_vec();
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("==> building {}{}", missing.join(", "), if meta.dirty { " (uncommitted changes)" } else { "" });
-    let has = |n: &str| missing.contains(&n);
-    BuildImages::only(has("app"), has("docreader"), has("frontend")).execute().await?;
     Ok(())
 }
 
@@ -532,11 +503,9 @@ impl Start {
         }
         resolve_images(&docker, &mut stack, &services).await?;
         let ours: Vec<&str> = OURS.iter().copied().filter(|o| services.iter().any(|s| s == o)).collect();
-        build_missing(&docker, &stack, &ours, false, self.no_build).await?;
+        ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
         if stack.dev() {
-            let workspace = Workspace::read()?;
-            let meta = BuildMeta::detect(&workspace.version, &workspace.repository)?;
-            images::build_dev_image(&docker, &meta, &format!("weknora/app-dev:{}", stack.version())).await?;
+            crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;
         }
         let timeout = Duration::from_secs(self.timeout);
         let deps = ["postgres".to_string(), "redis".to_string()];
@@ -648,21 +617,17 @@ impl Stop {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let found = containers(&docker, &stack.project).await?;
-            if self.volumes && !self.yes && !self.dry_run {
-                bail!(
-                    "--volumes deletes every document, chunk and database row of project `{}`: add --yes to go ahead \
-                     (take a backup first), or --dry-run to see what it would remove",
+            let mut plan: Vec<String> =
+                found.iter().map(|c| format!("remove container {} ({})", c.name, c.service)).collect();
+            plan.push(format!("remove network {}_WeKnora-network", stack.project));
+            if self.volumes {
+                plan.push(format!(
+                    "delete the volumes of project {}: every document, chunk and database row (take a backup first)",
                     stack.project
-                );
+                ));
             }
-            if self.dry_run {
-                for c in &found {
-                    println!("would remove container {} ({})", c.name, c.service);
-                }
-                println!("would remove network {}_WeKnora-network", stack.project);
-                if self.volumes {
-                    println!("would remove the volumes of project {}", stack.project);
-                }
+            // Stopping alone loses nothing: only --volumes asks for --yes.
+            if !crate::confirm::go_ahead("stop", &plan, self.dry_run, self.yes || !self.volumes, false)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut args = vec!["down", "--remove-orphans"];
@@ -689,7 +654,7 @@ impl Restart {
             let timeout = Duration::from_secs(self.timeout);
             match self.service.as_deref() {
                 Some(svc) if OURS.contains(&svc) => {
-                    build_missing(&docker, &stack, &[svc], true, false).await?;
+                    ensure_ours(&docker, &stack, &[svc], true, false).await?;
                     resolve_images(&docker, &mut stack, &running).await?;
                     stack.keep_ollama_chat_model(&docker).await?;
                     stack.run(&["up", "--detach", "--no-deps", "--force-recreate", svc])?;

@@ -196,7 +196,7 @@ pub async fn gather(dev: bool) -> Facts {
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
         nix: on_path("nix-instantiate"),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
-        bench_python: stdout_of("python3", &["-c", &format!("import {}", crate::bench::PYTHON_MODULES)]).is_some(),
+        bench_python: stdout_of("python3", &["-c", &format!("import {}", super::PYTHON_MODULES)]).is_some(),
         embedding: embedding_fact(&Vars::load()),
         chat: chat_fact(&Vars::load()),
     }

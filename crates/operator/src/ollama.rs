@@ -283,7 +283,7 @@ pub fn start(for_containers: bool) -> Result<()> {
             port_of(&addr)
         );
     }
-    let log = paths::project_root().join("target/ollama.log");
+    let log = paths::state_dir().join("ollama.log");
     std::fs::create_dir_all(log.parent().unwrap())?;
     let child = Command::new("ollama")
         .arg("serve")
@@ -292,7 +292,7 @@ pub fn start(for_containers: bool) -> Result<()> {
         .stderr(std::fs::File::options().append(true).open(&log)?)
         .spawn()
         .context("starting `ollama serve`")?;
-    std::fs::write(paths::project_root().join("target/ollama.pid"), child.id().to_string())?;
+    std::fs::write(paths::state_dir().join("ollama.pid"), child.id().to_string())?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while models(&addr).is_none() {
         if Instant::now() > deadline {
@@ -348,7 +348,7 @@ impl Ollama {
                 Ok(ExitCode::SUCCESS)
             }
             Ollama::Stop => {
-                let pid_file = paths::project_root().join("target/ollama.pid");
+                let pid_file = paths::state_dir().join("ollama.pid");
                 let Ok(pid) = std::fs::read_to_string(&pid_file) else {
                     bail!("no Ollama started by `cargo xtask ollama start` (no {})", pid_file.display());
                 };

@@ -14,6 +14,11 @@ use checks::{Check, Status};
 pub use fix::Scope;
 use fix::Step;
 
+/// The Python modules the docreader benchmark's reference.py and make_corpus.py import
+/// (`doctor --fix --dev` installs them).
+pub const PYTHON_MODULES: &str =
+    "pypdf, docx, openpyxl, xlrd, xlwt, odf, pptx, fpdf, ebooklib, bs4, lxml, charset_normalizer, PIL";
+
 #[derive(clap::Args)]
 pub struct Doctor {
     /// Install and start what is missing (as root on Debian/Ubuntu; elsewhere print the commands).

@@ -80,8 +80,8 @@ fn embedding(f: &Facts) -> Check {
             name,
             Status::Ok,
             format!(
-                "the bundled embedder (multilingual-e5-small, 384 dimensions, CPU; `start` builds {})",
-                crate::images::EMBEDDER_IMAGE
+                "the bundled embedder (multilingual-e5-small, 384 dimensions, CPU; `start` builds or imports {})",
+                crate::third_party::EMBEDDER_IMAGE
             ),
             None,
         );

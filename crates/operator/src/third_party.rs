@@ -10,29 +10,37 @@ use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::BuildMeta;
-use super::local_deps::{self, LOCAL_DEPS, LocalDep};
-
 #[derive(Debug, Clone, Copy)]
 pub struct ThirdParty {
     pub service: &'static str,
     /// The variable that overrides the image.
     pub env: &'static str,
     pub upstream: &'static str,
-    pub local: Option<&'static LocalDep>,
+    /// The local stand-in's image (see LOCAL_IMAGES).
+    pub local: Option<&'static str>,
 }
+
+/// The local images: stand-ins for the third-party images built from Debian packages, for
+/// sites without a registry (and this project's CI), and the bundled embedder, which no
+/// registry offers. `cargo xtask build-images --local-deps` builds them; a bundle carries them.
+pub const POSTGRES_LOCAL: &str = "weknora/postgres-local:17";
+pub const REDIS_LOCAL: &str = "weknora/redis-local:7.0";
+pub const NGINX_LOCAL: &str = "weknora/nginx-local:1";
+/// The bundled embedding model's image (the compose files name the same).
+pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0";
+pub const LOCAL_IMAGES: [&str; 4] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, EMBEDDER_IMAGE];
 
 pub const POSTGRES: ThirdParty = ThirdParty {
     service: "postgres",
     env: "POSTGRES_IMAGE",
     upstream: "paradedb/paradedb:v0.18.9-pg17",
-    local: Some(&LOCAL_DEPS[0]),
+    local: Some(POSTGRES_LOCAL),
 };
 pub const REDIS: ThirdParty =
-    ThirdParty { service: "redis", env: "REDIS_IMAGE", upstream: "redis:7.0-alpine", local: Some(&LOCAL_DEPS[1]) };
+    ThirdParty { service: "redis", env: "REDIS_IMAGE", upstream: "redis:7.0-alpine", local: Some(REDIS_LOCAL) };
 /// The frontend image's base.
 pub const NGINX: ThirdParty =
-    ThirdParty { service: "frontend", env: "NGINX_IMAGE", upstream: "nginx:1.27-alpine", local: Some(&LOCAL_DEPS[2]) };
+    ThirdParty { service: "frontend", env: "NGINX_IMAGE", upstream: "nginx:1.27-alpine", local: Some(NGINX_LOCAL) };
 pub const MINIO: ThirdParty = ThirdParty {
     service: "minio",
     env: "MINIO_IMAGE",
@@ -45,12 +53,8 @@ pub const JAEGER: ThirdParty =
     ThirdParty { service: "jaeger", env: "JAEGER_IMAGE", upstream: "jaegertracing/all-in-one:1.62.0", local: None };
 
 /// The bundled embedding model: no registry has it, so its "upstream" is the local image.
-pub const EMBEDDER: ThirdParty = ThirdParty {
-    service: "embedder",
-    env: "EMBEDDER_IMAGE",
-    upstream: LOCAL_DEPS[3].image,
-    local: Some(&LOCAL_DEPS[3]),
-};
+pub const EMBEDDER: ThirdParty =
+    ThirdParty { service: "embedder", env: "EMBEDDER_IMAGE", upstream: EMBEDDER_IMAGE, local: Some(EMBEDDER_IMAGE) };
 
 /// Every image not of this workspace that the compose files run.
 pub const SERVICES: [ThirdParty; 6] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER];
@@ -84,32 +88,31 @@ impl Source {
 
     /// Which source an image is of.
     pub fn of(image: &str) -> Source {
-        if LOCAL_DEPS.iter().any(|d| d.image == image) { Source::Local } else { Source::Upstream }
+        if LOCAL_IMAGES.contains(&image) { Source::Local } else { Source::Upstream }
     }
 }
 
 /// Picks each third-party image: the override when set, else the image of the chosen
 /// source. Undecided (no IMAGE_SOURCE yet): the upstream image when Docker has it or can
 /// pull it, else the local stand-ins, and `chosen` says which it became. The first failed
-/// pull is reported once; later images do not try the registry again. Stand-ins are
-/// (re)built through Docker's build cache each time they are picked.
+/// pull is reported once; later images do not try the registry again. Stand-ins come from
+/// the host's [`crate::Images`] each time they are picked (a checkout builds them through
+/// Docker's build cache, a bundle imports them when missing).
 pub struct Resolver<'a> {
     docker: &'a Docker,
-    meta: &'a BuildMeta,
-    apt_mirror: Option<String>,
     registry_error: Option<String>,
     /// The choice, once made (given, or made by the first image resolved).
     pub chosen: Option<Source>,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(
-        docker: &'a Docker,
-        meta: &'a BuildMeta,
-        apt_mirror: Option<String>,
-        source: Option<Source>,
-    ) -> Resolver<'a> {
-        Resolver { docker, meta, apt_mirror, registry_error: None, chosen: source }
+    pub fn new(docker: &'a Docker, source: Option<Source>) -> Resolver<'a> {
+        Resolver { docker, registry_error: None, chosen: source }
+    }
+
+    async fn local(&self, image: &str) -> Result<String> {
+        crate::host().images.ensure_local(self.docker, image).await?;
+        Ok(image.to_string())
     }
 
     /// The image to use for `tp`; `chosen` is the override from env or `.env`, if any.
@@ -118,19 +121,17 @@ impl<'a> Resolver<'a> {
             if self.docker.inspect_image(image).await.is_ok() {
                 return Ok(image.to_string());
             }
-            if let Some(dep) = LOCAL_DEPS.iter().find(|d| d.image == image) {
-                local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
-                return Ok(image.to_string());
+            if LOCAL_IMAGES.contains(&image) {
+                return self.local(image).await;
             }
             if let Err(e) = self.pull(image).await {
                 bail!("{} is set to {image}, which Docker does not have and cannot pull: {e}", tp.env);
             }
             return Ok(image.to_string());
         }
-        if let Some(dep) = tp.local.filter(|dep| dep.image == tp.upstream) {
-            // Ours, built here (through Docker's cache: quick when nothing changed).
-            local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
-            return Ok(dep.image.to_string());
+        if let Some(local) = tp.local.filter(|local| *local == tp.upstream) {
+            // Ours, built here or imported.
+            return self.local(local).await;
         }
         let local = self.chosen == Some(Source::Local) && tp.local.is_some();
         if !local && self.docker.inspect_image(tp.upstream).await.is_ok() {
@@ -163,7 +164,7 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        let Some(dep) = tp.local else {
+        let Some(local) = tp.local else {
             bail!(
                 "{} ({}) cannot be pulled ({}) and has no local stand-in: load it with `docker load`, or set {} to an image Docker has",
                 tp.service,
@@ -172,10 +173,7 @@ impl<'a> Resolver<'a> {
                 tp.env
             );
         };
-        // Built every time: Docker's build cache makes that quick, and a stand-in never
-        // lags behind its Dockerfile.
-        local_deps::build_one(self.docker, dep, self.meta, self.apt_mirror.as_deref()).await?;
-        Ok(dep.image.to_string())
+        self.local(local).await
     }
 
     async fn pull(&self, image: &str) -> std::result::Result<(), String> {
@@ -215,7 +213,8 @@ mod tests {
                 assert!(text.contains(&spelled), "{file} does not say {spelled}");
             }
         }
-        let dockerfile = std::fs::read_to_string(crate::paths::docker_dir().join("Dockerfile.frontend")).unwrap();
+        let dockerfile =
+            std::fs::read_to_string(crate::paths::project_root().join("docker/Dockerfile.frontend")).unwrap();
         assert!(dockerfile.contains(&format!("ARG NGINX_IMAGE={}", NGINX.upstream)));
     }
 }

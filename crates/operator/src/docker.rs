@@ -184,20 +184,48 @@ pub async fn with_throwaway<T>(
     result
 }
 
-/// Copies a tar archive on disk into a container (running or not) under `dir`.
-pub async fn upload_tar(docker: &Docker, container: &str, dir: &str, tar: &std::path::Path) -> Result<()> {
-    let file = std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
-    let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+/// A file as a stream of 1 MiB chunks, for request bodies.
+fn file_chunks(
+    path: &std::path::Path,
+) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + use<>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(futures_util::stream::try_unfold(file, |mut file| async move {
         let mut buf = vec![0; 1 << 20];
         let n = std::io::Read::read(&mut file, &mut buf)?;
         buf.truncate(n);
         Ok((n > 0).then(|| (bytes::Bytes::from(buf), file)))
-    });
+    }))
+}
+
+/// Copies a tar archive on disk into a container (running or not) under `dir`.
+pub async fn upload_tar(docker: &Docker, container: &str, dir: &str, tar: &std::path::Path) -> Result<()> {
     let options = UploadToContainerOptionsBuilder::default().path(dir).build();
     docker
-        .upload_to_container(container, Some(options), bollard::body_try_stream(chunks))
+        .upload_to_container(container, Some(options), bollard::body_try_stream(file_chunks(tar)?))
         .await
         .with_context(|| format!("copying {} into {container}:{dir}", tar.display()))
+}
+
+/// `docker load` of an image archive on disk (`docker save` format).
+pub async fn load_archive(docker: &Docker, archive: &std::path::Path) -> Result<()> {
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
+    let mut stream = docker.import_image_stream(options, file_chunks(archive)?, None);
+    while let Some(msg) = stream.next().await {
+        msg.with_context(|| format!("Docker refused the image archive {}", archive.display()))?;
+    }
+    Ok(())
+}
+
+/// `docker save` of images into one archive on disk.
+pub async fn save_images(docker: &Docker, images: &[&str], archive: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(archive).with_context(|| format!("creating {}", archive.display()))?;
+    let mut stream = docker.export_images(images);
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk.with_context(|| format!("saving {}", images.join(", ")))?)?;
+    }
+    file.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]

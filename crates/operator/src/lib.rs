@@ -1,0 +1,163 @@
+//! The operator of a weknora stack: start, stop, back up, upgrade, diagnose. Two front ends
+//! run it: `cargo xtask` in a checkout (which builds our images from the source) and the
+//! `weknora` binary of a release bundle (which imports the bundle's images), each installing
+//! its root and its [`Images`] once at start. One module per command group; shared
+//! mechanisms (compose and containers in `stack`/`docker`, env files in `dotenv`, waits in
+//! `poll`, confirmations in `confirm`) in their own. Results go to stdout, progress to stderr.
+
+pub mod backup;
+pub mod bundle;
+pub mod confirm;
+pub mod database;
+pub mod docker;
+pub mod doctor;
+pub mod dotenv;
+pub mod migrate;
+pub mod ollama;
+pub mod paths;
+pub mod poll;
+pub mod process;
+pub mod reindex;
+pub mod stack;
+pub mod third_party;
+pub mod upgrade;
+pub mod utc;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use bollard::Docker;
+use clap::Subcommand;
+use futures_util::future::BoxFuture;
+
+/// The version and commit of the images a tool brings: a checkout's, or a bundle's.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: String,
+    /// The full commit hash.
+    pub revision: String,
+    /// A checkout with uncommitted changes (its images are rebuilt on every start).
+    pub dirty: bool,
+}
+
+/// Where our images and the local stand-ins come from: built from a checkout, or imported
+/// from a release bundle.
+pub trait Images: Send + Sync {
+    /// What these images are.
+    fn release(&self) -> anyhow::Result<Release>;
+    /// Makes `weknora/<name>:<release version>` of each of `wanted` this release's image:
+    /// built or imported when missing or of another commit; with `rebuild`, built again.
+    /// With `no_build`, a missing image is an error instead.
+    fn ensure_ours<'a>(
+        &'a self,
+        docker: &'a Docker,
+        wanted: &'a [&'a str],
+        rebuild: bool,
+        no_build: bool,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Makes one local image (a stand-in such as `weknora/postgres-local:17`, or the
+    /// embedder) present.
+    fn ensure_local<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The development image with the toolchain (`start --dev`).
+    fn ensure_dev<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// The front end the operator runs in.
+pub struct Host {
+    /// What the operator's messages call it: `cargo xtask` or `./weknora`.
+    pub name: &'static str,
+    pub root: PathBuf,
+    pub images: Box<dyn Images>,
+}
+
+static HOST: OnceLock<Host> = OnceLock::new();
+
+/// Installs the front end; the first call wins. Every command works relative to its root.
+pub fn install(host: Host) -> anyhow::Result<()> {
+    std::env::set_current_dir(&host.root)?;
+    let _ = HOST.set(host);
+    Ok(())
+}
+
+/// The front end installed at start.
+pub fn host() -> &'static Host {
+    HOST.get().expect("the front end installs its host before running a command")
+}
+
+/// The async runtime of the commands that talk to Docker or PostgreSQL: one thread is enough.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Lowercase hex of bytes: checksums, image digests, generated secrets.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The operator's commands, shared by both front ends.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check this machine for everything the stack needs; `--fix` installs what is missing.
+    Doctor(doctor::Doctor),
+    /// Apply, revert, create and inspect database migrations.
+    Migrate(migrate::Migrate),
+    /// Bring the whole stack up healthy: checks, images, postgres and redis, migrations, the rest.
+    Start(stack::Start),
+    /// Stop the stack (`--volumes --yes` also deletes its data).
+    Stop(stack::Stop),
+    /// Restart one service (ours are rebuilt or re-imported, and recreated) or all of them.
+    Restart(stack::Restart),
+    /// The stack's containers: service, state, health, version, ports.
+    Ps(stack::Ps),
+    /// The stack's logs.
+    Logs(stack::Logs),
+    /// Pull the upstream third-party images.
+    Pull(stack::Pull),
+    /// Check what the stack needs from this machine (the stack part of doctor).
+    Check(stack::Check),
+    /// Back up the running stack (database, uploaded files) to one archive; `backup verify`
+    /// checks an archive with a restore drill.
+    Backup(backup::Backup),
+    /// Replace the stack's data with a backup's (a backup of the current state is taken first).
+    Restore(backup::Restore),
+    /// Move the running stack to these images (this checkout's, or `--bundle`'s): keep the
+    /// running images, back up, migrate, recreate; roll back by itself on failure.
+    Upgrade(upgrade::Upgrade),
+    /// Undo the last upgrade: restore the backup taken before it and run the kept images.
+    Rollback(upgrade::Rollback),
+    /// Make the knowledge bases' vectors again with the configured embedding model.
+    Reindex(reindex::Reindex),
+    /// A local Ollama for models: start, stop, status.
+    #[command(subcommand)]
+    Ollama(ollama::Ollama),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Doctor(cmd) => cmd.run(),
+            Command::Migrate(cmd) => cmd.run(),
+            Command::Start(cmd) => cmd.run(),
+            Command::Stop(cmd) => cmd.run(),
+            Command::Restart(cmd) => cmd.run(),
+            Command::Ps(cmd) => cmd.run(),
+            Command::Logs(cmd) => cmd.run(),
+            Command::Pull(cmd) => cmd.run(),
+            Command::Check(cmd) => cmd.run(),
+            Command::Backup(cmd) => cmd.run(),
+            Command::Restore(cmd) => cmd.run(),
+            Command::Upgrade(cmd) => cmd.run(),
+            Command::Rollback(cmd) => cmd.run(),
+            Command::Reindex(cmd) => cmd.run(),
+            Command::Ollama(cmd) => cmd.run(),
+        }
+    }
+}
+
+/// Prints an error the way both front ends do.
+pub fn report_error(err: &anyhow::Error) {
+    use std::io::IsTerminal;
+    let label = if std::io::stderr().is_terminal() { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    eprintln!("{label}: {err:#}");
+}

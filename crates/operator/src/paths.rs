@@ -1,0 +1,89 @@
+//! Every path the operator uses, in one place, relative to its root: the checkout for
+//! `cargo xtask`, the unpacked release bundle for `weknora`. Commands never spell paths
+//! themselves.
+
+use std::path::{Path, PathBuf};
+
+/// The root the running tool was given (`crate::install`); in this crate's own tests, the
+/// checkout.
+pub fn project_root() -> PathBuf {
+    match crate::HOST.get() {
+        Some(host) => host.root.clone(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the checkout"),
+    }
+}
+
+/// The operator's configuration for the stack (never committed); `WEKNORA_ENV_FILE`
+/// points elsewhere (the end-to-end tests use their own).
+pub fn env_file() -> PathBuf {
+    match std::env::var_os("WEKNORA_ENV_FILE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => project_root().join(".env"),
+    }
+}
+
+/// The documented template `.env` is checked against.
+pub fn env_example() -> PathBuf {
+    project_root().join(".env.example")
+}
+
+/// The pinned Rust toolchain (a checkout's; a bundle has none).
+pub fn rust_toolchain() -> PathBuf {
+    project_root().join("rust-toolchain.toml")
+}
+
+/// Where `backup` writes archives unless BACKUP_DIR or --output says otherwise
+/// (ignored by git).
+pub fn backups() -> PathBuf {
+    project_root().join("backups")
+}
+
+/// sqlx migrations: `<YYYYMMDDHHMMSS>_<name>.up.sql` and `.down.sql`.
+pub fn migrations() -> PathBuf {
+    project_root().join("migrations")
+}
+
+/// The docreader benchmark's Python requirements (what `doctor --fix --dev` installs).
+pub fn docreader_bench() -> PathBuf {
+    project_root().join("services/docreader/bench")
+}
+
+/// The app's configuration file (shipped in its image, and in a bundle).
+pub fn app_config() -> PathBuf {
+    project_root().join("config/config.yaml")
+}
+
+/// The production compose file.
+pub fn compose_file() -> PathBuf {
+    project_root().join("docker-compose.yml")
+}
+
+/// The development compose file.
+pub fn compose_dev_file() -> PathBuf {
+    project_root().join("docker-compose.dev.yml")
+}
+
+/// The operator's own runtime files (Ollama's log and pid).
+pub fn state_dir() -> PathBuf {
+    project_root().join("target")
+}
+
+/// A release bundle's images: `docker save` archives and their manifest.
+pub fn bundle_images() -> PathBuf {
+    project_root().join("images")
+}
+
+/// The runbook.
+pub fn runbook() -> PathBuf {
+    project_root().join("docs/operations.md")
+}
+
+/// A release bundle's description: version, commit, platform, image archives.
+pub fn bundle_manifest() -> PathBuf {
+    project_root().join("bundle.json")
+}
+
+/// Where `upgrade --bundle` keeps the files of the release it replaced, for `rollback`.
+pub fn previous_release() -> PathBuf {
+    project_root().join("previous")
+}

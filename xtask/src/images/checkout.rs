@@ -1,0 +1,90 @@
+//! The operator's images from this checkout: ours built by `build-images` when missing or
+//! of another commit, the local stand-ins built through Docker's build cache.
+
+use anyhow::{Result, bail};
+use bollard::Docker;
+use futures_util::future::BoxFuture;
+use weknora_operator::dotenv::Vars;
+use weknora_operator::{Images, Release};
+
+use super::{BuildImages, BuildMeta, LOCAL_DEPS, Workspace, local_deps};
+
+pub struct CheckoutImages;
+
+fn meta() -> Result<BuildMeta> {
+    let workspace = Workspace::read()?;
+    BuildMeta::detect(&workspace.version, &workspace.repository)
+}
+
+fn version() -> Result<String> {
+    Ok(Workspace::read()?.version)
+}
+
+/// The commit an image was built from (its `revision` label); None when Docker lacks it.
+async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
+    let labels = docker.inspect_image(image).await.ok()?.config?.labels?;
+    labels.get("org.opencontainers.image.revision").cloned()
+}
+
+impl Images for CheckoutImages {
+    fn release(&self) -> Result<Release> {
+        let meta = meta()?;
+        Ok(Release { version: version()?, revision: meta.revision(), dirty: meta.dirty })
+    }
+
+    /// Builds the images Docker lacks or that were built from another commit, all of them
+    /// when the checkout has uncommitted changes (cargo and Docker's cache make an
+    /// unchanged one quick), or, with `rebuild`, the ones named.
+    fn ensure_ours<'a>(
+        &'a self,
+        docker: &'a Docker,
+        wanted: &'a [&'a str],
+        rebuild: bool,
+        no_build: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let meta = meta()?;
+            let revision = meta.revision();
+            let mut missing = Vec::new();
+            for name in wanted {
+                let built_from = image_revision(docker, &format!("weknora/{name}:{}", version()?)).await;
+                if built_from.as_deref() != Some(revision.as_str()) {
+                    missing.push(*name);
+                }
+            }
+            if no_build && !missing.is_empty() {
+                bail!(
+                    "images {} are missing or were built from another commit: build them with `cargo xtask \
+                     build-images` (or drop --no-build)",
+                    missing.join(", ")
+                );
+            }
+            if rebuild || (meta.dirty && !no_build) {
+                missing = wanted.to_vec();
+            }
+            if missing.is_empty() {
+                return Ok(());
+            }
+            eprintln!("==> building {}{}", missing.join(", "), if meta.dirty { " (uncommitted changes)" } else { "" });
+            let has = |n: &str| missing.contains(&n);
+            BuildImages::only(has("app"), has("docreader"), has("frontend")).execute().await?;
+            Ok(())
+        })
+    }
+
+    /// Built every time: Docker's build cache makes that quick, and a stand-in never lags
+    /// behind its Dockerfile.
+    fn ensure_local<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some(dep) = LOCAL_DEPS.iter().find(|d| d.image == image) else {
+                bail!("{image} is not one of the local images");
+            };
+            let mirror = Vars::load().get("APT_MIRROR").map(str::to_string);
+            local_deps::build_one(docker, dep, &meta()?, mirror.as_deref()).await.map(|_| ())
+        })
+    }
+
+    fn ensure_dev<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { super::build_dev_image(docker, &meta()?, image).await })
+    }
+}
