@@ -752,3 +752,116 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
         }
     }
 }
+
+/// `weknora` and its arguments, run from an unpacked bundle with a PATH that has no cargo
+/// or rustc (Docker's CLI only), and the test project's environment.
+fn weknora(dir: &Path, env: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(dir.join("weknora"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// `cargo xtask dist <args> --json`: the bundles it wrote.
+fn dist(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["dist", "--json"];
+    all.extend(args);
+    let (ok, out, err) = xtask(&all, &[]);
+    assert!(ok, "dist {args:?} failed:\n{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
+fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
+    let _serial = one_at_a_time();
+    // The arm64 bundle: made twice, the same bytes; its binary runs (under qemu here).
+    let arm = dist(&["--platform", "linux/arm64"]);
+    let again = dist(&["--platform", "linux/arm64"]);
+    assert_eq!(arm[0]["sha256"], again[0]["sha256"], "two bundles of one commit differ");
+    let arm_dir = tempfile::tempdir().unwrap();
+    let run = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+    run(Command::new("tar").args(["xzf", arm[0]["path"].as_str().unwrap(), "-C"]).arg(arm_dir.path()));
+    let arm_top = std::fs::read_dir(arm_dir.path()).unwrap().next().unwrap().unwrap().path();
+    let (ok, out, err) = weknora(&arm_top, &[], &["--version"]);
+    assert!(ok && out.starts_with("weknora "), "{out}\n{err}");
+
+    // This machine's bundle, with its images, unpacked where there is no checkout.
+    let bundle = dist(&["--images"]);
+    let tarball = bundle[0]["path"].as_str().unwrap().to_string();
+    let install = tempfile::tempdir().unwrap();
+    run(Command::new("tar").args(["xzf", &tarball, "-C"]).arg(install.path()));
+    let dir = std::fs::read_dir(install.path()).unwrap().next().unwrap().unwrap().path();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+    let version = manifest["version"].as_str().unwrap().to_string();
+    let (ok, out, err) = weknora(&dir, &[], &["bundle", "verify"]);
+    assert!(ok, "{out}\n{err}");
+
+    // A damaged archive is refused, naming it, before anything is imported.
+    let archive = dir.join("images/redis.tar");
+    let original = std::fs::read(&archive).unwrap();
+    let mut damaged = original.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(&archive, &damaged).unwrap();
+    let (ok, _, err) = weknora(&dir, &[], &["bundle", "verify"]);
+    assert!(!ok && err.contains("images/redis.tar is damaged"), "{err}");
+    std::fs::write(&archive, &original).unwrap();
+
+    // Without our images in Docker: start imports them and brings the stack up healthy.
+    for service in ["app", "docreader", "frontend"] {
+        let _ = Command::new("docker").args(["rmi", "-f", &format!("weknora/{service}:{version}")]).output();
+    }
+    let name = format!("wkbundle{}", std::process::id());
+    let front = free_port().to_string();
+    let env = vec![
+        ("COMPOSE_PROJECT_NAME".to_string(), name.clone()),
+        ("FRONTEND_PORT".to_string(), front.clone()),
+        ("APP_PORT".to_string(), free_port().to_string()),
+    ];
+    let (ok, out, err) = weknora(&dir, &env, &["start", "--timeout", "600"]);
+    let stop = || weknora(&dir, &env, &["stop", "--volumes", "--yes"]);
+    if !ok {
+        stop();
+        panic!("start from the bundle failed:\n{out}\n{err}");
+    }
+    assert!(err.contains("importing weknora/app:"), "{err}");
+    let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
+    assert!(env_file.lines().any(|l| l.starts_with("IMAGE_SOURCE=")), "{env_file}");
+    let key = env_file.lines().find_map(|l| l.strip_prefix("ADMIN_API_KEY=")).unwrap().to_string();
+
+    // Upload, search, back up, from the bundle's binary.
+    let (status, kb) = curl(
+        &front,
+        &key,
+        &["-X", "POST", "-H", "content-type: application/json", "-d", r#"{"name":"bundle"}"#],
+        "/api/v1/knowledge-bases",
+    );
+    assert_eq!(status, 201, "{kb}");
+    let kb_id = kb["data"]["id"].as_str().unwrap().to_string();
+    let file = tempfile::Builder::new().suffix(".md").tempfile().unwrap();
+    std::fs::write(file.path(), DOC).unwrap();
+    let form = format!("file=@{};filename=recovery.md", file.path().display());
+    let (status, doc) = curl(&front, &key, &["-F", &form], &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/file"));
+    assert!(status == 200 || status == 201 || status == 202, "{status}: {doc}");
+    wait_completed(&front, &key, doc["data"]["id"].as_str().unwrap());
+    let search = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search?query=restore%20drill&top_k=3");
+    let (status, hits) = curl(&front, &key, &[], &search);
+    assert_eq!(status, 200, "{hits}");
+    assert!(hits.to_string().contains("restore drill"), "{hits}");
+    let (ok, out, err) = weknora(&dir, &env, &["backup"]);
+    assert!(ok, "backup from the bundle failed:\n{err}");
+    assert!(out.contains(&dir.join("backups").display().to_string()), "{out}");
+
+    // Development mode needs a checkout.
+    let (ok, _, err) = weknora(&dir, &env, &["start", "--dev"]);
+    assert!(!ok && err.contains("checkout"), "{err}");
+    let (ok, _, err) = stop();
+    assert!(ok, "{err}");
+}

@@ -53,7 +53,12 @@ impl Manifest {
     }
 
     pub fn release(&self) -> Release {
-        Release { version: self.version.clone(), revision: self.revision.clone(), dirty: false }
+        Release {
+            version: self.version.clone(),
+            revision: self.revision.clone(),
+            dirty: false,
+            image_source: self.image_source.clone(),
+        }
     }
 
     fn archive_of(&self, image: &str) -> Option<&ImageArchive> {
@@ -137,10 +142,12 @@ impl Images for BundleImages {
         _no_build: bool,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let manifest = Self::manifest()?;
+            let (root, manifest) = (paths::project_root(), Self::manifest()?);
             for name in wanted {
-                ensure(docker, &paths::project_root(), &manifest, &format!("weknora/{name}:{}", manifest.version))
-                    .await?;
+                ensure(docker, &root, &manifest, &format!("weknora/{name}:{}", manifest.version)).await?;
+            }
+            for archive in &manifest.images {
+                ensure(docker, &root, &manifest, &archive.tags[0]).await?;
             }
             Ok(())
         })
@@ -176,8 +183,8 @@ const RELEASE_FILES: [&str; 9] = [
 ];
 
 impl Staged {
-    /// Unpacks `bundle` (a `.tar.gz`, or an unpacked directory) beside the running release
-    /// and verifies every archive; nothing of the running release changes.
+    /// Unpacks `bundle` (a `.tar.gz`) beside the running release and verifies every
+    /// archive; nothing of the running release changes.
     pub fn unpack(bundle: &Path) -> Result<Staged> {
         let root = paths::project_root();
         let dir = root.join(".incoming");
@@ -185,20 +192,16 @@ impl Staged {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir)?;
-        let top = if bundle.is_dir() {
-            bundle.to_path_buf()
-        } else {
-            eprintln!("==> unpacking {}", bundle.display());
-            let file = std::fs::File::open(bundle).with_context(|| format!("opening {}", bundle.display()))?;
-            tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(&dir).with_context(|| {
-                format!("unpacking {}: is it a weknora release bundle (.tar.gz)?", bundle.display())
-            })?;
-            let mut entries = std::fs::read_dir(&dir)?.collect::<std::io::Result<Vec<_>>>()?;
-            match entries.len() {
-                1 => entries.remove(0).path(),
-                _ => bail!("{} does not hold one top-level folder, as release bundles do", bundle.display()),
-            }
-        };
+        eprintln!("==> unpacking {}", bundle.display());
+        let file = std::fs::File::open(bundle).with_context(|| format!("opening {}", bundle.display()))?;
+        tar::Archive::new(flate2::read::GzDecoder::new(file))
+            .unpack(&dir)
+            .with_context(|| format!("unpacking {}: is it a weknora release bundle (.tar.gz)?", bundle.display()))?;
+        let mut entries = std::fs::read_dir(&dir)?.collect::<std::io::Result<Vec<_>>>()?;
+        if entries.len() != 1 {
+            bail!("{} does not hold one top-level folder, as release bundles do", bundle.display());
+        }
+        let top = entries.remove(0).path();
         let manifest = Manifest::read(&top)?;
         eprintln!("==> verifying {} image archives of weknora {}", manifest.images.len(), manifest.version);
         for archive in &manifest.images {

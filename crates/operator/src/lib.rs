@@ -39,6 +39,9 @@ pub struct Release {
     pub revision: String,
     /// A checkout with uncommitted changes (its images are rebuilt on every start).
     pub dirty: bool,
+    /// The IMAGE_SOURCE of the third-party images a bundle carries, which its first start
+    /// records; None for a checkout (the first start chooses).
+    pub image_source: Option<String>,
 }
 
 /// Where our images and the local stand-ins come from: built from a checkout, or imported
@@ -48,7 +51,8 @@ pub trait Images: Send + Sync {
     fn release(&self) -> anyhow::Result<Release>;
     /// Makes `weknora/<name>:<release version>` of each of `wanted` this release's image:
     /// built or imported when missing or of another commit; with `rebuild`, built again.
-    /// With `no_build`, a missing image is an error instead.
+    /// With `no_build`, a missing image is an error instead. A bundle imports every image it
+    /// carries that Docker lacks here, the third-party ones too.
     fn ensure_ours<'a>(
         &'a self,
         docker: &'a Docker,

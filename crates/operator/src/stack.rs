@@ -398,7 +398,8 @@ async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String])
     let recorded = Source::parse(vars.get("IMAGE_SOURCE"))?;
     // A stack from before IMAGE_SOURCE existed keeps what its database runs on.
     let running = containers(docker, &stack.project).await?.into_iter().find(|c| c.service == "postgres");
-    let given = recorded.or(running.as_ref().map(|c| Source::of(&c.image)));
+    let carried = Source::parse(crate::host().images.release()?.image_source.as_deref())?;
+    let given = recorded.or(running.as_ref().map(|c| Source::of(&c.image))).or(carried);
     let mut resolver = Resolver::new(docker, given);
     let active: Vec<ThirdParty> =
         third_party::SERVICES.into_iter().filter(|tp| services.iter().any(|s| s == tp.service)).collect();
@@ -484,6 +485,9 @@ impl Start {
     }
 
     pub async fn run_async(self) -> Result<ExitCode> {
+        if self.dev && !paths::compose_dev_file().exists() {
+            bail!("development mode builds from a checkout: run `cargo xtask start --dev` in one");
+        }
         crate::doctor::set_up(crate::doctor::Scope::Stack, self.by).await?;
         ensure_env_file(&paths::env_file(), self.by)?;
         eprintln!("==> checking the machine");
@@ -501,9 +505,9 @@ impl Start {
         if self.pull {
             Pull::pull(&stack, &services)?;
         }
-        resolve_images(&docker, &mut stack, &services).await?;
         let ours: Vec<&str> = OURS.iter().copied().filter(|o| services.iter().any(|s| s == o)).collect();
         ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
+        resolve_images(&docker, &mut stack, &services).await?;
         if stack.dev() {
             crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;
         }

@@ -37,6 +37,10 @@ pub struct Upgrade {
     /// How long the upgraded services may take to be healthy, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Upgrade to a newer release bundle (`weknora-<version>-linux-<arch>.tar.gz`): its files
+    /// replace this one's (kept in `previous/` for rollback), its images are imported.
+    #[arg(long, value_name = "TARBALL")]
+    bundle: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -65,6 +69,9 @@ struct Record {
     images: BTreeMap<String, String>,
     /// The optional services that ran (their profiles).
     profiles: Vec<String>,
+    /// Whether the upgrade installed a bundle (the release before is in `previous/`).
+    #[serde(default)]
+    bundle: bool,
 }
 
 fn record_path() -> PathBuf {
@@ -81,7 +88,22 @@ impl Upgrade {
     }
 
     async fn run_async(self) -> Result<ExitCode> {
-        let release = crate::host().images.release()?;
+        let staged = match &self.bundle {
+            Some(_) if !crate::paths::bundle_manifest().exists() => bail!(
+                "upgrade --bundle is for a stack run from a release bundle (`./weknora upgrade --bundle`); a checkout \
+                 upgrades to itself: check out the newer revision and run `cargo xtask upgrade`"
+            ),
+            Some(path) => Some(crate::bundle::Staged::unpack(path)?),
+            None => None,
+        };
+        let release = match &staged {
+            Some(s) => s.manifest.release(),
+            None => crate::host().images.release()?,
+        };
+        let migrations = match &staged {
+            Some(s) => s.dir.join("migrations"),
+            None => crate::paths::migrations(),
+        };
         let vars = Vars::load();
         // A rollback's pin is for this: upgrading again moves on (and removes it).
         let rolled_back = vars.get("WEKNORA_VERSION") == Some(KEPT);
@@ -115,7 +137,7 @@ impl Upgrade {
             return Ok(ExitCode::SUCCESS);
         }
         let (schema, _) = backup::census(&docker, &parts.postgres.name).await?;
-        let latest = crate::migrate::latest_version(&crate::paths::migrations()).await?;
+        let latest = crate::migrate::latest_version(&migrations).await?;
         if schema > latest {
             bail!(
                 "the database is at schema {schema}, newer than this checkout's migrations ({latest}): this checkout is \
@@ -128,7 +150,16 @@ impl Upgrade {
         let ollama = stack::ollama_chat_env(&docker, &stack.project).await?.is_some();
         let mut plan = vec![
             format!("keep the images that run now ({}) as weknora/<service>:{KEPT}", short(&from_revision)),
-            format!("build this checkout's images ({}) while the stack keeps serving", short(&to_revision)),
+            match &staged {
+                Some(s) => format!(
+                    "install weknora {} ({}) from the bundle, the running release's files going to {}, and import \
+                     its images while the stack keeps serving",
+                    s.manifest.version,
+                    short(&to_revision),
+                    crate::paths::previous_release().display()
+                ),
+                None => format!("build this checkout's images ({}) while the stack keeps serving", short(&to_revision)),
+            },
             "stop the app (the web UI answers 502 until the end) and back up the database and the uploaded files"
                 .to_string(),
         ];
@@ -154,9 +185,16 @@ impl Upgrade {
         }
         eprintln!("==> kept the running images as weknora/<service>:{KEPT}");
         let wanted: Vec<&str> = ours.iter().map(|c| c.service.as_str()).collect();
-        stack::ensure_ours(&docker, &stack, &wanted, false, false)
-            .await
-            .context("building this checkout's images failed; nothing was changed")?;
+        let bundle = staged.is_some();
+        if let Some(staged) = staged {
+            staged.install()?;
+        }
+        if let Err(e) = stack::ensure_ours(&docker, &stack, &wanted, false, false).await {
+            if bundle {
+                crate::bundle::restore_previous()?;
+            }
+            return Err(e.context("getting the new images failed; nothing was changed"));
+        }
         // From here on nothing may be written that a rollback would lose.
         eprintln!("==> stopping {} for the backup and the switch", parts.app.service);
         stack.run(&["stop", &parts.app.service])?;
@@ -179,6 +217,7 @@ impl Upgrade {
             backup,
             images,
             profiles: profiles.clone(),
+            bundle,
         };
         std::fs::write(record_path(), serde_json::to_string_pretty(&record)?)
             .with_context(|| format!("writing {}", record_path().display()))?;
@@ -241,6 +280,9 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     let checked = backup::check(&record.backup)?;
     if !checked.problems.is_empty() {
         bail!("the backup {} is damaged: {}", record.backup.display(), checked.problems.join("; "));
+    }
+    if record.bundle && crate::bundle::restore_previous()? {
+        eprintln!("==> the release of before is back in {}", crate::paths::project_root().display());
     }
     let mut stack = Stack::open(docker, Some(false), &record.profiles).await?;
     let parts = Parts::find(docker, &stack.project).await?;

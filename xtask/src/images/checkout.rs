@@ -29,7 +29,7 @@ async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
 impl Images for CheckoutImages {
     fn release(&self) -> Result<Release> {
         let meta = meta()?;
-        Ok(Release { version: version()?, revision: meta.revision(), dirty: meta.dirty })
+        Ok(Release { version: version()?, revision: meta.revision(), dirty: meta.dirty, image_source: None })
     }
 
     /// Builds the images Docker lacks or that were built from another commit, all of them

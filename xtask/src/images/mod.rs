@@ -203,7 +203,7 @@ impl BuildImages {
         );
         if !services.is_empty() {
             for p in &platforms {
-                cargo_build(&workspace, &meta, &services, *p, host)?;
+                cargo_build(&workspace, &meta, &services.iter().map(|s| s.binary).collect::<Vec<_>>(), *p, host)?;
             }
         }
         if let Some(dir) = &self.context_dir {
@@ -367,24 +367,21 @@ pub fn rustflags(workspace: &Workspace) -> String {
     .join("\x1f")
 }
 
-/// Builds the services' binaries for one platform with the pinned toolchain.
-fn cargo_build(
+/// Builds packages' release binaries for one platform with the pinned toolchain, static
+/// and reproducible (`rustflags`).
+pub fn cargo_build(
     workspace: &Workspace,
     meta: &BuildMeta,
-    services: &[RustService],
+    packages: &[&str],
     platform: Platform,
     host: Platform,
 ) -> Result<()> {
-    eprintln!(
-        "==> compiling {} for {}",
-        services.iter().map(|s| s.binary).collect::<Vec<_>>().join(", "),
-        platform.docker()
-    );
+    eprintln!("==> compiling {} for {}", packages.join(", "), platform.docker());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--locked", "--target", platform.rust_target()]);
-    for s in services {
-        cmd.args(["--package", s.binary]);
+    for p in packages {
+        cmd.args(["--package", p]);
     }
     cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags(workspace));
     cmd.envs(meta.build_env());
