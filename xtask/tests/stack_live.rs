@@ -825,12 +825,9 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
         ("FRONTEND_PORT".to_string(), front.clone()),
         ("APP_PORT".to_string(), free_port().to_string()),
     ];
+    let running = Running { dir: dir.clone(), env: env.clone() };
     let (ok, out, err) = weknora(&dir, &env, &["start", "--timeout", "600"]);
-    let stop = || weknora(&dir, &env, &["stop", "--volumes", "--yes"]);
-    if !ok {
-        stop();
-        panic!("start from the bundle failed:\n{out}\n{err}");
-    }
+    assert!(ok, "start from the bundle failed:\n{out}\n{err}");
     assert!(err.contains("importing weknora/app:"), "{err}");
     let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
     assert!(env_file.lines().any(|l| l.starts_with("IMAGE_SOURCE=")), "{env_file}");
@@ -862,6 +859,122 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     // Development mode needs a checkout.
     let (ok, _, err) = weknora(&dir, &env, &["start", "--dev"]);
     assert!(!ok && err.contains("checkout"), "{err}");
-    let (ok, _, err) = stop();
-    assert!(ok, "{err}");
+
+    // Bundle B: a later state of this code with one more migration (added for the build,
+    // removed right after, whatever happens).
+    let a_revision = manifest["revision"].as_str().unwrap().to_string();
+    assert!(!a_revision.ends_with("-dirty"), "commit first: bundle B is this checkout plus a migration");
+    let b_tarball = install.path().join("b.tar.gz");
+    {
+        let _migration = ProbeMigration::add();
+        let b = dist(&["--images"]);
+        std::fs::copy(b[0]["path"].as_str().unwrap(), &b_tarball).unwrap();
+    }
+    // Docker holds B's images now (dist built them): untag them, so that the upgrade imports.
+    for service in ["app", "docreader", "frontend"] {
+        let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:{version}")]).output();
+    }
+    let b_tarball = b_tarball.to_str().unwrap();
+    let (ok, out, err) = weknora(&dir, &env, &["upgrade", "--bundle", b_tarball, "--dry-run"]);
+    assert!(ok && out.contains("install weknora") && out.contains("migrate from schema"), "{out}\n{err}");
+    let (ok, out, err) = weknora(&dir, &env, &["upgrade", "--bundle", b_tarball, "--yes"]);
+    assert!(ok && out.contains("upgraded project"), "upgrade to bundle B failed:\n{out}\n{err}");
+    assert!(err.contains("importing weknora/app:"), "{err}");
+    let b_manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+    assert_ne!(b_manifest["revision"], manifest["revision"], "bundle.json is still A's");
+    let a_kept: Value = serde_json::from_slice(&std::fs::read(dir.join("previous/bundle.json")).unwrap()).unwrap();
+    assert_eq!(a_kept["revision"], manifest["revision"]);
+    assert_eq!(image_of(&name, "app"), archive_id(&b_manifest, "app"));
+    assert_eq!(probe_table(&name), "bundle_upgrade_probe", "B's migration did not run");
+    let search_still_finds = || {
+        let (status, hits) = curl(&front, &key, &[], &search);
+        assert_eq!(status, 200, "{hits}");
+        assert!(hits.to_string().contains("restore drill"), "{hits}");
+    };
+    search_still_finds();
+
+    // Rollback: A's files, A's images, the data of before, pinned there.
+    let (ok, _, err) = weknora(&dir, &env, &["rollback", "--yes"]);
+    assert!(ok, "rollback failed:\n{err}");
+    let back: Value = serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(back["revision"], manifest["revision"], "rollback did not put A's files back");
+    assert_eq!(image_of(&name, "app"), archive_id(&manifest, "app"));
+    assert_eq!(probe_table(&name), "", "the schema of before was not restored");
+    search_still_finds();
+    let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
+    assert!(env_file.lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade"), "{env_file}");
+    let (ok, _, err) = weknora(&dir, &env, &["start", "--timeout", "300"]);
+    assert!(ok, "start after the rollback failed:\n{err}");
+    assert_eq!(image_of(&name, "app"), archive_id(&manifest, "app"), "start after a rollback upgraded again");
+    drop(running);
+    for service in ["app", "docreader", "frontend"] {
+        let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:pre-upgrade")]).output();
+    }
+}
+
+/// A stack started from a bundle, stopped with its volumes at the end.
+struct Running {
+    dir: std::path::PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let (ok, _, err) = weknora(&self.dir, &self.env, &["stop", "--volumes", "--yes"]);
+        assert!(ok || std::thread::panicking(), "stop from the bundle failed:\n{err}");
+    }
+}
+
+/// One more migration in this checkout, for as long as it lives.
+struct ProbeMigration(std::path::PathBuf);
+
+impl ProbeMigration {
+    fn add() -> ProbeMigration {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("migrations");
+        let base = dir.join("29991231000000_bundle_upgrade_probe");
+        std::fs::write(base.with_extension("up.sql"), "CREATE TABLE bundle_upgrade_probe (id int);\n").unwrap();
+        std::fs::write(base.with_extension("down.sql"), "DROP TABLE bundle_upgrade_probe;\n").unwrap();
+        ProbeMigration(base)
+    }
+}
+
+impl Drop for ProbeMigration {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.with_extension("up.sql"));
+        let _ = std::fs::remove_file(self.0.with_extension("down.sql"));
+    }
+}
+
+/// The image ID a service of a compose project runs.
+fn image_of(project: &str, service: &str) -> String {
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        &format!("label=com.docker.compose.service={service}"),
+    ]);
+    docker(&["inspect", "-f", "{{.Image}}", &id])
+}
+
+/// The image ID a bundle's manifest gives a service's archive.
+fn archive_id(manifest: &Value, service: &str) -> String {
+    let file = format!("images/{service}.tar");
+    let archive = manifest["images"].as_array().unwrap().iter().find(|a| a["file"] == file.as_str()).unwrap();
+    archive["id"].as_str().unwrap().to_string()
+}
+
+/// `bundle_upgrade_probe` when the probe migration's table exists, else empty.
+fn probe_table(project: &str) -> String {
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        "label=com.docker.compose.service=postgres",
+    ]);
+    let sql = "SELECT coalesce(to_regclass('bundle_upgrade_probe')::text, '')";
+    docker(&["exec", &id, "sh", "-c", &format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"{sql}\"")])
 }
