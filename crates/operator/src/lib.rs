@@ -159,9 +159,54 @@ impl Command {
     }
 }
 
-/// Prints an error the way both front ends do.
+/// Prints an error the way both front ends do, naming commands as the operator types them.
 pub fn report_error(err: &anyhow::Error) {
     use std::io::IsTerminal;
     let label = if std::io::stderr().is_terminal() { "\x1b[1;31merror\x1b[0m" } else { "error" };
-    eprintln!("{label}: {err:#}");
+    eprintln!("{label}: {}", in_host_words(&format!("{err:#}")));
+}
+
+/// The commands only a checkout has: their advice keeps saying `cargo xtask`.
+const CHECKOUT_ONLY: [&str; 6] = ["dist", "bench", "build-images", "ci", "start --dev", "migrate create"];
+
+/// The operator's texts name commands as `cargo xtask <command>`; in a front end of another
+/// name (`./weknora`) they say that, except for the commands only a checkout has.
+pub fn in_host_words(text: &str) -> String {
+    let name = HOST.get().map_or("cargo xtask", |h| h.name);
+    rename_commands(text, name)
+}
+
+fn rename_commands(text: &str, name: &str) -> String {
+    const OURS: &str = "cargo xtask ";
+    if name == "cargo xtask" {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(OURS) {
+        let after = &rest[at + OURS.len()..];
+        out.push_str(&rest[..at]);
+        if CHECKOUT_ONLY.iter().any(|c| after.starts_with(c)) {
+            out.push_str(OURS);
+        } else {
+            out.push_str(name);
+            out.push(' ');
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bundle_names_its_own_commands_and_leaves_the_checkout_ones() {
+        let text = "run `cargo xtask doctor --fix`; or `cargo xtask dist --images`, `cargo xtask start --dev`";
+        assert_eq!(
+            super::rename_commands(text, "./weknora"),
+            "run `./weknora doctor --fix`; or `cargo xtask dist --images`, `cargo xtask start --dev`"
+        );
+        assert_eq!(super::rename_commands(text, "cargo xtask"), text);
+    }
 }

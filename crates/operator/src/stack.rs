@@ -294,7 +294,7 @@ pub fn ensure_env_file(path: &Path, by: &str) -> Result<bool> {
         .with_context(|| format!("reading {}", paths::env_example().display()))?;
     if path.exists() {
         let env = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let stamp = format!("`cargo xtask {by}` at {}", crate::utc::rfc3339(crate::utc::now()));
+        let stamp = crate::in_host_words(&format!("`cargo xtask {by}` at {}", crate::utc::rfc3339(crate::utc::now())));
         let Some((text, keys)) =
             dotenv::missing_secrets(&env, &example, &stamp).context("generating secrets from /dev/urandom")?
         else {
@@ -428,11 +428,12 @@ async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[String])
 fn record_image_source(source: Source) -> Result<()> {
     let path = paths::env_file();
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let why = format!(
+    let why = crate::in_host_words(&format!(
         "the first `cargo xtask start` at {}: where the third-party images come from (upstream: their \
-         registries; local: stand-ins built here). start never switches by itself; see docs/operations.md",
+         registries; local: stand-ins built here or carried by the bundle). start never switches by itself; see \
+         docs/operations.md",
         crate::utc::rfc3339(crate::utc::now())
-    );
+    ));
     std::fs::write(&path, dotenv::pin(&text, "IMAGE_SOURCE", source.name(), &why))
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("==> recorded IMAGE_SOURCE={} in {}", source.name(), path.display());
@@ -691,7 +692,12 @@ impl Ps {
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
-                eprintln!("project {project} has no containers (start it with `cargo xtask start`)");
+                eprintln!(
+                    "{}",
+                    crate::in_host_words(&format!(
+                        "project {project} has no containers (start it with `cargo xtask start`)"
+                    ))
+                );
             } else {
                 println!("{:<12} {:<10} {:<10} {:<10} PORTS", "SERVICE", "STATE", "HEALTH", "VERSION");
                 for c in &list {

@@ -229,7 +229,7 @@ impl Upgrade {
         }
         let upgraded = Start::production(profiles, ollama, self.timeout).run_async().await;
         let Err(e) = upgraded else {
-            println!(
+            let done = format!(
                 "upgraded project {} from {} to {}; `cargo xtask rollback --yes` returns to {} and to the data of {} \
                  (changes made since are lost)",
                 stack.project,
@@ -238,6 +238,7 @@ impl Upgrade {
                 short(&from_revision),
                 record.at
             );
+            println!("{}", crate::in_host_words(&done));
             return Ok(ExitCode::SUCCESS);
         };
         if self.no_rollback {
@@ -298,11 +299,11 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     stack.run(&args)?;
     stack::wait_healthy(docker, &stack.project, &services, timeout).await?;
     // `start` stays on these images until the operator upgrades again.
-    let why = format!(
+    let why = crate::in_host_words(&format!(
         "a rollback at {}: `start` runs the images of before the upgrade (weknora/<service>:{KEPT}); \
          `cargo xtask upgrade` moves on and removes this",
         crate::utc::rfc3339(crate::utc::now())
-    );
+    ));
     edit_env(|text| dotenv::pin(text, "WEKNORA_VERSION", KEPT, &why))?;
     // Used up: a second rollback would find nothing to undo.
     let path = record_path();
@@ -340,15 +341,16 @@ impl Rollback {
                 return Ok(ExitCode::SUCCESS);
             }
             roll_back(&docker, &record, Duration::from_secs(self.timeout)).await?;
-            println!(
+            let done = format!(
                 "rolled back project {} to {} (the data of {}), and pinned it there: .env says \
                  WEKNORA_VERSION={KEPT}, so `cargo xtask start` keeps these images; `cargo xtask upgrade` moves on \
-                 to this checkout ({}) again",
+                 to {} again",
                 record.project,
                 short(&record.from_revision),
                 record.at,
                 short(&record.to_revision),
             );
+            println!("{}", crate::in_host_words(&done));
             Ok(ExitCode::SUCCESS)
         })
     }

@@ -336,13 +336,14 @@ fn report_backup(path: &Path, manifest: &Manifest, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("{}", path.display());
-        eprintln!(
+        let summary = format!(
             "backup of project {}: {bytes} bytes, schema {}; documents: {}, files: {files} (check it: cargo xtask backup verify {})",
             manifest.project,
             manifest.schema_version,
             manifest.rows.get("knowledge").copied().unwrap_or(0),
             path.display()
         );
+        eprintln!("{}", crate::in_host_words(&summary));
     }
     Ok(())
 }
@@ -453,7 +454,11 @@ impl Restore {
             Some(path)
         };
         let undo = match &safety {
-            Some(p) => format!("the state before is in {} (cargo xtask restore {} --yes)", p.display(), p.display()),
+            Some(p) => crate::in_host_words(&format!(
+                "the state before is in {} (cargo xtask restore {} --yes)",
+                p.display(),
+                p.display()
+            )),
             None => "no backup of the state before was taken (--no-safety-backup)".into(),
         };
 

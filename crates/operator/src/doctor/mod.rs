@@ -111,7 +111,12 @@ fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
     } else if !facts.host.debian {
         eprintln!("doctor --fix: this is not Debian/Ubuntu; the equivalent steps are below (adapt the package names)");
     } else {
-        eprintln!("doctor --fix: installing needs root; run these commands, then `cargo xtask doctor` again");
+        eprintln!(
+            "{}",
+            crate::in_host_words(
+                "doctor --fix: installing needs root; run these commands, then `cargo xtask doctor` again"
+            )
+        );
     }
     print!("{}", manual_commands(steps, facts));
 }
@@ -141,7 +146,10 @@ pub async fn set_up(scope: Scope, by: &str) -> Result<()> {
         return Ok(());
     }
     let again = again(scope);
-    eprintln!("==> {by}: setting this machine up first (what `cargo xtask {again}` does):");
+    eprintln!(
+        "{}",
+        crate::in_host_words(&format!("==> {by}: setting this machine up first (what `cargo xtask {again}` does):"))
+    );
     steps.iter().for_each(|s| eprintln!("    - {}", s.describe()));
     let failures = fix::apply(&steps).await;
     if !failures.is_empty() {
