@@ -61,7 +61,7 @@
     in
     {
       packages = forEachSystem (s: {
-        inherit (s.packages) app docreader frontend;
+        inherit (s.packages) app docreader frontend weknora;
         inherit (s.images) app-image docreader-image frontend-image;
         default = s.packages.app;
       });

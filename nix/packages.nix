@@ -30,14 +30,15 @@ let
     # Static binaries, as the Dockerfiles ship them: the images hold nothing else.
     buildInputs = [ pkgs.glibc.static ];
     CARGO_BUILD_RUSTFLAGS = "-C target-feature=+crt-static";
-    cargoExtraArgs = "--locked -p weknora-app -p weknora-docreader";
+    cargoExtraArgs = "--locked -p weknora-app -p weknora-docreader -p weknora-operator";
     doCheck = false;
   };
 
   cargoArtifacts = craneLib.buildDepsOnly commonArgs;
 
+  # One package's binary (`program`, when it is not named after the package).
   service =
-    name:
+    name: program:
     craneLib.buildPackage (
       commonArgs
       // {
@@ -45,15 +46,17 @@ let
         pname = name;
         cargoExtraArgs = "--locked -p ${name}";
         env = build.env;
-        meta.mainProgram = name;
+        meta.mainProgram = program;
       }
     );
 in
 {
   inherit src commonArgs cargoArtifacts;
 
-  app = service "weknora-app";
-  docreader = service "weknora-docreader";
+  app = service "weknora-app" "weknora-app";
+  docreader = service "weknora-docreader" "weknora-docreader";
+  # The operator binary of release bundles (`cargo xtask dist` builds the same one).
+  weknora = service "weknora-operator" "weknora";
 
   # The UI is plain files (no build step): the package is the folder nginx serves.
   frontend = pkgs.runCommand "weknora-frontend-${build.version}" { } ''
