@@ -13,7 +13,8 @@ use serde::Serialize;
 use weknora_operator::bundle::{ImageArchive, Manifest, sha256_file};
 use weknora_operator::dotenv::Vars;
 use weknora_operator::third_party::{self, Resolver, Source};
-use weknora_operator::{Images, docker, stack};
+use weknora_operator::compose::{OPTIONAL, OURS};
+use weknora_operator::{Images, docker};
 
 use crate::images::checkout::CheckoutImages;
 use crate::images::{BuildMeta, Platform, Workspace, cargo_build};
@@ -109,13 +110,13 @@ impl Dist {
 async fn save_images(top: &Path) -> Result<(Option<Source>, Vec<ImageArchive>)> {
     let docker = docker::connect_for_transfers().await?;
     let release = CheckoutImages.release()?;
-    CheckoutImages.ensure_ours(&docker, &stack::OURS, false, false).await?;
+    CheckoutImages.ensure_ours(&docker, &OURS, false, false).await?;
     let mut images: Vec<(String, String)> =
-        stack::OURS.iter().map(|s| (s.to_string(), format!("weknora/{s}:{}", release.version))).collect();
+        OURS.iter().map(|s| (s.to_string(), format!("weknora/{s}:{}", release.version))).collect();
     let vars = Vars::load();
     let mut resolver = Resolver::new(&docker, Source::parse(vars.get("IMAGE_SOURCE"))?);
     for tp in third_party::SERVICES {
-        let optional = stack::OPTIONAL.contains(&tp.service) && tp.service != "embedder";
+        let optional = OPTIONAL.contains(&tp.service) && tp.service != "embedder";
         if optional {
             let image = vars.get(tp.env).unwrap_or(tp.upstream);
             if docker.inspect_image(image).await.is_ok() {

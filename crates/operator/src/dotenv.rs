@@ -2,6 +2,11 @@
 //! quotes. Checks an operator's `.env` against `.env.example` without ever printing a value.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::paths;
 
 /// One `KEY=VALUE` assignment and the line it is on (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +284,49 @@ impl EnvReport {
     }
 }
 
+/// Creates `.env` from `.env.example` with generated secrets when it is missing. To an
+/// existing one it appends, with fresh values, the `<generated>` secrets of the example it
+/// lacks (a newer version's), and changes nothing else. `by` names the command, for the
+/// comment above them. Says which keys it added, never their values.
+pub fn ensure_env_file(path: &Path, by: &str) -> Result<bool> {
+    let example = std::fs::read_to_string(paths::env_example())
+        .with_context(|| format!("reading {}", paths::env_example().display()))?;
+    if path.exists() {
+        let env = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let stamp = crate::in_host_words(&format!("`cargo xtask {by}` at {}", crate::utc::rfc3339(crate::utc::now())));
+        let Some((text, keys)) =
+            missing_secrets(&env, &example, &stamp).context("generating secrets from /dev/urandom")?
+        else {
+            return Ok(false);
+        };
+        // Appending keeps the file's owner and mode (600 as `start` made it).
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("adding {} to {}", keys.join(", "), path.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        eprintln!("==> added to {} the generated secrets it lacked: {}", path.display(), keys.join(", "));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata()?.permissions());
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "    {} is readable by other users (mode {:o}): `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        return Ok(true);
+    }
+    let text = new_env_text(&example).context("generating secrets from /dev/urandom")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    eprintln!("==> created {} from .env.example with generated secrets (mode 600)", path.display());
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +458,36 @@ mod tests {
         let unpinned = unpin(&again, "WEKNORA_VERSION");
         assert_eq!(unpinned, "DB_PASSWORD=x\nAPP_PORT=8080\n# WEKNORA_VERSION=commented stays\n");
         assert_eq!(unpin("WEKNORA_VERSION_X=1\n", "WEKNORA_VERSION"), "WEKNORA_VERSION_X=1\n", "only that key");
+    }
+    #[test]
+    fn an_older_env_gets_the_new_secrets_and_keeps_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        assert!(ensure_env_file(&path, "start").unwrap(), "created");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // As a version before MODELS_ENCRYPTION_KEY made it, with the operator's own values.
+        let created = std::fs::read_to_string(&path).unwrap();
+        let old: String = created
+            .lines()
+            .filter(|l| !l.starts_with("MODELS_ENCRYPTION_KEY="))
+            .map(|l| if l.starts_with("DB_PASSWORD=") { "DB_PASSWORD=mine\n".to_string() } else { format!("{l}\n") })
+            .collect();
+        std::fs::write(&path, &old).unwrap();
+
+        assert!(ensure_env_file(&path, "start").unwrap(), "added");
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.starts_with(&old), "nothing before is changed");
+        let added = &now[old.len()..];
+        assert!(added.contains("# Added by `cargo xtask start` at 20"), "{added}");
+        let env = crate::dotenv::EnvFile::parse(&now);
+        assert_eq!(env.get("DB_PASSWORD"), Some("mine"));
+        assert_eq!(env.get("MODELS_ENCRYPTION_KEY").map(str::len), Some(64));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let example = crate::dotenv::EnvFile::parse(&std::fs::read_to_string(paths::env_example()).unwrap());
+        assert!(!crate::dotenv::EnvReport::compare(&env, &example).is_broken());
+
+        assert!(!ensure_env_file(&path, "start").unwrap(), "a complete .env is left alone");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), now);
     }
 }

@@ -7,11 +7,14 @@
 
 pub mod backup;
 pub mod bundle;
+pub mod compose;
 pub mod confirm;
+pub mod containers;
 pub mod database;
 pub mod docker;
 pub mod doctor;
 pub mod dotenv;
+pub mod images;
 pub mod migrate;
 pub mod ollama;
 pub mod paths;
@@ -19,6 +22,7 @@ pub mod poll;
 pub mod process;
 pub mod reindex;
 pub mod stack;
+pub mod start;
 pub mod third_party;
 pub mod upgrade;
 pub mod utc;
@@ -107,7 +111,7 @@ pub enum Command {
     /// Apply, revert, create and inspect database migrations.
     Migrate(migrate::Migrate),
     /// Bring the whole stack up healthy: checks, images, postgres and redis, migrations, the rest.
-    Start(stack::Start),
+    Start(start::Start),
     /// Stop the stack (`--volumes --yes` also deletes its data).
     Stop(stack::Stop),
     /// Restart one service (ours are rebuilt or re-imported, and recreated) or all of them.

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
+use crate::compose::Stack;
+use crate::containers::containers;
 use crate::docker;
-use crate::stack::{Stack, containers};
 
 #[derive(clap::Args)]
 pub struct Reindex {

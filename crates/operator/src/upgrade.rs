@@ -17,8 +17,10 @@ use bollard::query_parameters::TagImageOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, Parts};
+use crate::compose::{OPTIONAL, OURS, Stack};
+use crate::containers::{self, Container};
 use crate::dotenv::{self, Vars};
-use crate::stack::{self, OURS, Stack, Start};
+use crate::start::{self, Start};
 
 /// The tag the images that ran before an upgrade keep.
 pub const KEPT: &str = "pre-upgrade";
@@ -123,14 +125,14 @@ impl Upgrade {
                 "upgrade is for production stacks; in development `cargo xtask start --dev` rebuilds on every change"
             );
         }
-        let all = stack::containers(&docker, &stack.project).await?;
-        let ours: Vec<&stack::Container> = all.iter().filter(|c| OURS.contains(&c.service.as_str())).collect();
+        let all = containers::containers(&docker, &stack.project).await?;
+        let ours: Vec<&Container> = all.iter().filter(|c| OURS.contains(&c.service.as_str())).collect();
         if ours.is_empty() {
             bail!("project {} runs nothing to upgrade: `cargo xtask start` starts this checkout", stack.project);
         }
         let parts = Parts::find(&docker, &stack.project).await?;
         let from_revision =
-            stack::image_revision(&docker, &parts.app.image_id).await.unwrap_or_else(|| "unknown".into());
+            containers::image_revision(&docker, &parts.app.image_id).await.unwrap_or_else(|| "unknown".into());
         let to_revision = release.revision.clone();
         if from_revision == to_revision && !release.dirty {
             println!("project {} already runs {}: nothing to upgrade", stack.project, short(&to_revision));
@@ -145,9 +147,9 @@ impl Upgrade {
             );
         }
         let profiles: Vec<String> =
-            all.iter().map(|c| c.service.clone()).filter(|s| stack::OPTIONAL.contains(&s.as_str())).collect();
+            all.iter().map(|c| c.service.clone()).filter(|s| OPTIONAL.contains(&s.as_str())).collect();
         // An app given its chat model by `start --ollama` keeps it.
-        let ollama = stack::ollama_chat_env(&docker, &stack.project).await?.is_some();
+        let ollama = start::ollama_chat_env(&docker, &stack.project).await?.is_some();
         let mut plan = vec![
             format!("keep the images that run now ({}) as weknora/<service>:{KEPT}", short(&from_revision)),
             match &staged {
@@ -189,7 +191,7 @@ impl Upgrade {
         if let Some(staged) = staged {
             staged.install()?;
         }
-        if let Err(e) = stack::ensure_ours(&docker, &stack, &wanted, false, false).await {
+        if let Err(e) = crate::images::ensure_ours(&docker, &stack, &wanted, false, false).await {
             if bundle {
                 crate::bundle::restore_previous()?;
             }
@@ -297,7 +299,7 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     let mut args = vec!["up", "--detach", "--no-deps", "--force-recreate"];
     args.extend(services.iter().map(String::as_str));
     stack.run(&args)?;
-    stack::wait_healthy(docker, &stack.project, &services, timeout).await?;
+    containers::wait_healthy(docker, &stack.project, &services, timeout).await?;
     // `start` stays on these images until the operator upgrades again.
     let why = crate::in_host_words(&format!(
         "a rollback at {}: `start` runs the images of before the upgrade (weknora/<service>:{KEPT}); \

@@ -27,10 +27,11 @@ use bollard::query_parameters::DownloadFromContainerOptionsBuilder;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::compose::{self, Stack};
+use crate::containers::{self, Container};
 use crate::docker::{self, exec_sh, exec_to, upload_tar};
 use crate::dotenv::Vars;
 use crate::paths;
-use crate::stack::{self, Container, Stack};
 
 /// The app's volume, and the uploads in it with STORAGE_TYPE=local (config.yaml's
 /// `./data/files` from the image's working directory), inside the app's container.
@@ -93,7 +94,7 @@ pub struct Parts {
 
 impl Parts {
     pub async fn find(docker: &Docker, project: &str) -> Result<Parts> {
-        let all = stack::containers(docker, project).await?;
+        let all = containers::containers(docker, project).await?;
         let find = |s: &str| all.iter().find(|c| c.service == s).cloned();
         let Some(postgres) = find("postgres").filter(|c| c.state == "running") else {
             bail!(
@@ -470,17 +471,17 @@ impl Restore {
         if let Err(e) = replaced {
             eprintln!("==> starting {} again", parts.app.service);
             if stack.run(&["start", &parts.app.service]).is_ok() {
-                let _ = stack::wait_healthy(&docker, &stack.project, app, timeout).await;
+                let _ = containers::wait_healthy(&docker, &stack.project, app, timeout).await;
             }
             return Err(e.context(format!("restore failed; {undo}")));
         }
         if manifest.schema_version < latest {
             eprintln!("==> migrating to schema {latest}");
-            stack::migrate(&stack).with_context(|| format!("the data was restored but migrating failed; {undo}"))?;
+            compose::migrate(&stack).with_context(|| format!("the data was restored but migrating failed; {undo}"))?;
         }
         eprintln!("==> starting {}", parts.app.service);
         stack.run(&["start", &parts.app.service])?;
-        stack::wait_healthy(&docker, &stack.project, app, timeout)
+        containers::wait_healthy(&docker, &stack.project, app, timeout)
             .await
             .with_context(|| format!("the data was restored but the app is not healthy; {undo}"))?;
         let (schema_version, rows) = census(&docker, &parts.postgres.name).await?;

@@ -203,7 +203,7 @@ pub async fn gather(dev: bool) -> Facts {
 }
 
 fn embedding_fact(vars: &Vars) -> EmbeddingFact {
-    if crate::stack::embedder_bundled(vars) {
+    if crate::compose::embedder_bundled(vars) {
         return EmbeddingFact::default();
     }
     EmbeddingFact {

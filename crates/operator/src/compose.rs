@@ -1,0 +1,233 @@
+//! The stack as compose runs it: program, project, file, env file, profiles, extra
+//! environment, always explicit. Compose (v2 plugin, else standalone v1) creates and removes
+//! things; finding them again goes through bollard (`containers`).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+
+use crate::containers::containers;
+use crate::docker::{self, ComposeCli};
+use crate::dotenv::Vars;
+use crate::paths;
+use crate::start::ollama_chat_env;
+
+/// Our services, built from this repository.
+pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
+/// The optional services; each runs with the profile of its own name.
+pub const OPTIONAL: [&str; 4] = ["minio", "neo4j", "jaeger", "embedder"];
+/// The optional services the profile `full` runs too.
+const FULL: [&str; 3] = ["minio", "neo4j", "jaeger"];
+/// Where the app finds the bundled embedder (the compose files' default EMBEDDING_BASE_URL).
+pub const BUNDLED_EMBEDDER_URL: &str = "http://embedder:8000";
+
+/// Whether the stack runs the bundled embedder: unless EMBEDDING_BASE_URL names another
+/// model server.
+pub fn embedder_bundled(vars: &Vars) -> bool {
+    vars.get("EMBEDDING_BASE_URL").is_none_or(|url| url.trim_end_matches('/') == BUNDLED_EMBEDDER_URL)
+}
+
+/// Compose for this checkout: program, project, file, env file, profiles, extra environment.
+pub struct Stack {
+    compose: ComposeCli,
+    pub project: String,
+    file: PathBuf,
+    env_file: PathBuf,
+    profiles: Vec<String>,
+    /// Extra environment for compose: the version to run, the third-party images, ...
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl Stack {
+    /// The stack as this checkout and `.env` describe it. `dev: None` finds the mode of the
+    /// running stack (an `app-dev` container means development).
+    pub async fn open(docker: &Docker, dev: Option<bool>, profiles: &[String]) -> Result<Stack> {
+        let compose = ComposeCli::detect()
+            .context("no docker compose found: run `cargo xtask doctor --fix` to install the compose plugin")?;
+        let vars = Vars::load();
+        let project = docker::project_name(&vars).to_ascii_lowercase();
+        let dev = match dev {
+            Some(d) => d,
+            None => containers(docker, &project).await?.iter().any(|c| c.service == "app-dev"),
+        };
+        let version = match vars.get("WEKNORA_VERSION") {
+            Some(v) => v.to_string(),
+            None => crate::host().images.release()?.version,
+        };
+        for p in profiles {
+            if p != "full" && !OPTIONAL.contains(&p.as_str()) {
+                bail!("unknown profile `{p}`: use minio, neo4j, jaeger or full");
+            }
+        }
+        let mut profiles = profiles.to_vec();
+        if embedder_bundled(&vars) && !profiles.iter().any(|p| p == "embedder") {
+            profiles.push("embedder".into());
+        }
+        Ok(Stack {
+            compose,
+            project,
+            file: if dev { paths::compose_dev_file() } else { paths::compose_file() },
+            env_file: paths::env_file(),
+            profiles,
+            env: vec![("WEKNORA_VERSION".into(), version)],
+        })
+    }
+
+    pub fn dev(&self) -> bool {
+        self.file == paths::compose_dev_file()
+    }
+
+    pub fn version(&self) -> &str {
+        &self.env[0].1
+    }
+
+    /// Runs our images tagged `tag` instead of the checkout's version.
+    pub fn pin_version(&mut self, tag: &str) {
+        self.env[0].1 = tag.to_string();
+    }
+
+    /// Gives a recreated app the chat model `start --ollama` gave the running one.
+    pub async fn keep_ollama_chat_model(&mut self, docker: &Docker) -> Result<()> {
+        if let Some(env) = ollama_chat_env(docker, &self.project).await? {
+            self.env.extend(env);
+        }
+        Ok(())
+    }
+
+    /// The compose command for `args`, with everything explicit.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.compose.program[0]);
+        cmd.args(&self.compose.program[1..]);
+        cmd.arg("--project-name").arg(&self.project).arg("--file").arg(&self.file);
+        if self.env_file.exists() {
+            cmd.arg("--env-file").arg(&self.env_file);
+        }
+        for p in &self.profiles {
+            cmd.args(["--profile", p]);
+        }
+        cmd.args(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.current_dir(paths::project_root());
+        cmd
+    }
+
+    /// Runs compose; its progress goes to our stderr.
+    pub fn run(&self, args: &[&str]) -> Result<()> {
+        let status = self
+            .command(args)
+            .stdout(Stdio::inherit())
+            .status()
+            .with_context(|| format!("running {}", self.compose.display()))?;
+        if !status.success() {
+            bail!("`{} {}` failed (its output is above)", self.compose.display(), args.join(" "));
+        }
+        Ok(())
+    }
+
+    /// The services compose would run with these profiles.
+    pub fn services(&self) -> Result<Vec<String>> {
+        let out = self.command(&["config", "--services"]).stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            bail!("the compose file does not resolve: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let listed = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        Ok(active_services(listed, &self.profiles))
+    }
+}
+
+/// The services that run with `profiles`: compose v1's `config --services` lists the
+/// optional ones (each in the profile of its own name, most in `full` too) even when no
+/// profile selects them, so they are dropped here.
+pub fn active_services(listed: Vec<String>, profiles: &[String]) -> Vec<String> {
+    let on = |s: &str| profiles.iter().any(|p| p == s || (p == "full" && FULL.contains(&s)));
+    listed.into_iter().filter(|s| !s.is_empty() && (!OPTIONAL.contains(&s.as_str()) || on(s))).collect()
+}
+
+/// Applies pending migrations inside the stack's network with the app image's own
+/// migrations (production: the database port is not published); in development through
+/// the published port with `cargo xtask migrate up`.
+pub fn migrate(stack: &Stack) -> Result<()> {
+    if stack.dev() {
+        let vars = Vars::load();
+        let exe = std::env::current_exe()?;
+        let status = Command::new(exe)
+            .args(["migrate", "up"])
+            .env("DB_HOST", "127.0.0.1")
+            .env("DB_PORT", vars.get("DB_PORT").unwrap_or("5432"))
+            .env("DATABASE_URL", "")
+            .status()?;
+        if !status.success() {
+            bail!("migrating failed (see above); the stack's other services were not started");
+        }
+        return Ok(());
+    }
+    stack
+        .run(&["run", "--rm", "--no-deps", "-T", "app", "migrate"])
+        .context("migrating failed; the stack's other services were not started (database and redis are up)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn optional_services_run_only_with_their_profile() {
+        let listed: Vec<String> =
+            ["app", "minio", "neo4j", "jaeger", "postgres", ""].iter().map(|s| s.to_string()).collect();
+        assert_eq!(active_services(listed.clone(), &[]), ["app", "postgres"]);
+        assert_eq!(active_services(listed.clone(), &["neo4j".into()]), ["app", "neo4j", "postgres"]);
+        assert_eq!(active_services(listed, &["full".into()]), ["app", "minio", "neo4j", "jaeger", "postgres"]);
+        let listed: Vec<String> = ["app", "embedder", "minio"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            active_services(listed.clone(), &["full".into()]),
+            ["app", "minio"],
+            "full leaves the embedder to start"
+        );
+        assert_eq!(active_services(listed, &["embedder".into()]), ["app", "embedder"]);
+    }
+    /// The `KEY: value` lines of a service's `environment:` in a compose file, and whether it
+    /// maps host.docker.internal to the host.
+    fn compose_environment(compose: &str, service: &str) -> (Vec<String>, bool) {
+        let block: Vec<&str> = compose
+            .lines()
+            .skip_while(|l| *l != format!("  {service}:"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("   "))
+            .collect();
+        let environment = block
+            .iter()
+            .skip_while(|l| !l.starts_with("    environment:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("      "))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| l.trim().to_string())
+            .collect();
+        let gateway = block.iter().any(|l| l.contains(r#"extra_hosts: ["host.docker.internal:host-gateway"]"#));
+        (environment, gateway)
+    }
+    #[test]
+    fn the_development_app_gets_the_production_apps_settings() {
+        let prod = std::fs::read_to_string(paths::compose_file()).unwrap();
+        let dev = std::fs::read_to_string(paths::compose_dev_file()).unwrap();
+        let (app, app_gateway) = compose_environment(&prod, "app");
+        let (mut app_dev, dev_gateway) = compose_environment(&dev, "app-dev");
+        app_dev.retain(|l| !l.starts_with("WEKNORA_CONFIG:"));
+        assert_eq!(app_dev, app, "docker-compose.dev.yml's app-dev environment differs from the app's");
+        assert!(app.iter().any(|l| l == "MODELS_ENCRYPTION_KEY: ${MODELS_ENCRYPTION_KEY:-}"), "{app:?}");
+        assert!(app.iter().any(|l| l == "LLM_BASE_URL: ${LLM_BASE_URL:-}"), "{app:?}");
+        assert!(app_gateway && dev_gateway, "the app reaches model servers on the host as host.docker.internal");
+    }
+    #[test]
+    fn the_embedder_is_bundled_unless_another_model_server_is_named() {
+        let vars = |url: &str| {
+            let file = crate::dotenv::EnvFile::parse(&format!("EMBEDDING_BASE_URL={url}\n"));
+            Vars::new(Default::default(), file)
+        };
+        assert!(embedder_bundled(&vars("")));
+        assert!(embedder_bundled(&vars("http://embedder:8000/")));
+        assert!(!embedder_bundled(&vars("http://ollama:11434")));
+        let compose = std::fs::read_to_string(crate::paths::compose_file()).unwrap();
+        assert!(compose.contains(&format!("EMBEDDING_BASE_URL: ${{EMBEDDING_BASE_URL:-{BUNDLED_EMBEDDER_URL}}}")));
+    }
+}

@@ -1,0 +1,133 @@
+//! The project's containers, found by compose's labels through bollard; health waits, and
+//! what a failed service says (healthcheck, last log lines).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+/// One container of the project, as `ps` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    pub service: String,
+    pub name: String,
+    pub state: String,
+    pub health: String,
+    pub ports: Vec<String>,
+    pub image: String,
+    pub version: String,
+    #[serde(skip)]
+    pub id: String,
+    #[serde(skip)]
+    pub image_id: String,
+}
+
+/// The project's containers, found by compose's labels.
+pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("com.docker.compose.project={project}")])]);
+    let list = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .await?;
+    let mut out = Vec::new();
+    for c in list {
+        let labels = c.labels.unwrap_or_default();
+        let id = c.id.unwrap_or_default();
+        let health = match docker.inspect_container(&id, None).await {
+            Ok(i) => i.state.and_then(|s| s.health).and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let mut ports: Vec<String> = c
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some(format!("{}:{}->{}", p.ip?, p.public_port?, p.private_port)))
+            .collect();
+        ports.sort();
+        ports.dedup();
+        out.push(Container {
+            service: labels.get("com.docker.compose.service").cloned().unwrap_or_default(),
+            name: c.names.unwrap_or_default().first().cloned().unwrap_or_default().trim_start_matches('/').into(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            health: if health.is_empty() || health == "none" { "-".into() } else { health },
+            ports,
+            image: c.image.unwrap_or_default(),
+            version: labels.get("org.opencontainers.image.version").cloned().unwrap_or_else(|| "-".into()),
+            id,
+            image_id: c.image_id.unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(out)
+}
+
+/// Waits until every one of `services` has a running, healthy container; on failure names
+/// the service, its last health output and its last log lines.
+pub async fn wait_healthy(docker: &Docker, project: &str, services: &[String], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all = containers(docker, project).await?;
+        let mut pending = Vec::new();
+        for service in services {
+            let Some(c) = all.iter().find(|c| &c.service == service) else {
+                pending.push(format!("{service} (no container)"));
+                continue;
+            };
+            match (c.state.as_str(), c.health.as_str()) {
+                ("running", "healthy" | "-") => {}
+                ("running", "unhealthy") => return Err(failure(docker, c, "is unhealthy").await),
+                ("running", _) => pending.push(format!("{service} ({})", c.health)),
+                ("exited" | "dead", _) => return Err(failure(docker, c, "exited").await),
+                ("restarting", _) => return Err(failure(docker, c, "keeps exiting and restarting").await),
+                (state, _) => pending.push(format!("{service} ({state})")),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let first = all.iter().find(|c| pending.iter().any(|p| p.starts_with(&c.service)));
+            let reason = format!("not healthy after {}s: {}", timeout.as_secs(), pending.join(", "));
+            return Err(match first {
+                Some(c) => failure(docker, c, &reason).await,
+                None => anyhow::anyhow!(reason),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// "<service> <what>", the healthcheck's last output and the last log lines.
+async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
+    let health = match docker.inspect_container(&c.id, None).await {
+        Ok(i) => i
+            .state
+            .and_then(|s| s.health)
+            .and_then(|h| h.log)
+            .and_then(|l| l.last().cloned())
+            .map(|l| format!("exit {}: {}", l.exit_code.unwrap_or_default(), l.output.unwrap_or_default().trim()))
+            .unwrap_or_else(|| "(no healthcheck output)".into()),
+        Err(e) => e.to_string(),
+    };
+    let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail("30").build();
+    let mut logs = String::new();
+    let mut stream = docker.logs(&c.id, Some(opts));
+    while let Some(Ok(line)) = stream.next().await {
+        logs.push_str(&line.to_string());
+    }
+    anyhow::anyhow!(
+        "service `{}` {what}\nlast healthcheck: {health}\nlast log lines:\n{}\n(more: cargo xtask logs {})",
+        c.service,
+        logs.trim_end(),
+        c.service
+    )
+}
+
+/// The commit an image was built from (its `revision` label); None when Docker lacks it.
+pub async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
+    let labels = docker.inspect_image(image).await.ok()?.config?.labels?;
+    labels.get("org.opencontainers.image.revision").cloned()
+}

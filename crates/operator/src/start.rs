@@ -1,0 +1,182 @@
+//! `start`: checks, `.env`, images, postgres and redis, migrations, the rest, healthy; with
+//! `--ollama` a local chat model for the app.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use bollard::Docker;
+
+use crate::compose::{OURS, Stack, migrate};
+use crate::containers::{containers, wait_healthy};
+use crate::docker;
+use crate::dotenv::{Vars, ensure_env_file};
+use crate::images::{ensure_ours, resolve_images};
+use crate::paths;
+use crate::stack::Pull;
+
+#[derive(clap::Args)]
+pub struct Start {
+    /// Development mode: docker-compose.dev.yml (app-dev with hot reload, ports on 127.0.0.1).
+    #[arg(long)]
+    dev: bool,
+    /// Optional services: minio, neo4j, jaeger, or full (repeatable).
+    #[arg(long = "profile", value_name = "P")]
+    profiles: Vec<String>,
+    /// Also start a local Ollama (`cargo xtask ollama start`) and, unless LLM_BASE_URL names a
+    /// chat model, give the app one from it (OLLAMA_CHAT_MODEL, default qwen2.5:0.5b; pulled first).
+    #[arg(long)]
+    ollama: bool,
+    /// Never build images: fail when one is missing.
+    #[arg(long, conflicts_with = "pull")]
+    no_build: bool,
+    /// Pull the third-party images first.
+    #[arg(long)]
+    pull: bool,
+    /// How long to wait for every service to be healthy, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// The command that runs this start (`upgrade` runs one too), for what it writes in `.env`.
+    #[arg(skip = "start")]
+    by: &'static str,
+}
+
+impl Start {
+    /// A production start of these optional profiles (what `upgrade` runs); `ollama` as
+    /// `--ollama`.
+    pub fn production(profiles: Vec<String>, ollama: bool, timeout: u64) -> Start {
+        Start { dev: false, profiles, ollama, no_build: false, pull: false, timeout, by: "upgrade" }
+    }
+
+    pub fn run(self) -> Result<ExitCode> {
+        crate::runtime()?.block_on(self.run_async())
+    }
+
+    pub async fn run_async(self) -> Result<ExitCode> {
+        if self.dev && !paths::compose_dev_file().exists() {
+            bail!("development mode builds from a checkout: run `cargo xtask start --dev` in one");
+        }
+        crate::doctor::set_up(crate::doctor::Scope::Stack, self.by).await?;
+        ensure_env_file(&paths::env_file(), self.by)?;
+        eprintln!("==> checking the machine");
+        if !crate::doctor::stack_checks(self.dev, false).await? {
+            bail!("a required check failed (table above): fix it, or run `cargo xtask doctor --fix`");
+        }
+        let docker = docker::connect().await?;
+        let mut stack = Stack::open(&docker, Some(self.dev), &self.profiles).await?;
+        let services = stack.services()?;
+        if self.ollama {
+            // Before anything is built or started: the app must start with its model there.
+            let env = ollama_for_the_app(&docker).await?;
+            stack.env.extend(env);
+        }
+        if self.pull {
+            Pull::pull(&stack, &services)?;
+        }
+        let ours: Vec<&str> = OURS.iter().copied().filter(|o| services.iter().any(|s| s == o)).collect();
+        ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
+        resolve_images(&docker, &mut stack, &services).await?;
+        if stack.dev() {
+            crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;
+        }
+        let timeout = Duration::from_secs(self.timeout);
+        let deps = ["postgres".to_string(), "redis".to_string()];
+        eprintln!("==> starting postgres and redis");
+        stack.run(&["up", "--detach", "--remove-orphans", "postgres", "redis"])?;
+        wait_healthy(&docker, &stack.project, &deps, timeout).await?;
+        eprintln!("==> migrating the database");
+        migrate(&stack)?;
+        eprintln!("==> starting {}", services.join(", "));
+        if let Err(e) = stack.run(&["up", "--detach", "--remove-orphans"]) {
+            // Compose gave up on a dependency: say which service, and why.
+            wait_healthy(&docker, &stack.project, &services, Duration::ZERO).await?;
+            return Err(e);
+        }
+        wait_healthy(&docker, &stack.project, &services, timeout).await?;
+        let vars = Vars::load();
+        let port = |k: &str, d: &str| vars.get(k).unwrap_or(d).to_string();
+        println!("weknora {} is up ({} services healthy, project {})", stack.version(), services.len(), stack.project);
+        println!("  web UI:    http://localhost:{}/", port("FRONTEND_PORT", "80"));
+        println!("  API:       http://localhost:{}/api/v1 (also through the web UI's /api)", port("APP_PORT", "8080"));
+        println!("  admin key: ADMIN_API_KEY in {} (send it as X-API-Key)", paths::env_file().display());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `start --ollama`: Ollama running, and, unless LLM_BASE_URL names a chat model, the chat
+/// model pulled and the app's environment that gives it to the app.
+async fn ollama_for_the_app(docker: &Docker) -> Result<Vec<(String, String)>> {
+    let vars = Vars::load();
+    let chat = crate::ollama::ChatModel::for_app(&vars);
+    let via_host = chat.as_ref().is_some_and(|c| c.on_this_host()) || crate::ollama::containers_use_this_host(&vars);
+    crate::ollama::start(via_host)?;
+    let Some(chat) = chat else {
+        eprintln!("==> LLM_BASE_URL is set: the app keeps that chat model");
+        return Ok(Vec::new());
+    };
+    let addr = crate::ollama::address(&vars);
+    crate::ollama::ensure_model(&addr, &chat.model)?;
+    if chat.on_this_host()
+        && let Some(gateway) = bridge_gateway(docker).await
+    {
+        crate::ollama::check_reachable_from_containers(&addr, &gateway)?;
+    }
+    eprintln!("==> the app's chat model: {} on Ollama ({})", chat.model, chat.base_url);
+    Ok(chat.app_env())
+}
+
+/// The address of Docker's default bridge on this host: what `host-gateway` (and so
+/// host.docker.internal in the containers) stands for. None when Docker does not say.
+async fn bridge_gateway(docker: &Docker) -> Option<String> {
+    let network =
+        docker.inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>).await.ok()?;
+    network.ipam?.config?.into_iter().find_map(|c| c.gateway).filter(|g| !g.is_empty())
+}
+
+/// The chat model `start --ollama` gave the running app (its LLM_* environment), so that a
+/// command recreating the app keeps it. None when `.env` names a chat model (compose gives
+/// that one anyway) or the app has none from Ollama.
+pub async fn ollama_chat_env(docker: &Docker, project: &str) -> Result<Option<Vec<(String, String)>>> {
+    if Vars::load().get("LLM_BASE_URL").is_some() {
+        return Ok(None);
+    }
+    let Some(app) =
+        containers(docker, project).await?.into_iter().find(|c| c.service == "app" || c.service == "app-dev")
+    else {
+        return Ok(None);
+    };
+    let env = docker.inspect_container(&app.id, None).await?.config.and_then(|c| c.env).unwrap_or_default();
+    Ok(ollama_chat_of(&env))
+}
+
+/// The LLM_* variables of a container's environment (`KEY=value` lines) when they name an
+/// Ollama chat model.
+fn ollama_chat_of(env: &[String]) -> Option<Vec<(String, String)>> {
+    let get = |key: &str| env.iter().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).filter(|v| !v.is_empty());
+    if get("LLM_PROVIDER")? != "ollama" {
+        return None;
+    }
+    let keys = ["LLM_PROVIDER", "LLM_BASE_URL", "LLM_MODEL_NAME"];
+    keys.iter().map(|k| Some((k.to_string(), get(k)?.to_string()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn a_recreated_app_keeps_the_chat_model_start_ollama_gave_it() {
+        let env = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let ollama = env(&[
+            "PATH=/usr/bin",
+            "LLM_PROVIDER=ollama",
+            "LLM_BASE_URL=http://host.docker.internal:11434",
+            "LLM_MODEL_NAME=qwen2.5:0.5b",
+            "LLM_API_KEY=",
+        ]);
+        let kept = ollama_chat_of(&ollama).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[1], ("LLM_BASE_URL".to_string(), "http://host.docker.internal:11434".to_string()));
+        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=openai", "LLM_BASE_URL=https://api.openai.com/v1"])), None);
+        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=ollama", "LLM_BASE_URL="])), None, "no model: nothing to keep");
+    }
+}
