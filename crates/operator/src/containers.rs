@@ -2,13 +2,15 @@
 //! what a failed service says (healthcheck, last log lines).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 use serde::Serialize;
+
+use crate::poll::{TimedOut, poll};
 
 /// One container of the project, as `ps` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -67,37 +69,53 @@ pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>
 /// Waits until every one of `services` has a running, healthy container; on failure names
 /// the service, its last health output and its last log lines.
 pub async fn wait_healthy(docker: &Docker, project: &str, services: &[String], timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let all = containers(docker, project).await?;
-        let mut pending = Vec::new();
-        for service in services {
-            let Some(c) = all.iter().find(|c| &c.service == service) else {
-                pending.push(format!("{service} (no container)"));
-                continue;
-            };
+    let what = format!("{} to be healthy", services.join(", "));
+    let waited = poll(&what, timeout, Duration::from_secs(1), || async {
+        let (all, pending) = pending(docker, project, services).await?;
+        for c in &all {
             match (c.state.as_str(), c.health.as_str()) {
-                ("running", "healthy" | "-") => {}
                 ("running", "unhealthy") => return Err(failure(docker, c, "is unhealthy").await),
-                ("running", _) => pending.push(format!("{service} ({})", c.health)),
                 ("exited" | "dead", _) => return Err(failure(docker, c, "exited").await),
                 ("restarting", _) => return Err(failure(docker, c, "keeps exiting and restarting").await),
-                (state, _) => pending.push(format!("{service} ({state})")),
+                _ => {}
             }
         }
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
+        Ok(pending.is_empty().then_some(()))
+    })
+    .await;
+    match waited {
+        Err(e) if e.is::<TimedOut>() => {
+            let (all, pending) = pending(docker, project, services).await?;
             let first = all.iter().find(|c| pending.iter().any(|p| p.starts_with(&c.service)));
             let reason = format!("not healthy after {}s: {}", timeout.as_secs(), pending.join(", "));
-            return Err(match first {
+            Err(match first {
                 Some(c) => failure(docker, c, &reason).await,
                 None => anyhow::anyhow!(reason),
-            });
+            })
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        other => other,
     }
+}
+
+/// The containers of `services` (those that exist), and which services are not yet up,
+/// with their state.
+async fn pending(docker: &Docker, project: &str, services: &[String]) -> Result<(Vec<Container>, Vec<String>)> {
+    let all = containers(docker, project).await?;
+    let mut mine = Vec::new();
+    let mut pending = Vec::new();
+    for service in services {
+        let Some(c) = all.iter().find(|c| &c.service == service) else {
+            pending.push(format!("{service} (no container)"));
+            continue;
+        };
+        match (c.state.as_str(), c.health.as_str()) {
+            ("running", "healthy" | "-") => {}
+            ("running", health) => pending.push(format!("{service} ({health})")),
+            (state, _) => pending.push(format!("{service} ({state})")),
+        }
+        mine.push(c.clone());
+    }
+    Ok((mine, pending))
 }
 
 /// "<service> <what>", the healthcheck's last output and the last log lines.

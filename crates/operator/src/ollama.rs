@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -293,13 +293,9 @@ pub fn start(for_containers: bool) -> Result<()> {
         .spawn()
         .context("starting `ollama serve`")?;
     std::fs::write(paths::state_dir().join("ollama.pid"), child.id().to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while models(&addr).is_none() {
-        if Instant::now() > deadline {
-            bail!("`ollama serve` did not answer on {addr} within 30s: see {}", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let what = format!("`ollama serve` to answer on {addr}");
+    crate::poll::poll_blocking(&what, Duration::from_secs(30), Duration::from_millis(300), || Ok(models(&addr)))
+        .with_context(|| format!("see {}", log.display()))?;
     eprintln!("==> Ollama answers on {addr} (log: {})", log.display());
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -32,6 +32,7 @@ use crate::containers::{self, Container};
 use crate::docker::{self, exec_sh, exec_to, upload_tar};
 use crate::dotenv::Vars;
 use crate::paths;
+use crate::poll::poll;
 
 /// The app's volume, and the uploads in it with STORAGE_TYPE=local (config.yaml's
 /// `./data/files` from the image's working directory), inside the app's container.
@@ -273,13 +274,11 @@ async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str
     docker::with_throwaway(docker, "weknora-drill", body, async |name| {
         eprintln!("==> restore drill: restoring the dump into a throwaway PostgreSQL ({image})");
         let ready = r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc 'SELECT 1'"#;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while exec_sh(docker, name, "waiting for PostgreSQL", ready, &[]).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("the drill's PostgreSQL ({image}) did not accept connections within 120 s");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let what = format!("the drill's PostgreSQL ({image}) to accept connections");
+        poll(&what, Duration::from_secs(120), Duration::from_millis(500), || async {
+            Ok(exec_sh(docker, name, "waiting for PostgreSQL", ready, &[]).await.ok())
+        })
+        .await?;
         let work = tempfile::tempdir()?;
         upload_dump(docker, name, archive, work.path()).await?;
         exec_sh(docker, name, "pg_restore", PG_RESTORE, &["drill"]).await?;
