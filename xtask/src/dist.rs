@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use weknora_operator::bundle::{ImageArchive, Manifest, sha256_file};
+use weknora_operator::compose::{OPTIONAL, OURS};
 use weknora_operator::dotenv::Vars;
 use weknora_operator::third_party::{self, Resolver, Source};
-use weknora_operator::compose::{OPTIONAL, OURS};
 use weknora_operator::{Images, docker};
 
 use crate::images::checkout::CheckoutImages;

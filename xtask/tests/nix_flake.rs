@@ -280,7 +280,16 @@ fn the_lock_is_genuine_and_the_outputs_have_their_shape_where_the_inputs_are_at_
     let both = |attrs: Value| json!({ "aarch64-linux": attrs, "x86_64-linux": attrs });
     assert_eq!(
         names("packages"),
-        both(json!(["app", "app-image", "default", "docreader", "docreader-image", "frontend", "frontend-image", "weknora"]))
+        both(json!([
+            "app",
+            "app-image",
+            "default",
+            "docreader",
+            "docreader-image",
+            "frontend",
+            "frontend-image",
+            "weknora"
+        ]))
     );
     assert_eq!(names("checks"), both(json!(["app", "clippy", "docreader", "fmt", "tests"])));
     assert_eq!(names("devShells"), both(json!(["default"])));

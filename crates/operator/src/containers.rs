@@ -38,10 +38,15 @@ pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>
     for c in list {
         let labels = c.labels.unwrap_or_default();
         let id = c.id.unwrap_or_default();
-        let health = match docker.inspect_container(&id, None).await {
-            Ok(i) => i.state.and_then(|s| s.health).and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        let inspect = docker.inspect_container(&id, None).await.ok();
+        let health = inspect
+            .as_ref()
+            .and_then(|i| i.state.as_ref()?.health.as_ref()?.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        // The image as the container was created with it: the list shows a bare ID once
+        // that tag names a newer build.
+        let image = inspect.and_then(|i| i.config?.image).or(c.image).unwrap_or_default();
         let mut ports: Vec<String> = c
             .ports
             .unwrap_or_default()
@@ -56,7 +61,7 @@ pub async fn containers(docker: &Docker, project: &str) -> Result<Vec<Container>
             state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             health: if health.is_empty() || health == "none" { "-".into() } else { health },
             ports,
-            image: c.image.unwrap_or_default(),
+            image,
             version: labels.get("org.opencontainers.image.version").cloned().unwrap_or_else(|| "-".into()),
             id,
             image_id: c.image_id.unwrap_or_default(),
