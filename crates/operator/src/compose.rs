@@ -155,7 +155,7 @@ pub fn migrate(stack: &Stack) -> Result<()> {
         let status = Command::new(exe)
             .args(["migrate", "up"])
             .env("DB_HOST", "127.0.0.1")
-            .env("DB_PORT", vars.get("DB_PORT").unwrap_or("5432"))
+            .env("DB_PORT", vars.get("DB_PORT").unwrap_or_default())
             .env("DATABASE_URL", "")
             .status()?;
         if !status.success() {

@@ -116,22 +116,33 @@ fn unquote(value: &str) -> Result<String, String> {
 pub struct Vars {
     process: BTreeMap<String, String>,
     file: EnvFile,
+    defaults: EnvFile,
 }
 
 impl Vars {
-    /// This process's environment over the repository's `.env` (absent: empty).
+    /// This process's environment over `.env` over the defaults `.env.example` states (its
+    /// placeholders left out), so that no default is repeated in code. Absent files: empty.
     pub fn load() -> Vars {
-        let file = std::fs::read_to_string(crate::paths::env_file()).map(|t| EnvFile::parse(&t)).unwrap_or_default();
-        Vars::new(std::env::vars().collect(), file)
+        let read =
+            |path: std::path::PathBuf| std::fs::read_to_string(path).map(|t| EnvFile::parse(&t)).unwrap_or_default();
+        let mut vars = Vars::new(std::env::vars().collect(), read(crate::paths::env_file()));
+        vars.defaults = read(crate::paths::env_example());
+        vars
     }
 
     pub fn new(process: BTreeMap<String, String>, file: EnvFile) -> Vars {
-        Vars { process, file }
+        Vars { process, file, defaults: EnvFile::default() }
     }
 
     /// The value, if set to something non-empty.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.process.get(key).map(String::as_str).or_else(|| self.file.get(key)).filter(|v| !v.is_empty())
+        let default = || self.defaults.get(key).filter(|v| !is_placeholder(v));
+        self.process
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| self.file.get(key))
+            .or_else(default)
+            .filter(|v| !v.is_empty())
     }
 }
 

@@ -94,10 +94,10 @@ impl Start {
         }
         wait_healthy(&docker, &stack.project, &services, timeout).await?;
         let vars = Vars::load();
-        let port = |k: &str, d: &str| vars.get(k).unwrap_or(d).to_string();
+        let port = |k: &str| vars.get(k).unwrap_or_default().to_string();
         println!("weknora {} is up ({} services healthy, project {})", stack.version(), services.len(), stack.project);
-        println!("  web UI:    http://localhost:{}/", port("FRONTEND_PORT", "80"));
-        println!("  API:       http://localhost:{}/api/v1 (also through the web UI's /api)", port("APP_PORT", "8080"));
+        println!("  web UI:    http://localhost:{}/", port("FRONTEND_PORT"));
+        println!("  API:       http://localhost:{}/api/v1 (also through the web UI's /api)", port("APP_PORT"));
         println!("  admin key: ADMIN_API_KEY in {} (send it as X-API-Key)", paths::env_file().display());
         Ok(ExitCode::SUCCESS)
     }

@@ -149,7 +149,7 @@ pub fn backup_dir(output: Option<&Path>) -> PathBuf {
 pub async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest)> {
     let parts = Parts::find(docker, project).await?;
     let vars = Vars::load();
-    let storage = vars.get("STORAGE_TYPE").unwrap_or("local").to_string();
+    let storage = vars.get("STORAGE_TYPE").unwrap_or_default().to_string();
     std::fs::create_dir_all(dir).with_context(|| format!("creating the backup folder {}", dir.display()))?;
     // Work files next to the archive: same disk, and /tmp may be small.
     let work = tempfile::Builder::new()
@@ -399,7 +399,7 @@ impl Restore {
         let stack = Stack::open(&docker, None, &[]).await?;
         let parts = Parts::find(&docker, &stack.project).await?;
         let vars = Vars::load();
-        let storage = vars.get("STORAGE_TYPE").unwrap_or("local");
+        let storage = vars.get("STORAGE_TYPE").unwrap_or_default();
         if manifest.files_included && storage != "local" {
             bail!(
                 "the backup holds local files but this stack has STORAGE_TYPE={storage}: restore into a stack with \
@@ -416,7 +416,7 @@ impl Restore {
             );
         }
         let (_, current_rows) = census(&docker, &parts.postgres.name).await?;
-        let db = vars.get("DB_NAME").unwrap_or("WeKnora").to_string();
+        let db = vars.get("DB_NAME").unwrap_or_default().to_string();
         let files = manifest.entries.keys().filter(|k| k.starts_with(FILES)).count();
         let count = |rows: &BTreeMap<String, i64>, t: &str| rows.get(t).copied().unwrap_or(0);
         let mut plan = vec![format!(
