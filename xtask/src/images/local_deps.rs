@@ -63,6 +63,20 @@ pub use third_party::EMBEDDER_IMAGE;
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl LocalDep {
+    /// What the stand-in is, not which commit built it: its image ID stays the same from
+    /// one commit to the next (Docker's build cache), so an upgrade or a bundle's import
+    /// does not recreate the database for nothing.
+    pub fn labels(&self, source: &str) -> HashMap<String, String> {
+        let oci = |k: &str| format!("org.opencontainers.image.{k}");
+        HashMap::from([
+            (oci("version"), self.image.rsplit_once(':').map_or("", |(_, tag)| tag).to_string()),
+            (oci("source"), source.to_string()),
+            (oci("title"), self.name.to_string()),
+            (oci("description"), self.description.to_string()),
+            (oci("licenses"), "MIT".to_string()),
+        ])
+    }
+
     pub fn repository(&self) -> &'static str {
         self.image.split_once(':').map_or(self.image, |(r, _)| r)
     }
@@ -112,7 +126,7 @@ pub async fn build(docker: &Docker, meta: &BuildMeta, apt_mirror: Option<&str>) 
 /// Builds one stand-in (its base first, when missing).
 pub async fn build_one(docker: &Docker, dep: &LocalDep, meta: &BuildMeta, apt_mirror: Option<&str>) -> Result<Built> {
     ensure_base(docker, dep.suite, apt_mirror).await?;
-    let labels: HashMap<String, String> = meta.labels(dep.name, dep.description).into_iter().collect();
+    let labels = dep.labels(&meta.source);
     let args = build_args(dep, apt_mirror, |k| std::env::var(k).ok());
     let mut context = tar::Builder::new(Vec::new());
     if Path::new(HOST_CA_BUNDLE).is_file() {
