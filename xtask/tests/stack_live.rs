@@ -109,6 +109,38 @@ fn curl(port: &str, key: &str, args: &[&str], path: &str) -> (u16, Value) {
     (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
 }
 
+/// Creates knowledge base `name` through the frontend, uploads DOC into it, waits until it
+/// is parsed and checks a keyword search finds it; returns the knowledge base's and the
+/// document's ids.
+fn upload_and_search(front: &str, key: &str, name: &str) -> (String, String) {
+    let body = serde_json::json!({ "name": name }).to_string();
+    let (status, kb) = curl(
+        front,
+        key,
+        &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
+        "/api/v1/knowledge-bases",
+    );
+    assert_eq!(status, 201, "{kb}");
+    let kb_id = kb["data"]["id"].as_str().unwrap().to_string();
+    let file = tempfile::Builder::new().suffix(".md").tempfile().unwrap();
+    std::fs::write(file.path(), DOC).unwrap();
+    let form = format!("file=@{};filename=recovery.md", file.path().display());
+    let (status, doc) = curl(front, key, &["-F", &form], &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/file"));
+    assert!(status == 200 || status == 201 || status == 202, "{status}: {doc}");
+    let doc_id = doc["data"]["id"].as_str().unwrap().to_string();
+    wait_completed(front, key, &doc_id);
+    assert_keyword_search_finds(front, key, &kb_id);
+    (kb_id, doc_id)
+}
+
+/// A keyword search of knowledge base `kb_id` finds DOC.
+fn assert_keyword_search_finds(front: &str, key: &str, kb_id: &str) {
+    let search = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search?query=restore%20drill&top_k=3");
+    let (status, hits) = curl(front, key, &[], &search);
+    assert_eq!(status, 200, "{hits}");
+    assert!(hits.to_string().contains("restore drill"), "{hits}");
+}
+
 /// Waits until a document's `field` (parse_status, vector_status) is `completed`; fails at
 /// once when it is `failed`.
 fn wait_status(port: &str, key: &str, doc_id: &str, field: &str) {
@@ -280,25 +312,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     // A knowledge base and a document, through the frontend's /api proxy.
     let front = p.get("FRONTEND_PORT").to_string();
     let key = p.admin_key();
-    let (status, kb) = curl(
-        &front,
-        &key,
-        &["-X", "POST", "-H", "content-type: application/json", "-d", r#"{"name":"ops"}"#],
-        "/api/v1/knowledge-bases",
-    );
-    assert_eq!(status, 201, "{kb}");
-    let kb_id = kb["data"]["id"].as_str().unwrap().to_string();
-    let file = tempfile::Builder::new().suffix(".md").tempfile().unwrap();
-    std::fs::write(file.path(), DOC).unwrap();
-    let form = format!("file=@{};filename=recovery.md", file.path().display());
-    let (status, doc) = curl(&front, &key, &["-F", &form], &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/file"));
-    assert!(status == 200 || status == 201 || status == 202, "{status}: {doc}");
-    let doc_id = doc["data"]["id"].as_str().unwrap().to_string();
-    wait_completed(&front, &key, &doc_id);
-    let search = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search?query=restore%20drill&top_k=3");
-    let (status, hits) = curl(&front, &key, &[], &search);
-    assert_eq!(status, 200, "{hits}");
-    assert!(hits.to_string().contains("restore drill"), "{hits}");
+    let (kb_id, doc_id) = upload_and_search(&front, &key, "ops");
     // Semantic search out of the box: the bundled embedder gave the chunks vectors, and a
     // question in other words (and in Chinese) finds them through the frontend.
     wait_vectors(&front, &key, &doc_id);
@@ -402,8 +416,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     let (_, k) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
     assert_eq!(k["data"]["parse_status"], "completed", "{k}");
-    let (_, hits) = curl(&front, &key, &[], &search);
-    assert!(hits.to_string().contains("restore drill"), "{hits}");
+    assert_keyword_search_finds(&front, &key, &kb_id);
 
     // Backup: one private archive with the database and the document, no secret in it.
     let (ok, out, err) = p.xtask(&["backup", "--json"]);
@@ -472,8 +485,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert_eq!(restored["rows"]["knowledge"], 1, "{restored}");
     let safety = restored["safety_backup"].as_str().expect("a backup of the state before").to_string();
     assert!(safety.contains("before-restore") && Path::new(&safety).exists(), "{restored}");
-    let (_, hits) = curl(&front, &key, &[], &search);
-    assert!(hits.to_string().contains("restore drill"), "search after restore: {hits}");
+    assert_keyword_search_finds(&front, &key, &kb_id);
     // The restored model still opens its API key (same MODELS_ENCRYPTION_KEY) and answers.
     let frames = ask(&front, &key, &session_id, question, |_| {});
     assert_eq!(answer_of(&frames).0, format!("{FIRST_PIECE}{LAST_PIECE}"), "after restore: {frames:?}");
@@ -834,24 +846,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     let key = env_file.lines().find_map(|l| l.strip_prefix("ADMIN_API_KEY=")).unwrap().to_string();
 
     // Upload, search, back up, from the bundle's binary.
-    let (status, kb) = curl(
-        &front,
-        &key,
-        &["-X", "POST", "-H", "content-type: application/json", "-d", r#"{"name":"bundle"}"#],
-        "/api/v1/knowledge-bases",
-    );
-    assert_eq!(status, 201, "{kb}");
-    let kb_id = kb["data"]["id"].as_str().unwrap().to_string();
-    let file = tempfile::Builder::new().suffix(".md").tempfile().unwrap();
-    std::fs::write(file.path(), DOC).unwrap();
-    let form = format!("file=@{};filename=recovery.md", file.path().display());
-    let (status, doc) = curl(&front, &key, &["-F", &form], &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/file"));
-    assert!(status == 200 || status == 201 || status == 202, "{status}: {doc}");
-    wait_completed(&front, &key, doc["data"]["id"].as_str().unwrap());
-    let search = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search?query=restore%20drill&top_k=3");
-    let (status, hits) = curl(&front, &key, &[], &search);
-    assert_eq!(status, 200, "{hits}");
-    assert!(hits.to_string().contains("restore drill"), "{hits}");
+    let (kb_id, _) = upload_and_search(&front, &key, "bundle");
     let (ok, out, err) = weknora(&dir, &env, &["backup"]);
     assert!(ok, "backup from the bundle failed:\n{err}");
     assert!(out.contains(&dir.join("backups").display().to_string()), "{out}");
@@ -886,12 +881,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert_eq!(a_kept["revision"], manifest["revision"]);
     assert_eq!(image_of(&name, "app"), archive_id(&b_manifest, "app"));
     assert_eq!(probe_table(&name), "bundle_upgrade_probe", "B's migration did not run");
-    let search_still_finds = || {
-        let (status, hits) = curl(&front, &key, &[], &search);
-        assert_eq!(status, 200, "{hits}");
-        assert!(hits.to_string().contains("restore drill"), "{hits}");
-    };
-    search_still_finds();
+    assert_keyword_search_finds(&front, &key, &kb_id);
 
     // Rollback: A's files, A's images, the data of before, pinned there.
     let (ok, _, err) = weknora(&dir, &env, &["rollback", "--yes"]);
@@ -900,7 +890,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert_eq!(back["revision"], manifest["revision"], "rollback did not put A's files back");
     assert_eq!(image_of(&name, "app"), archive_id(&manifest, "app"));
     assert_eq!(probe_table(&name), "", "the schema of before was not restored");
-    search_still_finds();
+    assert_keyword_search_finds(&front, &key, &kb_id);
     let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
     assert!(env_file.lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade"), "{env_file}");
     let (ok, _, err) = weknora(&dir, &env, &["start", "--timeout", "300"]);
