@@ -66,7 +66,7 @@ impl Dist {
         }
         let mut written = Vec::new();
         for platform in platforms {
-            cargo_build(&workspace, &meta, &["weknora-operator"], platform, host)?;
+            cargo_build(&workspace, &meta, platform, host)?;
             let binary = workspace.target_dir.join(platform.rust_target()).join("release/weknora");
             let name = format!("weknora-{}-linux-{}", workspace.version, platform.arch());
             let staging = tempfile::Builder::new().prefix("weknora-dist").tempdir_in(&workspace.target_dir)?;

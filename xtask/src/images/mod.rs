@@ -203,7 +203,7 @@ impl BuildImages {
         );
         if !services.is_empty() {
             for p in &platforms {
-                cargo_build(&workspace, &meta, &services.iter().map(|s| s.binary).collect::<Vec<_>>(), *p, host)?;
+                cargo_build(&workspace, &meta, *p, host)?;
             }
         }
         if let Some(dir) = &self.context_dir {
@@ -367,20 +367,19 @@ pub fn rustflags(workspace: &Workspace) -> String {
     .join("\x1f")
 }
 
-/// Builds packages' release binaries for one platform with the pinned toolchain, static
-/// and reproducible (`rustflags`).
-pub fn cargo_build(
-    workspace: &Workspace,
-    meta: &BuildMeta,
-    packages: &[&str],
-    platform: Platform,
-    host: Platform,
-) -> Result<()> {
-    eprintln!("==> compiling {} for {}", packages.join(", "), platform.docker());
+/// Every release binary: the services' and the operator's. They are always compiled
+/// together, so that their shared dependencies resolve to one set of features and images
+/// and bundles reuse one build (and `weknora` is the same binary whoever builds it).
+pub const RELEASE_PACKAGES: [&str; 3] = ["weknora-app", "weknora-docreader", "weknora-operator"];
+
+/// Builds the release binaries for one platform with the pinned toolchain, static and
+/// reproducible (`rustflags`).
+pub fn cargo_build(workspace: &Workspace, meta: &BuildMeta, platform: Platform, host: Platform) -> Result<()> {
+    eprintln!("==> compiling {} for {}", RELEASE_PACKAGES.join(", "), platform.docker());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--locked", "--target", platform.rust_target()]);
-    for p in packages {
+    for p in RELEASE_PACKAGES {
         cmd.args(["--package", p]);
     }
     cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags(workspace));
