@@ -657,7 +657,7 @@ fn copy_checkout(to: &Path) {
 
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
-fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before() {
+fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_before() {
     let _serial = one_at_a_time();
     let mut p = Project::new("upg", &[]);
     let (ok, _, err) = xtask(&["build-images"], &[]);
@@ -706,6 +706,10 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
     };
     create("before");
 
+    // Nothing to roll back before any upgrade.
+    let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
+    assert!(!ok && err.contains("no upgrade to roll back"), "{err}");
+
     // Upgrade: refused while WEKNORA_VERSION pins the old images; --dry-run only tells.
     let (ok, _, err) = p.xtask(&["upgrade", "--yes"]);
     assert!(!ok && err.contains("WEKNORA_VERSION=0.0.9-old"), "{err}");
@@ -713,48 +717,29 @@ fn upgrade_moves_to_this_checkout_and_rollback_returns_with_the_data_of_before()
     let (ok, out, err) = p.xtask(&["upgrade", "--dry-run"]);
     assert!(ok && out.contains("back up the database"), "{out}\n{err}");
     assert_eq!(versions(&p), ["0.0.9"; 3], "--dry-run changed something");
-    let (ok, out, err) = p.xtask(&["upgrade", "--yes"]);
-    assert!(ok, "upgrade failed:\n{err}");
-    assert!(out.contains("upgraded project"), "{out}");
-    assert_eq!(versions(&p), [version; 3]);
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
-    assert_eq!(names(), ["before"]);
-    let (ok, out, _) = p.xtask(&["upgrade", "--yes"]);
-    assert!(ok && out.contains("nothing to upgrade"), "{out}");
 
-    // Rollback: the old images again, and the data as it was before the upgrade.
-    create("after");
-    let (ok, out, _) = p.xtask(&["rollback", "--dry-run"]);
-    assert!(ok && out.contains("data written since is lost"), "{out}");
-    let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
-    assert!(ok, "rollback failed:\n{err}");
-    assert_eq!(versions(&p), ["0.0.9"; 3]);
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
-    assert_eq!(names(), ["before"]);
-    let (ok, _, err) = p.xtask(&["rollback", "--yes"]);
-    assert!(!ok && err.contains("no upgrade to roll back"), "{err}");
-    // The rollback pinned .env to the kept images: `start` stays on them.
-    let pinned = |p: &Project| p.env_file().lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade");
-    assert!(pinned(&p), "{}", p.env_file());
-    let (ok, _, err) = p.xtask(&["start", "--timeout", "300"]);
-    assert!(ok, "start with the kept images failed:\n{err}");
-    assert_eq!(versions(&p), ["0.0.9"; 3], "start after a rollback upgraded again");
-
-    // An upgrade that does not become healthy in time rolls back by itself, pinned again.
+    // An upgrade that does not become healthy in time rolls back by itself: the old images,
+    // the data of before, and `.env` pinned to them (the bundle test covers `rollback`).
     // (The app's first healthcheck runs 10 s after it starts: 2 s is never enough.)
     let (ok, _, err) = p.xtask(&["upgrade", "--yes", "--timeout", "2"]);
     assert!(!ok && err.contains("rolled back to 0ld000000000"), "{err}");
     assert_eq!(versions(&p), ["0.0.9"; 3]);
     assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     assert_eq!(names(), ["before"]);
+    let pinned = |p: &Project| p.env_file().lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade");
     assert!(pinned(&p), "{}", p.env_file());
 
-    // Upgrading again moves on, and takes the pin away.
+    // Upgrading again moves to this checkout, and takes the pin away.
     let (ok, out, err) = p.xtask(&["upgrade", "--yes"]);
     assert!(ok && out.contains("upgraded project"), "{out}\n{err}");
     assert_eq!(versions(&p), [version; 3]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
     assert!(!p.env_file().lines().any(|l| l.starts_with("WEKNORA_VERSION=")), "{}", p.env_file());
     assert_eq!(names(), ["before"]);
+    let (ok, out, _) = p.xtask(&["upgrade", "--yes"]);
+    assert!(ok && out.contains("nothing to upgrade"), "{out}");
+    let (ok, out, _) = p.xtask(&["rollback", "--dry-run"]);
+    assert!(ok && out.contains("data written since is lost"), "{out}");
 
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
     assert!(ok, "{err}");
@@ -882,8 +867,15 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert_eq!(image_of(&name, "app"), archive_id(&b_manifest, "app"));
     assert_eq!(probe_table(&name), "bundle_upgrade_probe", "B's migration did not run");
     assert_keyword_search_finds(&front, &key, &kb_id);
+    let (status, after) = curl(
+        &front,
+        &key,
+        &["-X", "POST", "-H", "content-type: application/json", "-d", r#"{"name":"after-upgrade"}"#],
+        "/api/v1/knowledge-bases",
+    );
+    assert_eq!(status, 201, "{after}");
 
-    // Rollback: A's files, A's images, the data of before, pinned there.
+    // Rollback: A's files, A's images, the data of before (not what came after), pinned.
     let (ok, _, err) = weknora(&dir, &env, &["rollback", "--yes"]);
     assert!(ok, "rollback failed:\n{err}");
     let back: Value = serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
@@ -891,6 +883,8 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert_eq!(image_of(&name, "app"), archive_id(&manifest, "app"));
     assert_eq!(probe_table(&name), "", "the schema of before was not restored");
     assert_keyword_search_finds(&front, &key, &kb_id);
+    let (_, list) = curl(&front, &key, &[], "/api/v1/knowledge-bases");
+    assert!(!list.to_string().contains("after-upgrade"), "data written after the upgrade survived: {list}");
     let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
     assert!(env_file.lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade"), "{env_file}");
     let (ok, _, err) = weknora(&dir, &env, &["start", "--timeout", "300"]);
