@@ -929,17 +929,16 @@ impl Drop for ProbeMigration {
     }
 }
 
+/// The running container of a service of a compose project.
+fn container_of(project: &str, service: &str) -> String {
+    let project = format!("label=com.docker.compose.project={project}");
+    let service = format!("label=com.docker.compose.service={service}");
+    docker(&["ps", "-q", "--filter", &project, "--filter", &service])
+}
+
 /// The image ID a service of a compose project runs.
 fn image_of(project: &str, service: &str) -> String {
-    let id = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-        "--filter",
-        &format!("label=com.docker.compose.service={service}"),
-    ]);
-    docker(&["inspect", "-f", "{{.Image}}", &id])
+    docker(&["inspect", "-f", "{{.Image}}", &container_of(project, service)])
 }
 
 /// The image ID a bundle's manifest gives a service's archive.
@@ -951,14 +950,7 @@ fn archive_id(manifest: &Value, service: &str) -> String {
 
 /// `bundle_upgrade_probe` when the probe migration's table exists, else empty.
 fn probe_table(project: &str) -> String {
-    let id = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-        "--filter",
-        "label=com.docker.compose.service=postgres",
-    ]);
+    let id = container_of(project, "postgres");
     let sql = "SELECT coalesce(to_regclass('bundle_upgrade_probe')::text, '')";
     docker(&["exec", &id, "sh", "-c", &format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"{sql}\"")])
 }
