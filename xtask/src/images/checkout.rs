@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 use bollard::Docker;
 use futures_util::future::BoxFuture;
+use weknora_operator::containers::image_revision;
 use weknora_operator::dotenv::Vars;
 use weknora_operator::{Images, Release};
 
@@ -18,12 +19,6 @@ fn meta() -> Result<BuildMeta> {
 
 fn version() -> Result<String> {
     Ok(Workspace::read()?.version)
-}
-
-/// The commit an image was built from (its `revision` label); None when Docker lacks it.
-async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
-    let labels = docker.inspect_image(image).await.ok()?.config?.labels?;
-    labels.get("org.opencontainers.image.revision").cloned()
 }
 
 impl Images for CheckoutImages {
