@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use axum::http::StatusCode;
 use opendal::Operator;
 
 use crate::config::Storage;
+use crate::error::ApiError;
 
 /// How long the start-up check may wait for the bucket to answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -62,6 +64,30 @@ pub async fn open(config: &Storage) -> Result<Operator> {
         config.kind,
         m.bucket_name
     ))
+}
+
+/// What an upload is answered when its file could not be stored: 507 when the storage is
+/// full (the operator must free or add space), 503 otherwise.
+pub fn write_error(e: &opendal::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        {
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the file storage is full: nothing was stored; free space on the app's data volume \
+                 (or enlarge it) and upload again",
+            );
+        }
+        source = s.source();
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "the file could not be stored: nothing was kept; see GET /ready and the app's log",
+    )
 }
 
 #[cfg(test)]

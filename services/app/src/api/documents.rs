@@ -91,11 +91,15 @@ async fn ingest(
         content.as_ref().map(|b| Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect());
     let file_type = if source_type == "url" { String::new() } else { file_type(file_name) };
     let size = content.as_ref().map_or(0, |b| b.len() as i64);
-    if let (Some(key), Some(bytes)) = (&key, content) {
-        state.storage.write(key, bytes).await.map_err(|e| {
-            tracing::error!(error = %e, key, "storage write failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the file could not be stored")
-        })?;
+    if let (Some(key), Some(bytes)) = (&key, content)
+        && let Err(e) = state.storage.write(key, bytes).await
+    {
+        tracing::error!(error = %e, key, "storage write failed");
+        // A failed write can leave part of the file behind: nothing half-written stays.
+        if let Err(e) = state.storage.delete(key).await {
+            tracing::warn!(error = %e, key, "removing a partly written file failed");
+        }
+        return Err(crate::storage::write_error(&e));
     }
     let doc = NewDocument {
         id,

@@ -104,8 +104,20 @@ pub async fn list(
 
 /// Deletes the document with its chunks and jobs (cascade).
 pub async fn delete(db: &Db, tenant: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM knowledge WHERE id = $1 AND tenant_id = $2").bind(id).bind(tenant).execute(db).await?;
-    Ok(())
+    let mut tx = db.begin().await?;
+    // The document's jobs first, as a worker finishing one locks them (its job, then the
+    // document): in the other order, a delete during an ingest deadlocks with it.
+    sqlx::query("SELECT 1 FROM ingest_jobs WHERE knowledge_id = $1 AND tenant_id = $2 FOR UPDATE")
+        .bind(id)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM knowledge WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// Queues a new parse of the document unless one is queued or running (then false).

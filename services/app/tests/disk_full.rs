@@ -1,0 +1,92 @@
+//! A full file storage: the upload is refused with 507 and a message that names the fix,
+//! nothing half-written stays behind (no file, no document), and once space is freed the
+//! same upload succeeds with no manual step. The storage folder is a real filesystem that
+//! fills up: a 1 MiB tmpfs.
+
+use std::path::Path;
+use std::process::Command;
+
+use weknora_testkit::{Pg, Redis, free_port};
+
+mod support;
+use support::*;
+
+/// A tmpfs of `size` mounted on `dir` for as long as it lives.
+struct Tmpfs<'a>(&'a Path);
+
+impl<'a> Tmpfs<'a> {
+    fn mount(dir: &'a Path, size: &str) -> Tmpfs<'a> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("running mount");
+        assert!(out.status.success(), "mounting a tmpfs needs root: {}", String::from_utf8_lossy(&out.stderr));
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            found.extend(files_under(&entry.path()));
+        } else {
+            found.push((entry.path().display().to_string(), meta.len()));
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "mounts a tmpfs, which needs root: run by `cargo xtask ci`"]
+fn a_full_storage_refuses_the_upload_cleanly_and_recovers_when_space_is_freed() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let files = tempfile::tempdir().unwrap();
+    let _tmpfs = Tmpfs::mount(files.path(), "1m");
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    env.push(("WEKNORA__STORAGE__LOCAL_PATH".into(), files.path().display().to_string()));
+    let (_app, port) = start_app(&env);
+    let base = create_kb(port, "full");
+
+    // 600 KiB of text fits once in 1 MiB, not twice.
+    let text = |n: u8| -> Vec<u8> { format!("document {n}\n").repeat(600 * 1024 / 11).into_bytes() };
+    let (status, _, first) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "first.txt", &text(1));
+    assert_eq!(status, 201, "{first}");
+    let first_id = first["data"]["id"].as_str().unwrap().to_string();
+    let stored = files_under(files.path());
+    assert_eq!(stored.len(), 1, "{stored:?}");
+
+    let (status, headers, full) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "second.txt", &text(2));
+    assert_eq!(status, 507, "{full}");
+    assert!(headers.to_lowercase().contains("application/json"), "{headers}");
+    assert_eq!(full["success"], false);
+    assert_eq!(full["error"]["code"], "storage_full", "{full}");
+    let message = full["error"]["message"].as_str().unwrap();
+    assert!(message.contains("full") && message.contains("free space"), "{message}");
+    // Nothing half-written: the one file of before, whole, and no second document.
+    assert_eq!(files_under(files.path()), stored, "a partly written file was left behind");
+    let (_, _, list) = get(port, &format!("{base}/knowledge"), &[("X-API-Key", ADMIN_KEY)]);
+    let names: Vec<&str> =
+        list["data"].as_array().unwrap().iter().map(|d| d["file_name"].as_str().unwrap_or("")).collect();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    assert!(!list.to_string().contains("second.txt"), "{names:?}");
+
+    // Space freed: the same upload now succeeds.
+    let (status, _, deleted) =
+        support::call(port, "DELETE", &format!("/api/v1/knowledge/{first_id}"), &[("X-API-Key", ADMIN_KEY)], None);
+    assert_eq!(status, 200, "{deleted}");
+    let (status, _, again) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "second.txt", &text(2));
+    assert_eq!(status, 201, "{again}");
+}
