@@ -227,9 +227,17 @@ async fn read_request(state: &AppState, job: &Job, src: &Source) -> Result<ReadR
     Ok(request)
 }
 
-/// Jobs a previous run left unfinished are picked up by the claim query once their lease
-/// has expired; this only reports how many there are at start.
+/// Jobs a previous run of this instance left running are queued again at once (see
+/// `jobs::release_own`); other unfinished jobs are picked up by the claim query once their
+/// lease has expired. Reports how many there are at start.
 pub async fn report_unfinished(state: &AppState) {
+    match jobs::release_own(&state.db, &state.instance).await {
+        Ok(n) if n > 0 => {
+            tracing::warn!(jobs = n, "ingest: jobs this app was running when it stopped are queued again")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "ingest: could not queue again the jobs of this app's previous run"),
+    }
     if let Ok(n) = jobs::unfinished(&state.db).await
         && n > 0
     {

@@ -50,8 +50,9 @@ fn ready_names_what_is_down_while_health_stays_up() {
     let (_app, port) = start_app(&env);
     let (status, _, body) = get(port, "/ready", &[]);
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body["message"], "not ready: redis, docreader down", "{body}");
+    assert_eq!(body["message"], "not ready: docreader down", "{body}");
     assert_eq!(body["checks"]["database"]["ok"], true);
+    assert_eq!(body["checks"]["redis"]["ok"], false, "{body}");
     let (status, _, _) = get(port, "/health", &[]);
     assert_eq!(status, 200);
 

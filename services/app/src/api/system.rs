@@ -74,9 +74,10 @@ struct Readiness {
     checks: Checks,
 }
 
-/// Readiness: the database, redis and docreader all answer; 503 names what is down. The
-/// embedding model being down only degrades the app (200, `degraded`): search answers by
-/// keyword and embedding jobs wait for it.
+/// Readiness: the database and docreader answer; 503 names what is down. Redis or the
+/// embedding model being down only degrades the app (200, `degraded`, naming them): without
+/// Redis answers are not cached; without the model search answers by keyword and embedding
+/// jobs wait for it.
 async fn ready(State(state): State<SharedState>) -> Response {
     let embedder = async {
         match &state.embedder {
@@ -90,21 +91,27 @@ async fn ready(State(state): State<SharedState>) -> Response {
         state.docreader.check(CHECK_TIMEOUT),
         embedder
     );
-    let down: Vec<&str> = [("database", &database), ("redis", &redis), ("docreader", &docreader)]
+    let down: Vec<&str> = [("database", &database), ("docreader", &docreader)]
         .iter()
         .filter(|(_, r)| r.is_err())
         .map(|(name, _)| *name)
         .collect();
+    let mut degraded = Vec::new();
+    if redis.is_err() {
+        degraded.push("redis is down (answers are not cached)");
+    }
+    if embedder.as_ref().is_some_and(Result::is_err) {
+        degraded.push("the embedding model is down (search answers by keyword only)");
+    }
     let check = |r: Result<(), String>| Check { ok: r.is_ok(), error: r.err() };
-    let embedder_down = embedder.as_ref().is_some_and(Result::is_err);
     let checks = Checks {
         database: check(database),
         redis: check(redis),
         docreader: check(docreader),
         embedder: embedder.map(check),
     };
-    if down.is_empty() && embedder_down {
-        let message = Some("degraded: the embedding model is down (search answers by keyword only)".to_string());
+    if down.is_empty() && !degraded.is_empty() {
+        let message = Some(format!("degraded: {}", degraded.join("; ")));
         (StatusCode::OK, Json(Readiness { status: "degraded", message, checks })).into_response()
     } else if down.is_empty() {
         (StatusCode::OK, Json(Readiness { status: "ready", message: None, checks })).into_response()

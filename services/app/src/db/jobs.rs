@@ -283,6 +283,20 @@ pub async fn fail(db: &Db, job: &Job, owner: &str, reason: &str) -> Result<bool,
 }
 
 /// Jobs queued or running (a previous run's included).
+/// Queues again, due now, the jobs a previous run of this instance left running (it was
+/// killed): a restarted container keeps its name, so they need not wait for their lease to
+/// end. The attempt they used counts, so a document that crashes the app ends failed.
+pub async fn release_own(db: &Db, instance: &str) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query(
+        "UPDATE ingest_jobs SET state = 'queued', next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL \
+         WHERE state = 'running' AND starts_with(lease_owner, $1 || '-')",
+    )
+    .bind(instance)
+    .execute(db)
+    .await?;
+    Ok(released.rows_affected())
+}
+
 pub async fn unfinished(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM ingest_jobs WHERE state IN ('queued', 'running')").fetch_one(db).await
 }
