@@ -5,7 +5,8 @@
 //! through the frontend as a stream, from the passages alone and then by a tenant's model (a
 //! stand-in on the host) whose pieces nginx passes on as they come; `restart app` keeps the
 //! data; backups hold no secret, the model's API key included; `stop --volumes --yes` leaves
-//! nothing of the project behind. Then the development compose file starts too (app-dev compiles the
+//! nothing of the project behind; in between, an ingest of 200 documents survives each
+//! service crashing in turn (faults/). Then the development compose file starts too (app-dev compiles the
 //! mounted source in its container, and an edit of it is served without a restart), and
 //! `pull` fetches the third-party images the stack names from a registry on loopback, and
 //! `upgrade` moves a stack of "older" images to this checkout, `rollback` brings back the
@@ -14,6 +15,7 @@
 //! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it.
 
 mod browser;
+mod faults;
 mod support;
 
 use std::path::Path;
@@ -277,6 +279,34 @@ fn assert_all_healthy(p: &Project, expected: &[&str]) {
     }
 }
 
+/// What each running container runs as and with (docs/operations.md, "Security"): ours as
+/// an unprivileged user on a read-only root with no capabilities; every service without
+/// privilege gain and with memory and CPU limits; the app's API on loopback only.
+fn assert_least_privilege(project: &str) {
+    for service in ["app", "docreader", "embedder", "frontend", "postgres", "redis"] {
+        let id = container_of(project, service);
+        let c: Value = serde_json::from_str(&docker(&["inspect", &id])).unwrap();
+        let (host, config) = (&c[0]["HostConfig"], &c[0]["Config"]);
+        let ours = !["postgres", "redis"].contains(&service);
+        assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{service}: {host}");
+        assert_eq!(host["SecurityOpt"], serde_json::json!(["no-new-privileges:true"]), "{service}: {host}");
+        assert!(host["Memory"].as_i64().unwrap() > 0 && host["NanoCpus"].as_i64().unwrap() > 0, "{service}: {host}");
+        if ours {
+            assert_eq!(host["ReadonlyRootfs"], true, "{service}");
+            assert_eq!(host["CapAdd"], Value::Null, "{service}");
+            let user = config["User"].as_str().unwrap();
+            assert!(
+                !user.is_empty() && !user.starts_with("0") && !user.starts_with("root"),
+                "{service} runs as {user:?}"
+            );
+        }
+    }
+    let app = container_of(project, "app");
+    let bindings: Value =
+        serde_json::from_str(&docker(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", &app])).unwrap();
+    assert_eq!(bindings["8080/tcp"][0]["HostIp"], "127.0.0.1", "the API is published beyond this host: {bindings}");
+}
+
 /// The secrets `start` generates into `.env`.
 const SECRETS: [&str; 4] = ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "MODELS_ENCRYPTION_KEY"];
 
@@ -304,6 +334,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
     }
     assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
+    assert_least_privilege(&p.name);
     // `check` on the running stack: its own containers hold the ports, and that is fine.
     let (ok, out, err) = p.xtask(&["check", "--json"]);
     assert!(ok, "check failed on a healthy stack:\n{out}\n{err}");
@@ -494,6 +525,9 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!((200..300).contains(&status), "reparse: {status}");
     wait_completed(&front, &key, &doc_id);
 
+    // The same stack through crashes of each service under an ingest of 200 documents.
+    faults::ingest_survives_each_service_crashing_in_turn(&p.name, &front, p.get("APP_PORT"), &key);
+
     // Logs name the service; a wrong service name is an error naming the choices.
     let (ok, out, err) = p.xtask(&["logs", "app", "--tail", "5"]);
     assert!(ok && !(out.clone() + &err).trim().is_empty(), "{err}");
@@ -660,8 +694,7 @@ fn copy_checkout(to: &Path) {
 fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_before() {
     let _serial = one_at_a_time();
     let mut p = Project::new("upg", &[]);
-    let (ok, _, err) = xtask(&["build-images"], &[]);
-    assert!(ok, "build-images failed:\n{err}");
+    ensure_images_of_this_commit();
     let version = env!("CARGO_PKG_VERSION"); // xtask shares the workspace version
     // "Before": this checkout's images under another version and revision, as a release
     // built elsewhere would be, run with WEKNORA_VERSION pinned to them.
@@ -747,6 +780,31 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
         for tag in [old, "pre-upgrade"] {
             let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:{tag}")]).output();
         }
+    }
+}
+
+/// This commit's images, built only when Docker lacks them. (The bundle test leaves them,
+/// and `build-images` after it would compile everything again: its bundle B was built from
+/// a changed tree.)
+fn ensure_images_of_this_commit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(root).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (head, clean) = (git(&["rev-parse", "HEAD"]), git(&["status", "--porcelain"]).is_empty());
+    let version = env!("CARGO_PKG_VERSION");
+    let revision = |service: &str| {
+        let label = "{{index .Config.Labels \"org.opencontainers.image.revision\"}}";
+        let out = Command::new("docker")
+            .args(["image", "inspect", "-f", label, &format!("weknora/{service}:{version}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    if !(clean && ["app", "docreader", "frontend"].iter().all(|s| revision(s) == head)) {
+        let (ok, _, err) = xtask(&["build-images"], &[]);
+        assert!(ok, "build-images failed:\n{err}");
     }
 }
 

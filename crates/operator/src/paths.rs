@@ -48,6 +48,11 @@ pub fn docreader_bench() -> PathBuf {
     project_root().join("services/docreader/bench")
 }
 
+/// The Python tools the tests run (compose-lint), pinned.
+pub fn dev_python_requirements() -> PathBuf {
+    project_root().join("xtask/requirements.txt")
+}
+
 /// The app's configuration file (shipped in its image, and in a bundle).
 pub fn app_config() -> PathBuf {
     project_root().join("config/config.yaml")

@@ -462,8 +462,17 @@ fn dev_tools(f: &Facts) -> Check {
             "the Python reference parsers of `cargo xtask bench` (services/docreader/bench/requirements.txt)".into(),
         );
     }
+    if !super::fix::compose_lint_ok(f) {
+        missing.push(format!("compose-lint {} (lints the compose files)", super::COMPOSE_LINT_VERSION));
+    }
     if missing.is_empty() {
-        check(id, name, Status::Ok, format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers"), None)
+        check(
+            id,
+            name,
+            Status::Ok,
+            format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers, compose-lint"),
+            None,
+        )
     } else {
         check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX_DEV))
     }
@@ -517,6 +526,7 @@ pub mod tests {
             nix: true,
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
+            compose_lint: Some(format!("compose-lint {}", super::super::COMPOSE_LINT_VERSION)),
             embedding: EmbeddingFact::default(),
             chat: ChatFact::default(),
         }

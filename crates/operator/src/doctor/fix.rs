@@ -129,7 +129,7 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     let daemon_down = f.daemon.is_err() && f.local_daemon;
     want(!f.dockerd_installed && f.local_daemon, "docker.io");
     let needs_v2 = f.compose.as_ref().is_none_or(|c| c.major() < 2);
-    want((needs_v2 || (dev && !f.bench_python)) && !f.pip, "python3-pip");
+    want((needs_v2 || (dev && (!f.bench_python || !compose_lint_ok(f)))) && !f.pip, "python3-pip");
     if dev {
         // The standalone compose v1, for the test that runs the stack with it.
         want(!f.compose_v1, "docker-compose");
@@ -180,7 +180,16 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
         let requirements = crate::paths::docreader_bench().join("requirements.txt");
         steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
     }
+    if !compose_lint_ok(f) {
+        let requirements = crate::paths::dev_python_requirements();
+        steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
+    }
     steps
+}
+
+/// Whether the pinned compose-lint is installed.
+pub fn compose_lint_ok(f: &Facts) -> bool {
+    f.compose_lint.as_deref() == Some(&format!("compose-lint {}", super::COMPOSE_LINT_VERSION))
 }
 
 /// Whether this process may install packages itself.

@@ -19,6 +19,10 @@ use fix::Step;
 pub const PYTHON_MODULES: &str =
     "pypdf, docx, openpyxl, xlrd, xlwt, odf, pptx, fpdf, ebooklib, bs4, lxml, charset_normalizer, PIL";
 
+/// compose-lint, the security linter the tests run over both compose files
+/// (xtask/requirements.txt pins the same version; `doctor --fix --dev` installs it).
+pub const COMPOSE_LINT_VERSION: &str = "0.36.2";
+
 #[derive(clap::Args)]
 pub struct Doctor {
     /// Install and start what is missing (as root on Debian/Ubuntu; elsewhere print the commands).

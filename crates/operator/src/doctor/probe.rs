@@ -132,6 +132,8 @@ pub struct Facts {
     pub sqlx_cli: Option<String>,
     /// The Python writer and reference parsers the docreader fixtures and benchmark use.
     pub bench_python: bool,
+    /// `compose-lint --version` through python3, if it is installed.
+    pub compose_lint: Option<String>,
     pub embedding: EmbeddingFact,
     pub chat: ChatFact,
 }
@@ -197,6 +199,7 @@ pub async fn gather(dev: bool) -> Facts {
         nix: on_path("nix-instantiate"),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", super::PYTHON_MODULES)]).is_some(),
+        compose_lint: stdout_of("python3", &["-m", "compose_lint", "--version"]),
         embedding: embedding_fact(&Vars::load()),
         chat: chat_fact(&Vars::load()),
     }
