@@ -3,6 +3,7 @@
 //! queries and bodies) so that no handler maps errors by hand.
 
 use axum::Json;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -50,10 +51,23 @@ impl ApiError {
     }
 }
 
+/// PostgreSQL's `character_not_in_repertoire`: text it cannot hold, which from a Rust
+/// string can only be a NUL character.
+const NUL_IN_TEXT: &str = "22021";
+
 /// An unexpected database failure: logged in full, answered with a short message (the
-/// request id in the response headers finds the log line).
+/// request id in the response headers finds the log line). Text the database cannot hold
+/// is the request's fault: 400.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
+        if e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == NUL_IN_TEXT) {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                "the request has text with a NUL character (\\u0000), which cannot be stored or searched: \
+                 remove it and send again",
+            );
+        }
         tracing::error!(error = %e, "database error");
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ApiError::new(
@@ -104,6 +118,17 @@ impl From<QueryRejection> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
         ApiError::new(rejection.status(), "invalid_argument", format!("request body: {}", rejection.body_text()))
+    }
+}
+
+/// A body that is not multipart/form-data (or has no boundary) where a file is expected.
+impl From<MultipartRejection> for ApiError {
+    fn from(rejection: MultipartRejection) -> ApiError {
+        ApiError::new(
+            rejection.status(),
+            "invalid_argument",
+            "request body: not multipart/form-data with a boundary; send the file as the multipart field `file`",
+        )
     }
 }
 

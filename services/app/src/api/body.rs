@@ -61,8 +61,9 @@ impl PageQuery {
         self.page_size.unwrap_or(20).clamp(1, 200)
     }
 
+    /// Saturates: a page far past the end (up to `i64::MAX`) is an empty page, not an overflow.
     pub fn offset(&self) -> i64 {
-        (self.number() - 1) * self.size()
+        (self.number() - 1).saturating_mul(self.size())
     }
 }
 
@@ -114,5 +115,7 @@ mod tests {
         );
         assert_eq!(q.offset(), 200);
         assert_eq!(PageQuery::default().offset(), 0);
+        let far = PageQuery { page: Some(i64::MAX), page_size: Some(i64::MAX) };
+        assert_eq!(far.offset(), i64::MAX);
     }
 }

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, Page, PageQuery};
-use super::extract::{Caller, Json, Path, Query};
+use super::extract::{Caller, Json, Multipart, Path, Query};
 use super::knowledge_bases::own_knowledge_base;
 use crate::db;
 use crate::db::chunks::Chunk;
@@ -63,14 +63,38 @@ fn file_type(file_name: &str) -> String {
     }
 }
 
-/// A storage key that keeps the file's name readable but cannot escape its folder.
+/// The longest stored name, in bytes: file systems take 255, and room is left.
+const MAX_STORED_NAME: usize = 200;
+
+/// A storage key that keeps the file's name readable but cannot escape its folder, and
+/// fits a file system's limit (a long name keeps its start and its extension).
 fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
     let safe: String = base_name(file_name)
         .chars()
         .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
         .collect();
     let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
-    format!("{tenant}/{kb}/{knowledge}/{safe}")
+    format!("{tenant}/{kb}/{knowledge}/{}", shortened(&safe))
+}
+
+/// `name` cut to `MAX_STORED_NAME` bytes on a character boundary, keeping its extension.
+fn shortened(name: &str) -> String {
+    if name.len() <= MAX_STORED_NAME {
+        return name.to_string();
+    }
+    let extension = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 16 => format!(".{ext}"),
+        _ => String::new(),
+    };
+    let room = MAX_STORED_NAME - extension.len();
+    let mut stem: String = String::new();
+    for c in name[..name.len() - extension.len()].chars() {
+        if stem.len() + c.len_utf8() > room {
+            break;
+        }
+        stem.push(c);
+    }
+    stem + &extension
 }
 
 /// Stores the bytes, then records the document and its job together; if recording fails
@@ -132,7 +156,7 @@ async fn upload_file(
     caller: Caller,
     Path(kb): Path<Uuid>,
     headers: HeaderMap,
-    mut form: Multipart,
+    Multipart(mut form): Multipart,
 ) -> Result<Envelope<Knowledge>, ApiError> {
     own_knowledge_base(&state, &caller, kb).await?;
     let limit_mb = state.config.server.max_file_size_mb;
@@ -145,13 +169,21 @@ async fn upload_file(
     }
     let bad = |m: &str| ApiError::bad_request("file", m);
     let multipart = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(limit_mb) } else { bad(&e.body_text()) }
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(limit_mb)
+        } else {
+            bad(&format!(
+                "the multipart body does not parse ({}): send the file as the multipart/form-data field `file`, \
+                 its name without control characters",
+                e.body_text()
+            ))
+        }
     };
     while let Some(mut field) = form.next_field().await.map_err(multipart)? {
         if field.name() != Some("file") {
             continue;
         }
-        let name = field.file_name().unwrap_or("upload").to_string();
+        let name = field.file_name().filter(|n| !n.trim().is_empty()).unwrap_or("upload").to_string();
         let mut data = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart)? {
             if data.len() + chunk.len() > limit {
@@ -303,5 +335,8 @@ mod tests {
         assert_eq!(object_key(id, id, id, "../../../etc/passwd").rsplit('/').next(), Some("passwd"));
         assert!(object_key(id, id, id, "..").ends_with("/file"));
         assert!(object_key(id, id, id, "a b?.txt").ends_with("/a_b_.txt"));
+        let long = object_key(id, id, id, &format!("{}.txt", "é".repeat(1000)));
+        let name = long.rsplit('/').next().unwrap();
+        assert!(name.len() <= MAX_STORED_NAME && name.starts_with('é') && name.ends_with(".txt"), "{name}");
     }
 }

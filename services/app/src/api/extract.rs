@@ -1,6 +1,6 @@
-//! What handlers take from a request: the caller (from `X-API-Key`), and path, query and
-//! JSON body extractors whose rejections answer in the JSON error shape, naming the
-//! parameter at fault, instead of axum's plain text.
+//! What handlers take from a request: the caller (from `X-API-Key`), and path, query, JSON
+//! and multipart body extractors whose rejections answer in the JSON error shape, naming
+//! the parameter at fault, instead of axum's plain text.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -14,6 +14,9 @@ use crate::state::SharedState;
 
 /// The header that carries each request's id (set when the client sends none).
 pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The largest JSON body a route takes (uploads have their own limit, MAX_FILE_SIZE_MB).
+pub const JSON_BODY_LIMIT: usize = 2 << 20;
 
 /// The caller, as its API key says.
 #[derive(Debug, Clone)]
@@ -29,9 +32,10 @@ impl FromRequestParts<SharedState> for Caller {
         let key = parts
             .headers
             .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?;
+        // Keys are printable ASCII: anything else is no key of ours.
+        let key = key.to_str().map_err(|_| ApiError::unauthorized("invalid API key"))?;
         let (tenant_id, role) = db::tenants::authenticate(&state.db, key)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
@@ -80,7 +84,29 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Json<T>, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(Json(value))
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body: larger than the {} MB a JSON body may be; send less (files go to \
+                     POST /api/v1/knowledge-bases/{{id}}/knowledge/file)",
+                    JSON_BODY_LIMIT >> 20
+                ),
+            )),
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+}
+
+/// `axum::extract::Multipart`, rejecting with [`ApiError`].
+pub struct Multipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Multipart {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Multipart, ApiError> {
+        Ok(Multipart(axum::extract::Multipart::from_request(request, state).await?))
     }
 }

@@ -15,7 +15,8 @@ mod tenants;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -24,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
+pub use extract::JSON_BODY_LIMIT;
 use extract::REQUEST_ID;
 
 pub fn router(state: SharedState) -> Router {
@@ -38,6 +40,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(chat::routes())
         .merge(models::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Routes that take more (uploads) set their own limit.
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(axum::middleware::from_fn(track))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -49,7 +54,16 @@ pub fn router(state: SharedState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// A route that exists, with a method it does not take; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}: the Allow header lists the methods it takes"),
+    )
 }
 
 /// Counts and times every request by method, route template and status.

@@ -139,11 +139,18 @@ pub fn call(
 
 /// A multipart upload of `bytes` as the field `file`.
 pub fn upload(port: u16, path: &str, key: &str, name: &str, bytes: &[u8]) -> (u16, String, Value) {
+    let (content_type, body) = multipart(name, bytes);
+    send(port, "POST", path, &[("X-API-Key", key)], &content_type, &body)
+}
+
+/// A multipart/form-data body with `bytes` as the field `file` named `name` (written as
+/// given, whatever it holds): its content type and bytes.
+pub fn multipart(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "weknora-test-boundary";
     let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    send(port, "POST", path, &[("X-API-Key", key)], &format!("multipart/form-data; boundary={boundary}"), &body)
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 pub fn send(
@@ -154,25 +161,96 @@ pub fn send(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String, Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    if !body.is_empty() {
-        extra.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
-    }
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").unwrap();
-    // The server may answer (413) before reading the whole body: a failed write is fine.
-    let _ = stream.write_all(body);
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // Bodies may be chunked: take the JSON object between the first { and the last }; a body
-    // that is not JSON (the metrics' text) comes back as a string.
+    let typed = (!body.is_empty()).then_some((content_type, body));
+    let reply = exchange(port, method, path, headers, typed).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let body = String::from_utf8_lossy(&reply.body);
+    // Take the JSON object between the first { and the last }; a body that is not JSON
+    // (the metrics' text, server-sent events) comes back as a string.
     let json = match (body.find('{'), body.rfind('}')) {
-        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or_else(|_| Value::String(body.into())),
-        _ => Value::String(body.into()),
+        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or_else(|_| Value::String(body.to_string())),
+        _ => Value::String(body.to_string()),
     };
-    (status, head.to_ascii_lowercase(), json)
+    (reply.status, reply.head, json)
+}
+
+/// A response as it came: status, lower-cased head, and the body (de-chunked).
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A header's value (the head is lower-cased).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim()))
+    }
+}
+
+/// One request over a fresh connection; `body` is (content type, bytes) and is written
+/// while the answer is read, so a server that answers (413, 401) without reading a large
+/// body is heard. Err when no complete answer came (the connection dropped).
+pub fn exchange(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Result<Reply, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    if let Some((content_type, bytes)) = body {
+        head.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()));
+    }
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{head}Connection: close\r\n\r\n").into_bytes();
+    request.extend_from_slice(body.map_or(&[][..], |(_, b)| b));
+    let mut writer = stream.try_clone().unwrap();
+    // A failed write is fine: the server may have answered and closed already.
+    let writing = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            // A reset after the answer (the server closed with the body unread) ends it.
+            Err(_) if response.windows(4).any(|w| w == b"\r\n\r\n") => break,
+            Err(e) => return Err(format!("no answer: {e}")),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = writing.join();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| {
+        format!("no answer (the connection closed after {} bytes: did the handler panic?)", response.len())
+    })?;
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
+    let mut reply = Reply { status, head, body: response[split + 4..].to_vec() };
+    if reply.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        reply.body = dechunk(&reply.body);
+    }
+    Ok(reply)
+}
+
+/// A chunked body's data (as much of it as is complete).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
+        let Some(size) = size.filter(|&n| n > 0) else { break };
+        let start = eol + 2;
+        let end = (start + size).min(raw.len());
+        out.extend_from_slice(&raw[start..end]);
+        raw = raw.get(end + 2..).unwrap_or_default();
+    }
+    out
 }
 
 pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789abcdef";
