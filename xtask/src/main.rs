@@ -31,7 +31,8 @@ enum Command {
     /// Write release bundles: the `weknora` binary, compose files, config, runbook, and with
     /// `--images` every image the stack runs (target/dist/weknora-<version>-linux-<arch>.tar.gz).
     Dist(dist::Dist),
-    /// Measure docreader's parser throughput against Python reference parsers.
+    /// Measure docreader's parser throughput against Python reference parsers; `search`:
+    /// the hybrid search; `load`: the whole stack under load, against its goals.
     Bench(bench::Bench),
     /// Run everything CI runs: fmt, clippy, all tests, the Docker-backed suites.
     Ci(ci::Ci),

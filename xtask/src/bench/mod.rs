@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: docreader's parser throughput (MB/s per format, one core) side by
 //! side with the usual Python parsers on the same generated corpus, and the server's
-//! resident memory when idle; `bench search` (search.rs): the app's hybrid search.
-//! Figures, not assertions: speed is never a test.
+//! resident memory when idle; `bench search` (search.rs): the app's hybrid search;
+//! `bench load` (load.rs): the whole stack under concurrent searches, chats and ingest,
+//! against its goals. Figures, not assertions: speed is never a test.
 
+mod load;
 mod search;
 
 use std::net::TcpListener;
@@ -90,12 +92,19 @@ enum What {
     /// corpus sizes of your choice, and the ingest's embedding throughput beside the
     /// embedder's own.
     Search(search::SearchBench),
+    /// The whole stack under load: its own stack started, seeded through the frontend,
+    /// then concurrent searches and chats while documents keep arriving; latency
+    /// percentiles, errors and each service's peak memory against the goals (exit 1 when
+    /// one is missed).
+    Load(load::LoadBench),
 }
 
 impl Bench {
     pub fn run(self) -> Result<ExitCode> {
-        if let Some(What::Search(search)) = self.what {
-            return search.run();
+        match self.what {
+            Some(What::Search(search)) => return search.run(),
+            Some(What::Load(load)) => return load.run(),
+            None => {}
         }
         let sh = Shell::new()?;
         let bench_dir = paths::docreader_bench();
