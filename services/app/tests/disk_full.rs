@@ -3,7 +3,7 @@
 //! same upload succeeds with no manual step. The storage folder is a real filesystem that
 //! fills up: a 1 MiB tmpfs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use weknora_testkit::{Pg, Redis, free_port};
@@ -32,18 +32,9 @@ impl Drop for Tmpfs<'_> {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<(String, u64)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let meta = entry.metadata().unwrap();
-        if meta.is_dir() {
-            found.extend(files_under(&entry.path()));
-        } else {
-            found.push((entry.path().display().to_string(), meta.len()));
-        }
-    }
-    found
+/// The stored files and their sizes.
+fn stored(dir: &Path) -> Vec<(PathBuf, u64)> {
+    files_under(dir).into_iter().map(|f| (f.clone(), f.metadata().unwrap().len())).collect()
 }
 
 #[test]
@@ -65,8 +56,8 @@ fn a_full_storage_refuses_the_upload_cleanly_and_recovers_when_space_is_freed() 
     let (status, _, first) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "first.txt", &text(1));
     assert_eq!(status, 201, "{first}");
     let first_id = first["data"]["id"].as_str().unwrap().to_string();
-    let stored = files_under(files.path());
-    assert_eq!(stored.len(), 1, "{stored:?}");
+    let before = stored(files.path());
+    assert_eq!(before.len(), 1, "{before:?}");
 
     let (status, headers, full) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "second.txt", &text(2));
     assert_eq!(status, 507, "{full}");
@@ -76,7 +67,7 @@ fn a_full_storage_refuses_the_upload_cleanly_and_recovers_when_space_is_freed() 
     let message = full["error"]["message"].as_str().unwrap();
     assert!(message.contains("full") && message.contains("free space"), "{message}");
     // Nothing half-written: the one file of before, whole, and no second document.
-    assert_eq!(files_under(files.path()), stored, "a partly written file was left behind");
+    assert_eq!(stored(files.path()), before, "a partly written file was left behind");
     let (_, _, list) = get(port, &format!("{base}/knowledge"), &[("X-API-Key", ADMIN_KEY)]);
     let names: Vec<&str> =
         list["data"].as_array().unwrap().iter().map(|d| d["file_name"].as_str().unwrap_or("")).collect();

@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -48,22 +48,9 @@ impl Route {
 
 // ---- the route table, read from the source ----
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-    out.sort();
-}
-
 /// Every `.route("PATH", <method router>)` under src/api, one entry per method.
 fn route_table() -> Vec<Route> {
-    let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"), &mut files);
+    let files = rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"));
     let mut routes = BTreeSet::new();
     for file in files {
         let name = file.display().to_string();
@@ -746,19 +733,6 @@ impl Recorder {
     }
 }
 
-/// Every file under `dir` (no symlinks followed), and every symlink.
-fn walk_all(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if entry.file_type().unwrap().is_dir() {
-            walk_all(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 fn listing(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
@@ -990,8 +964,7 @@ fn every_route_withstands_hostile_callers_and_input() {
     assert_eq!(listing(outer.path()), BTreeSet::from(["inner".to_string()]), "written beside the storage folder");
     assert_eq!(listing(&outer.path().join("inner")), BTreeSet::from(["files".to_string()]));
     assert_eq!(Path::new("/abs").exists(), abs_before, "/abs was written");
-    let mut stored = Vec::new();
-    walk_all(&files, &mut stored);
+    let stored = files_under(&files);
     assert!(stored.len() >= 2, "the uploads were not stored: {stored:?}");
     for file in &stored {
         let rel = file.strip_prefix(&files).unwrap();

@@ -308,26 +308,26 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
     assert_eq!(upload(port, &format!("{base}/knowledge/file"), &other_key, "x.md", b"x").0, 404);
 
     // Oversize: 413 naming the limit, and nothing stored.
-    let stored_before = walk(files.path()).len();
+    let stored_before = files_under(files.path()).len();
     let (status, _, body) = upload(port, &format!("{base}/knowledge/file"), ADMIN_KEY, "big.txt", &vec![b'a'; 3 << 20]);
     assert_eq!(status, 413, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("1 MB"), "{body}");
-    assert_eq!(walk(files.path()).len(), stored_before);
+    assert_eq!(files_under(files.path()).len(), stored_before);
 
     // Delete removes the chunks and the stored file.
     let (status, _, _) = call(port, "DELETE", &format!("/api/v1/knowledge/{}", ids[0]), &admin, None);
     assert_eq!(status, 200);
     assert_eq!(get(port, &format!("/api/v1/chunks/{}", ids[0]), &admin).0, 404);
-    assert!(!walk(files.path()).iter().any(|p| p.ends_with("ops.md")), "the stored file is gone");
+    assert!(!files_under(files.path()).iter().any(|p| p.ends_with("ops.md")), "the stored file is gone");
     let hits = search("restore%20drills");
     assert!(!hits["data"].as_array().unwrap().iter().any(|h| h["knowledge_id"] == ids[0].as_str()), "{hits}");
     assert_eq!(search("nightly%20at%20two")["cached"], false, "a change to the knowledge base invalidates its cache");
 
     // Deleting the knowledge base removes its documents' files too.
-    assert!(!walk(files.path()).is_empty());
+    assert!(!files_under(files.path()).is_empty());
     let (status, _, _) = call(port, "DELETE", &base, &admin, None);
     assert_eq!(status, 200);
-    assert_eq!(walk(files.path()), Vec::<PathBuf>::new(), "files of a deleted knowledge base are left");
+    assert_eq!(files_under(files.path()), Vec::<PathBuf>::new(), "files of a deleted knowledge base are left");
 
     // Metrics: route templates as labels (never ids), ingest outcomes, the cache, the queue.
     let (status, _, text) = get(port, "/metrics", &[]);
@@ -344,18 +344,6 @@ fn documents_are_parsed_chunked_searched_and_deleted() {
 }
 
 /// The value of the sample `series` (name and labels exactly as rendered) in a Prometheus text.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
 
 #[test]
 fn with_docreader_down_a_job_retries_then_fails_with_the_reason_and_the_app_stays_up() {
@@ -559,7 +547,7 @@ fn with_minio_storage_uploads_live_in_the_bucket_and_a_wrong_bucket_or_key_stops
     assert_eq!(status, 201, "{body}");
     let id = body["data"]["id"].as_str().unwrap().to_string();
     assert_eq!(wait_parsed(port, ADMIN_KEY, &id)["parse_status"], "completed");
-    let stored: Vec<PathBuf> = walk(&s3.root.path().join("weknora"))
+    let stored: Vec<PathBuf> = files_under(&s3.root.path().join("weknora"))
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "bucket.md"))
         .collect();

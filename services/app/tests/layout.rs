@@ -3,18 +3,9 @@
 //! the HTTP layer depends on it, and no HTTP handler writes SQL of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+mod support;
 
 /// `src/api/mod.rs` -> `api`, `src/db/jobs.rs` -> `db::jobs`, `src/lib.rs` -> `` (the root).
 fn module_of(src: &Path, file: &Path) -> String {
@@ -72,8 +63,7 @@ struct Graph {
 
 fn graph() -> Graph {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
+    let mut files = support::rust_files(&src);
     // main.rs is the binary's own crate root, outside the library's graph.
     files.retain(|f| f.file_name().is_some_and(|n| n != "main.rs"));
     // A file's unit tests (an inline module, where `super` is the file itself) are not part

@@ -13,6 +13,27 @@ use weknora_testkit::{PASSWORD, Pg, USER, free_port};
 
 pub const APP: &str = env!("CARGO_BIN_EXE_weknora-app");
 
+/// Every file under `dir` at any depth (symlinks listed, not followed), sorted; none when
+/// `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `.rs` files under `dir`, sorted.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "rs")).collect()
+}
+
 pub fn config_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/config.yaml")
 }
