@@ -135,6 +135,12 @@ fn upload_and_search(front: &str, key: &str, name: &str) -> (String, String) {
     (kb_id, doc_id)
 }
 
+/// `POST /api/v1/knowledge-search` of `query` in knowledge base `kb_id`: (status, answer).
+fn knowledge_search(front: &str, key: &str, kb_id: &str, query: &str) -> (u16, Value) {
+    let body = serde_json::json!({ "query": query, "knowledge_base_ids": [kb_id] }).to_string();
+    curl(front, key, &["-X", "POST", "-H", "content-type: application/json", "-d", &body], "/api/v1/knowledge-search")
+}
+
 /// A keyword search of knowledge base `kb_id` finds DOC.
 fn assert_keyword_search_finds(front: &str, key: &str, kb_id: &str) {
     let search = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search?query=restore%20drill&top_k=3");
@@ -349,13 +355,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     wait_vectors(&front, &key, &doc_id);
     // Neither question shares a word with the document: only its vectors can match.
     for question in ["How long do we retain duplicates stored elsewhere?", "异地副本保留多久？"] {
-        let body = serde_json::json!({ "query": question, "knowledge_base_ids": [kb_id] }).to_string();
-        let (status, hits) = curl(
-            &front,
-            &key,
-            &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
-            "/api/v1/knowledge-search",
-        );
+        let (status, hits) = knowledge_search(&front, &key, &kb_id, question);
         assert_eq!((status, hits["retrieval"].as_str()), (200, Some("hybrid")), "{hits}");
         assert!(hits["data"][0]["content"].as_str().unwrap().contains("offsite copies"), "{question}: {hits}");
         assert_eq!(hits["data"][0]["match_type"], "vector", "{question}: {hits}");

@@ -8,6 +8,7 @@
 //! are set against three goals (no error, search p99, memory under each limit), and the
 //! command fails when one is missed.
 
+use super::free_port;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -132,10 +133,6 @@ impl Drop for Stack {
             ),
         }
     }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// ADMIN_API_KEY's value in a .env text.

@@ -58,9 +58,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A port on 127.0.0.1 that nothing listens on now.
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Starts the release server, waits until it is SERVING, and reads its resident memory.
 fn idle_rss(server: &Path) -> Result<u64> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = free_port()?;
     let mut child = Command::new(server)
         .env("DOCREADER_GRPC_PORT", port.to_string())
         .env("LOG_LEVEL", "warn")

@@ -6,6 +6,7 @@
 //! chunks (docreader runs too, for the document's parse). Corpus: synthetic chunks (words drawn from a 5,000-word vocabulary) with random
 //! unit vectors, loaded straight into the database; questions are embedded for real.
 
+use super::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -65,10 +66,6 @@ impl Drop for Cleanup {
             let _ = Command::new("docker").args(["rm", "-f", "-v", name]).output();
         }
     }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `docker run -d` on a loopback port pinned to `cpus`; the container's name.

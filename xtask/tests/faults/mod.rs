@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{container_of, curl};
+use super::{container_of, curl, knowledge_search};
 use crate::support::docker;
 
 /// The services killed, in this order, each after a fifth of the documents was uploaded.
@@ -209,13 +209,7 @@ pub fn ingest_survives_each_service_crashing_in_turn(project: &str, front: &str,
     assert!(stuck.is_empty(), "jobs left behind: {stuck:?}");
     // And what was stored is found: a marker word of a document of each batch.
     for i in [0, 47, 95, 140, 189] {
-        let body = serde_json::json!({ "query": format!("faultdoc{i:03}"), "knowledge_base_ids": [kb] }).to_string();
-        let (status, hits) = curl(
-            front,
-            key,
-            &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
-            "/api/v1/knowledge-search",
-        );
+        let (status, hits) = knowledge_search(front, key, &kb, &format!("faultdoc{i:03}"));
         assert_eq!(status, 200, "{hits}");
         assert!(hits["data"][0]["content"].as_str().unwrap_or("").contains(&format!("faultdoc{i:03}")), "{i}: {hits}");
     }
@@ -224,13 +218,7 @@ pub fn ingest_survives_each_service_crashing_in_turn(project: &str, front: &str,
     let redis = container_of(project, "redis");
     docker(&["stop", &redis]);
     let ready = curl(app, key, &[], "/ready");
-    let body = serde_json::json!({ "query": "faultdoc047", "knowledge_base_ids": [kb] }).to_string();
-    let (status, hits) = curl(
-        front,
-        key,
-        &["-X", "POST", "-H", "content-type: application/json", "-d", &body],
-        "/api/v1/knowledge-search",
-    );
+    let (status, hits) = knowledge_search(front, key, &kb, "faultdoc047");
     docker(&["start", &redis]);
     assert_eq!(status, 200, "search without Redis: {hits}");
     assert!(hits["data"][0]["content"].as_str().unwrap_or("").contains("faultdoc047"), "{hits}");
