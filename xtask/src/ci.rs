@@ -94,13 +94,19 @@ fn run_cargo(args: &[String]) -> Result<(bool, Tally)> {
     let mut child = Command::new(cargo).args(args).stdout(Stdio::piped()).spawn()?;
     let mut tally = Tally::default();
     let stdout = std::io::stdout();
+    let started = Instant::now();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
         if let Some(t) = parse_test_result(&line) {
             tally.passed += t.passed;
             tally.failed += t.failed;
         }
-        writeln!(stdout.lock(), "{line}")?;
+        // When each test ended, counted from the step's start: where CI's time goes.
+        if line.starts_with("test ") && line.contains(" ... ") {
+            writeln!(stdout.lock(), "{line}  [{}s]", started.elapsed().as_secs())?;
+        } else {
+            writeln!(stdout.lock(), "{line}")?;
+        }
     }
     Ok((child.wait()?.success(), tally))
 }
