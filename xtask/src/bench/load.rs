@@ -33,6 +33,11 @@ pub struct LoadBench {
     /// Concurrent clients, each one request at a time.
     #[arg(long, default_value_t = 32)]
     clients: usize,
+    /// A client's mean pause between an answer and its next request, in milliseconds
+    /// (exponentially distributed: people read what they got). 0: none, which measures
+    /// the stack's capacity rather than the latency its users see.
+    #[arg(long, default_value_t = 2000)]
+    think_ms: u64,
     /// Documents seeded (and fully indexed) before the load.
     #[arg(long, default_value_t = 60)]
     documents: usize,
@@ -504,6 +509,19 @@ impl Rng {
     fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
         words[self.below(words.len())]
     }
+
+    /// A pause of mean `mean`, exponentially distributed (capped at ten times the mean).
+    fn pause(&mut self, mean: Duration) -> Duration {
+        let uniform = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        mean.mul_f64((-(1.0 - uniform).ln()).min(10.0))
+    }
+}
+
+/// A client's pause before its next request: never past the end of the load.
+fn think(rng: &mut Rng, mean: Duration, until: Instant) {
+    if !mean.is_zero() {
+        std::thread::sleep(rng.pause(mean).min(until.saturating_duration_since(Instant::now())));
+    }
 }
 
 /// Document `n`: a title and six paragraphs of sentences of the vocabulary (about 2.5 kB,
@@ -630,8 +648,10 @@ fn back_off() {
     std::thread::sleep(Duration::from_millis(200));
 }
 
-fn search_client(api: &Api, kb: &str, seed: u64, until: Instant, live: &Live) -> Tally {
+fn search_client(api: &Api, kb: &str, seed: u64, pause: Duration, until: Instant, live: &Live) -> Tally {
     let (words, mut rng, mut tally) = (words(), Rng::new(seed), Tally::default());
+    // Clients start spread over one pause, not all at once.
+    think(&mut rng, pause, until);
     while Instant::now() < until {
         let body = json!({ "query": question(&mut rng, &words), "knowledge_base_ids": [kb] });
         let started = Instant::now();
@@ -650,12 +670,14 @@ fn search_client(api: &Api, kb: &str, seed: u64, until: Instant, live: &Live) ->
                 back_off();
             }
         }
+        think(&mut rng, pause, until);
     }
     tally
 }
 
-fn chat_client(api: &Api, kb: &str, seed: u64, until: Instant, live: &Live) -> Tally {
+fn chat_client(api: &Api, kb: &str, seed: u64, pause: Duration, until: Instant, live: &Live) -> Tally {
     let (words, mut rng, mut tally) = (words(), Rng::new(seed), Tally::default());
+    think(&mut rng, pause, until);
     let mut session = None;
     while Instant::now() < until {
         let Some(id) = &session else {
@@ -694,6 +716,7 @@ fn chat_client(api: &Api, kb: &str, seed: u64, until: Instant, live: &Live) -> T
                 back_off();
             }
         }
+        think(&mut rng, pause, until);
     }
     tally
 }
@@ -921,6 +944,7 @@ struct Report {
     clients: usize,
     search_clients: usize,
     chat_clients: usize,
+    think_ms: u64,
     documents_seeded: usize,
     requests: Requests,
     errors: u64,
@@ -992,11 +1016,13 @@ fn goals(
 
 fn print_table(r: &Report) {
     println!(
-        "load: {} s, {} clients ({} searching, {} chatting) through the frontend, {} documents seeded",
+        "load: {} s, {} clients ({} searching, {} chatting, {} ms mean pause) through the frontend, {} documents \
+         seeded",
         fmt1(r.seconds),
         r.clients,
         r.search_clients,
         r.chat_clients,
+        r.think_ms,
         r.documents_seeded
     );
     let load = r.machine.load_average.map_or("-".into(), fmt1);
@@ -1159,9 +1185,12 @@ impl LoadBench {
     ) -> Result<Report> {
         let chat_clients = self.clients.checked_div(self.chat_share).unwrap_or(0);
         let search_clients = self.clients - chat_clients;
+        let pause = Duration::from_millis(self.think_ms);
         eprintln!(
-            "==> bench load: {} s of load: {search_clients} clients searching, {chat_clients} chatting{}",
+            "==> bench load: {} s of load: {search_clients} clients searching, {chat_clients} chatting, \
+             {} ms between an answer and the next question{}",
             self.seconds,
+            self.think_ms,
             if self.ingest_every > 0.0 { format!(", one upload every {} s", self.ingest_every) } else { String::new() }
         );
         let machine = Machine::now();
@@ -1175,9 +1204,9 @@ impl LoadBench {
             let chats = i < chat_clients;
             clients.push(std::thread::spawn(move || {
                 if chats {
-                    chat_client(&api, &kb, seed, until, &live)
+                    chat_client(&api, &kb, seed, pause, until, &live)
                 } else {
-                    search_client(&api, &kb, seed, until, &live)
+                    search_client(&api, &kb, seed, pause, until, &live)
                 }
             }));
         }
@@ -1234,6 +1263,7 @@ impl LoadBench {
             machine,
             seconds: elapsed,
             clients: self.clients,
+            think_ms: self.think_ms,
             search_clients,
             chat_clients,
             documents_seeded: self.documents,
@@ -1266,6 +1296,17 @@ impl LoadBench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pauses_average_their_mean() {
+        let mut rng = Rng::new(7);
+        let mean = Duration::from_millis(1000);
+        let pauses: Vec<Duration> = (0..20_000).map(|_| rng.pause(mean)).collect();
+        let average = pauses.iter().sum::<Duration>().as_secs_f64() / pauses.len() as f64;
+        assert!((0.95..1.05).contains(&average), "{average}");
+        assert!(pauses.iter().all(|p| *p <= mean * 10));
+        assert_eq!(rng.pause(Duration::ZERO), Duration::ZERO);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
