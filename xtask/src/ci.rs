@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::paths;
+
 #[derive(clap::Args)]
 pub struct Ci {
     /// Leave out the tests that need a Docker engine (`#[ignore]`d in plain `cargo test`).
@@ -49,12 +51,16 @@ impl Ci {
             },
             Step { name: "tests", args: tests, counts_tests: true },
         ];
+        // Long tests note their phases here (weknora_testkit::Phases); printed at the end.
+        let phases = paths::project_root().join("target/ci-phases.log");
+        let _ = std::fs::remove_file(&phases);
         let mut total = Tally::default();
         let mut summary = Vec::new();
         for step in &steps {
             eprintln!("==> ci: {} (cargo {})", step.name, step.args.join(" "));
             let started = Instant::now();
-            let (success, reported) = run_cargo(&step.args).with_context(|| format!("running step {}", step.name))?;
+            let (success, reported) =
+                run_cargo(&step.args, &phases).with_context(|| format!("running step {}", step.name))?;
             let tally = step_tally(step.counts_tests, success, reported);
             total.passed += tally.passed;
             total.failed += tally.failed;
@@ -67,6 +73,9 @@ impl Ci {
                 tally.failed
             ));
         }
+        if let Ok(noted) = std::fs::read_to_string(&phases) {
+            eprintln!("\nwhere the long tests spent their time:\n{}", noted.trim_end());
+        }
         eprintln!("\nci summary:\n{}", summary.join("\n"));
         println!("ci: {} passed, {} failed", total.passed, total.failed);
         Ok(if total.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -78,9 +87,10 @@ fn words(s: &str) -> Vec<String> {
 }
 
 /// Runs cargo with stdout streamed through (and scanned for libtest's result lines).
-fn run_cargo(args: &[String]) -> Result<(bool, Tally)> {
+/// Tests note their phases in `phases` (`weknora_testkit::PHASES_FILE_VAR`).
+fn run_cargo(args: &[String], phases: &std::path::Path) -> Result<(bool, Tally)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(cargo).args(args).stdout(Stdio::piped()).spawn()?;
+    let mut child = Command::new(cargo).args(args).env("WEKNORA_TEST_PHASES", phases).stdout(Stdio::piped()).spawn()?;
     let mut tally = Tally::default();
     let stdout = std::io::stdout();
     let started = Instant::now();

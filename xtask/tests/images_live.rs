@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{docker, xtask};
-use weknora_testkit::Registry;
+use weknora_testkit::{Phases, Registry};
 
 const ADMIN_KEY: &str = "images-test-admin-key-0123456789";
 
@@ -76,6 +76,7 @@ fn ours(built: &[Value]) -> Vec<&Value> {
 #[test]
 #[ignore = "needs a Docker engine, qemu, debootstrap and docker-registry: run by `cargo xtask ci`"]
 fn images_build_run_push_clean_and_rebuild_identically() {
+    let mut phases = Phases::start("images");
     // Build everything: our images for both platforms, the local third-party stand-ins.
     let (ok, out, err) =
         xtask(&["build-images", "--all", "--local-deps", "--platform", "linux/amd64,linux/arm64", "--json"], &[]);
@@ -94,6 +95,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         assert!(built.iter().any(|b| b["image"] == dep), "{dep} missing: {out}");
     }
 
+    phases.done("build both platforms and the stand-ins");
     // Each runs and answers its healthcheck; labels and --version tell the same story.
     for b in ours(&built) {
         let image = b["tags"][0].as_str().unwrap();
@@ -125,11 +127,13 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         assert_healthy(dep, "linux/amd64", &env);
     }
 
+    phases.done("every image healthy");
     // A build that fails mid-stream fails the command with the daemon's message, naming the image.
     let (ok, _, err) = xtask(&["build-images", "--local-deps", "--apt-mirror", "http://127.0.0.1:9/debian"], &[]);
     assert!(!ok, "a build with an unreachable APT mirror succeeded");
     assert!(err.contains("weknora/postgres-local:17") && err.contains("returned a non-zero code"), "{err}");
 
+    phases.done("a failing build");
     // The Dockerfiles, built the plain way, give the same images (up to labels and mtimes).
     let contexts = tempfile::tempdir().unwrap();
     let dir = contexts.path().to_str().unwrap();
@@ -151,6 +155,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         docker(&["rmi", &plain]);
     }
 
+    phases.done("the Dockerfiles built the plain way");
     // Push both platforms; the registry holds one manifest list per tag with both.
     let registry = Registry::start();
     let (ok, _, err) =
@@ -174,6 +179,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         assert_eq!(archs, ["amd64", "arm64"], "{repo}: {list}");
     }
 
+    phases.done("push");
     // --clean: refuses without --yes; --dry-run lists; --yes removes containers and images.
     let (ok, _, err) = xtask(&["build-images", "--clean"], &[]);
     assert!(!ok && err.contains("--yes"), "{err}");
@@ -207,6 +213,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
     assert_eq!(docker(&["ps", "-aq", "--filter", &format!("id={leftover}")]), "");
     assert_ne!(docker(&["images", "-q", "weknora/postgres-local"]), "", "--clean without --local-deps keeps them");
 
+    phases.done("clean");
     // The same commit built again, with every crate of this workspace compiled again from
     // nothing: the same image IDs. (Dependencies are reused: rebuilding them too, from an
     // empty target folder, gives the same IDs as well but costs CI eight minutes; their
@@ -227,4 +234,5 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         let first = built.iter().find(|f| f["image"] == b["image"] && f["platform"] == b["platform"]).unwrap();
         assert_eq!(first["id"], b["id"], "{} is not reproducible", b["image"]);
     }
+    phases.done("rebuild identically");
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{docker, xtask};
-use weknora_testkit::free_port;
+use weknora_testkit::{Phases, free_port};
 
 /// One stack at a time: they share the machine's two cores and the image builds.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -323,11 +323,13 @@ const DOC: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs a
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_up() {
     let _serial = one_at_a_time();
+    let mut phases = Phases::start("e2e");
     let p = Project::new("e2e", &[]);
     let (ok, out, err) = p.xtask(&["start", "--timeout", "600"]);
     assert!(ok, "start failed:\n{err}");
     assert!(out.contains("is up"), "{out}");
 
+    phases.done("start");
     // .env was created with generated secrets, private, and none of them was printed.
     let env_path = p.get("WEKNORA_ENV_FILE").to_string();
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&env_path).unwrap().permissions());
@@ -346,6 +348,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(ok, "check failed on a healthy stack:\n{out}\n{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true, "{out}");
 
+    phases.done("secrets, least privilege, check");
     // A knowledge base and a document, through the frontend's /api proxy.
     let front = p.get("FRONTEND_PORT").to_string();
     let key = p.admin_key();
@@ -367,9 +370,11 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let (ok, _, err) = p.xtask(&["reindex", "--kb", "00000000-0000-0000-0000-000000000000"]);
     assert!(!ok && err.contains("no knowledge base has the id"), "{err}");
 
+    phases.done("upload, semantic search, reindex");
     // The same through the web interface, in a real browser.
     browser::walk_through_the_ui(&front, &key);
 
+    phases.done("browser");
     // Chat without a chat model: the answer is the passages themselves, each cited.
     let json = ["-H", "content-type: application/json"];
     let (status, session) = curl(
@@ -437,6 +442,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         "{request}"
     );
 
+    phases.done("chat");
     // A second start is a quick no-op.
     let (ok, out, err) = p.xtask(&["start"]);
     assert!(ok && out.contains("is up"), "{err}");
@@ -449,6 +455,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert_eq!(k["data"]["parse_status"], "completed", "{k}");
     assert_keyword_search_finds(&front, &key, &kb_id);
 
+    phases.done("second start, restart app");
     // Backup: one private archive with the database and the document, no secret in it.
     let (ok, out, err) = p.xtask(&["backup", "--json"]);
     assert!(ok, "backup failed:\n{err}");
@@ -525,9 +532,11 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!((200..300).contains(&status), "reparse: {status}");
     wait_completed(&front, &key, &doc_id);
 
+    phases.done("backup, verify, restore");
     // The same stack through crashes of each service under an ingest of 200 documents.
     faults::ingest_survives_each_service_crashing_in_turn(&p.name, &front, p.get("APP_PORT"), &key);
 
+    phases.done("faults");
     // Logs name the service; a wrong service name is an error naming the choices.
     let (ok, out, err) = p.xtask(&["logs", "app", "--tail", "5"]);
     assert!(ok && !(out.clone() + &err).trim().is_empty(), "{err}");
@@ -550,12 +559,14 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
     assert!(ok, "{err}");
     assert_eq!(p.leftovers(), "", "containers, networks or volumes of {} are left", p.name);
+    phases.done("logs, a broken start, stop");
 }
 
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_it() {
     let _serial = one_at_a_time();
+    let mut phases = Phases::start("dev");
     // app-dev compiles a copy of this checkout, so the test can edit it.
     let source = tempfile::tempdir().unwrap();
     copy_checkout(source.path());
@@ -565,6 +576,7 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_i
     assert!(ok, "start --dev failed:\n{err}");
     assert!(out.contains("is up"), "{out}");
     assert_all_healthy(&p, &["app-dev", "docreader", "embedder", "frontend", "postgres", "redis"]);
+    phases.done("start --dev (app-dev compiles the app)");
     // The app answers through the frontend under the name `app` (app-dev's alias).
     let (status, _) = curl(p.get("FRONTEND_PORT"), &p.admin_key(), &[], "/api/v1/knowledge-bases");
     assert_eq!(status, 200);
@@ -589,6 +601,7 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_i
         }
         std::thread::sleep(Duration::from_secs(2));
     }
+    phases.done("an edit rebuilt and served");
     let (_, logs, err) = p.xtask(&["logs", "app-dev", "--tail", "400"]);
     assert!((logs + &err).contains("change detected, rebuilding"), "the watcher did not say why it rebuilt");
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
@@ -682,6 +695,7 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
     // Through standalone compose v1 (the other stack tests use the v2 plugin): sites that
     // still have only `docker-compose` start, upgrade and roll back the same way.
     p.env.push(("WEKNORA_COMPOSE".into(), "docker-compose".into()));
+    let mut phases = Phases::start("upgrade");
     ensure_images_of_this_commit();
     let version = env!("CARGO_PKG_VERSION"); // xtask shares the workspace version
     // "Before": this checkout's images under another version and revision, as a release
@@ -695,8 +709,10 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
         support::docker_build(&format!("weknora/{service}:{old}"), &dockerfile);
     }
     p.env.push(("WEKNORA_VERSION".into(), old.into()));
+    phases.done("images");
     let (ok, _, err) = p.xtask(&["start", "--timeout", "600"]);
     assert!(ok, "start of the old version failed:\n{err}");
+    phases.done("start the old version");
     let versions = |p: &Project| -> Vec<String> {
         let (_, out, _) = p.xtask(&["ps", "--json"]);
         let list: Vec<Value> = serde_json::from_str(&out).unwrap();
@@ -749,6 +765,7 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
     assert_eq!(names(), ["before"]);
     let pinned = |p: &Project| p.env_file().lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade");
     assert!(pinned(&p), "{}", p.env_file());
+    phases.done("a failed upgrade rolls back");
 
     // Upgrading again moves to this checkout, and takes the pin away.
     let (ok, out, err) = p.xtask(&["upgrade", "--yes"]);
@@ -761,6 +778,7 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
     assert!(ok && out.contains("nothing to upgrade"), "{out}");
     let (ok, out, _) = p.xtask(&["rollback", "--dry-run"]);
     assert!(ok && out.contains("data written since is lost"), "{out}");
+    phases.done("upgrade");
 
     let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
     assert!(ok, "{err}");
@@ -824,6 +842,7 @@ fn dist(args: &[&str]) -> Vec<Value> {
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     let _serial = one_at_a_time();
+    let mut phases = Phases::start("bundle");
     // The arm64 bundle: made twice, the same bytes; its binary runs (under qemu here).
     let arm = dist(&["--platform", "linux/arm64"]);
     let again = dist(&["--platform", "linux/arm64"]);
@@ -835,6 +854,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     let (ok, out, err) = weknora(&arm_top, &[], &["--version"]);
     assert!(ok && out.starts_with("weknora "), "{out}\n{err}");
 
+    phases.done("the arm64 bundle, twice");
     // This machine's bundle, with its images, unpacked where there is no checkout.
     let bundle = dist(&["--images"]);
     let tarball = bundle[0]["path"].as_str().unwrap().to_string();
@@ -857,6 +877,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert!(!ok && err.contains("images/redis.tar is damaged"), "{err}");
     std::fs::write(&archive, &original).unwrap();
 
+    phases.done("this machine's bundle, verify");
     // Without our images in Docker: start imports them and brings the stack up healthy.
     for service in ["app", "docreader", "frontend"] {
         let _ = Command::new("docker").args(["rmi", "-f", &format!("weknora/{service}:{version}")]).output();
@@ -876,6 +897,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert!(env_file.lines().any(|l| l.starts_with("IMAGE_SOURCE=")), "{env_file}");
     let key = env_file.lines().find_map(|l| l.strip_prefix("ADMIN_API_KEY=")).unwrap().to_string();
 
+    phases.done("start from the bundle");
     // Upload, search, back up, from the bundle's binary.
     let (kb_id, _) = upload_and_search(&front, &key, "bundle");
     let (ok, out, err) = weknora(&dir, &env, &["backup"]);
@@ -896,6 +918,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
         let b = dist(&["--images"]);
         std::fs::copy(b[0]["path"].as_str().unwrap(), &b_tarball).unwrap();
     }
+    phases.done("bundle B (one more migration)");
     // Docker holds B's images now (dist built them): untag them, so that the upgrade imports.
     for service in ["app", "docreader", "frontend"] {
         let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:{version}")]).output();
@@ -921,6 +944,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     );
     assert_eq!(status, 201, "{after}");
 
+    phases.done("upgrade to B");
     // Rollback: A's files, A's images, the data of before (not what came after), pinned.
     let (ok, _, err) = weknora(&dir, &env, &["rollback", "--yes"]);
     assert!(ok, "rollback failed:\n{err}");
@@ -936,6 +960,7 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     let (ok, _, err) = weknora(&dir, &env, &["start", "--timeout", "300"]);
     assert!(ok, "start after the rollback failed:\n{err}");
     assert_eq!(image_of(&name, "app"), archive_id(&manifest, "app"), "start after a rollback upgraded again");
+    phases.done("rollback to A");
     drop(running);
     for service in ["app", "docreader", "frontend"] {
         let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:pre-upgrade")]).output();

