@@ -789,9 +789,8 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
     }
 }
 
-/// This commit's images, built only when Docker lacks them. (The bundle test leaves them,
-/// and `build-images` after it would compile everything again: its bundle B was built from
-/// a changed tree.)
+/// This commit's images, built only when Docker lacks them (images_live leaves them; the
+/// stack tests before this one do not rebuild them).
 fn ensure_images_of_this_commit() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let git = |args: &[&str]| {
@@ -840,7 +839,10 @@ fn dist(args: &[&str]) -> Vec<Value> {
 
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
-fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
+// Named to run last (libtest starts tests in name order, and these run one at a time): its
+// bundle B recompiles this workspace's release binaries from a changed tree, which any
+// later test that builds images would have to recompile back.
+fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     let _serial = one_at_a_time();
     let mut phases = Phases::start("bundle");
     // The arm64 bundle: made twice, the same bytes; its binary runs (under qemu here).
@@ -962,7 +964,11 @@ fn a_release_bundle_runs_the_stack_where_there_is_no_checkout() {
     assert_eq!(image_of(&name, "app"), archive_id(&manifest, "app"), "start after a rollback upgraded again");
     phases.done("rollback to A");
     drop(running);
+    // Docker is left with this commit's images under their usual tags, as it was found: A is
+    // this commit (built from a clean tree, the same bytes as build-images makes), and the
+    // next test's `start` would otherwise build them all again.
     for service in ["app", "docreader", "frontend"] {
+        docker(&["tag", &archive_id(&manifest, service), &format!("weknora/{service}:{version}")]);
         let _ = Command::new("docker").args(["rmi", &format!("weknora/{service}:pre-upgrade")]).output();
     }
 }
