@@ -39,8 +39,10 @@ class Lane:
 
     def work(self, niceness):
         # Linux gives each thread its own nice value, and the inference threads OpenMP
-        # starts from this one inherit it.
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        # starts from this one inherit it. Only ever raised: lowering needs a privilege.
+        if niceness:
+            me = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + niceness))
         while True:
             texts, is_query, answer = self.jobs.get()
             try:
