@@ -56,11 +56,12 @@ impl Ci {
         let _ = std::fs::remove_file(&phases);
         let mut total = Tally::default();
         let mut summary = Vec::new();
+        let mut failures = Failures::default();
         for step in &steps {
             eprintln!("==> ci: {} (cargo {})", step.name, step.args.join(" "));
             let started = Instant::now();
             let (success, reported) =
-                run_cargo(&step.args, &phases).with_context(|| format!("running step {}", step.name))?;
+                run_cargo(&step.args, &phases, &mut failures).with_context(|| format!("running step {}", step.name))?;
             let tally = step_tally(step.counts_tests, success, reported);
             total.passed += tally.passed;
             total.failed += tally.failed;
@@ -76,6 +77,11 @@ impl Ci {
         if let Ok(noted) = std::fs::read_to_string(&phases) {
             eprintln!("\nwhere the long tests spent their time:\n{}", noted.trim_end());
         }
+        // A long log is cut in the middle where CI shows it; the reasons go near its end.
+        for (name, lines) in &failures.tests {
+            let from = lines.len().saturating_sub(FAILURE_TAIL);
+            eprintln!("\n{name} failed; the end of what it printed:\n{}", lines[from..].join("\n"));
+        }
         eprintln!("\nci summary:\n{}", summary.join("\n"));
         println!("ci: {} passed, {} failed", total.passed, total.failed);
         Ok(if total.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -88,7 +94,7 @@ fn words(s: &str) -> Vec<String> {
 
 /// Runs cargo with stdout streamed through (and scanned for libtest's result lines).
 /// Tests note their phases in `phases` (`weknora_testkit::PHASES_FILE_VAR`).
-fn run_cargo(args: &[String], phases: &std::path::Path) -> Result<(bool, Tally)> {
+fn run_cargo(args: &[String], phases: &std::path::Path, failures: &mut Failures) -> Result<(bool, Tally)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo).args(args).env("WEKNORA_TEST_PHASES", phases).stdout(Stdio::piped()).spawn()?;
     let mut tally = Tally::default();
@@ -96,6 +102,7 @@ fn run_cargo(args: &[String], phases: &std::path::Path) -> Result<(bool, Tally)>
     let started = Instant::now();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
+        failures.feed(&line);
         if let Some(t) = parse_test_result(&line) {
             tally.passed += t.passed;
             tally.failed += t.failed;
@@ -108,6 +115,30 @@ fn run_cargo(args: &[String], phases: &std::path::Path) -> Result<(bool, Tally)>
         }
     }
     Ok((child.wait()?.success(), tally))
+}
+
+/// How many of a failed test's last output lines the end of the log repeats.
+const FAILURE_TAIL: usize = 25;
+
+/// What each failed test printed: libtest's `---- name stdout ----` sections, which run
+/// until the next section or its `failures:` list.
+#[derive(Default)]
+struct Failures {
+    tests: Vec<(String, Vec<String>)>,
+    in_section: bool,
+}
+
+impl Failures {
+    fn feed(&mut self, line: &str) {
+        if let Some(name) = line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" stdout ----")) {
+            self.tests.push((name.to_string(), Vec::new()));
+            self.in_section = true;
+        } else if line == "failures:" {
+            self.in_section = false;
+        } else if let (true, Some((_, lines))) = (self.in_section, self.tests.last_mut()) {
+            lines.push(line.to_string());
+        }
+    }
 }
 
 /// A step's contribution to the total. A test step that failed without any failing
@@ -142,6 +173,18 @@ mod tests {
         assert_eq!(parse_test_result(bad), Some(Tally { passed: 7, failed: 2 }));
         assert_eq!(parse_test_result("running 3 tests"), None);
         assert_eq!(parse_test_result("test result: garbage"), None);
+    }
+
+    #[test]
+    fn keeps_what_each_failed_test_printed() {
+        let mut f = Failures::default();
+        let log = "test a ... FAILED\n\nfailures:\n\n---- a stdout ----\nthread 'a' panicked\nwhy\n\n\
+                   ---- b stdout ----\nother\n\nfailures:\n    a\n    b\n\ntest result: FAILED.";
+        log.lines().for_each(|l| f.feed(l));
+        let names: Vec<_> = f.tests.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(f.tests[0].1, ["thread 'a' panicked", "why", ""]);
+        assert_eq!(f.tests[1].1, ["other", ""]);
     }
 
     #[test]

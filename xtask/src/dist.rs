@@ -14,7 +14,7 @@ use weknora_operator::bundle::{ImageArchive, Manifest, sha256_file};
 use weknora_operator::compose::{OPTIONAL, OURS};
 use weknora_operator::dotenv::Vars;
 use weknora_operator::third_party::{self, Resolver, Source};
-use weknora_operator::{Images, docker};
+use weknora_operator::{Images, disk, docker};
 
 use crate::images::checkout::CheckoutImages;
 use crate::images::{BuildMeta, Platform, Workspace, cargo_build};
@@ -128,6 +128,12 @@ async fn save_images(top: &Path) -> Result<(Option<Source>, Vec<ImageArchive>)> 
         }
         images.push((tp.service.to_string(), resolver.image(&tp, vars.get(tp.env)).await?));
     }
+    // The images are staged uncompressed, then packed next to them (they compress little).
+    let mut bytes = 0;
+    for (_, image) in &images {
+        bytes += docker.inspect_image(image).await?.size.unwrap_or_default().max(0) as u64;
+    }
+    disk::ensure_free(top, bytes * 2, &format!("dist --images ({} of images)", disk::human_bytes(bytes)))?;
     std::fs::create_dir_all(top.join("images"))?;
     let mut archives = Vec::new();
     for (service, image) in images {

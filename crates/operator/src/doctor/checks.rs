@@ -45,7 +45,7 @@ fn check(id: &'static str, name: &'static str, status: Status, detail: impl Into
 const FIX: &str = "cargo xtask doctor --fix";
 /// The fix of what only building and testing need.
 const FIX_DEV: &str = "cargo xtask doctor --fix --dev";
-const GIB: u64 = 1024 * 1024 * 1024;
+use crate::disk::{GIB, human_bytes};
 /// Below this, image builds and the database will run out of room: fail.
 pub const DISK_FAIL_BYTES: u64 = 2 * GIB;
 /// Below this, a full build plus a few backups will not fit: warn.
@@ -233,14 +233,6 @@ fn ports(f: &Facts) -> Check {
     }
     let fix = (!fixes.is_empty()).then(|| fixes.join("; "));
     Check { id: "ports", name: "published ports", status, detail: parts.join(", "), fix }
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    if bytes >= GIB {
-        format!("{:.1} GiB", bytes as f64 / GIB as f64)
-    } else {
-        format!("{} MiB", bytes / (1024 * 1024))
-    }
 }
 
 fn disk(f: &Facts) -> Check {

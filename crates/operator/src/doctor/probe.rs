@@ -314,14 +314,13 @@ fn disks(paths: &[(&str, PathBuf)]) -> Vec<DiskFact> {
     let mut out: Vec<DiskFact> = Vec::new();
     for (what, path) in paths {
         // A directory that does not exist yet (docker's, before the install) fills its parent.
-        let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
-        let Ok(stat) = rustix::fs::statvfs(existing) else { continue };
-        if let Some(i) = seen.iter().position(|fsid| *fsid == stat.f_fsid) {
+        let Some((fsid, available)) = crate::disk::free(path) else { continue };
+        if let Some(i) = seen.iter().position(|seen| *seen == fsid) {
             out[i].what.push_str(&format!(", {what}"));
             continue;
         }
-        seen.push(stat.f_fsid);
-        out.push(DiskFact { what: what.to_string(), path: path.clone(), available: stat.f_bavail * stat.f_frsize });
+        seen.push(fsid);
+        out.push(DiskFact { what: what.to_string(), path: path.clone(), available });
     }
     out
 }
