@@ -8,6 +8,7 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tracing::Instrument;
 use weknora_docreader_proto::ReadRequest;
 use weknora_docreader_proto::doc_reader_client::DocReaderClient;
 
@@ -75,11 +76,15 @@ impl Docreader {
         let mut client = DocReaderClient::new(self.channel.clone())
             .max_decoding_message_size(self.max_answer)
             .max_encoding_message_size(self.max_request);
+        let span = tracing::info_span!("docreader", otel.name = "docreader.Read", otel.kind = "client", file = %request.file_name);
         let mut call = tonic::Request::new(request);
         if let Some(value) = &self.authorization {
             call.metadata_mut().insert("authorization", value.clone());
         }
-        match client.read(call).await {
+        if let Some(value) = weknora_telemetry::traceparent(&span).and_then(|v| v.parse().ok()) {
+            call.metadata_mut().insert("traceparent", value);
+        }
+        match client.read(call).instrument(span).await {
             Ok(response) => Ok(response.into_inner().markdown_content),
             Err(status) => {
                 let reason = match status.code() {

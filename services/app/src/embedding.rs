@@ -189,6 +189,7 @@ impl Embedder {
         }
     }
 
+    #[tracing::instrument(name = "embeddings", skip_all, fields(otel.kind = "client", inputs = inputs.len(), role = ?role))]
     async fn call_once(&self, inputs: &[String], role: Role) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut body = match self.protocol {
             Protocol::OpenAi => json!({ "model": self.model, "input": inputs, "encoding_format": "float" }),

@@ -30,8 +30,15 @@ async fn worker(state: Arc<AppState>, owner: String) {
     loop {
         match jobs::claim(&state.db, &owner, state.config.ingest.lease_secs).await {
             Ok(Some(job)) => {
-                let span =
-                    tracing::info_span!("ingest", job = job.id, knowledge = %job.knowledge_id, attempt = job.attempts);
+                let span = tracing::info_span!(
+                    "ingest",
+                    otel.name = format!("ingest {}", job.kind),
+                    otel.kind = "consumer",
+                    job = job.id,
+                    knowledge = %job.knowledge_id,
+                    attempt = job.attempts
+                );
+                weknora_telemetry::adopt(&span, job.traceparent.as_deref());
                 process(&state, &owner, job).instrument(span).await;
             }
             Ok(None) => {

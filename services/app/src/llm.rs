@@ -90,6 +90,7 @@ impl ChatModel {
     }
 
     /// Asks for an answer to `messages`; the answer is then read with [`Answer::next`].
+    #[tracing::instrument(name = "chat model", skip_all, fields(otel.kind = "client", model = %self.model))]
     pub async fn ask(&self, messages: &[Message]) -> Result<Answer, LlmError> {
         let body = match self.protocol {
             Protocol::OpenAi => json!({

@@ -181,7 +181,11 @@ async fn current_version(pool: &sqlx::PgPool) -> i64 {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    weknora_telemetry::init_logging(&config.log.level, config.log.format == "json");
+    // Spans still buffered are sent when this goes, after the server stopped.
+    let telemetry = weknora_telemetry::init("weknora-app", &config.log.level, config.log.format == "json");
+    if telemetry.exporting() {
+        tracing::info!("traces: exported over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
     let (pool, where_db) = database(&config);
     if config.server.auto_migrate {
         tracing::info!(database = %where_db, "AUTO_MIGRATE: applying pending migrations");

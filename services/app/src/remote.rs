@@ -40,9 +40,13 @@ pub fn client(connect: Duration, timeout: Option<Duration>) -> Result<reqwest::C
     builder.build().map_err(|e| format!("the HTTP client cannot be built: {e}"))
 }
 
-/// A JSON POST to a model server, with the API key as a bearer token when there is one.
+/// A JSON POST to a model server, with the API key as a bearer token when there is one,
+/// and the current span's `traceparent` (a server that traces joins the caller's trace).
 pub fn post(http: &reqwest::Client, url: &str, api_key: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
-    let request = http.post(url).json(body);
+    let mut request = http.post(url).json(body);
+    if let Some(traceparent) = weknora_telemetry::traceparent(&tracing::Span::current()) {
+        request = request.header("traceparent", traceparent);
+    }
     if api_key.is_empty() { request } else { request.bearer_auth(api_key) }
 }
 

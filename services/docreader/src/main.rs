@@ -74,7 +74,11 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    weknora_telemetry::init_logging(&config.log_level, config.log_json);
+    // Spans still buffered are sent when this goes, after the server stopped.
+    let telemetry = weknora_telemetry::init("weknora-docreader", &config.log_level, config.log_json);
+    if telemetry.exporting() {
+        tracing::info!("traces: exported over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
     // Parser panics are contained per request; log them as one structured line.
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();

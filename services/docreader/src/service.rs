@@ -46,10 +46,20 @@ impl DocReaderService {
         }
     }
 
-    async fn process(&self, req: ReadRequest) -> Result<(Document, String), Status> {
+    /// Reads one request's document, in the caller's trace when its metadata names one.
+    async fn process(&self, request: Request<ReadRequest>) -> Result<(Document, String), Status> {
+        let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let req = request.into_inner();
         let request_id = if req.request_id.is_empty() { new_request_id() } else { req.request_id.clone() };
-        let span =
-            tracing::info_span!("read", request_id = %request_id, file = %req.file_name, file_type = %req.file_type);
+        let span = tracing::info_span!(
+            "read",
+            otel.name = "docreader.Read",
+            otel.kind = "server",
+            request_id = %request_id,
+            file = %req.file_name,
+            file_type = %req.file_type
+        );
+        weknora_telemetry::adopt(&span, traceparent.as_deref());
         // One deadline for the whole request: fetching a URL, queueing and parsing.
         let timeout = self.config.request_timeout;
         let label = if req.file_name.is_empty() { req.url.clone() } else { req.file_name.clone() };
@@ -177,7 +187,7 @@ type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadStreamResponse, Status>> 
 #[tonic::async_trait]
 impl DocReader for DocReaderService {
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
-        let (mut doc, _) = self.process(request.into_inner()).await?;
+        let (mut doc, _) = self.process(request).await?;
         let image_refs = image_refs(&mut doc);
         Ok(Response::new(ReadResponse {
             metadata: metadata(&doc),
@@ -191,7 +201,7 @@ impl DocReader for DocReaderService {
     type ReadStreamStream = ReadStream;
 
     async fn read_stream(&self, request: Request<ReadRequest>) -> Result<Response<ReadStream>, Status> {
-        let (mut doc, _) = self.process(request.into_inner()).await?;
+        let (mut doc, _) = self.process(request).await?;
         let images = image_refs(&mut doc);
         let meta = ReadStreamMeta {
             metadata: metadata(&doc),

@@ -47,8 +47,18 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path())
+            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+            let span = tracing::info_span!(
+                "http",
+                otel.name = %req.method(),
+                otel.kind = "server",
+                request_id = %header(REQUEST_ID.as_str()).unwrap_or(""),
+                method = %req.method(),
+                path = %req.uri().path()
+            );
+            // The frontend's (or any caller's) trace, when it sent one.
+            weknora_telemetry::adopt(&span, header("traceparent"));
+            span
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
 }
@@ -72,6 +82,9 @@ async fn track(request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     // Unmatched paths share one label, so a scanner cannot grow the series without bound.
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    // The trace's name for the request: its method and route (the path would name one
+    // span per document).
+    weknora_telemetry::rename(&tracing::Span::current(), format!("{method} {route}"));
     let response = next.run(request).await;
     crate::metrics::http_request(&method, &route, response.status().as_u16(), started.elapsed());
     response

@@ -18,6 +18,8 @@ pub struct Job {
     pub knowledge_id: Uuid,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// The trace of whatever queued it (`weknora_telemetry::adopt`).
+    pub traceparent: Option<String>,
 }
 
 /// What a worker needs to parse the job's document.
@@ -53,7 +55,8 @@ pub enum Kind {
     Embed,
 }
 
-/// Queues a job of `kind` for the document.
+/// Queues a job of `kind` for the document, in the trace of the current span (the upload's
+/// request, or the parse job that queues the embedding).
 pub async fn queue(
     tx: &mut sqlx::PgConnection,
     kind: Kind,
@@ -65,11 +68,15 @@ pub async fn queue(
         Kind::Parse => "parse",
         Kind::Embed => "embed",
     };
-    sqlx::query("INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind) VALUES ($1, $2, $3, $4)")
-        .bind(tenant)
-        .bind(knowledge)
-        .bind(max_attempts)
-        .bind(kind)
+    let traceparent = weknora_telemetry::traceparent(&tracing::Span::current());
+    sqlx::query(
+        "INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind, traceparent) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant)
+    .bind(knowledge)
+    .bind(max_attempts)
+    .bind(kind)
+    .bind(traceparent)
         .execute(tx)
         .await?;
     Ok(())
@@ -86,7 +93,7 @@ pub async fn claim(db: &Db, owner: &str, lease_secs: u64) -> Result<Option<Job>,
                          WHERE (state = 'queued' AND next_attempt_at <= now()) \
                             OR (state = 'running' AND lease_expires_at < now()) \
                          ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT 1) \
-             RETURNING id, kind, knowledge_id, attempts, max_attempts), \
+             RETURNING id, kind, knowledge_id, attempts, max_attempts, traceparent), \
          processing AS (UPDATE knowledge k \
                         SET parse_status = CASE c.kind WHEN 'parse' THEN 'processing' ELSE k.parse_status END, \
                             vector_status = CASE c.kind WHEN 'embed' THEN 'processing' ELSE k.vector_status END \
