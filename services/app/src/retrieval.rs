@@ -162,14 +162,25 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
     let scope = Scope { tenant: q.tenant, knowledge_bases: &wanted, knowledge_ids: q.knowledge_ids };
     // Each list offers more candidates than are answered, so that fusion has room to work.
     let candidates = (q.top_k * 2).max(20) as i64;
-    let keyword = if keywords.is_empty() {
-        Vec::new()
-    } else {
-        db::chunks::keyword_search(&state.db, &scope, &keywords, candidates).await?
+    // The keyword search runs while the question is embedded: neither waits for the other.
+    let keyword = async {
+        if keywords.is_empty() {
+            Ok(Vec::new())
+        } else {
+            db::chunks::keyword_search(&state.db, &scope, &keywords, candidates).await
+        }
     };
+    let embedded = async {
+        match (embedder, state.vectors) {
+            (Some(embedder), Some(how)) => Some((embedder.embed_query(q.query).await, how)),
+            _ => None,
+        }
+    };
+    let (keyword, embedded) = tokio::join!(keyword, embedded);
+    let keyword = keyword?;
     let mut degraded = false;
-    let vector = match (embedder, state.vectors) {
-        (Some(embedder), Some(how)) => match embedder.embed_query(q.query).await {
+    let vector = match embedded {
+        Some((embedded, how)) => match embedded {
             Ok(question) => {
                 let threshold = state.config.retrieval.vector_threshold;
                 Some(db::chunks::vector_search(&state.db, how, &scope, model, &question, candidates, threshold).await?)
