@@ -22,6 +22,8 @@ pub struct Config {
     pub url_allowlist: Vec<String>,
     /// DOCREADER_URL_TIMEOUT_SECS (30).
     pub url_timeout: Duration,
+    /// DOCREADER_METRICS_PORT (9464): Prometheus metrics over HTTP; 0 serves none.
+    pub metrics_port: u16,
     /// LOG_FORMAT: `json` or `text` (default).
     pub log_json: bool,
     /// LOG_LEVEL (info).
@@ -67,6 +69,7 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect(),
             url_timeout: Duration::from_secs(number(&get, "DOCREADER_URL_TIMEOUT_SECS", 30u64, 1)?),
+            metrics_port: number(&get, "DOCREADER_METRICS_PORT", 9464u16, 0)?,
             log_json: log_format == "json",
             log_level: get("LOG_LEVEL").filter(|l| !l.is_empty()).unwrap_or_else(|| "info".into()),
         })

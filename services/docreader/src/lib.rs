@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fetch;
+pub mod metrics;
 pub mod parse;
 pub mod service;
 

@@ -91,6 +91,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::error!(%location, %message, "panic contained: the request fails, the server keeps serving");
     }));
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if config.metrics_port != 0 {
+        let at = SocketAddr::from(([0, 0, 0, 0], config.metrics_port));
+        docreader::metrics::serve(at, config.max_workers).map_err(anyhow::Error::msg)?;
+    }
     let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<DocReaderServer<DocReaderService>>().await;
@@ -102,6 +106,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         %addr,
         max_file_size_mb = config.max_file_size_mb,
         workers = config.max_workers,
+        metrics_port = config.metrics_port,
         auth = config.auth_token.is_some(),
         "docreader listening"
     );

@@ -16,6 +16,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::config::Config;
 use crate::fetch::{FetchError, Fetcher};
+use crate::metrics;
 use crate::parse::{self, Document, FILE_TYPES, Limits, ParseError};
 use crate::proto::doc_reader_server::DocReader;
 use crate::proto::read_stream_response::Payload;
@@ -60,26 +61,37 @@ impl DocReaderService {
             file_type = %req.file_type
         );
         weknora_telemetry::adopt(&span, traceparent.as_deref());
+        let _in_flight = metrics::Gauge::up("weknora_docreader_in_flight");
+        let started = Instant::now();
+        let format = format_label(&req);
         // One deadline for the whole request: fetching a URL, queueing and parsing.
         let timeout = self.config.request_timeout;
         let label = if req.file_name.is_empty() { req.url.clone() } else { req.file_name.clone() };
-        let work = self.process_in_span(req, &request_id).instrument(span.clone());
+        let work = self.process_in_span(req, &request_id, format).instrument(span.clone());
         let result = tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
+            metrics::refused("timeout");
             Err(Status::deadline_exceeded(format!(
                 "{label}: not read within {}s (DOCREADER_REQUEST_TIMEOUT_SECS)",
                 timeout.as_secs()
             )))
         });
+        metrics::finished(format, result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok), started.elapsed());
         if let Err(status) = &result {
             span.in_scope(|| warn!(code = ?status.code(), reason = %status.message(), "read failed"));
         }
         result.map(|doc| (doc, request_id))
     }
 
-    async fn process_in_span(&self, req: ReadRequest, request_id: &str) -> Result<Document, Status> {
+    async fn process_in_span(
+        &self,
+        req: ReadRequest,
+        request_id: &str,
+        format: &'static str,
+    ) -> Result<Document, Status> {
         let started = Instant::now();
         let engine = req.config.as_ref().map(|c| c.parser_engine.as_str()).unwrap_or("");
         if !matches!(engine, "" | ENGINE | "default") {
+            metrics::refused("bad_request");
             return Err(Status::invalid_argument(format!(
                 "parser engine `{engine}` is not available here; available: {ENGINE} (see ListEngines)"
             )));
@@ -88,8 +100,14 @@ impl DocReaderService {
             (req.file_content, req.file_name, req.file_type)
         } else if !req.url.is_empty() {
             let fetched = self.fetcher.fetch(&req.url).await.map_err(|e| match e {
-                FetchError::Refused(m) => Status::permission_denied(m),
-                FetchError::TooLarge(m) => Status::resource_exhausted(m),
+                FetchError::Refused(m) => {
+                    metrics::refused("url_not_allowed");
+                    Status::permission_denied(m)
+                }
+                FetchError::TooLarge(m) => {
+                    metrics::refused("too_large");
+                    Status::resource_exhausted(m)
+                }
                 FetchError::Failed(m) => Status::unavailable(m),
             })?;
             let name = if req.file_name.is_empty() { fetched.file_name } else { req.file_name };
@@ -98,10 +116,12 @@ impl DocReaderService {
         } else if !req.file_name.is_empty() {
             (Vec::new(), req.file_name, req.file_type)
         } else {
+            metrics::refused("bad_request");
             return Err(Status::invalid_argument("the request has neither file_content nor url"));
         };
         let label = if file_name.is_empty() { "(unnamed file)".to_string() } else { file_name.clone() };
         if bytes.len() > self.limits.max_bytes {
+            metrics::refused("too_large");
             return Err(Status::resource_exhausted(format!(
                 "{label}: the file is {} bytes; the limit is {} MB (DOCREADER_GRPC_MAX_FILE_SIZE_MB)",
                 bytes.len(),
@@ -118,10 +138,12 @@ impl DocReaderService {
         let limits = self.limits;
         let (name, kind) = (file_name.clone(), file_type.clone());
         let source_bytes = bytes.len();
+        metrics::document(format, source_bytes);
         // The permit moves into the thread: a parse that outlives its deadline still
         // counts against the bound until it really ends.
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _parsing = metrics::Gauge::up("weknora_docreader_parsing");
             std::panic::catch_unwind(AssertUnwindSafe(|| parse::parse(&bytes, &name, &kind, &limits)))
         });
         let parsed = match task.await {
@@ -139,8 +161,15 @@ impl DocReaderService {
             Err(e) => return Err(Status::internal(format!("{label}: parser task failed: {e}"))),
         };
         let mut doc = parsed.map_err(|e| match e {
-            ParseError::TooLarge(m) => Status::resource_exhausted(format!("{label}: {m}")),
-            ParseError::Unsupported(m) | ParseError::Malformed(m) => Status::invalid_argument(format!("{label}: {m}")),
+            ParseError::TooLarge(m) => {
+                metrics::refused("too_large");
+                Status::resource_exhausted(format!("{label}: {m}"))
+            }
+            ParseError::Unsupported(m) => {
+                metrics::refused("unsupported_format");
+                Status::invalid_argument(format!("{label}: {m}"))
+            }
+            ParseError::Malformed(m) => Status::invalid_argument(format!("{label}: {m}")),
         })?;
         doc.metadata.insert("parser_engine".into(), ENGINE.into());
         doc.metadata.insert("request_id".into(), request_id.into());
@@ -157,6 +186,16 @@ impl DocReaderService {
         );
         Ok(doc)
     }
+}
+
+/// The request's format as a metrics label: the parser's name for the declared type (or
+/// the file name's extension); `unknown` when neither says (a URL read), `unsupported`
+/// for a type the parser does not take.
+fn format_label(req: &ReadRequest) -> &'static str {
+    if req.file_name.is_empty() && req.file_type.is_empty() {
+        return "unknown";
+    }
+    parse::format_for(&req.file_name, &req.file_type).map_or("unsupported", parse::Format::name)
 }
 
 fn new_request_id() -> String {
@@ -245,6 +284,7 @@ impl tonic::service::Interceptor for TokenAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let Some(expected) = &self.expected else { return Ok(request) };
         let Some(given) = request.metadata().get("authorization") else {
+            metrics::refused("unauthenticated");
             return Err(Status::unauthenticated(
                 "missing `authorization: Bearer <token>` metadata (GRPC_AUTH_TOKEN is set)",
             ));
@@ -253,6 +293,11 @@ impl tonic::service::Interceptor for TokenAuth {
         // Constant time in the token's content.
         let same = given.len() == expected.len()
             && given.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same { Ok(request) } else { Err(Status::unauthenticated("invalid token")) }
+        if same {
+            Ok(request)
+        } else {
+            metrics::refused("unauthenticated");
+            Err(Status::unauthenticated("invalid token"))
+        }
     }
 }

@@ -43,6 +43,8 @@ fn start(env: &[(&str, &str)]) -> Server {
         .env("DOCREADER_GRPC_MAX_FILE_SIZE_MB", LIMIT_MB.to_string())
         .env("DOCREADER_REQUEST_TIMEOUT_SECS", "30")
         .env("LOG_LEVEL", "warn")
+        // Tests run servers side by side: metrics only where a test asks for them.
+        .env("DOCREADER_METRICS_PORT", "0")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
@@ -220,6 +222,66 @@ async fn bad_input_is_refused_with_the_reason_and_the_server_keeps_serving() {
     }
     // And still parses good documents.
     assert!(read(&mut c, fixture("sample.xlsx"), "sample.xlsx").await.is_ok());
+}
+
+/// A plain HTTP GET of the metrics page.
+fn metrics_page(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
+}
+
+/// The value of the series `name` whose labels include `labels`; None when there is none.
+fn series(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+        let matches = metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_format_and_outcome_and_refusals_by_reason() {
+    let metrics = free_port();
+    let server = start(&[("DOCREADER_METRICS_PORT", &metrics.to_string()), ("DOCREADER_GRPC_MAX_WORKERS", "3")]);
+    let mut c = client(&server).await;
+    read(&mut c, fixture("sample.docx"), "sample.docx").await.unwrap();
+    read(&mut c, b"hello".to_vec(), "a.txt").await.unwrap();
+    read(&mut c, b"hello again".to_vec(), "b.txt").await.unwrap();
+    assert_eq!(read(&mut c, b"MZ".to_vec(), "tool.exe").await.unwrap_err().code(), Code::InvalidArgument);
+    let over = vec![b'a'; (LIMIT_MB << 20) + 10];
+    assert_eq!(read(&mut c, over, "big.txt").await.unwrap_err().code(), Code::ResourceExhausted);
+    let corrupt = b"PK\x03\x04 not a zip".to_vec();
+    assert_eq!(read(&mut c, corrupt, "corrupt.docx").await.unwrap_err().code(), Code::InvalidArgument);
+
+    let page = metrics_page(metrics);
+    let count = |name: &str, labels: &[(&str, &str)]| {
+        series(&page, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{page}"))
+    };
+    let requests = "weknora_docreader_requests_total";
+    assert_eq!(count(requests, &[("format", "docx"), ("outcome", "ok")]), 1.0);
+    assert_eq!(count(requests, &[("format", "txt"), ("outcome", "ok")]), 2.0);
+    assert_eq!(count(requests, &[("format", "unsupported"), ("outcome", "invalid")]), 1.0);
+    assert_eq!(count(requests, &[("format", "txt"), ("outcome", "too_large")]), 1.0);
+    assert_eq!(count(requests, &[("format", "docx"), ("outcome", "invalid")]), 1.0, "a malformed file is no refusal");
+    let refusals = "weknora_docreader_refusals_total";
+    assert_eq!(count(refusals, &[("reason", "unsupported_format")]), 1.0);
+    assert_eq!(count(refusals, &[("reason", "too_large")]), 1.0);
+    assert!(series(&page, refusals, &[("reason", "bad_request")]).is_none());
+    // Durations and sizes of what was read; nothing is in flight once all is answered.
+    let timed = count("weknora_docreader_request_duration_seconds_count", &[("format", "txt"), ("outcome", "ok")]);
+    assert_eq!(timed, 2.0);
+    assert_eq!(count("weknora_docreader_document_bytes_count", &[("format", "docx")]), 2.0);
+    assert_eq!(count("weknora_docreader_document_bytes_sum", &[("format", "txt")]), (5 + 11) as f64);
+    assert_eq!(count("weknora_docreader_in_flight", &[]), 0.0);
+    assert_eq!(count("weknora_docreader_parsing", &[]), 0.0);
+    assert_eq!(count("weknora_docreader_workers", &[]), 3.0);
+    assert_eq!(count("weknora_docreader_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
 }
 
 #[tokio::test]

@@ -69,6 +69,7 @@ fn idle_rss(server: &Path) -> Result<u64> {
     let mut child = Command::new(server)
         .env("DOCREADER_GRPC_PORT", port.to_string())
         .env("LOG_LEVEL", "warn")
+        .env("DOCREADER_METRICS_PORT", "0")
         .stdout(Stdio::null())
         .spawn()
         .context("starting weknora-docreader")?;

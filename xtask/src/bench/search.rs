@@ -181,6 +181,7 @@ impl SearchBench {
                 .arg(release.join("weknora-docreader"))
                 .env("DOCREADER_GRPC_PORT", docreader_port.to_string())
                 .env("LOG_LEVEL", "warn")
+                .env("DOCREADER_METRICS_PORT", "0")
                 .stdout(Stdio::null())
                 .spawn()
                 .context("starting docreader (is `taskset` there? util-linux)")?,

@@ -75,6 +75,8 @@ pub fn docreader_on(port: u16, env: &[(&str, &str)]) -> (Proc, u16) {
         .envs(env.iter().copied())
         .env("DOCREADER_GRPC_PORT", port.to_string())
         .env("LOG_LEVEL", "warn")
+        // Tests run docreaders side by side: none serves metrics.
+        .env("DOCREADER_METRICS_PORT", "0")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
