@@ -99,6 +99,16 @@ impl Start {
         println!("  web UI:    http://localhost:{}/", port("FRONTEND_PORT"));
         println!("  API:       http://localhost:{}/api/v1 (also through the web UI's /api)", port("APP_PORT"));
         println!("  admin key: ADMIN_API_KEY in {} (send it as X-API-Key)", paths::env_file().display());
+        if services.iter().any(|s| s == "jaeger") {
+            println!("  traces:    http://localhost:{}/ (Jaeger)", vars.get("JAEGER_UI_PORT").unwrap_or("16686"));
+            if vars.get("OTEL_EXPORTER_OTLP_ENDPOINT").is_none_or(|v| v.trim().is_empty()) {
+                eprintln!(
+                    "==> jaeger runs, but nothing sends it traces: set OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317 in \
+                     {} and start again (docs/operations.md, \"Traces\")",
+                    paths::env_file().display()
+                );
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
