@@ -11,7 +11,6 @@ pub mod compose;
 pub mod confirm;
 pub mod containers;
 pub mod database;
-pub mod deep;
 pub mod disk;
 pub mod docker;
 pub mod doctor;
