@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use weknora_operator::bundle::{ImageArchive, Manifest, sha256_file};
-use weknora_operator::compose::{OPTIONAL, OURS};
+use weknora_operator::compose::{OURS, profile_of};
 use weknora_operator::dotenv::Vars;
 use weknora_operator::third_party::{self, Resolver, Source};
 use weknora_operator::{Images, disk, docker};
@@ -33,8 +33,16 @@ pub struct Dist {
 }
 
 /// The files of the checkout a bundle carries, under the same names.
-const FILES: [&str; 6] =
-    ["docker-compose.yml", ".env.example", "config/config.yaml", "docs/operations.md", "README.md", "LICENSE"];
+const FILES: [&str; 8] = [
+    "docker-compose.yml",
+    ".env.example",
+    "config/config.yaml",
+    "config/prometheus.yml",
+    "config/alerts.yml",
+    "docs/operations.md",
+    "README.md",
+    "LICENSE",
+];
 
 #[derive(Serialize)]
 struct Written {
@@ -116,7 +124,7 @@ async fn save_images(top: &Path) -> Result<(Option<Source>, Vec<ImageArchive>)> 
     let vars = Vars::load();
     let mut resolver = Resolver::new(&docker, Source::parse(vars.get("IMAGE_SOURCE"))?);
     for tp in third_party::SERVICES {
-        let optional = OPTIONAL.contains(&tp.service) && tp.service != "embedder";
+        let optional = profile_of(tp.service).is_some() && tp.service != "embedder";
         if optional {
             let image = vars.get(tp.env).unwrap_or(tp.upstream);
             if docker.inspect_image(image).await.is_ok() {

@@ -122,6 +122,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         ("weknora/postgres-local:17", vec!["POSTGRES_PASSWORD=images-test"]),
         ("weknora/redis-local:7.0", vec![]),
         ("weknora/nginx-local:1", vec![]),
+        ("weknora/prometheus-local:2.53", vec![]),
         ("weknora/embedder-local:0.3.0-2", vec![]),
     ] {
         assert_healthy(dep, "linux/amd64", &env);

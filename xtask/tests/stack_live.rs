@@ -289,11 +289,11 @@ fn assert_all_healthy(p: &Project, expected: &[&str]) {
 /// an unprivileged user on a read-only root with no capabilities; every service without
 /// privilege gain and with memory and CPU limits; the app's API on loopback only.
 fn assert_least_privilege(project: &str) {
-    for service in ["app", "docreader", "embedder", "frontend", "postgres", "redis"] {
+    for service in ["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"] {
         let id = container_of(project, service);
         let c: Value = serde_json::from_str(&docker(&["inspect", &id])).unwrap();
         let (host, config) = (&c[0]["HostConfig"], &c[0]["Config"]);
-        let ours = !["postgres", "redis"].contains(&service);
+        let ours = !["postgres", "prometheus", "redis"].contains(&service);
         assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{service}: {host}");
         assert_eq!(host["SecurityOpt"], serde_json::json!(["no-new-privileges:true"]), "{service}: {host}");
         assert!(host["Memory"].as_i64().unwrap() > 0 && host["NanoCpus"].as_i64().unwrap() > 0, "{service}: {host}");
@@ -313,6 +313,44 @@ fn assert_least_privilege(project: &str) {
     assert_eq!(bindings["8080/tcp"][0]["HostIp"], "127.0.0.1", "the API is published beyond this host: {bindings}");
 }
 
+/// The monitoring profile: Prometheus scrapes the app, docreader and itself, every target
+/// up, and holds the alert rules, which its own promtool finds valid.
+fn assert_monitoring(p: &Project) {
+    let port = p.get("PROMETHEUS_PORT");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, targets) = curl(port, "", &[], "/api/v1/targets");
+        let health: std::collections::BTreeMap<&str, &str> = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| (t["labels"]["job"].as_str().unwrap_or(""), t["health"].as_str().unwrap_or("")))
+            .collect();
+        let jobs: Vec<&str> = health.keys().copied().collect();
+        if status == 200 && jobs == ["app", "docreader", "prometheus"] && health.values().all(|h| *h == "up") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus's targets are not all up after 90 s: {targets}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let (status, rules) = curl(port, "", &[], "/api/v1/rules");
+    let names: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(status == 200 && names.contains(&"WeknoraTargetDown") && names.len() == 7, "{rules}");
+    let prometheus = container_of(&p.name, "prometheus");
+    let check = Command::new("docker")
+        .args(["exec", &prometheus, "promtool", "check", "config", "/etc/prometheus/prometheus.yml"])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    assert!(check.status.success() && said.contains("7 rules found"), "{said}");
+}
+
 /// The secrets `start` generates into `.env`.
 const SECRETS: [&str; 4] = ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "MODELS_ENCRYPTION_KEY"];
 
@@ -324,8 +362,8 @@ const DOC: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs a
 fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_up() {
     let _serial = one_at_a_time();
     let mut phases = Phases::start("e2e");
-    let p = Project::new("e2e", &[]);
-    let (ok, out, err) = p.xtask(&["start", "--timeout", "600"]);
+    let p = Project::new("e2e", &["PROMETHEUS_PORT"]);
+    let (ok, out, err) = p.xtask(&["start", "--profile", "monitoring", "--timeout", "600"]);
     assert!(ok, "start failed:\n{err}");
     assert!(out.contains("is up"), "{out}");
 
@@ -341,7 +379,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         assert_eq!(secret.len(), 64, "{key}");
         assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
     }
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"]);
     assert_least_privilege(&p.name);
     // `check` on the running stack: its own containers hold the ports, and that is fine.
     let (ok, out, err) = p.xtask(&["check", "--json"]);
@@ -371,6 +409,9 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(!ok && err.contains("no knowledge base has the id"), "{err}");
 
     phases.done("upload, semantic search, reindex");
+    assert_monitoring(&p);
+
+    phases.done("monitoring");
     // The same through the web interface, in a real browser.
     browser::walk_through_the_ui(&front, &key);
 
@@ -450,7 +491,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     // restart app: rebuilt image (same commit: same ID), recreated container, data kept.
     let (ok, _, err) = p.xtask(&["restart", "app"]);
     assert!(ok, "restart app failed:\n{err}");
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"]);
     let (_, k) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
     assert_eq!(k["data"]["parse_status"], "completed", "{k}");
     assert_keyword_search_finds(&front, &key, &kb_id);

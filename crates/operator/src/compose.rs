@@ -16,10 +16,21 @@ use crate::start::ollama_chat_env;
 
 /// Our services, built from this repository.
 pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
-/// The optional services; each runs with the profile of its own name.
-pub const OPTIONAL: [&str; 4] = ["minio", "neo4j", "jaeger", "embedder"];
+/// The optional services, and the profile that runs each (most are named as their profile).
+pub const OPTIONAL: [(&str, &str); 5] = [
+    ("minio", "minio"),
+    ("neo4j", "neo4j"),
+    ("jaeger", "jaeger"),
+    ("prometheus", "monitoring"),
+    ("embedder", "embedder"),
+];
 /// The optional services the profile `full` runs too.
-const FULL: [&str; 3] = ["minio", "neo4j", "jaeger"];
+const FULL: [&str; 4] = ["minio", "neo4j", "jaeger", "prometheus"];
+
+/// The profile that runs an optional service; None for the services every stack runs.
+pub fn profile_of(service: &str) -> Option<&'static str> {
+    OPTIONAL.iter().find(|(s, _)| *s == service).map(|(_, p)| *p)
+}
 /// Where the app finds the bundled embedder (the compose files' default EMBEDDING_BASE_URL).
 pub const BUNDLED_EMBEDDER_URL: &str = "http://embedder:8000";
 
@@ -57,8 +68,8 @@ impl Stack {
             None => crate::host().images.release()?.version,
         };
         for p in profiles {
-            if p != "full" && !OPTIONAL.contains(&p.as_str()) {
-                bail!("unknown profile `{p}`: use minio, neo4j, jaeger or full");
+            if p != "full" && !OPTIONAL.iter().any(|(_, profile)| profile == p) {
+                bail!("unknown profile `{p}`: use minio, neo4j, jaeger, monitoring or full");
             }
         }
         let mut profiles = profiles.to_vec();
@@ -138,11 +149,11 @@ impl Stack {
 }
 
 /// The services that run with `profiles`: compose v1's `config --services` lists the
-/// optional ones (each in the profile of its own name, most in `full` too) even when no
-/// profile selects them, so they are dropped here.
+/// optional ones (each in its profile, most in `full` too) even when no profile selects
+/// them, so they are dropped here.
 pub fn active_services(listed: Vec<String>, profiles: &[String]) -> Vec<String> {
-    let on = |s: &str| profiles.iter().any(|p| p == s || (p == "full" && FULL.contains(&s)));
-    listed.into_iter().filter(|s| !s.is_empty() && (!OPTIONAL.contains(&s.as_str()) || on(s))).collect()
+    let on = |s: &str, profile: &str| profiles.iter().any(|p| p == profile || (p == "full" && FULL.contains(&s)));
+    listed.into_iter().filter(|s| !s.is_empty() && profile_of(s).is_none_or(|profile| on(s, profile))).collect()
 }
 
 /// Applies pending migrations inside the stack's network with the app image's own
@@ -185,6 +196,10 @@ mod tests {
             "full leaves the embedder to start"
         );
         assert_eq!(active_services(listed, &["embedder".into()]), ["app", "embedder"]);
+        let listed: Vec<String> = ["app", "prometheus"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(active_services(listed.clone(), &[]), ["app"]);
+        assert_eq!(active_services(listed.clone(), &["monitoring".into()]), ["app", "prometheus"]);
+        assert_eq!(active_services(listed, &["full".into()]), ["app", "prometheus"]);
     }
     /// The `KEY: value` lines of a service's `environment:` in a compose file, and whether it
     /// maps host.docker.internal to the host.

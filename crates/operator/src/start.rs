@@ -20,7 +20,7 @@ pub struct Start {
     /// Development mode: docker-compose.dev.yml (app-dev with hot reload, ports on 127.0.0.1).
     #[arg(long)]
     dev: bool,
-    /// Optional services: minio, neo4j, jaeger, or full (repeatable).
+    /// Optional services: minio, neo4j, jaeger, monitoring (Prometheus), or full (repeatable).
     #[arg(long = "profile", value_name = "P")]
     profiles: Vec<String>,
     /// Also start a local Ollama (`cargo xtask ollama start`) and, unless LLM_BASE_URL names a

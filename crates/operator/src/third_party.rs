@@ -26,9 +26,10 @@ pub struct ThirdParty {
 pub const POSTGRES_LOCAL: &str = "weknora/postgres-local:17";
 pub const REDIS_LOCAL: &str = "weknora/redis-local:7.0";
 pub const NGINX_LOCAL: &str = "weknora/nginx-local:1";
+pub const PROMETHEUS_LOCAL: &str = "weknora/prometheus-local:2.53";
 /// The bundled embedding model's image (the compose files name the same).
 pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-2";
-pub const LOCAL_IMAGES: [&str; 4] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, EMBEDDER_IMAGE];
+pub const LOCAL_IMAGES: [&str; 5] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, PROMETHEUS_LOCAL, EMBEDDER_IMAGE];
 
 pub const POSTGRES: ThirdParty = ThirdParty {
     service: "postgres",
@@ -51,13 +52,20 @@ pub const NEO4J: ThirdParty =
     ThirdParty { service: "neo4j", env: "NEO4J_IMAGE", upstream: "neo4j:5.26-community", local: None };
 pub const JAEGER: ThirdParty =
     ThirdParty { service: "jaeger", env: "JAEGER_IMAGE", upstream: "jaegertracing/all-in-one:1.62.0", local: None };
+/// The `monitoring` profile's Prometheus.
+pub const PROMETHEUS: ThirdParty = ThirdParty {
+    service: "prometheus",
+    env: "PROMETHEUS_IMAGE",
+    upstream: "prom/prometheus:v3.5.0",
+    local: Some(PROMETHEUS_LOCAL),
+};
 
 /// The bundled embedding model: no registry has it, so its "upstream" is the local image.
 pub const EMBEDDER: ThirdParty =
     ThirdParty { service: "embedder", env: "EMBEDDER_IMAGE", upstream: EMBEDDER_IMAGE, local: Some(EMBEDDER_IMAGE) };
 
 /// Every image not of this workspace that the compose files run.
-pub const SERVICES: [ThirdParty; 6] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER];
+pub const SERVICES: [ThirdParty; 7] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER, PROMETHEUS];
 
 /// Where the third-party images come from (`IMAGE_SOURCE` in `.env`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

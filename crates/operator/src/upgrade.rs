@@ -17,7 +17,7 @@ use bollard::query_parameters::TagImageOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, Parts};
-use crate::compose::{OPTIONAL, OURS, Stack};
+use crate::compose::{OURS, Stack};
 use crate::containers::{self, Container};
 use crate::dotenv::{self, Vars};
 use crate::start::{self, Start};
@@ -147,7 +147,7 @@ impl Upgrade {
             );
         }
         let profiles: Vec<String> =
-            all.iter().map(|c| c.service.clone()).filter(|s| OPTIONAL.contains(&s.as_str())).collect();
+            all.iter().filter_map(|c| crate::compose::profile_of(&c.service)).map(str::to_string).collect();
         // An app given its chat model by `start --ollama` keeps it.
         let ollama = start::ollama_chat_env(&docker, &stack.project).await?.is_some();
         let mut plan = vec![

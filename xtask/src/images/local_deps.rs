@@ -1,6 +1,6 @@
 //! Local stand-ins for the third-party images, for sites that cannot pull from a registry
-//! (and this project's CI): PostgreSQL 17 + pgvector, Redis 7.0 and nginx from Debian
-//! packages, on a Debian base that debootstrap makes here and Docker imports.
+//! (and this project's CI): PostgreSQL 17 + pgvector, Redis 7.0, nginx and Prometheus from
+//! Debian packages, on a Debian base that debootstrap makes here and Docker imports.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +28,7 @@ pub struct LocalDep {
     pub description: &'static str,
 }
 
-pub const LOCAL_DEPS: [LocalDep; 4] = [
+pub const LOCAL_DEPS: [LocalDep; 5] = [
     LocalDep {
         name: "postgres",
         image: third_party::POSTGRES_LOCAL,
@@ -46,6 +46,12 @@ pub const LOCAL_DEPS: [LocalDep; 4] = [
         image: third_party::NGINX_LOCAL,
         suite: "trixie",
         description: "nginx from Debian, standing in for the nginx image (same templates mechanism)",
+    },
+    LocalDep {
+        name: "prometheus",
+        image: third_party::PROMETHEUS_LOCAL,
+        suite: "trixie",
+        description: "Prometheus 2.53 and promtool from Debian, standing in for prom/prometheus",
     },
     // Not a stand-in: no registry offers this one, so it is always built here.
     LocalDep {
