@@ -351,6 +351,95 @@ fn assert_monitoring(p: &Project) {
     assert!(check.status.success() && said.contains("7 rules found"), "{said}");
 }
 
+/// `check --deep` on the stack the faults left (every document indexed): each fault it
+/// looks for is injected, and it names each with a fix.
+fn deep_check_names_each_fault(p: &Project, front: &str, key: &str) {
+    let deep = |p: &Project| {
+        let (ok, out, err) = p.xtask(&["check", "--deep", "--json", "--long-query-secs", "2"]);
+        let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        let by_id: std::collections::BTreeMap<String, Value> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap().to_string(), c.clone()))
+            .collect();
+        (ok, by_id)
+    };
+    let (_, before) = deep(p);
+    for id in ["long-queries", "lock-waits", "queue", "orphan-chunks", "missing-vectors", "connections"] {
+        assert_eq!(before[id]["status"], "ok", "before any fault: {}", before[id]);
+    }
+    assert_eq!(before["containers"]["status"], "warn", "the crashes are counted: {}", before["containers"]);
+    // Files without documents: how many there were (an upload cut by a crash may leave one).
+    let orphans = |f: &Value| -> usize {
+        let detail = f["detail"].as_str().unwrap();
+        detail.split_once("names, ").and_then(|(_, n)| n.split(':').next()?.parse().ok()).unwrap_or(0)
+    };
+    let orphans_before = orphans(&before["orphan-files"]);
+
+    let sql = |q: &str| faults::sql(&p.name, q);
+    let docs = sql("SELECT id FROM knowledge WHERE vector_status = 'completed' AND coalesce(object_key, '') <> '' \
+         ORDER BY created_at LIMIT 3");
+    let [gone, unvectored, fileless] = [&docs[0], &docs[1], &docs[2]];
+    // An error in the app's log: a query on a table that is not there for a moment.
+    sql("ALTER TABLE knowledge_bases RENAME TO knowledge_bases_away");
+    let (status, _) = curl(front, key, &[], "/api/v1/knowledge-bases");
+    sql("ALTER TABLE knowledge_bases_away RENAME TO knowledge_bases");
+    assert_eq!(status, 500, "the database error did not reach the app");
+    // A document deleted without its chunks (foreign keys off for the session): orphan
+    // chunks, and its file orphaned too.
+    sql(&format!("SET session_replication_role = replica; DELETE FROM knowledge WHERE id = '{gone}'"));
+    // A document marked indexed whose vectors are gone; one whose file is gone.
+    sql(&format!(
+        "DELETE FROM chunk_embeddings WHERE chunk_id IN (SELECT id FROM chunks WHERE knowledge_id = '{unvectored}')"
+    ));
+    sql(&format!("UPDATE knowledge SET object_key = 'gone/never-stored.md' WHERE id = '{fileless}'"));
+    // No worker: the app stopped, and a job due an hour ago.
+    let app = container_of(&p.name, "app");
+    docker(&["stop", &app]);
+    sql(&format!(
+        "INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind, next_attempt_at) \
+         SELECT tenant_id, id, 1, 'parse', now() - interval '1 hour' FROM knowledge WHERE id = '{fileless}'"
+    ));
+    // A long statement, and a session waiting for the lock another holds.
+    let pg = container_of(&p.name, "postgres");
+    let detached = |q: &str| {
+        let psql = format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"{q}\"");
+        docker(&["exec", "-d", &pg, "sh", "-c", &psql]);
+    };
+    detached("BEGIN; LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120); COMMIT");
+    std::thread::sleep(Duration::from_secs(1));
+    detached("SELECT count(*) FROM tenants");
+    std::thread::sleep(Duration::from_secs(3));
+
+    let (ok, after) = deep(p);
+    assert!(!ok, "a stopped app is a failure: {:?}", after["containers"]);
+    let expect = |id: &str, status: &str, says: &str| {
+        let f = &after[id];
+        assert_eq!(f["status"], status, "{id}: {f}");
+        assert!(f["detail"].as_str().unwrap().contains(says), "{id} does not say {says:?}: {f}");
+        assert!(f["fix"].as_str().is_some_and(|fix| fix.len() > 10), "{id} has no fix: {f}");
+    };
+    expect("containers", "fail", "app exited");
+    expect("long-queries", "warn", "running");
+    expect("lock-waits", "warn", "waits");
+    expect("queue", "warn", "1 stuck");
+    expect("orphan-chunks", "warn", "chunks belong to no document");
+    expect("missing-vectors", "warn", "1 documents");
+    expect("missing-files", "warn", "gone/never-stored.md");
+    expect("orphan-files", "warn", "files in app_data no document names");
+    assert_eq!(orphans(&after["orphan-files"]), orphans_before + 2, "{}", after["orphan-files"]);
+    expect("log-errors", "warn", "app");
+    assert!(after["volumes"]["detail"].as_str().unwrap().contains("postgres_data"), "{}", after["volumes"]);
+    assert_eq!(after["connections"]["status"], "ok", "{}", after["connections"]);
+
+    // Back to a running app; the sessions ended.
+    sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+    );
+    docker(&["start", &app]);
+}
+
 /// The secrets `start` generates into `.env`.
 const SECRETS: [&str; 4] = ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "MODELS_ENCRYPTION_KEY"];
 
@@ -578,6 +667,9 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     faults::ingest_survives_each_service_crashing_in_turn(&p.name, &front, p.get("APP_PORT"), &key);
 
     phases.done("faults");
+    deep_check_names_each_fault(&p, &front, &key);
+
+    phases.done("check --deep");
     // Logs name the service; a wrong service name is an error naming the choices.
     let (ok, out, err) = p.xtask(&["logs", "app", "--tail", "5"]);
     assert!(ok && !(out.clone() + &err).trim().is_empty(), "{err}");

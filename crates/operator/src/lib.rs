@@ -11,6 +11,7 @@ pub mod compose;
 pub mod confirm;
 pub mod containers;
 pub mod database;
+pub mod deep;
 pub mod disk;
 pub mod docker;
 pub mod doctor;

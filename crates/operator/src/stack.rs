@@ -60,6 +60,17 @@ pub struct Check {
     dev: bool,
     #[arg(long)]
     json: bool,
+    /// Run the troubleshooting checklist against the running stack: containers, database
+    /// connections, long queries and lock waits, the ingest queue, consistency of documents,
+    /// chunks, vectors and files, volumes and disk, errors in the logs.
+    #[arg(long)]
+    deep: bool,
+    /// With --deep: a statement running longer than this is reported.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    long_query_secs: u64,
+    /// With --deep: how far back the logs are read for errors.
+    #[arg(long, value_name = "MINUTES", default_value_t = 15)]
+    log_minutes: u64,
 }
 
 #[derive(clap::Args)]
@@ -221,8 +232,28 @@ impl Pull {
 impl Check {
     pub fn run(self) -> Result<ExitCode> {
         crate::runtime()?.block_on(async {
-            let ok = crate::doctor::stack_checks(self.dev, self.json).await?;
+            let ok =
+                if self.deep { self.deep().await? } else { crate::doctor::stack_checks(self.dev, self.json).await? };
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         })
+    }
+
+    /// `check --deep`: the findings, as a table on stderr or JSON on stdout; whether none failed.
+    async fn deep(&self) -> Result<bool> {
+        let docker = docker::connect().await?;
+        let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
+        eprintln!("==> checking project {} (check --deep)", stack.project);
+        let limits = crate::deep::Limits {
+            long_query: Duration::from_secs(self.long_query_secs),
+            logs: Duration::from_secs(self.log_minutes * 60),
+        };
+        let findings = crate::deep::findings(&docker, &stack.project, &limits).await?;
+        let ok = findings.iter().all(|c| c.status != crate::doctor::checks::Status::Fail);
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": ok, "checks": findings }))?);
+        } else {
+            eprint!("{}", crate::doctor::render_table(&findings));
+        }
+        Ok(ok)
     }
 }

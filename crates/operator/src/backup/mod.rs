@@ -37,7 +37,7 @@ use crate::poll::poll;
 /// The app's volume, and the uploads in it with STORAGE_TYPE=local (config.yaml's
 /// `./data/files` from the image's working directory), inside the app's container.
 const DATA_IN_APP: &str = "/var/lib/weknora/data";
-const FILES_IN_APP: &str = "/var/lib/weknora/data/files";
+pub(crate) const FILES_IN_APP: &str = "/var/lib/weknora/data/files";
 /// Where a dump goes inside a postgres container while it is restored.
 const DUMP_IN_CONTAINER: &str = "/tmp/weknora-restore.dump";
 
@@ -112,7 +112,7 @@ impl Parts {
 
 /// Runs SQL with psql inside a postgres container, as the image's user in the image's
 /// database; returns psql's unaligned output.
-async fn psql(docker: &Docker, container: &str, sql: &str) -> Result<String> {
+pub(crate) async fn psql(docker: &Docker, container: &str, sql: &str) -> Result<String> {
     let script = r#"psql -X -At -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "$1""#;
     exec_sh(docker, container, "psql", script, &[sql]).await
 }
@@ -211,7 +211,7 @@ pub async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str
 
 /// Copies `path` out of a container as a tar file; a path that does not exist gives an
 /// empty archive (no upload yet).
-async fn download(docker: &Docker, container: &str, path: &str, to: &Path) -> Result<()> {
+pub(crate) async fn download(docker: &Docker, container: &str, path: &str, to: &Path) -> Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(to)?);
     let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
     let mut stream = docker.download_from_container(container, Some(options));

@@ -1,7 +1,7 @@
 //! `cargo xtask doctor`: is this machine ready to build and run the stack? A table of
 //! checks (or JSON), and with `--fix` the installs and starts that make it ready.
 
-mod checks;
+pub(crate) mod checks;
 mod fix;
 mod probe;
 
@@ -184,7 +184,7 @@ fn set_up_steps(facts: &probe::Facts, scope: Scope, by: &str) -> Result<Vec<Step
 }
 
 /// A plain aligned table: CHECK, STATUS, DETAIL, FIX.
-fn render_table(checks: &[Check]) -> String {
+pub(crate) fn render_table(checks: &[Check]) -> String {
     let rows: Vec<[String; 4]> = checks
         .iter()
         .map(|c| {
