@@ -64,6 +64,33 @@ fn ready_names_what_is_down_while_health_stays_up() {
     assert_eq!((status, hits["cached"].as_bool()), (200, Some(false)), "{hits}");
 }
 
+#[test]
+fn a_replica_is_not_ready_until_the_schema_is_migrated_for_it() {
+    // As in a cluster: the app never migrates at start; the migration Job (`migrate`) does.
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    env.retain(|(k, _)| k != "AUTO_MIGRATE");
+    env.push(("AUTO_MIGRATE".into(), "false".into()));
+    let (_app, port) = start_app(&env);
+
+    let (status, _, body) = get(port, "/ready", &[]);
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("schema is behind this build (not migrated, needs 20261201000001)")
+            && message.contains("run the migrations"),
+        "{message}"
+    );
+    assert_eq!(get(port, "/health", &[]).0, 200, "alive all the same: not restarted for it");
+
+    let migrated = Command::new(APP).arg("migrate").envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let (status, _, body) = get(port, "/ready", &[]);
+    assert_eq!((status, &body["status"]), (200, &serde_json::json!("ready")), "{body}");
+}
+
 fn run_app(env: &[(String, String)]) -> Output {
     Command::new(APP).envs(env.iter().map(|(k, v)| (k, v))).output().unwrap()
 }

@@ -457,12 +457,18 @@ fn dev_tools(f: &Facts) -> Check {
     if !super::fix::compose_lint_ok(f) {
         missing.push(format!("compose-lint {} (lints the compose files)", super::COMPOSE_LINT_VERSION));
     }
+    if f.kubectl_minor.is_none_or(|m| m < 21) {
+        // Debian's kubernetes-client is 1.20, too old: nothing here installs a newer one.
+        missing.push(
+            "kubectl 1.21 or later (renders the Kubernetes manifests: https://kubernetes.io/docs/tasks/tools/)".into(),
+        );
+    }
     if missing.is_empty() {
         check(
             id,
             name,
             Status::Ok,
-            format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers, compose-lint"),
+            format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers, compose-lint, kubectl"),
             None,
         )
     } else {
@@ -519,6 +525,7 @@ pub mod tests {
             sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
             bench_python: true,
             compose_lint: Some(format!("compose-lint {}", super::super::COMPOSE_LINT_VERSION)),
+            kubectl_minor: Some(32),
             embedding: EmbeddingFact::default(),
             chat: ChatFact::default(),
         }

@@ -134,6 +134,8 @@ pub struct Facts {
     pub bench_python: bool,
     /// `compose-lint --version` through python3, if it is installed.
     pub compose_lint: Option<String>,
+    /// kubectl's minor version: 21 and later render the Kubernetes manifests' components.
+    pub kubectl_minor: Option<u32>,
     pub embedding: EmbeddingFact,
     pub chat: ChatFact,
 }
@@ -200,6 +202,10 @@ pub async fn gather(dev: bool) -> Facts {
         sqlx_cli: stdout_of("sqlx", &["--version"]),
         bench_python: stdout_of("python3", &["-c", &format!("import {}", super::PYTHON_MODULES)]).is_some(),
         compose_lint: stdout_of("python3", &["-m", "compose_lint", "--version"]),
+        kubectl_minor: stdout_of("kubectl", &["version", "--client", "-o", "json"]).and_then(|json| {
+            let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+            v["clientVersion"]["minor"].as_str()?.trim_end_matches('+').parse().ok()
+        }),
         embedding: embedding_fact(&Vars::load()),
         chat: chat_fact(&Vars::load()),
     }

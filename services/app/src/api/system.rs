@@ -74,10 +74,12 @@ struct Readiness {
     checks: Checks,
 }
 
-/// Readiness: the database and docreader answer; 503 names what is down. Redis or the
-/// embedding model being down only degrades the app (200, `degraded`, naming them): without
-/// Redis answers are not cached; without the model search answers by keyword and embedding
-/// jobs wait for it.
+/// Readiness: the database and docreader answer, and the schema is the one this build was
+/// made for (or newer: during a rolling update the old replicas serve beside the new); 503
+/// names what is not. So a new replica waits for the migrations (the migration Job, or
+/// `cargo xtask migrate`) before it takes traffic. Redis or the embedding model being down
+/// only degrades the app (200, `degraded`, naming them): without Redis answers are not
+/// cached; without the model search answers by keyword and embedding jobs wait for it.
 async fn ready(State(state): State<SharedState>) -> Response {
     let embedder = async {
         match &state.embedder {
@@ -86,15 +88,18 @@ async fn ready(State(state): State<SharedState>) -> Response {
         }
     };
     let (database, redis, docreader, embedder) = tokio::join!(
-        within(db::system::ping(&state.db)),
+        within(schema_current(&state.db)),
         within(check_redis(&state.redis)),
         state.docreader.check(CHECK_TIMEOUT),
         embedder
     );
-    let down: Vec<&str> = [("database", &database), ("docreader", &docreader)]
+    let down: Vec<String> = [("database", &database), ("docreader", &docreader)]
         .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(name, _)| *name)
+        .filter_map(|(name, r)| match r {
+            Err(e) if e.starts_with(SCHEMA_BEHIND) => Some(e.clone()),
+            Err(_) => Some(format!("{name} down")),
+            Ok(()) => None,
+        })
         .collect();
     let mut degraded = Vec::new();
     if redis.is_err() {
@@ -116,8 +121,22 @@ async fn ready(State(state): State<SharedState>) -> Response {
     } else if down.is_empty() {
         (StatusCode::OK, Json(Readiness { status: "ready", message: None, checks })).into_response()
     } else {
-        let message = Some(format!("not ready: {} down", down.join(", ")));
+        let message = Some(format!("not ready: {}", down.join(", ")));
         (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "not_ready", message, checks })).into_response()
+    }
+}
+
+const SCHEMA_BEHIND: &str = "the database schema is behind this build";
+
+/// The database answers with a schema at least as new as this build's newest migration.
+async fn schema_current(db: &sqlx::PgPool) -> Result<(), String> {
+    let needed = crate::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+    match db::system::schema_version(db).await.map_err(|e| e.to_string())? {
+        Some(at) if at >= needed => Ok(()),
+        at => Err(format!(
+            "{SCHEMA_BEHIND} ({}, needs {needed}): run the migrations (`cargo xtask migrate`, or the migration Job)",
+            at.map_or("not migrated".to_string(), |v| format!("at {v}"))
+        )),
     }
 }
 

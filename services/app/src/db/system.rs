@@ -1,11 +1,7 @@
-//! What the database says about itself: that it answers, the schema version, and the
+//! What the database says about itself: the schema version, and the
 //! optional capabilities its extensions give.
 
 use sqlx::PgPool as Db;
-
-pub async fn ping(db: &Db) -> Result<(), sqlx::Error> {
-    sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(db).await.map(|_| ())
-}
 
 /// The newest applied migration; None before the first (or without the migrations table).
 pub async fn schema_version(db: &Db) -> Result<Option<i64>, sqlx::Error> {
