@@ -88,6 +88,7 @@ in
       APP_HOST = "app";
       APP_PORT = "8080";
       APP_SCHEME = "http";
+      NGINX_RESOLVER = "127.0.0.11";
       MAX_FILE_SIZE_MB = "50";
     };
     healthcheck = {

@@ -239,6 +239,9 @@ fn environment(container: &Container, config: &BTreeMap<String, String>) -> BTre
 const DIFFERENT: &[(&str, &str, &str)] = &[
     // Replicas share no disk: files go to a bucket (the in-cluster MinIO, or S3).
     ("app", "STORAGE_TYPE", "minio"),
+    // nginx's resolver is the cluster's DNS, which needs the Service's full name.
+    ("frontend", "APP_HOST", "app.weknora.svc.cluster.local"),
+    ("frontend", "NGINX_RESOLVER", "kube-dns.kube-system.svc.cluster.local"),
 ];
 
 fn container(d: &Deployment) -> &Container {

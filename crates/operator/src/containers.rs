@@ -135,18 +135,23 @@ async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
             .unwrap_or_else(|| "(no healthcheck output)".into()),
         Err(e) => e.to_string(),
     };
-    let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail("30").build();
+    let logs = last_log_lines(docker, &c.id, 30).await;
+    anyhow::anyhow!(
+        "service `{}` {what}\nlast healthcheck: {health}\nlast log lines:\n{logs}\n(more: cargo xtask logs {})",
+        c.service,
+        c.service
+    )
+}
+
+/// The last `n` lines a container wrote (stdout and stderr).
+pub async fn last_log_lines(docker: &Docker, container: &str, n: usize) -> String {
+    let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&n.to_string()).build();
     let mut logs = String::new();
-    let mut stream = docker.logs(&c.id, Some(opts));
+    let mut stream = docker.logs(container, Some(opts));
     while let Some(Ok(line)) = stream.next().await {
         logs.push_str(&line.to_string());
     }
-    anyhow::anyhow!(
-        "service `{}` {what}\nlast healthcheck: {health}\nlast log lines:\n{}\n(more: cargo xtask logs {})",
-        c.service,
-        logs.trim_end(),
-        c.service
-    )
+    logs.trim_end().to_string()
 }
 
 /// The commit an image was built from (its `revision` label); None when Docker lacks it.

@@ -12,6 +12,7 @@ pub mod confirm;
 pub mod containers;
 pub mod database;
 pub mod deep;
+pub mod deploy;
 pub mod disk;
 pub mod docker;
 pub mod doctor;
@@ -25,6 +26,7 @@ pub mod process;
 pub mod reindex;
 pub mod stack;
 pub mod start;
+pub mod swarm;
 pub mod third_party;
 pub mod upgrade;
 pub mod utc;
@@ -141,6 +143,9 @@ pub enum Command {
     /// A local Ollama for models: start, stop, status.
     #[command(subcommand)]
     Ollama(ollama::Ollama),
+    /// Deploy the stack beyond one machine: `deploy swarm` on Docker Swarm.
+    #[command(subcommand)]
+    Deploy(deploy::Deploy),
 }
 
 impl Command {
@@ -161,6 +166,7 @@ impl Command {
             Command::Rollback(cmd) => cmd.run(),
             Command::Reindex(cmd) => cmd.run(),
             Command::Ollama(cmd) => cmd.run(),
+            Command::Deploy(cmd) => cmd.run(),
         }
     }
 }

@@ -73,6 +73,11 @@ pub fn state_dir() -> PathBuf {
     project_root().join("target")
 }
 
+/// The stack file `deploy swarm` last wrote (no secret is in it).
+pub fn swarm_stack() -> PathBuf {
+    state_dir().join("swarm-stack.json")
+}
+
 /// A release bundle's images: `docker save` archives and their manifest.
 pub fn bundle_images() -> PathBuf {
     project_root().join("images")

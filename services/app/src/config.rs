@@ -25,6 +25,8 @@ pub struct Server {
     pub port: u16,
     pub max_file_size_mb: u64,
     pub auto_migrate: bool,
+    #[serde(default)]
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +246,20 @@ fn lookup<'v>(root: &'v mut Value, key: &str) -> Option<&'v mut Value> {
 }
 
 /// Sets `key` from an environment value, typed like the value it replaces.
+/// `VAR`, or the content of the file `VAR_FILE` names (how Docker and Kubernetes hand over
+/// secrets), without its final newline. Both set is refused: which one is meant is unclear.
+fn from_env_or_file(env: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Option<String>, String> {
+    let file_var = format!("{var}_FILE");
+    match (env(var), env(&file_var)) {
+        (Some(_), Some(_)) => Err(format!("both {var} and {file_var} are set: keep one")),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|text| Some(text.strip_suffix('\n').unwrap_or(&text).to_string()))
+            .map_err(|e| format!("{file_var}={path}: cannot read it: {e}")),
+        (None, None) => Ok(None),
+    }
+}
+
 fn set(root: &mut Value, key: &str, var: &str, raw: &str) -> Result<(), String> {
     let Some(slot) = lookup(root, key) else { return Err(format!("{var}: no such configuration key `{key}`")) };
     *slot = match slot {
@@ -313,7 +329,7 @@ impl Config {
             root = Value::Mapping(Mapping::new());
         }
         for (var, key) in ENV_NAMES {
-            if let Some(raw) = env(var) {
+            if let Some(raw) = from_env_or_file(&env, var)? {
                 set(&mut root, key, var, &raw)?;
             }
         }
@@ -417,6 +433,21 @@ mod tests {
     fn load(pairs: &[(&str, &str)]) -> Result<Config, String> {
         let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_yaml(YAML, move |k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn a_secret_can_come_from_a_file_named_by_var_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db_password");
+        std::fs::write(&file, "from-a-secret\n").unwrap();
+        let path = file.display().to_string();
+        let c = load(&[("DB_PASSWORD_FILE", &path)]).unwrap();
+        assert_eq!(c.database.password.0, "from-a-secret", "the final newline is not part of it");
+
+        let both = load(&[("DB_PASSWORD_FILE", &path), ("DB_PASSWORD", "x")]).unwrap_err();
+        assert!(both.contains("both DB_PASSWORD and DB_PASSWORD_FILE are set"), "{both}");
+        let missing = load(&[("REDIS_PASSWORD_FILE", "/nonexistent/redis_password")]).unwrap_err();
+        assert!(missing.contains("REDIS_PASSWORD_FILE=/nonexistent/redis_password: cannot read it"), "{missing}");
     }
 
     #[test]

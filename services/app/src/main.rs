@@ -263,11 +263,12 @@ async fn serve(config: Config) -> Result<()> {
         new_job: tokio::sync::Notify::new(),
         instance,
         metrics: weknora_app::metrics::install()?,
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
     weknora_app::ingest::report_unfinished(&state).await;
     weknora_app::ingest::spawn_workers(state.clone());
-    let app = weknora_app::api::router(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    let app = weknora_app::api::router(state.clone());
+    axum::serve(listener, app).with_graceful_shutdown(drain(state)).await?;
     tracing::info!("weknora-app stopped");
     Ok(())
 }
@@ -280,11 +281,20 @@ async fn vector_search(pool: &sqlx::PgPool) -> Option<weknora_app::db::chunks::V
     Some(weknora_app::db::chunks::VectorSearch { iterative_scan: (major, minor) >= (0, 8) })
 }
 
-async fn shutdown() {
+/// Waits for SIGTERM (or Ctrl-C), then keeps serving `server.drain_secs` while `/ready`
+/// answers 503, so that a load balancer (Swarm's, Kubernetes') stops sending requests to this
+/// replica before it stops accepting them; then the requests in flight finish.
+async fn drain(state: weknora_app::state::SharedState) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+    }
+    let secs = state.config.server.drain_secs;
+    state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    if secs > 0 {
+        tracing::info!(secs, "stopping: draining before closing the listener");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
 }
 

@@ -39,6 +39,8 @@ pub struct AppState {
     pub instance: String,
     /// Renders the Prometheus metrics this process recorded.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Set on SIGTERM: `/ready` answers 503 while the app drains (`server.drain_secs`).
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// The state as handlers receive it.

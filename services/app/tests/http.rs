@@ -91,6 +91,28 @@ fn a_replica_is_not_ready_until_the_schema_is_migrated_for_it() {
     assert_eq!((status, &body["status"]), (200, &serde_json::json!("ready")), "{body}");
 }
 
+#[test]
+fn on_sigterm_the_app_drains_not_ready_then_stops() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, free_port());
+    env.push(("WEKNORA__SERVER__DRAIN_SECS".into(), "3".into()));
+    let (mut app, port) = start_app(&env);
+    assert_eq!(get(port, "/ready", &[]).0, 200);
+
+    let term = Command::new("kill").args(["-TERM", &app.0.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Still serving, but telling the load balancer to stop sending.
+    let (status, _, body) = get(port, "/ready", &[]);
+    assert_eq!((status, body["message"].as_str()), (503, Some("not ready: shutting down")), "{body}");
+    assert_eq!(get(port, "/health", &[]).0, 200);
+    assert!(app.0.try_wait().unwrap().is_none(), "it stopped before draining");
+    let status = app.0.wait().unwrap();
+    assert!(status.success(), "a drained app exits 0: {status}");
+}
+
 fn run_app(env: &[(String, String)]) -> Output {
     Command::new(APP).envs(env.iter().map(|(k, v)| (k, v))).output().unwrap()
 }

@@ -61,7 +61,7 @@ impl Config {
             max_file_size_mb: number(&get, "DOCREADER_GRPC_MAX_FILE_SIZE_MB", 50usize, 1)?,
             max_workers: number(&get, "DOCREADER_GRPC_MAX_WORKERS", cores * 2, 1)?,
             request_timeout: Duration::from_secs(number(&get, "DOCREADER_REQUEST_TIMEOUT_SECS", 120u64, 1)?),
-            auth_token: get("GRPC_AUTH_TOKEN").filter(|t| !t.is_empty()),
+            auth_token: token(&get)?.filter(|t| !t.is_empty()),
             url_allowlist: get("DOCREADER_URL_ALLOWLIST")
                 .unwrap_or_default()
                 .split(',')
@@ -81,6 +81,18 @@ impl Config {
 
     pub fn limits(&self) -> Limits {
         Limits::with_max_bytes(self.max_bytes())
+    }
+}
+
+/// GRPC_AUTH_TOKEN, or the content of the file GRPC_AUTH_TOKEN_FILE names (a Docker or
+/// Kubernetes secret) without its final newline.
+fn token(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    match (get("GRPC_AUTH_TOKEN"), get("GRPC_AUTH_TOKEN_FILE")) {
+        (Some(_), Some(_)) => Err("both GRPC_AUTH_TOKEN and GRPC_AUTH_TOKEN_FILE are set: keep one".into()),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|text| Some(text.strip_suffix('\n').unwrap_or(&text).to_string()))
+            .map_err(|e| format!("GRPC_AUTH_TOKEN_FILE={path}: cannot read it: {e}")),
+        (token, None) => Ok(token),
     }
 }
 
@@ -107,6 +119,18 @@ mod tests {
         assert!(err.contains("DOCREADER_GRPC_MAX_FILE_SIZE_MB=`lots`"), "{err}");
         assert!(with(&[("DOCREADER_GRPC_MAX_WORKERS", "0")]).unwrap_err().contains("at least 1"));
         assert!(with(&[("LOG_FORMAT", "xml")]).unwrap_err().contains("LOG_FORMAT"));
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("docreader-token-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\n").unwrap();
+        let path = dir.display().to_string();
+        assert_eq!(with(&[("GRPC_AUTH_TOKEN_FILE", &path)]).unwrap().auth_token.as_deref(), Some("s3cret"));
+        let both = with(&[("GRPC_AUTH_TOKEN_FILE", &path), ("GRPC_AUTH_TOKEN", "x")]).unwrap_err();
+        assert!(both.contains("keep one"), "{both}");
+        std::fs::remove_file(&dir).unwrap();
+        assert!(with(&[("GRPC_AUTH_TOKEN_FILE", &path)]).unwrap_err().contains("cannot read it"));
     }
 
     #[test]

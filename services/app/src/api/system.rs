@@ -93,7 +93,7 @@ async fn ready(State(state): State<SharedState>) -> Response {
         state.docreader.check(CHECK_TIMEOUT),
         embedder
     );
-    let down: Vec<String> = [("database", &database), ("docreader", &docreader)]
+    let mut down: Vec<String> = [("database", &database), ("docreader", &docreader)]
         .iter()
         .filter_map(|(name, r)| match r {
             Err(e) if e.starts_with(SCHEMA_BEHIND) => Some(e.clone()),
@@ -101,6 +101,9 @@ async fn ready(State(state): State<SharedState>) -> Response {
             Ok(()) => None,
         })
         .collect();
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        down.push("shutting down".into());
+    }
     let mut degraded = Vec::new();
     if redis.is_err() {
         degraded.push("redis is down (answers are not cached)");
