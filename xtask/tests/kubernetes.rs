@@ -17,6 +17,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Namespace, Probe,
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+// A secret by its name: it must come from the Secret, never from the ConfigMap (the same rule
+// makes Docker secrets of them on Swarm).
+use weknora_operator::swarm::is_secret;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -194,11 +197,6 @@ fn compose() -> Value {
         .expect("running docker compose (`cargo xtask doctor --fix` installs it)");
     assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A secret by its name: it must come from the Secret, never from the ConfigMap.
-fn is_secret(var: &str) -> bool {
-    ["PASSWORD", "_KEY", "TOKEN", "ACCESS_KEY_ID"].iter().any(|s| var.ends_with(s))
 }
 
 /// Where each variable of `container` comes from: a literal, a ConfigMap key or a Secret key.

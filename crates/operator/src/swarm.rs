@@ -30,11 +30,18 @@ pub fn default_replicas() -> BTreeMap<String, u64> {
 
 /// A secret of the stack: the variable it holds, and its Docker name, which carries a hash
 /// of the value (a Docker secret cannot change: a new value is a new secret).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Secret {
     pub var: String,
     pub name: String,
     pub value: String,
+}
+
+/// Never the value, wherever a secret is printed.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret").field("var", &self.var).field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 /// What [`plan`] makes: the stack file, and the secrets it refers to.
@@ -576,6 +583,7 @@ mod tests {
         assert_eq!(names, ["DB_PASSWORD", "POSTGRES_PASSWORD"], "an empty key is no secret");
         assert!(plan.secrets.iter().all(|s| s.name.starts_with("p_") && s.value == "hunter2-db"));
         assert_ne!(plan.secrets[0].name, plan.secrets[1].name);
+        assert!(!format!("{:?}", plan).contains("hunter2"), "a secret's value in its Debug");
 
         let app = &plan.stack["services"]["app"];
         assert_eq!(app["environment"]["DB_PASSWORD_FILE"], "/run/secrets/DB_PASSWORD");

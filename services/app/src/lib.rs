@@ -26,5 +26,4 @@ pub mod retrieval;
 pub mod state;
 pub mod storage;
 
-/// The schema, embedded: AUTO_MIGRATE applies it at start.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+pub use db::migrations::MIGRATOR;

@@ -133,7 +133,7 @@ const SCHEMA_BEHIND: &str = "the database schema is behind this build";
 
 /// The database answers with a schema at least as new as this build's newest migration.
 async fn schema_current(db: &sqlx::PgPool) -> Result<(), String> {
-    let needed = crate::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+    let needed = db::migrations::newest();
     match db::system::schema_version(db).await.map_err(|e| e.to_string())? {
         Some(at) if at >= needed => Ok(()),
         at => Err(format!(
