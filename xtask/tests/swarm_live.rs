@@ -126,6 +126,12 @@ struct Images(Vec<String>);
 impl Drop for Images {
     fn drop(&mut self) {
         for image in &self.0 {
+            // Swarm keeps ended tasks' containers for a while: they hold the image. A child
+            // image left behind would stop `build-images --clean` from removing ours.
+            let users = Command::new("docker").args(["ps", "-aq", "--filter", &format!("ancestor={image}")]).output();
+            for id in users.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default().lines() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
             let _ = Command::new("docker").args(["rmi", image]).output();
         }
     }
