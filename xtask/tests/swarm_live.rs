@@ -96,20 +96,29 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["stack", "rm", &self.name]).output();
-        let label = format!("label=com.docker.stack.namespace={}", self.name);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let left = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output().unwrap();
-            if left.stdout.is_empty() {
-                break;
-            }
+        // Task containers are named <stack>_<service>.<slot>.<task>; Swarm removes them a
+        // while after the stack (and keeps ended ones): waited for, then removed, so that the
+        // volumes can go.
+        let ours = || {
+            let out = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &format!("name=^{}_", self.name)])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ours().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_secs(1));
         }
-        // Swarm lets go of a removed task's volumes a moment after its container is gone.
-        while Instant::now() < deadline + Duration::from_secs(30) {
+        for id in ours() {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+        let label = format!("label=com.docker.stack.namespace={}", self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
             let volumes = Command::new("docker").args(["volume", "ls", "-q", "--filter", &label]).output().unwrap();
             let volumes = String::from_utf8_lossy(&volumes.stdout).to_string();
-            if volumes.trim().is_empty() {
+            if volumes.trim().is_empty() || Instant::now() > deadline {
                 break;
             }
             for v in volumes.lines() {
