@@ -201,7 +201,7 @@ impl Upgrade {
         eprintln!("==> stopping {} for the backup and the switch", parts.app.service);
         stack.run(&["stop", &parts.app.service])?;
         let backup =
-            match backup::take(&docker, &stack.project, &backup::backup_dir(None), Some("before-upgrade")).await {
+            match backup::take(&docker, &stack.project, &backup::backup_dir(None), Some("before-upgrade"), &[]).await {
                 Ok((path, _)) => path,
                 Err(e) => {
                     let _ = stack.run(&["start", &parts.app.service]);
@@ -280,7 +280,8 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
             ),
         }
     }
-    let checked = backup::check(&record.backup)?;
+    let archive = backup::Archive::plain(&record.backup);
+    let checked = backup::check(&archive)?;
     if !checked.problems.is_empty() {
         bail!("the backup {} is damaged: {}", record.backup.display(), checked.problems.join("; "));
     }
@@ -291,7 +292,7 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     let parts = Parts::find(docker, &stack.project).await?;
     eprintln!("==> stopping {}", parts.app.service);
     stack.run(&["stop", &parts.app.service])?;
-    backup::replace_data(docker, &parts, &record.backup, &checked.manifest, &Vars::load()).await?;
+    backup::replace_data(docker, &parts, &archive, &checked.manifest, &Vars::load()).await?;
     eprintln!("==> running the images of {} again", short(&record.from_revision));
     stack.pin_version(KEPT);
     stack.keep_ollama_chat_model(docker).await?;

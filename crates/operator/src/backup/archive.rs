@@ -3,7 +3,10 @@
 //!   database.dump  pg_dump's custom format
 //!   files/<key>    the uploaded originals (STORAGE_TYPE=local)
 //!   manifest.json  last: versions, schema version, row counts, each entry's size and SHA-256
+//!   config/.env    the stack's settings, secrets included: only in encrypted archives
 //! It is written as `<name>.tar.partial` and renamed when whole, so a `.tar` is always complete.
+//! Encrypted (`backup --encrypt age1...`), the same tar is an age file, `<name>.tar.age`:
+//! X25519 keys, readable only with the matching identity (`--identity FILE`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -18,6 +21,9 @@ pub const FORMAT: u32 = 1;
 pub const DUMP: &str = "database.dump";
 const MANIFEST: &str = "manifest.json";
 pub const FILES: &str = "files/";
+pub const ENV: &str = "config/.env";
+/// How every age file begins.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
 /// What an archive holds; the last entry of the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +77,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// `weknora-<project>-<UTC time>[-<label>][-<n>].tar`.
-fn archive_name(project: &str, unix_secs: u64, label: Option<&str>, n: u32) -> String {
+fn archive_name(project: &str, unix_secs: u64, label: Option<&str>, n: u32, encrypted: bool) -> String {
     let [y, mo, d, h, mi, s] = crate::utc::civil(unix_secs);
     let mut name = format!("weknora-{project}-{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
     if let Some(label) = label {
@@ -81,7 +87,7 @@ fn archive_name(project: &str, unix_secs: u64, label: Option<&str>, n: u32) -> S
     if n > 1 {
         name.push_str(&format!("-{n}"));
     }
-    name + ".tar"
+    name + if encrypted { ".tar.age" } else { ".tar" }
 }
 
 /// A header for a regular file of `bytes` bytes in an archive we write.
@@ -94,19 +100,166 @@ fn file_header(bytes: u64, mtime: u64) -> tar::Header {
     header
 }
 
-/// Writes the archive: the dump, the files (from Docker's copy of the folder), the
-/// manifest with every entry's checksum last.
+/// Where an archive is written: as it is, or through age's encryption.
+enum Sink {
+    Plain(std::io::BufWriter<std::fs::File>),
+    Age(age::stream::StreamWriter<std::io::BufWriter<std::fs::File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Age(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn new(file: std::fs::File, recipients: &[age::x25519::Recipient]) -> Result<Sink> {
+        let out = std::io::BufWriter::new(file);
+        if recipients.is_empty() {
+            return Ok(Sink::Plain(out));
+        }
+        let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| anyhow::anyhow!("encrypting the archive: {e}"))?;
+        Ok(Sink::Age(encryptor.wrap_output(out)?))
+    }
+
+    /// Ends the stream (age's last chunk) and writes everything to disk.
+    fn finish(self) -> Result<()> {
+        let out = match self {
+            Sink::Plain(w) => w,
+            Sink::Age(w) => w.finish()?,
+        };
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    }
+}
+
+/// Reads the `--encrypt` recipients: age public keys (`age1...`).
+pub fn recipients(keys: &[String]) -> Result<Vec<age::x25519::Recipient>> {
+    keys.iter()
+        .map(|k| {
+            k.trim().parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "--encrypt `{k}` is not an age public key ({e}): give the line `age-keygen` prints as \
+                     \"Public key: age1...\", or the identity file's `# public key:` comment"
+                )
+            })
+        })
+        .collect()
+}
+
+/// The identity that opens encrypted archives: an age identity file (`age-keygen -o FILE`).
+pub struct Key {
+    path: PathBuf,
+    identities: Vec<Box<dyn age::Identity + Send + Sync>>,
+}
+
+impl Key {
+    pub fn load(path: &Path) -> Result<Key> {
+        let wrong = || format!("{} is not an age identity file (AGE-SECRET-KEY-1... lines)", path.display());
+        let file = age::IdentityFile::from_file(path.display().to_string())
+            .with_context(|| format!("reading the identity file {}", path.display()))?;
+        let identities = file.into_identities().map_err(|e| anyhow::anyhow!("{e}")).with_context(wrong)?;
+        if identities.is_empty() {
+            bail!("{}", wrong());
+        }
+        Ok(Key { path: path.to_path_buf(), identities })
+    }
+}
+
+/// A backup archive on disk and, for an encrypted one, the key that opens it.
+pub struct Archive<'k> {
+    pub path: PathBuf,
+    pub key: Option<&'k Key>,
+}
+
+impl Archive<'_> {
+    pub fn plain(path: &Path) -> Archive<'static> {
+        Archive { path: path.to_path_buf(), key: None }
+    }
+
+    /// Whether the file is an age file (by its first bytes).
+    pub fn encrypted(&self) -> Result<bool> {
+        let mut head = [0u8; 22];
+        let mut file = std::fs::File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        let n = file.read(&mut head)?;
+        Ok(&head[..n] == AGE_MAGIC)
+    }
+
+    /// The tar inside, decrypted as it is read when the archive is encrypted.
+    fn reader(&self) -> Result<Box<dyn Read>> {
+        let file = std::fs::File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        let file = std::io::BufReader::new(file);
+        if !self.encrypted()? {
+            return Ok(Box::new(file));
+        }
+        let name = self.path.display();
+        let Some(key) = self.key else {
+            bail!("{name} is encrypted: give the identity that opens it with --identity FILE");
+        };
+        let decryptor = age::Decryptor::new_buffered(file)
+            .map_err(|e| anyhow::anyhow!("{name} is damaged or not an age file: {e}"))?;
+        match decryptor.decrypt(key.identities.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
+            Ok(reader) => Ok(Box::new(std::io::BufReader::new(reader))),
+            Err(age::DecryptError::NoMatchingKeys) => bail!(
+                "the identity in {} does not open {name}: the archive was encrypted to another key (nothing was \
+                 changed; use the identity whose public key was given to --encrypt)",
+                key.path.display()
+            ),
+            Err(e) => bail!("{name} could not be decrypted: {e}"),
+        }
+    }
+}
+
+impl Archive<'_> {
+    /// One entry's bytes, for small ones (the settings).
+    pub fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let mut tar = tar::Archive::new(self.reader()?);
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            if entry.path()?.to_string_lossy() == name {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes)?;
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Writes the archive: the dump, the files (from Docker's copy of the folder), the settings
+/// (`env`: only given when encrypting), the manifest with every entry's checksum last.
 pub fn write_archive(
     file: std::fs::File,
+    recipients: &[age::x25519::Recipient],
     now: u64,
     dump: &Path,
     files: Option<&Path>,
+    env: Option<&[u8]>,
     mut manifest: Manifest,
 ) -> Result<Manifest> {
-    let mut out = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut out = tar::Builder::new(Sink::new(file, recipients)?);
     let mut reader = Hashing::new(std::fs::File::open(dump)?);
     out.append_data(&mut file_header(std::fs::metadata(dump)?.len(), now), DUMP, &mut reader)?;
     manifest.entries.insert(DUMP.to_string(), reader.sum());
+    if let Some(env) = env {
+        let mut reader = Hashing::new(env);
+        let mut header = file_header(env.len() as u64, now);
+        header.set_mode(0o600);
+        out.append_data(&mut header, ENV, &mut reader)?;
+        manifest.entries.insert(ENV.to_string(), reader.sum());
+    }
     if let Some(files) = files {
         let mut files = tar::Archive::new(std::fs::File::open(files)?);
         for entry in files.entries().context("reading the files copied out of the app")? {
@@ -126,17 +279,23 @@ pub fn write_archive(
     }
     let json = serde_json::to_vec_pretty(&manifest)?;
     out.append_data(&mut file_header(json.len() as u64, now), MANIFEST, json.as_slice())?;
-    let file = out.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    out.into_inner()?.finish()?;
     Ok(manifest)
 }
 
-/// Creates `<dir>/<name>.tar.partial` (mode 600) for the first free name; returns the final
-/// path (without `.partial`) and the open file.
-pub fn create_archive(dir: &Path, project: &str, now: u64, label: Option<&str>) -> Result<(PathBuf, std::fs::File)> {
+/// Creates `<dir>/<name>.partial` (mode 600) for the first free name; returns the final
+/// path, the partial one and the open file.
+pub fn create_archive(
+    dir: &Path,
+    project: &str,
+    now: u64,
+    label: Option<&str>,
+    encrypted: bool,
+) -> Result<(PathBuf, PathBuf, std::fs::File)> {
     for n in 1..100 {
-        let path = dir.join(archive_name(project, now, label, n));
-        let partial = path.with_extension("tar.partial");
+        let name = archive_name(project, now, label, n, encrypted);
+        let path = dir.join(&name);
+        let partial = dir.join(name + ".partial");
         if path.exists() {
             continue;
         }
@@ -144,7 +303,7 @@ pub fn create_archive(dir: &Path, project: &str, now: u64, label: Option<&str>) 
         options.write(true).create_new(true);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(&partial) {
-            Ok(file) => return Ok((path, file)),
+            Ok(file) => return Ok((path, partial, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).with_context(|| format!("creating {}", partial.display())),
         }
@@ -160,9 +319,9 @@ pub struct Checked {
 }
 
 /// Reads every entry of an archive, checks each against the manifest.
-pub fn check(archive: &Path) -> Result<Checked> {
-    let file = std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+pub fn check(archive: &Archive<'_>) -> Result<Checked> {
+    let mut tar = tar::Archive::new(archive.reader()?);
+    let archive = archive.path.as_path();
     let mut sums = BTreeMap::new();
     let mut manifest_text = None;
     let damaged = || format!("{} is damaged or not a weknora backup (reading it failed)", archive.display());
@@ -215,10 +374,10 @@ pub fn check(archive: &Path) -> Result<Checked> {
     Ok(Checked { manifest, problems })
 }
 
-/// Writes a tar holding the archive's entries under `prefix` (those starting with `from`)
+/// Writes a tar holding the archive's entries (those starting with `from`)
 /// renamed to `to`, for copying into a container.
-pub fn extract_tar(archive: &Path, from: &str, to: &str, out: &Path) -> Result<usize> {
-    let mut tar = tar::Archive::new(std::io::BufReader::new(std::fs::File::open(archive)?));
+pub fn extract_tar(archive: &Archive<'_>, from: &str, to: &str, out: &Path) -> Result<usize> {
+    let mut tar = tar::Archive::new(archive.reader()?);
     let mut builder = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(out)?));
     let mut n = 0;
     for entry in tar.entries()? {
@@ -242,15 +401,15 @@ mod tests {
 
     #[test]
     fn archive_names_sort_by_time_and_never_collide() {
-        assert_eq!(archive_name("weknora", 1_764_115_200, None, 1), "weknora-weknora-20251126T000000Z.tar");
+        assert_eq!(archive_name("weknora", 1_764_115_200, None, 1, false), "weknora-weknora-20251126T000000Z.tar");
         assert_eq!(
-            archive_name("prod", 1_764_115_201, Some("before-restore"), 2),
-            "weknora-prod-20251126T000001Z-before-restore-2.tar"
+            archive_name("prod", 1_764_115_201, Some("before-restore"), 2, true),
+            "weknora-prod-20251126T000001Z-before-restore-2.tar.age"
         );
     }
 
     /// An archive as `take` writes one, from the given entries.
-    fn write_archive(dir: &Path, entries: &[(&str, &[u8])], tamper: Option<(&str, &[u8])>) -> PathBuf {
+    fn write_test_archive(dir: &Path, entries: &[(&str, &[u8])], tamper: Option<(&str, &[u8])>) -> PathBuf {
         let path = dir.join("b.tar");
         let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
         let mut sums = BTreeMap::new();
@@ -285,8 +444,8 @@ mod tests {
     #[test]
     fn an_intact_archive_checks_clean() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_archive(dir.path(), &[(DUMP, b"dump"), ("files/kb/a.pdf", b"%PDF")], None);
-        let checked = check(&path).unwrap();
+        let path = write_test_archive(dir.path(), &[(DUMP, b"dump"), ("files/kb/a.pdf", b"%PDF")], None);
+        let checked = check(&Archive::plain(&path)).unwrap();
         assert_eq!(checked.problems, Vec::<String>::new());
         assert_eq!(checked.manifest.entries.len(), 2);
     }
@@ -294,12 +453,12 @@ mod tests {
     #[test]
     fn a_changed_byte_names_the_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_archive(
+        let path = write_test_archive(
             dir.path(),
             &[(DUMP, b"dump"), ("files/kb/a.pdf", b"%PDF")],
             Some(("files/kb/a.pdf", b"%PDX")),
         );
-        let problems = check(&path).unwrap().problems;
+        let problems = check(&Archive::plain(&path)).unwrap().problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("files/kb/a.pdf is corrupt"), "{problems:?}");
     }
@@ -307,10 +466,10 @@ mod tests {
     #[test]
     fn a_cut_archive_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_archive(dir.path(), &[(DUMP, &[7; 4096])], None);
+        let path = write_test_archive(dir.path(), &[(DUMP, &[7; 4096])], None);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..3000]).unwrap();
-        let err = format!("{:#}", check(&path).unwrap_err());
+        let err = format!("{:#}", check(&Archive::plain(&path)).unwrap_err());
         assert!(err.contains("damaged") || err.contains("cut short"), "{err}");
     }
 
@@ -322,7 +481,74 @@ mod tests {
         let json = br#"{"format":99,"created":"","project":"p","app_version":"9.0.0","postgres_image":"","schema_version":1,"storage":"local","files_included":true,"rows":{},"entries":{}}"#;
         out.append_data(&mut file_header(json.len() as u64, 0), MANIFEST, &json[..]).unwrap();
         out.finish().unwrap();
-        let err = format!("{:#}", check(&path).unwrap_err());
+        let err = format!("{:#}", check(&Archive::plain(&path)).unwrap_err());
         assert!(err.contains("9.0.0"), "{err}");
+    }
+
+    /// A backup through `write_archive` itself, encrypted to `recipient` when given.
+    fn backup(dir: &Path, recipient: Option<&age::x25519::Recipient>) -> PathBuf {
+        let dump = dir.join("dump");
+        std::fs::write(&dump, b"PGDMP the whole database").unwrap();
+        let (path, partial, file) = create_archive(dir, "p", 1_764_115_200, None, recipient.is_some()).unwrap();
+        let manifest = Manifest {
+            format: FORMAT,
+            created: "2025-11-26T00:00:00Z".into(),
+            project: "p".into(),
+            app_version: "0.1.0".into(),
+            postgres_image: "img".into(),
+            schema_version: 7,
+            storage: "local".into(),
+            files_included: false,
+            rows: BTreeMap::new(),
+            entries: BTreeMap::new(),
+        };
+        let recipients: Vec<_> = recipient.into_iter().cloned().collect();
+        let env = recipient.map(|_| b"DB_PASSWORD=hunter2-never-in-clear\n".as_slice());
+        write_archive(file, &recipients, 0, &dump, None, env, manifest).unwrap();
+        std::fs::rename(partial, &path).unwrap();
+        path
+    }
+
+    fn key_file(dir: &Path, name: &str, identity: &age::x25519::Identity) -> Key {
+        use age::secrecy::ExposeSecret;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("# a test key\n{}\n", identity.to_string().expose_secret())).unwrap();
+        Key::load(&path).unwrap()
+    }
+
+    #[test]
+    fn an_encrypted_archive_opens_with_its_identity_only_and_holds_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let right = age::x25519::Identity::generate();
+        let path = backup(dir.path(), Some(&right.to_public()));
+        assert!(path.to_string_lossy().ends_with(".tar.age"), "{}", path.display());
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(AGE_MAGIC));
+        for clear in [&b"hunter2"[..], b"PGDMP", b"manifest.json"] {
+            assert!(!bytes.windows(clear.len()).any(|w| w == clear), "{} is in clear", String::from_utf8_lossy(clear));
+        }
+        let key = key_file(dir.path(), "right.txt", &right);
+        let checked = check(&Archive { path: path.clone(), key: Some(&key) }).unwrap();
+        assert_eq!(checked.problems, Vec::<String>::new());
+        assert!(checked.manifest.entries.contains_key(ENV) && checked.manifest.entries.contains_key(DUMP));
+
+        let wrong = key_file(dir.path(), "wrong.txt", &age::x25519::Identity::generate());
+        let err = check(&Archive { path: path.clone(), key: Some(&wrong) }).unwrap_err().to_string();
+        assert!(err.contains("wrong.txt does not open") && err.contains("another key"), "{err}");
+        let err = check(&Archive::plain(&path)).unwrap_err().to_string();
+        assert!(err.contains("is encrypted") && err.contains("--identity"), "{err}");
+    }
+
+    #[test]
+    fn a_plain_archive_never_holds_the_settings_and_bad_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = backup(dir.path(), None);
+        let checked = check(&Archive::plain(&path)).unwrap();
+        assert!(!checked.manifest.entries.contains_key(ENV));
+        let err = recipients(&["age1nope".into()]).unwrap_err().to_string();
+        assert!(err.contains("`age1nope` is not an age public key"), "{err}");
+        std::fs::write(dir.path().join("k"), "not a key\n").unwrap();
+        let err = format!("{:#}", Key::load(&dir.path().join("k")).err().unwrap());
+        assert!(err.contains("not an age identity file") || err.contains("identity file"), "{err}");
     }
 }

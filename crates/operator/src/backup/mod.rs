@@ -10,9 +10,10 @@
 //! migrates to this checkout's schema.
 
 mod archive;
+pub mod pitr;
 
-use archive::{DUMP, FILES, FORMAT, create_archive, extract_tar, write_archive};
-pub use archive::{Manifest, check};
+use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
+pub use archive::{Archive, Key, Manifest, check};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,18 +50,34 @@ pub struct Backup {
     /// Folder for the archive (default: BACKUP_DIR from .env, else ./backups).
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Encrypt the archive to this age public key (age1..., repeatable): it may then leave
+    /// the host, and it holds .env too. Opening it needs the identity (--identity).
+    #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+    encrypt: Vec<String>,
     #[arg(long)]
     json: bool,
 }
 
 #[derive(clap::Subcommand)]
 enum BackupCommand {
-    /// Check an archive: every checksum, then a restore drill in a throwaway PostgreSQL.
+    /// Check an archive: every checksum, then a restore drill in a throwaway PostgreSQL. With
+    /// --to-time instead of an archive: a drill of point-in-time recovery to that moment.
     Verify {
-        archive: PathBuf,
+        #[arg(required_unless_present = "to_time", conflicts_with = "to_time")]
+        archive: Option<PathBuf>,
+        /// Recover the WAL archive to this moment (UTC, e.g. "2026-12-01 16:55") in a
+        /// throwaway PostgreSQL and count what the database then holds.
+        #[arg(long, value_name = "TIME")]
+        to_time: Option<String>,
         /// PostgreSQL image for the drill (default: the one the backup was taken from).
         #[arg(long)]
         image: Option<String>,
+        /// The age identity file that opens an encrypted archive.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// How long recovery may take, in seconds (--to-time).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
         #[arg(long)]
         json: bool,
     },
@@ -68,17 +85,27 @@ enum BackupCommand {
 
 #[derive(clap::Args)]
 pub struct Restore {
-    archive: PathBuf,
+    #[arg(required_unless_present = "to_time", conflicts_with = "to_time")]
+    archive: Option<PathBuf>,
+    /// Instead of an archive: recover the database to this moment (UTC, e.g. "2026-12-01
+    /// 16:55") from the newest base backup before it and the archived WAL (WAL_ARCHIVING=on).
+    /// The uploaded files are left as they are.
+    #[arg(long, value_name = "TIME")]
+    to_time: Option<String>,
+    /// The age identity file that opens an encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Confirm: the stack's database, files and cache are replaced by the backup's.
     #[arg(long)]
     yes: bool,
     /// Print what would be replaced, change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Do not take a backup of the current state first.
+    /// Do not take a backup of the current state first (--to-time: do not keep the data of
+    /// before in the archive volume).
     #[arg(long)]
     no_safety_backup: bool,
-    /// How long to wait for the app to be healthy again, in seconds.
+    /// How long to wait for recovery and for the app to be healthy again, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
     #[arg(long)]
@@ -146,7 +173,14 @@ pub fn backup_dir(output: Option<&Path>) -> PathBuf {
 }
 
 /// Takes a backup of the running stack into `dir`; returns the archive and its manifest.
-pub async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest)> {
+/// Encrypted to `recipients` (none: plain), the archive holds .env too.
+pub async fn take(
+    docker: &Docker,
+    project: &str,
+    dir: &Path,
+    label: Option<&str>,
+    recipients: &[age::x25519::Recipient],
+) -> Result<(PathBuf, Manifest)> {
     let parts = Parts::find(docker, project).await?;
     let vars = Vars::load();
     let storage = vars.get("STORAGE_TYPE").unwrap_or_default().to_string();
@@ -193,10 +227,14 @@ pub async fn take(docker: &Docker, project: &str, dir: &Path, label: Option<&str
         rows,
         entries: BTreeMap::new(),
     };
-    let (path, file) = create_archive(dir, project, now, label)?;
-    let partial = path.with_extension("tar.partial");
+    let (path, partial, file) = create_archive(dir, project, now, label, !recipients.is_empty())?;
     let files = Some(files_tar.as_path()).filter(|f| f.exists());
-    match write_archive(file, now, &dump_path, files, manifest) {
+    // The settings hold every secret: only an archive no one else can open may carry them.
+    let env = match recipients.is_empty() {
+        true => None,
+        false => std::fs::read(paths::env_file()).ok(),
+    };
+    match write_archive(file, recipients, now, &dump_path, files, env.as_deref(), manifest) {
         Ok(manifest) => {
             std::fs::rename(&partial, &path)
                 .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
@@ -231,7 +269,7 @@ pub(crate) async fn download(docker: &Docker, container: &str, path: &str, to: &
 }
 
 /// Copies the archive's dump into a postgres container at DUMP_IN_CONTAINER.
-async fn upload_dump(docker: &Docker, container: &str, archive: &Path, work: &Path) -> Result<()> {
+async fn upload_dump(docker: &Docker, container: &str, archive: &Archive<'_>, work: &Path) -> Result<()> {
     let tar = work.join("dump.tar");
     extract_tar(archive, DUMP, "weknora-restore.dump", &tar)?;
     upload_tar(docker, container, "/tmp", &tar).await
@@ -253,7 +291,7 @@ pub struct Drill {
 }
 
 /// Restores the archive's dump into a throwaway container of `image` and checks it.
-async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str) -> Result<Drill> {
+async fn drill(docker: &Docker, archive: &Archive<'_>, manifest: &Manifest, image: &str) -> Result<Drill> {
     if docker.inspect_image(image).await.is_err() {
         bail!(
             "the restore drill needs the PostgreSQL image {image} and Docker does not have it: \
@@ -313,25 +351,41 @@ async fn drill(docker: &Docker, archive: &Path, manifest: &Manifest, image: &str
 impl Backup {
     pub fn run(self) -> Result<ExitCode> {
         crate::runtime()?.block_on(async {
-            if let Some(BackupCommand::Verify { archive, image, json }) = self.command {
-                return verify(&archive, image.as_deref(), json).await;
+            if let Some(BackupCommand::Verify { archive, to_time, image, identity, timeout, json }) = self.command {
+                return match (archive, to_time) {
+                    (Some(archive), _) => {
+                        let key = identity.as_deref().map(Key::load).transpose()?;
+                        verify(&Archive { path: archive, key: key.as_ref() }, image.as_deref(), json).await
+                    }
+                    (None, Some(time)) => verify_to_time(&time, Duration::from_secs(timeout), json).await,
+                    (None, None) => unreachable!("clap requires one of them"),
+                };
             }
             let docker = docker::connect_for_transfers().await?;
             let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
-            let (path, manifest) = take(&docker, &project, &backup_dir(self.output.as_deref()), None).await?;
-            report_backup(&path, &manifest, self.json)?;
+            let recipients = recipients(&self.encrypt)?;
+            let (path, manifest) =
+                take(&docker, &project, &backup_dir(self.output.as_deref()), None, &recipients).await?;
+            let postgres = Parts::find(&docker, &project).await?.postgres.name;
+            let base = if pitr::archiving(&docker, &postgres).await? {
+                Some(pitr::take_base(&docker, &postgres, crate::utc::now()).await?)
+            } else {
+                eprintln!("note: WAL archiving is off, so there is no point-in-time recovery: set WAL_ARCHIVING=on in .env");
+                None
+            };
+            report_backup(&path, &manifest, base.as_deref(), self.json)?;
             Ok(ExitCode::SUCCESS)
         })
     }
 }
 
-fn report_backup(path: &Path, manifest: &Manifest, json: bool) -> Result<()> {
+fn report_backup(path: &Path, manifest: &Manifest, base: Option<&str>, json: bool) -> Result<()> {
     let bytes = std::fs::metadata(path)?.len();
     let files = manifest.entries.keys().filter(|k| k.starts_with(FILES)).count();
     if json {
         let value = serde_json::json!({
             "archive": path, "bytes": bytes, "schema_version": manifest.schema_version,
-            "files": files, "rows": manifest.rows, "storage": manifest.storage,
+            "files": files, "rows": manifest.rows, "storage": manifest.storage, "base_backup": base,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -344,12 +398,35 @@ fn report_backup(path: &Path, manifest: &Manifest, json: bool) -> Result<()> {
             path.display()
         );
         eprintln!("{}", crate::in_host_words(&summary));
+        if let Some(base) = base {
+            eprintln!("base backup {base} taken: point-in-time recovery reaches back to now");
+        }
     }
     Ok(())
 }
 
-async fn verify(archive: &Path, image: Option<&str>, json: bool) -> Result<ExitCode> {
-    eprintln!("==> checking every entry of {}", archive.display());
+async fn verify_to_time(time: &str, timeout: Duration, json: bool) -> Result<ExitCode> {
+    let target = crate::utc::parse(time).map_err(anyhow::Error::msg)?;
+    let docker = docker::connect_for_transfers().await?;
+    let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
+    let recovered = pitr::drill(&docker, &project, target, timeout).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "drill": recovered }))?);
+    } else {
+        println!(
+            "ok: base backup {} and the archived WAL recover to {} (schema {}; documents: {}, knowledge bases: {})",
+            recovered.base_backup.name,
+            recovered.target,
+            recovered.schema_version,
+            recovered.rows.get("knowledge").copied().unwrap_or(0),
+            recovered.rows.get("knowledge_bases").copied().unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(archive: &Archive<'_>, image: Option<&str>, json: bool) -> Result<ExitCode> {
+    eprintln!("==> checking every entry of {}", archive.path.display());
     let checked = check(archive)?;
     let docker = docker::connect_for_transfers().await?;
     let image = image.unwrap_or(&checked.manifest.postgres_image).to_string();
@@ -362,7 +439,7 @@ async fn verify(archive: &Path, image: Option<&str>, json: bool) -> Result<ExitC
     let ok = problems.is_empty();
     if json {
         let value = serde_json::json!({
-            "ok": ok, "archive": archive, "problems": problems, "manifest": checked.manifest, "drill": drill,
+            "ok": ok, "archive": archive.path, "problems": problems, "manifest": checked.manifest, "drill": drill,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else if ok {
@@ -389,10 +466,17 @@ impl Restore {
     }
 
     async fn run_async(self) -> Result<ExitCode> {
-        eprintln!("==> checking every entry of {}", self.archive.display());
-        let checked = check(&self.archive)?;
+        let path = match (&self.archive, &self.to_time) {
+            (Some(archive), _) => archive.clone(),
+            (None, Some(time)) => return self.to_time(time).await,
+            (None, None) => unreachable!("clap requires one of them"),
+        };
+        let key = self.identity.as_deref().map(Key::load).transpose()?;
+        let archive = Archive { path, key: key.as_ref() };
+        eprintln!("==> checking every entry of {}", archive.path.display());
+        let checked = check(&archive)?;
         if !checked.problems.is_empty() {
-            bail!("{} is damaged, nothing was changed:\n  {}", self.archive.display(), checked.problems.join("\n  "));
+            bail!("{} is damaged, nothing was changed:\n  {}", archive.path.display(), checked.problems.join("\n  "));
         }
         let manifest = checked.manifest;
         let docker = docker::connect_for_transfers().await?;
@@ -434,6 +518,9 @@ impl Restore {
                 parts.app.service
             ));
         }
+        if manifest.entries.contains_key(ENV) {
+            plan.push(format!("write the backup's settings to {} when they differ from .env", env_beside().display()));
+        }
         plan.push("clear the app's Redis cache".into());
         if manifest.schema_version < latest {
             plan.push(format!("migrate from schema {} to {latest}", manifest.schema_version));
@@ -449,7 +536,7 @@ impl Restore {
             None
         } else {
             eprintln!("==> first, a backup of the current state");
-            let (path, _) = take(&docker, &stack.project, &backup_dir(None), Some("before-restore")).await?;
+            let (path, _) = take(&docker, &stack.project, &backup_dir(None), Some("before-restore"), &[]).await?;
             eprintln!("==> current state saved in {}", path.display());
             Some(path)
         };
@@ -466,7 +553,7 @@ impl Restore {
         let timeout = Duration::from_secs(self.timeout);
         eprintln!("==> stopping {}", parts.app.service);
         stack.run(&["stop", &parts.app.service])?;
-        let replaced = replace_data(&docker, &parts, &self.archive, &manifest, &vars).await;
+        let replaced = replace_data(&docker, &parts, &archive, &manifest, &vars).await;
         if let Err(e) = replaced {
             eprintln!("==> starting {} again", parts.app.service);
             if stack.run(&["start", &parts.app.service]).is_ok() {
@@ -474,26 +561,31 @@ impl Restore {
             }
             return Err(e.context(format!("restore failed; {undo}")));
         }
-        if manifest.schema_version < latest {
-            eprintln!("==> migrating to schema {latest}");
-            compose::migrate(&stack).with_context(|| format!("the data was restored but migrating failed; {undo}"))?;
+        let (schema_version, rows) =
+            bring_back(&docker, &stack, &parts.app.service, manifest.schema_version, latest, &undo, timeout).await?;
+        if let Some(settings) = archive.read_entry(ENV)?
+            && std::fs::read(paths::env_file()).ok().as_deref() != Some(settings.as_slice())
+        {
+            let beside = env_beside();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(&beside)?.write_all(&settings)?;
+            eprintln!(
+                "note: the backup's settings differ from .env; they are in {} (compare them, e.g. for MODELS_ENCRYPTION_KEY)",
+                beside.display()
+            );
         }
-        eprintln!("==> starting {}", parts.app.service);
-        stack.run(&["start", &parts.app.service])?;
-        containers::wait_healthy(&docker, &stack.project, app, timeout)
-            .await
-            .with_context(|| format!("the data was restored but the app is not healthy; {undo}"))?;
-        let (schema_version, rows) = census(&docker, &parts.postgres.name).await?;
         if self.json {
             let value = serde_json::json!({
-                "restored": self.archive, "schema_version": schema_version, "rows": rows, "files": files,
+                "restored": archive.path, "schema_version": schema_version, "rows": rows, "files": files,
                 "safety_backup": safety,
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             println!(
                 "restored {} into project {}: schema {schema_version}; documents: {}, chunks: {}, files: {files}",
-                self.archive.display(),
+                archive.path.display(),
                 stack.project,
                 count(&rows, "knowledge"),
                 count(&rows, "chunks")
@@ -506,12 +598,128 @@ impl Restore {
     }
 }
 
+impl Restore {
+    /// `restore --to-time`: point-in-time recovery of the database (see `pitr`).
+    async fn to_time(&self, time: &str) -> Result<ExitCode> {
+        let target = crate::utc::parse(time).map_err(anyhow::Error::msg)?;
+        let now = crate::utc::now();
+        if target > now {
+            bail!("{time} is in the future (it is {} now): recovery can only go back", crate::utc::rfc3339(now));
+        }
+        let docker = docker::connect_for_transfers().await?;
+        let stack = Stack::open(&docker, None, &[]).await?;
+        let all = containers::containers(&docker, &stack.project).await?;
+        let Some(app) = all.iter().find(|c| c.service == "app" || c.service == "app-dev").map(|c| c.service.clone()) else {
+            bail!("project `{}` has no app container: start the stack with `cargo xtask start`", stack.project);
+        };
+        let bases = pitr::bases(&stack)?;
+        let base = pitr::choose(&bases, target)?.clone();
+        let [y, mo, d, h, mi, s] = crate::utc::civil(now);
+        let keep = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+        let archive_volume = format!("{}_postgres_archive", stack.project);
+        let latest = crate::migrate::latest_version(&paths::migrations()).await?;
+        let mut plan = vec![
+            format!(
+                "recover the database of project {} to {} from base backup {} (whole at {}) and the archived WAL",
+                stack.project,
+                crate::utc::rfc3339(target),
+                base.name,
+                crate::utc::rfc3339(base.finished)
+            ),
+            if self.no_safety_backup {
+                "delete the database's data of now".to_string()
+            } else {
+                format!("keep the database's data of now in volume {archive_volume}, folder replaced/{keep}")
+            },
+            "leave the uploaded files as they are".into(),
+            "clear the app's Redis cache".into(),
+            format!("migrate to schema {latest} if the recovered database is older"),
+            format!("stop {app} meanwhile and start it again"),
+        ];
+        if !crate::confirm::go_ahead("restore", &plan, self.dry_run, self.yes, self.json)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+        plan.clear();
+        let timeout = Duration::from_secs(self.timeout);
+        eprintln!("==> stopping {app}");
+        stack.run(&["stop", &app])?;
+        let keep = (!self.no_safety_backup).then_some(keep);
+        if let Err(e) = pitr::recover(&docker, &stack, &base, target, keep.as_deref(), timeout).await {
+            eprintln!("==> starting {app} again");
+            let _ = stack.run(&["start", &app]);
+            return Err(e);
+        }
+        let vars = Vars::load();
+        let parts = Parts::find(&docker, &stack.project).await?;
+        clear_cache(&docker, parts.redis.as_ref(), &vars).await?;
+        let undo = match &keep {
+            Some(k) => format!("the data of before is in volume {archive_volume}, folder replaced/{k}"),
+            None => "the data of before was not kept (--no-safety-backup)".into(),
+        };
+        let (schema, _) = census(&docker, &parts.postgres.name).await?;
+        let (schema_version, rows) = bring_back(&docker, &stack, &app, schema, latest, &undo, timeout).await?;
+        let replaced = keep.map(|k| format!("{archive_volume}:replaced/{k}"));
+        if self.json {
+            let value = serde_json::json!({
+                "recovered_to": crate::utc::rfc3339(target), "base_backup": base, "schema_version": schema_version,
+                "rows": rows, "replaced": replaced,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            let count = |t: &str| rows.get(t).copied().unwrap_or(0);
+            println!(
+                "recovered project {} to {}: schema {schema_version}; knowledge bases: {}, documents: {}, chunks: {}",
+                stack.project,
+                crate::utc::rfc3339(target),
+                count("knowledge_bases"),
+                count("knowledge"),
+                count("chunks")
+            );
+            if let Some(r) = &replaced {
+                println!("the data of before is kept in {r} (remove it once the recovered database is good)");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Where a restore puts the settings an encrypted backup holds: beside .env, never over it.
+fn env_beside() -> PathBuf {
+    let env = paths::env_file();
+    env.with_file_name(format!("{}.from-backup", env.file_name().unwrap_or_default().to_string_lossy()))
+}
+
+/// After the data was replaced, with the app stopped: migrates to this checkout's schema
+/// when the data's is older, starts the app and waits until it is healthy; returns the
+/// database's schema version and rows.
+async fn bring_back(
+    docker: &Docker,
+    stack: &Stack,
+    app: &str,
+    schema: i64,
+    latest: i64,
+    undo: &str,
+    timeout: Duration,
+) -> Result<(i64, BTreeMap<String, i64>)> {
+    if schema < latest {
+        eprintln!("==> migrating to schema {latest}");
+        compose::migrate(stack).with_context(|| format!("the data was restored but migrating failed; {undo}"))?;
+    }
+    eprintln!("==> starting {app}");
+    stack.run(&["start", app])?;
+    containers::wait_healthy(docker, &stack.project, &[app.to_string()], timeout)
+        .await
+        .with_context(|| format!("the data was restored but the app is not healthy; {undo}"))?;
+    let parts = Parts::find(docker, &stack.project).await?;
+    census(docker, &parts.postgres.name).await
+}
+
 /// The destructive part of a restore, with the app stopped: the database (restored into a
 /// new database, swapped in only when pg_restore succeeded), the files, the cache.
 pub async fn replace_data(
     docker: &Docker,
     parts: &Parts,
-    archive: &Path,
+    archive: &Archive<'_>,
     manifest: &Manifest,
     vars: &Vars,
 ) -> Result<()> {
@@ -538,7 +746,12 @@ admin -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "ALTER DATABASE \"$new\" RENAME
         eprintln!("==> restoring the uploaded files");
         restore_files(docker, parts, archive, work.path()).await?;
     }
-    match &parts.redis {
+    clear_cache(docker, parts.redis.as_ref(), vars).await
+}
+
+/// Deletes the app's keys in Redis (cached answers of the data of before).
+async fn clear_cache(docker: &Docker, redis: Option<&Container>, vars: &Vars) -> Result<()> {
+    match redis {
         Some(redis) => {
             let prefix = vars.get("REDIS_PREFIX").unwrap_or("weknora:");
             let db = vars.get("REDIS_DB").unwrap_or("0");
@@ -553,7 +766,7 @@ admin -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "ALTER DATABASE \"$new\" RENAME
 /// Replaces the files in the app's volume, through a short-lived helper container on the
 /// postgres image (the app's image has no shell): the backup's files go to a new folder
 /// that is swapped in, owned like the volume.
-async fn restore_files(docker: &Docker, parts: &Parts, archive: &Path, work: &Path) -> Result<()> {
+async fn restore_files(docker: &Docker, parts: &Parts, archive: &Archive<'_>, work: &Path) -> Result<()> {
     let inspect = docker.inspect_container(&parts.app.name, None).await?;
     let volume = inspect
         .mounts
