@@ -292,7 +292,7 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     let parts = Parts::find(docker, &stack.project).await?;
     eprintln!("==> stopping {}", parts.app.service);
     stack.run(&["stop", &parts.app.service])?;
-    backup::replace_data(docker, &parts, &archive, &checked.manifest, &Vars::load()).await?;
+    backup::replace_data(docker, &stack, &parts, &archive, &checked.manifest, &Vars::load()).await?;
     eprintln!("==> running the images of {} again", short(&record.from_revision));
     stack.pin_version(KEPT);
     stack.keep_ollama_chat_model(docker).await?;

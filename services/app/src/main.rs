@@ -42,12 +42,25 @@ enum Command {
         #[arg(long)]
         kb: Option<uuid::Uuid>,
     },
+    /// The stored files (the folder or the MinIO/S3 bucket) as a tar: `export` writes them
+    /// to stdout, `import` makes the storage hold exactly those of a tar on stdin. How
+    /// `cargo xtask backup` and `restore` reach a bucket.
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
     /// Exit 0 when the local app answers GET /health with 200.
     Healthcheck {
         /// Where the app listens (default: 127.0.0.1 and the configured port).
         #[arg(long)]
         addr: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum StorageAction {
+    Export,
+    Import,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +82,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate => one_off(migrate(config)),
         Command::Reindex { kb } => one_off(reindex(config, kb)),
+        Command::Storage { action } => one_off(storage(config, action)),
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -172,6 +186,21 @@ async fn reindex(config: Config, only: Option<uuid::Uuid>) -> Result<()> {
         }
     }
     anyhow::ensure!(busy == 0, "{busy} knowledge bases were busy and not reindexed");
+    Ok(())
+}
+
+async fn storage(config: Config, action: StorageAction) -> Result<()> {
+    let op = weknora_app::storage::open(&config.storage).await?;
+    match action {
+        StorageAction::Export => {
+            let n = weknora_app::storage::export(&op, std::io::BufWriter::new(std::io::stdout().lock())).await?;
+            eprintln!("exported {n} files from {} storage", config.storage.kind);
+        }
+        StorageAction::Import => {
+            let (written, deleted) = weknora_app::storage::import(&op, std::io::stdin().lock()).await?;
+            eprintln!("imported {written} files into {} storage; deleted {deleted} others", config.storage.kind);
+        }
+    }
     Ok(())
 }
 

@@ -66,6 +66,61 @@ pub async fn open(config: &Storage) -> Result<Operator> {
     ))
 }
 
+/// The folder every stored file goes under in an export (the backup archive's layout).
+pub const EXPORT_PREFIX: &str = "files/";
+
+/// Every stored file, as keys.
+async fn keys(op: &Operator) -> Result<Vec<String>> {
+    let entries = op.list_with("").recursive(true).await.context("listing the stored files")?;
+    Ok(entries.into_iter().filter(|e| e.metadata().mode().is_file()).map(|e| e.path().to_string()).collect())
+}
+
+/// Writes every stored file to `out` as a tar (`files/<key>`), one at a time; returns how
+/// many. `cargo xtask backup` reads a bucket this way.
+pub async fn export(op: &Operator, out: impl std::io::Write) -> Result<usize> {
+    let mut tar = tar::Builder::new(out);
+    let keys = keys(op).await?;
+    for key in &keys {
+        let bytes = op.read(key).await.with_context(|| format!("reading {key}"))?.to_vec();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, format!("{EXPORT_PREFIX}{key}"), bytes.as_slice())
+            .with_context(|| format!("writing {key} to the export"))?;
+    }
+    tar.into_inner()?.flush()?;
+    Ok(keys.len())
+}
+
+/// Makes the storage hold exactly the files of a tar `export` wrote: each is written, then
+/// every other stored file is deleted. Returns (written, deleted). `cargo xtask restore`
+/// fills a bucket this way.
+pub async fn import(op: &Operator, input: impl std::io::Read) -> Result<(usize, usize)> {
+    let mut tar = tar::Archive::new(input);
+    let mut written = std::collections::BTreeSet::new();
+    for entry in tar.entries().context("reading the tar on stdin")? {
+        let mut entry = entry.context("reading the tar on stdin")?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let Some(key) = name.strip_prefix(EXPORT_PREFIX).filter(|k| !k.is_empty()) else { continue };
+        let mut bytes = Vec::with_capacity(entry.header().size().unwrap_or(0) as usize);
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        op.write(key, bytes).await.with_context(|| format!("writing {key}"))?;
+        written.insert(key.to_string());
+    }
+    let mut deleted = 0;
+    for key in keys(op).await? {
+        if !written.contains(&key) {
+            op.delete(&key).await.with_context(|| format!("deleting {key}"))?;
+            deleted += 1;
+        }
+    }
+    Ok((written.len(), deleted))
+}
+
 /// What an upload is answered when its file could not be stored: 507 when the storage is
 /// full (the operator must free or add space), 503 otherwise.
 pub fn write_error(e: &opendal::Error) -> ApiError {

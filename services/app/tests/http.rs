@@ -605,6 +605,51 @@ fn with_minio_storage_uploads_live_in_the_bucket_and_a_wrong_bucket_or_key_stops
     let (_, _, hits) = get(port, &format!("{base}/hybrid-search?query=bucket"), &admin);
     assert!(hits["data"][0]["content"].as_str().unwrap().contains("MinIO bucket"), "{hits}");
 
+    // The bucket round trip of backups: `storage export` writes every object to a tar, and
+    // `storage import` makes a second bucket hold exactly those (a stale object goes).
+    let storage = |env: &[(String, String)], action: &str, input: &[u8]| -> Output {
+        let mut child = Command::new(APP)
+            .args(["storage", action])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "storage {action}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(S3_SECRET_KEY), "the secret was printed");
+        out
+    };
+    let exported = storage(&env, "export", b"").stdout;
+    let mut tar = tar::Archive::new(exported.as_slice());
+    let entries: Vec<(String, Vec<u8>)> = tar
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            (e.path().unwrap().display().to_string(), bytes)
+        })
+        .collect();
+    assert_eq!(entries.len(), 1, "{:?}", entries.iter().map(|e| &e.0).collect::<Vec<_>>());
+    assert!(entries[0].0.starts_with("files/") && entries[0].0.ends_with("bucket.md"), "{}", entries[0].0);
+    assert_eq!(entries[0].1, md);
+    let copy = s3.root.path().join("weknora-copy");
+    std::fs::create_dir_all(copy.join("stale")).unwrap();
+    std::fs::write(copy.join("stale/old.pdf"), b"from before").unwrap();
+    let mut copy_env = env.clone();
+    copy_env.retain(|(k, _)| k != "MINIO_BUCKET_NAME");
+    copy_env.push(("MINIO_BUCKET_NAME".into(), "weknora-copy".into()));
+    let imported = storage(&copy_env, "import", &exported);
+    assert!(String::from_utf8_lossy(&imported.stderr).contains("imported 1 files"), "{imported:?}");
+    let copied = files_under(&copy);
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(std::fs::read(&copied[0]).unwrap(), md);
+    assert_eq!(storage(&copy_env, "export", b"").stdout, exported, "the copy exports as the original");
+
     let (status, _, _) = call(port, "DELETE", &format!("/api/v1/knowledge/{id}"), &admin, None);
     assert_eq!(status, 200);
     assert!(!stored[0].exists(), "deleting the document deletes its object");

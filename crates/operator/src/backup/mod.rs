@@ -11,6 +11,7 @@
 
 mod archive;
 pub mod pitr;
+mod retention;
 
 use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
 pub use archive::{Archive, Key, Manifest, check};
@@ -78,6 +79,24 @@ enum BackupCommand {
         /// How long recovery may take, in seconds (--to-time).
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the backups the retention policy does not keep: archives in the backup folder
+    /// (not those with a label), base backups and the WAL only they need.
+    Prune {
+        /// Keep the newest backup of each of the last N days (default: BACKUP_KEEP_DAILY, else 7).
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<usize>,
+        /// Keep the newest of each of the last M weeks (default: BACKUP_KEEP_WEEKLY, else 4).
+        #[arg(long, value_name = "M")]
+        keep_weekly: Option<usize>,
+        /// Print what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -204,15 +223,14 @@ pub async fn take(
     let (schema_version, rows) = census(docker, &parts.postgres.name).await?;
 
     let files_tar = work.path().join("files.tar");
-    let files_included = storage == "local";
-    if files_included {
+    let files_included = true;
+    if storage == "local" {
         eprintln!("==> copying the uploaded files out of {}", parts.app.name);
         download(docker, &parts.app.name, FILES_IN_APP, &files_tar).await?;
     } else {
-        eprintln!(
-            "warning: STORAGE_TYPE={storage}: the uploaded files live in the bucket and are not in this backup; \
-             mirror the bucket too (e.g. `mc mirror`), see docs/operations.md"
-        );
+        eprintln!("==> copying the objects out of the {storage} bucket (`storage export` in a one-off app container)");
+        let stack = Stack::open(docker, None, &[]).await?;
+        bucket(&stack, "export", std::process::Stdio::null(), std::fs::File::create(&files_tar)?)?;
     }
 
     let manifest = Manifest {
@@ -245,6 +263,27 @@ pub async fn take(
             Err(e.context(format!("writing {}", partial.display())))
         }
     }
+}
+
+/// Runs `weknora-app storage <action>` in a one-off container of the app (the stack's
+/// settings and network): how the objects of a MinIO/S3 bucket are backed up and restored.
+fn bucket(stack: &Stack, action: &str, input: std::process::Stdio, output: std::fs::File) -> Result<()> {
+    if stack.dev() {
+        bail!(
+            "with a MinIO/S3 bucket, backups and restores run on the production stack: the development stack \
+             has no app image to reach the bucket with"
+        );
+    }
+    let out = stack
+        .command(&["run", "--rm", "--no-deps", "-T", "app", "storage", action])
+        .stdin(input)
+        .stdout(output)
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    if !out.status.success() {
+        bail!("`storage {action}` of the bucket failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 /// Copies `path` out of a container as a tar file; a path that does not exist gives an
@@ -360,6 +399,37 @@ impl Backup {
                     (None, Some(time)) => verify_to_time(&time, Duration::from_secs(timeout), json).await,
                     (None, None) => unreachable!("clap requires one of them"),
                 };
+            }
+            if let Some(BackupCommand::Prune { keep_daily, keep_weekly, dry_run, yes, json }) = self.command {
+                let vars = Vars::load();
+                let setting = |given: Option<usize>, var: &str, default: usize| -> Result<usize> {
+                    match (given, vars.get(var)) {
+                        (Some(n), _) => Ok(n),
+                        (None, Some(v)) => v.trim().parse().with_context(|| format!("{var}={v} in .env is not a number")),
+                        (None, None) => Ok(default),
+                    }
+                };
+                let policy = retention::Policy {
+                    daily: setting(keep_daily, "BACKUP_KEEP_DAILY", 7)?,
+                    weekly: setting(keep_weekly, "BACKUP_KEEP_WEEKLY", 4)?,
+                };
+                let docker = docker::connect_for_transfers().await?;
+                let project = docker::project_name(&vars).to_ascii_lowercase();
+                let dir = backup_dir(self.output.as_deref());
+                if let Some(p) = retention::prune(&docker, &project, &dir, policy, dry_run, yes, json).await? {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&p)?);
+                    } else {
+                        println!(
+                            "kept {} archives and {} base backups; deleted {} archives and {} base backups",
+                            p.archives_kept.len(),
+                            p.base_backups_kept.len(),
+                            p.archives_removed.len(),
+                            p.base_backups_removed.len()
+                        );
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
             }
             let docker = docker::connect_for_transfers().await?;
             let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
@@ -483,13 +553,6 @@ impl Restore {
         let stack = Stack::open(&docker, None, &[]).await?;
         let parts = Parts::find(&docker, &stack.project).await?;
         let vars = Vars::load();
-        let storage = vars.get("STORAGE_TYPE").unwrap_or_default();
-        if manifest.files_included && storage != "local" {
-            bail!(
-                "the backup holds local files but this stack has STORAGE_TYPE={storage}: restore into a stack with \
-                 STORAGE_TYPE=local, or copy the archive's files/ into the bucket yourself"
-            );
-        }
         let latest = crate::migrate::latest_version(&paths::migrations()).await?;
         if manifest.schema_version > latest {
             bail!(
@@ -513,10 +576,10 @@ impl Restore {
             manifest.created
         )];
         if manifest.files_included {
-            plan.push(format!(
-                "replace the uploaded files in {}'s volume with the backup's (files: {files})",
-                parts.app.service
-            ));
+            plan.push(match vars.get("STORAGE_TYPE").unwrap_or("local") {
+                "local" => format!("replace the uploaded files in {}'s volume with the backup's (files: {files})", parts.app.service),
+                bucket => format!("make the {bucket} bucket hold exactly the backup's files (files: {files})"),
+            });
         }
         if manifest.entries.contains_key(ENV) {
             plan.push(format!("write the backup's settings to {} when they differ from .env", env_beside().display()));
@@ -553,7 +616,7 @@ impl Restore {
         let timeout = Duration::from_secs(self.timeout);
         eprintln!("==> stopping {}", parts.app.service);
         stack.run(&["stop", &parts.app.service])?;
-        let replaced = replace_data(&docker, &parts, &archive, &manifest, &vars).await;
+        let replaced = replace_data(&docker, &stack, &parts, &archive, &manifest, &vars).await;
         if let Err(e) = replaced {
             eprintln!("==> starting {} again", parts.app.service);
             if stack.run(&["start", &parts.app.service]).is_ok() {
@@ -718,6 +781,7 @@ async fn bring_back(
 /// new database, swapped in only when pg_restore succeeded), the files, the cache.
 pub async fn replace_data(
     docker: &Docker,
+    stack: &Stack,
     parts: &Parts,
     archive: &Archive<'_>,
     manifest: &Manifest,
@@ -743,8 +807,19 @@ admin -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "ALTER DATABASE \"$new\" RENAME
     exec_sh(docker, pg, "restoring the database (the database in use was left as it was)", &restore_db, &[]).await?;
 
     if manifest.files_included {
-        eprintln!("==> restoring the uploaded files");
-        restore_files(docker, parts, archive, work.path()).await?;
+        match vars.get("STORAGE_TYPE").unwrap_or("local") {
+            "local" => {
+                eprintln!("==> restoring the uploaded files");
+                restore_files(docker, parts, archive, work.path()).await?;
+            }
+            bucket_type => {
+                eprintln!("==> restoring the objects of the {bucket_type} bucket (`storage import` in a one-off app container)");
+                let tar = work.path().join("files.tar");
+                extract_tar(archive, FILES, FILES, &tar)?;
+                let sink = tempfile::tempfile()?;
+                bucket(stack, "import", std::fs::File::open(&tar)?.into(), sink)?;
+            }
+        }
     }
     clear_cache(docker, parts.redis.as_ref(), vars).await
 }

@@ -38,6 +38,8 @@ const TAKE: &str = r#"set -e
 b=/var/lib/postgresql/archive/base; part="$b/.partial-$1"
 mkdir -p "$b"; rm -rf "$part"
 pg_basebackup -U "$POSTGRES_USER" -D "$part" --format=tar --gzip --wal-method=fetch --checkpoint=fast
+# The first WAL segment it needs: older ones serve no recovery from it (backup prune).
+tar -xzOf "$part/base.tar.gz" backup_label | sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\))$/\1/p' >"$part/first-wal"
 date +%s >"$part/finished"
 mv "$part" "$b/$1""#;
 
@@ -92,6 +94,11 @@ pub async fn take_base(docker: &Docker, postgres: &str, now: u64) -> Result<Stri
     eprintln!("==> taking a base backup for point-in-time recovery ({ARCHIVE}/base/{name} in {postgres})");
     exec_sh(docker, postgres, "pg_basebackup", TAKE, &[&name]).await?;
     Ok(name)
+}
+
+/// The base backups in the archive volume of the running postgres.
+pub async fn list(docker: &Docker, postgres: &str) -> Result<Vec<Base>> {
+    Ok(parse_bases(&exec_sh(docker, postgres, "listing base backups", LIST, &[]).await?))
 }
 
 fn parse_bases(listing: &str) -> Vec<Base> {
@@ -170,7 +177,7 @@ pub struct Recovered {
 pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duration) -> Result<Recovered> {
     let parts = super::Parts::find(docker, project).await?;
     let pg = &parts.postgres.name;
-    let base = choose(&parse_bases(&exec_sh(docker, pg, "listing base backups", LIST, &[]).await?), target)?.clone();
+    let base = choose(&list(docker, pg).await?, target)?.clone();
     let inspect = docker.inspect_container(pg, None).await?;
     let volume = inspect
         .mounts
