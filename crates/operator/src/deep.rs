@@ -46,6 +46,7 @@ pub async fn findings(docker: &Docker, project: &str, limits: &Limits) -> Result
             out.push(db.queue().await);
             out.push(db.orphan_chunks().await);
             out.push(db.missing_vectors().await);
+            out.push(db.backups().await);
             let app = all.iter().find(|c| c.service == "app" || c.service == "app-dev");
             out.extend(db.files(app).await);
         }
@@ -221,6 +222,53 @@ impl Db<'_> {
             described.join("; "),
             Some("end the blocking session: SELECT pg_terminate_backend(PID) with the pid it waits on"),
         )
+    }
+
+    /// The last backup recorded (`backup_runs`), and whether WAL archiving keeps up.
+    async fn backups(&self) -> Check {
+        const NAME: &str = "backups";
+        let last = "SELECT coalesce(extract(epoch FROM now() - max(finished_at))::bigint, -1) FROM backup_runs \
+                    WHERE kind = 'archive'";
+        let archiver = "SELECT current_setting('archive_mode') || ' ' || failed_count || ' ' || \
+                        (coalesce(last_failed_time, 'epoch') > coalesce(last_archived_time, 'epoch')) FROM pg_stat_archiver";
+        let (age, archiver) = match (self.number(last).await, self.rows(archiver).await) {
+            (Ok(a), Ok(r)) => (a, r.into_iter().next().unwrap_or_default()),
+            (Err(e), _) | (_, Err(e)) => return unknown("backups", NAME, e),
+        };
+        let mut words = archiver.split_whitespace();
+        let (mode, failures, failing) =
+            (words.next().unwrap_or("off"), words.next().unwrap_or("0"), words.next() == Some("t"));
+        let wal = if mode == "off" { "WAL archiving off" } else { "WAL archived" };
+        if mode != "off" && failing {
+            return finding(
+                "backups",
+                NAME,
+                Status::Fail,
+                format!(
+                    "WAL archiving fails ({failures} failures, the last after the last success): point-in-time recovery stops at the last archived segment"
+                ),
+                Some(
+                    "cargo xtask logs postgres shows the archive command's error; is the postgres_archive volume's disk full?",
+                ),
+            );
+        }
+        match age {
+            ..0 => finding(
+                "backups",
+                NAME,
+                Status::Warn,
+                format!("no backup recorded; {wal}"),
+                Some("cargo xtask backup, and schedule it nightly (docs/operations.md, Schedule and retention)"),
+            ),
+            93_600.. => finding(
+                "backups",
+                NAME,
+                Status::Warn,
+                format!("the last backup is {} hours old; {wal}", age / 3600),
+                Some("the nightly backup stopped or fails: run cargo xtask backup and read its error"),
+            ),
+            _ => finding("backups", NAME, Status::Ok, format!("last backup {} minutes ago; {wal}", age / 60), None),
+        }
     }
 
     async fn queue(&self) -> Check {

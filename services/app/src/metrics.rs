@@ -11,6 +11,7 @@
 //! | weknora_ingest_jobs_total | counter | outcome: completed, retried, failed, lease_lost |
 //! | weknora_ingest_duration_seconds | histogram | outcome |
 //! | weknora_ingest_queue | gauge, read at each scrape | state: queued, running |
+//! | weknora_backup_last_success_timestamp_seconds | gauge, read at each scrape | kind: archive, base, verified |
 //! | weknora_search_cache_total | counter | result: hit, miss |
 //! | weknora_chat_answers_total | counter | outcome: completed, stopped, failed; kind: model, extractive |
 //! | weknora_chat_first_token_seconds | histogram | kind |
@@ -49,6 +50,12 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
 /// The ingest queue's depth by state, read from the database at each scrape.
 pub fn ingest_queue(state: &str, jobs: i64) {
     metrics::gauge!("weknora_ingest_queue", "state" => state.to_string()).set(jobs as f64);
+}
+
+/// When the last backup of a kind was taken (or verified), read from the database at each
+/// scrape: what the alerts on missing backups watch.
+pub fn last_backup(kind: &str, unix_secs: f64) {
+    metrics::gauge!("weknora_backup_last_success_timestamp_seconds", "kind" => kind.to_string()).set(unix_secs);
 }
 
 /// An ingest job ended one way or another after `started`.

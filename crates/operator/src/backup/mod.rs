@@ -13,8 +13,8 @@ mod archive;
 pub mod pitr;
 mod retention;
 
-use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
 pub use archive::{Archive, Key, Manifest, check};
+use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -405,7 +405,9 @@ impl Backup {
                 let setting = |given: Option<usize>, var: &str, default: usize| -> Result<usize> {
                     match (given, vars.get(var)) {
                         (Some(n), _) => Ok(n),
-                        (None, Some(v)) => v.trim().parse().with_context(|| format!("{var}={v} in .env is not a number")),
+                        (None, Some(v)) => {
+                            v.trim().parse().with_context(|| format!("{var}={v} in .env is not a number"))
+                        }
                         (None, None) => Ok(default),
                     }
                 };
@@ -440,12 +442,36 @@ impl Backup {
             let base = if pitr::archiving(&docker, &postgres).await? {
                 Some(pitr::take_base(&docker, &postgres, crate::utc::now()).await?)
             } else {
-                eprintln!("note: WAL archiving is off, so there is no point-in-time recovery: set WAL_ARCHIVING=on in .env");
+                eprintln!(
+                    "note: WAL archiving is off, so there is no point-in-time recovery: set WAL_ARCHIVING=on in .env"
+                );
                 None
             };
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let sql = format!("INSERT INTO backup_runs (kind, name) VALUES ('archive', '{}')", sql_name(&name));
+            let sql = match &base {
+                Some(b) => format!("{sql}, ('base', '{}')", sql_name(b)),
+                None => sql,
+            };
+            record(&docker, &postgres, &sql).await;
             report_backup(&path, &manifest, base.as_deref(), self.json)?;
             Ok(ExitCode::SUCCESS)
         })
+    }
+}
+
+/// A name of ours (archive or base backup) fit for an SQL literal: anything else is dropped.
+fn sql_name(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect()
+}
+
+/// Records a backup or a drill in the stack's database (`backup_runs`), where the app reads
+/// the last good backup for /metrics. Best effort: a failure only warns.
+async fn record(docker: &Docker, postgres: &str, sql: &str) {
+    if let Err(e) = psql(docker, postgres, sql).await {
+        eprintln!(
+            "warning: the backup could not be recorded in the database (the alert on missing backups will not see it): {e:#}"
+        );
     }
 }
 
@@ -507,6 +533,16 @@ async fn verify(archive: &Archive<'_>, image: Option<&str>, json: bool) -> Resul
     };
     let problems: Vec<&String> = checked.problems.iter().chain(drill.iter().flat_map(|d| &d.problems)).collect();
     let ok = problems.is_empty();
+    // The drill of a backup of the stack on this host counts as its verification.
+    let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
+    if ok
+        && checked.manifest.project == project
+        && let Ok(parts) = Parts::find(&docker, &project).await
+    {
+        let name = sql_name(&archive.path.file_name().unwrap_or_default().to_string_lossy());
+        let sql = format!("UPDATE backup_runs SET verified_at = now() WHERE kind = 'archive' AND name = '{name}'");
+        record(&docker, &parts.postgres.name, &sql).await;
+    }
     if json {
         let value = serde_json::json!({
             "ok": ok, "archive": archive.path, "problems": problems, "manifest": checked.manifest, "drill": drill,
@@ -577,7 +613,10 @@ impl Restore {
         )];
         if manifest.files_included {
             plan.push(match vars.get("STORAGE_TYPE").unwrap_or("local") {
-                "local" => format!("replace the uploaded files in {}'s volume with the backup's (files: {files})", parts.app.service),
+                "local" => format!(
+                    "replace the uploaded files in {}'s volume with the backup's (files: {files})",
+                    parts.app.service
+                ),
                 bucket => format!("make the {bucket} bucket hold exactly the backup's files (files: {files})"),
             });
         }
@@ -670,9 +709,12 @@ impl Restore {
             bail!("{time} is in the future (it is {} now): recovery can only go back", crate::utc::rfc3339(now));
         }
         let docker = docker::connect_for_transfers().await?;
-        let stack = Stack::open(&docker, None, &[]).await?;
+        let mut stack = Stack::open(&docker, None, &[]).await?;
+        // Postgres may be gone with its volume: compose must make it from the recorded image.
+        crate::images::resolve_images(&docker, &mut stack, &["postgres".to_string()]).await?;
         let all = containers::containers(&docker, &stack.project).await?;
-        let Some(app) = all.iter().find(|c| c.service == "app" || c.service == "app-dev").map(|c| c.service.clone()) else {
+        let Some(app) = all.iter().find(|c| c.service == "app" || c.service == "app-dev").map(|c| c.service.clone())
+        else {
             bail!("project `{}` has no app container: start the stack with `cargo xtask start`", stack.project);
         };
         let bases = pitr::bases(&stack)?;
@@ -707,17 +749,21 @@ impl Restore {
         eprintln!("==> stopping {app}");
         stack.run(&["stop", &app])?;
         let keep = (!self.no_safety_backup).then_some(keep);
-        if let Err(e) = pitr::recover(&docker, &stack, &base, target, keep.as_deref(), timeout).await {
-            eprintln!("==> starting {app} again");
-            let _ = stack.run(&["start", &app]);
-            return Err(e);
-        }
+        let kept = match pitr::recover(&docker, &stack, &base, target, keep.as_deref(), timeout).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                eprintln!("==> starting {app} again");
+                let _ = stack.run(&["start", &app]);
+                return Err(e);
+            }
+        };
+        let keep = keep.filter(|_| kept);
         let vars = Vars::load();
         let parts = Parts::find(&docker, &stack.project).await?;
         clear_cache(&docker, parts.redis.as_ref(), &vars).await?;
         let undo = match &keep {
             Some(k) => format!("the data of before is in volume {archive_volume}, folder replaced/{k}"),
-            None => "the data of before was not kept (--no-safety-backup)".into(),
+            None => "no data of before was kept".into(),
         };
         let (schema, _) = census(&docker, &parts.postgres.name).await?;
         let (schema_version, rows) = bring_back(&docker, &stack, &app, schema, latest, &undo, timeout).await?;
@@ -813,7 +859,9 @@ admin -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "ALTER DATABASE \"$new\" RENAME
                 restore_files(docker, parts, archive, work.path()).await?;
             }
             bucket_type => {
-                eprintln!("==> restoring the objects of the {bucket_type} bucket (`storage import` in a one-off app container)");
+                eprintln!(
+                    "==> restoring the objects of the {bucket_type} bucket (`storage import` in a one-off app container)"
+                );
                 let tar = work.path().join("files.tar");
                 extract_tar(archive, FILES, FILES, &tar)?;
                 let sink = tempfile::tempfile()?;

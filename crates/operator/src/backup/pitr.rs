@@ -44,7 +44,7 @@ date +%s >"$part/finished"
 mv "$part" "$b/$1""#;
 
 /// Fills $PGDATA from base backup $1 and sets it to recover to time $2 and promote. The data
-/// it replaces goes to `replaced/$3` in the archive volume ($3 empty: it is deleted).
+/// it replaces goes to `replaced/$3` in the archive volume (says `kept`; $3 empty: deleted).
 const PREPARE: &str = r#"set -e
 a=/var/lib/postgresql/archive; d="$PGDATA"
 mkdir -p "$d"
@@ -52,6 +52,7 @@ if [ -n "$(ls -A "$d")" ]; then
     if [ -n "$3" ]; then
         mkdir -p "$a/replaced/$3"
         find "$d" -mindepth 1 -maxdepth 1 -exec mv -t "$a/replaced/$3" {} +
+        echo kept
     else
         find "$d" -mindepth 1 -delete
     fi
@@ -71,8 +72,12 @@ find "$a/replaced/$1" -mindepth 1 -maxdepth 1 -exec mv -t "$d" {} +
 rmdir "$a/replaced/$1""#;
 
 /// The recovery settings PREPARE wrote, removed once the server is promoted.
-const RESET: &str = "ALTER SYSTEM RESET restore_command; ALTER SYSTEM RESET recovery_target_time; \
-                     ALTER SYSTEM RESET recovery_target_action; SELECT pg_reload_conf()";
+const RESET: [&str; 4] = [
+    "ALTER SYSTEM RESET restore_command",
+    "ALTER SYSTEM RESET recovery_target_time",
+    "ALTER SYSTEM RESET recovery_target_action",
+    "SELECT pg_reload_conf()",
+];
 
 /// A base backup in the archive volume.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,10 +161,16 @@ async fn wait_recovered(docker: &Docker, container: &str, timeout: Duration) -> 
             bail!("PostgreSQL could not recover: {hint}; last log lines:\n{logs}");
         }
         let sql = r#"psql -X -At -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c 'SELECT pg_is_in_recovery()'"#;
-        Ok(exec_sh(docker, container, "asking whether recovery is over", sql, &[]).await.ok().filter(|o| o.trim() == "f"))
+        Ok(exec_sh(docker, container, "asking whether recovery is over", sql, &[])
+            .await
+            .ok()
+            .filter(|o| o.trim() == "f"))
     })
     .await?;
-    super::psql(docker, container, RESET).await?;
+    // One statement at a time: ALTER SYSTEM refuses a transaction block.
+    for sql in RESET {
+        super::psql(docker, container, sql).await?;
+    }
     Ok(())
 }
 
@@ -193,7 +204,15 @@ pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duratio
     let body = ContainerCreateBody {
         image: Some(parts.postgres.image.clone()),
         env: Some(env.collect()),
-        entrypoint: Some(vec!["sh".into(), "-c".into(), script, "sh".into(), base.name.clone(), pg_time(target), String::new()]),
+        entrypoint: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            script,
+            "sh".into(),
+            base.name.clone(),
+            pg_time(target),
+            String::new(),
+        ]),
         cmd: Some(vec![]),
         labels: Some([("io.github.weknora.drill".to_string(), "1".to_string())].into()),
         host_config: Some(HostConfig { binds: Some(vec![format!("{volume}:{ARCHIVE}:ro")]), ..Default::default() }),
@@ -229,7 +248,7 @@ pub fn bases(stack: &Stack) -> Result<Vec<Base>> {
 /// The destructive part of `restore --to-time`, with the app stopped: replaces the data
 /// volume's content with base backup `base` recovered to `target`, the data of before kept in
 /// the archive volume's `replaced/<keep>` (None: deleted). A recovery that fails puts the
-/// data of before back and starts it again.
+/// data of before back and starts it again. Returns whether there was data to keep.
 pub async fn recover(
     docker: &Docker,
     stack: &Stack,
@@ -237,12 +256,14 @@ pub async fn recover(
     target: u64,
     keep: Option<&str>,
     timeout: Duration,
-) -> Result<()> {
+) -> Result<bool> {
     eprintln!("==> stopping postgres");
     stack.run(&["stop", "postgres"])?;
     eprintln!("==> filling the data volume from base backup {}", base.name);
     let keep_arg = keep.unwrap_or_default();
-    in_postgres_volumes(stack, "preparing the recovery", PREPARE, &[&base.name, &pg_time(target), keep_arg])?;
+    let prepared =
+        in_postgres_volumes(stack, "preparing the recovery", PREPARE, &[&base.name, &pg_time(target), keep_arg])?;
+    let kept = prepared.lines().any(|l| l == "kept");
     eprintln!("==> replaying the archived WAL to {}", crate::utc::rfc3339(target));
     stack.run(&["up", "--detach", "--no-deps", "postgres"])?;
     let pg = containers::containers(docker, &stack.project)
@@ -250,15 +271,18 @@ pub async fn recover(
         .into_iter()
         .find(|c| c.service == "postgres")
         .context("postgres did not start")?;
-    let Err(e) = wait_recovered(docker, &pg.name, timeout).await else { return Ok(()) };
+    let Err(e) = wait_recovered(docker, &pg.name, timeout).await else { return Ok(kept) };
     let _ = stack.run(&["stop", "postgres"]);
-    let undo = match keep {
+    let undo = match keep.filter(|_| kept) {
+        None if keep.is_some() => "there was no data of before (an empty data volume)".to_string(),
         Some(keep) => match in_postgres_volumes(stack, "putting the data of before back", PUT_BACK, &[keep]) {
             Ok(_) => {
                 let _ = stack.run(&["up", "--detach", "--no-deps", "postgres"]);
                 "the data of before was put back and postgres started on it".to_string()
             }
-            Err(put) => format!("putting the data of before back failed too ({put:#}); it is in the archive volume under replaced/{keep}"),
+            Err(put) => format!(
+                "putting the data of before back failed too ({put:#}); it is in the archive volume under replaced/{keep}"
+            ),
         },
         None => "the data of before was not kept (--no-safety-backup)".to_string(),
     };

@@ -244,11 +244,16 @@ fn retrieval_info(state: &AppState) -> RetrievalInfo {
     }
 }
 
-/// `GET /metrics`: the queue depth is read from the database now; the rest was recorded.
+/// `GET /metrics`: the queue depth and the last backups are read from the database now; the
+/// rest was recorded.
 async fn metrics(State(state): State<SharedState>) -> Response {
     match db::jobs::queue_depth(&state.db).await {
         Ok(rows) => rows.iter().for_each(|(job_state, n)| crate::metrics::ingest_queue(job_state, *n)),
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the ingest queue"),
+    }
+    match db::system::last_backups(&state.db).await {
+        Ok(rows) => rows.iter().for_each(|(kind, at)| crate::metrics::last_backup(kind, *at)),
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the backups"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -49,3 +49,15 @@ pub async fn ensure_vector_index(db: &Db, dimensions: usize) -> Result<(), sqlx:
     );
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(db).await.map(|_| ())
 }
+
+/// The last backup of each kind the operator recorded, and the last verified one, as
+/// (kind, Unix seconds): `archive`, `base`, `verified`. Empty before the first backup.
+pub async fn last_backups(db: &Db) -> Result<Vec<(String, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, extract(epoch FROM max(finished_at))::float8 FROM backup_runs GROUP BY kind \
+         UNION ALL SELECT 'verified', extract(epoch FROM max(verified_at))::float8 FROM backup_runs \
+         WHERE verified_at IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await
+}
