@@ -54,6 +54,24 @@ pub fn parse(text: &str) -> Result<u64, String> {
     Ok(secs as u64)
 }
 
+/// Unix seconds as `YYYYMMDDTHHMMSSZ`: the time in the names of backups, which sort by it.
+pub fn stamp(unix_secs: u64) -> String {
+    let [y, mo, d, h, mi, s] = civil(unix_secs);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// A `stamp` back to Unix seconds.
+pub fn parse_stamp(stamp: &str) -> Option<u64> {
+    let b = stamp.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| stamp.get(r)?.parse::<i64>().ok();
+    let fields = [n(0..4)?, n(4..6)?, n(6..8)?, n(9..11)?, n(11..13)?, n(13..15)?];
+    let secs = unix(fields);
+    (secs >= 0 && civil(secs as u64) == fields).then_some(secs as u64)
+}
+
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339(unix_secs: u64) -> String {
     let [year, month, day, h, m, s] = civil(unix_secs);
@@ -76,6 +94,9 @@ mod tests {
         assert_eq!(parse("2026-12-01T16:55:07Z").unwrap(), t + 7);
         assert_eq!(parse("2026-12-01 16:55:07+00:00").unwrap(), t + 7);
         assert_eq!(parse("2024-02-29 00:00 UTC").unwrap(), 1_709_164_800);
+        assert_eq!(stamp(t), "20261201T165500Z");
+        assert_eq!(parse_stamp("20261201T165500Z"), Some(t));
+        assert_eq!(parse_stamp("20261131T165500Z"), None);
         for bad in ["2026-02-30 10:00", "2026-12-01", "yesterday", "2026-12-01 25:00", "2026-12-01 16:55+02:00"] {
             assert!(parse(bad).unwrap_err().contains("YYYY-MM-DD HH:MM"), "{bad}");
         }

@@ -78,8 +78,7 @@ impl<R: Read> Read for Hashing<R> {
 
 /// `weknora-<project>-<UTC time>[-<label>][-<n>].tar`.
 fn archive_name(project: &str, unix_secs: u64, label: Option<&str>, n: u32, encrypted: bool) -> String {
-    let [y, mo, d, h, mi, s] = crate::utc::civil(unix_secs);
-    let mut name = format!("weknora-{project}-{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+    let mut name = format!("weknora-{project}-{}", crate::utc::stamp(unix_secs));
     if let Some(label) = label {
         name.push('-');
         name.push_str(label);

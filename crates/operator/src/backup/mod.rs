@@ -719,8 +719,7 @@ impl Restore {
         };
         let bases = pitr::bases(&stack)?;
         let base = pitr::choose(&bases, target)?.clone();
-        let [y, mo, d, h, mi, s] = crate::utc::civil(now);
-        let keep = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+        let keep = crate::utc::stamp(now);
         let archive_volume = format!("{}_postgres_archive", stack.project);
         let latest = crate::migrate::latest_version(&paths::migrations()).await?;
         let mut plan = vec![

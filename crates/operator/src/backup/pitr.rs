@@ -94,8 +94,7 @@ pub async fn archiving(docker: &Docker, postgres: &str) -> Result<bool> {
 
 /// Takes a base backup into the archive volume of the running postgres; returns its name.
 pub async fn take_base(docker: &Docker, postgres: &str, now: u64) -> Result<String> {
-    let [y, mo, d, h, mi, s] = crate::utc::civil(now);
-    let name = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+    let name = crate::utc::stamp(now);
     eprintln!("==> taking a base backup for point-in-time recovery ({ARCHIVE}/base/{name} in {postgres})");
     exec_sh(docker, postgres, "pg_basebackup", TAKE, &[&name]).await?;
     Ok(name)

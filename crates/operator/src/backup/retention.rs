@@ -47,18 +47,6 @@ pub fn keep(times: &[u64], policy: Policy) -> BTreeSet<u64> {
     kept
 }
 
-/// `YYYYMMDDTHHMMSSZ` as Unix seconds.
-pub fn stamp_time(stamp: &str) -> Option<u64> {
-    let b = stamp.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| stamp.get(r)?.parse::<i64>().ok();
-    let fields = [n(0..4)?, n(4..6)?, n(6..8)?, n(9..11)?, n(11..13)?, n(13..15)?];
-    let secs = crate::utc::unix(fields);
-    (secs >= 0 && crate::utc::civil(secs as u64) == fields).then_some(secs as u64)
-}
-
 /// An archive `take` named for `project` with no label: its time.
 fn unlabelled_archive_time(name: &str, project: &str) -> Option<u64> {
     let rest = name.strip_prefix(&format!("weknora-{project}-"))?;
@@ -66,7 +54,7 @@ fn unlabelled_archive_time(name: &str, project: &str) -> Option<u64> {
     let (stamp, tail) = rest.split_at_checked(16)?;
     // Nothing after the time but a collision counter (`-2`).
     let plain = tail.is_empty() || tail.strip_prefix('-').is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()));
-    if plain { stamp_time(stamp) } else { None }
+    if plain { crate::utc::parse_stamp(stamp) } else { None }
 }
 
 /// The project's unlabelled archives in `dir`, with their times.
@@ -129,11 +117,11 @@ pub async fn prune(
             Vec::new()
         }
     };
-    let base_times: Vec<u64> = bases.iter().filter_map(|b| stamp_time(&b.name)).collect();
+    let base_times: Vec<u64> = bases.iter().filter_map(|b| crate::utc::parse_stamp(&b.name)).collect();
     let kept = keep(&base_times, policy);
     let (mut base_backups_kept, mut base_backups_removed) = (Vec::new(), Vec::new());
     for b in &bases {
-        match stamp_time(&b.name) {
+        match crate::utc::parse_stamp(&b.name) {
             Some(t) if !kept.contains(&t) => base_backups_removed.push(b.name.clone()),
             _ => base_backups_kept.push(b.name.clone()),
         }
@@ -163,15 +151,11 @@ pub async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::utc::stamp;
 
     const DAY: u64 = 86_400;
     /// Monday 2026-11-02 00:00 UTC.
     const NOV_2: u64 = 1_793_577_600;
-
-    fn stamp(t: u64) -> String {
-        let [y, mo, d, h, mi, s] = crate::utc::civil(t);
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-    }
 
     #[test]
     fn a_month_of_nightly_backups_keeps_seven_days_and_four_weeks() {
@@ -208,7 +192,7 @@ mod tests {
 
     #[test]
     fn only_the_projects_unlabelled_archives_are_candidates() {
-        let t = stamp_time("20261130T020000Z").unwrap();
+        let t = crate::utc::parse_stamp("20261130T020000Z").unwrap();
         assert_eq!(crate::utc::rfc3339(t), "2026-11-30T02:00:00Z");
         assert_eq!(unlabelled_archive_time("weknora-prod-20261130T020000Z.tar", "prod"), Some(t));
         assert_eq!(unlabelled_archive_time("weknora-prod-20261130T020000Z-2.tar.age", "prod"), Some(t));
