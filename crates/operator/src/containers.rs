@@ -143,6 +143,12 @@ async fn failure(docker: &Docker, c: &Container, what: &str) -> anyhow::Error {
     )
 }
 
+/// The name of the volume mounted at `path` in an inspected container.
+pub fn volume_at(inspect: &bollard::models::ContainerInspectResponse, path: &str) -> Option<String> {
+    let mounts = inspect.mounts.as_deref().unwrap_or_default();
+    mounts.iter().find(|m| m.destination.as_deref() == Some(path)).and_then(|m| m.name.clone())
+}
+
 /// The last `n` lines a container wrote (stdout and stderr).
 pub async fn last_log_lines(docker: &Docker, container: &str, n: usize) -> String {
     let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&n.to_string()).build();

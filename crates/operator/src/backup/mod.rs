@@ -107,7 +107,7 @@ pub struct Restore {
     #[arg(required_unless_present = "to_time", conflicts_with = "to_time")]
     archive: Option<PathBuf>,
     /// Instead of an archive: recover the database to this moment (UTC, e.g. "2026-12-01
-    /// 16:55") from the newest base backup before it and the archived WAL (WAL_ARCHIVING=on).
+    /// 16:55") from the newest base backup before it and the archived WAL.
     /// The uploaded files are left as they are.
     #[arg(long, value_name = "TIME")]
     to_time: Option<String>,
@@ -390,74 +390,48 @@ async fn drill(docker: &Docker, archive: &Archive<'_>, manifest: &Manifest, imag
 impl Backup {
     pub fn run(self) -> Result<ExitCode> {
         crate::runtime()?.block_on(async {
-            if let Some(BackupCommand::Verify { archive, to_time, image, identity, timeout, json }) = self.command {
-                return match (archive, to_time) {
-                    (Some(archive), _) => {
-                        let key = identity.as_deref().map(Key::load).transpose()?;
-                        verify(&Archive { path: archive, key: key.as_ref() }, image.as_deref(), json).await
-                    }
-                    (None, Some(time)) => verify_to_time(&time, Duration::from_secs(timeout), json).await,
-                    (None, None) => unreachable!("clap requires one of them"),
-                };
-            }
-            if let Some(BackupCommand::Prune { keep_daily, keep_weekly, dry_run, yes, json }) = self.command {
-                let vars = Vars::load();
-                let setting = |given: Option<usize>, var: &str, default: usize| -> Result<usize> {
-                    match (given, vars.get(var)) {
-                        (Some(n), _) => Ok(n),
-                        (None, Some(v)) => {
-                            v.trim().parse().with_context(|| format!("{var}={v} in .env is not a number"))
-                        }
-                        (None, None) => Ok(default),
-                    }
-                };
-                let policy = retention::Policy {
-                    daily: setting(keep_daily, "BACKUP_KEEP_DAILY", 7)?,
-                    weekly: setting(keep_weekly, "BACKUP_KEEP_WEEKLY", 4)?,
-                };
-                let docker = docker::connect_for_transfers().await?;
-                let project = docker::project_name(&vars).to_ascii_lowercase();
-                let dir = backup_dir(self.output.as_deref());
-                if let Some(p) = retention::prune(&docker, &project, &dir, policy, dry_run, yes, json).await? {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&p)?);
-                    } else {
-                        println!(
-                            "kept {} archives and {} base backups; deleted {} archives and {} base backups",
-                            p.archives_kept.len(),
-                            p.base_backups_kept.len(),
-                            p.archives_removed.len(),
-                            p.base_backups_removed.len()
-                        );
-                    }
+            match self.command {
+                Some(BackupCommand::Verify { archive: Some(archive), image, identity, json, .. }) => {
+                    let key = identity.as_deref().map(Key::load).transpose()?;
+                    verify(&Archive { path: archive, key: key.as_ref() }, image.as_deref(), json).await
                 }
-                return Ok(ExitCode::SUCCESS);
+                Some(BackupCommand::Verify { to_time: Some(time), timeout, json, .. }) => {
+                    verify_to_time(&time, Duration::from_secs(timeout), json).await
+                }
+                Some(BackupCommand::Verify { .. }) => unreachable!("clap requires an archive or --to-time"),
+                Some(BackupCommand::Prune { keep_daily, keep_weekly, dry_run, yes, json }) => {
+                    let dir = backup_dir(self.output.as_deref());
+                    retention::run(&dir, keep_daily, keep_weekly, dry_run, yes, json).await
+                }
+                None => backup(self.output.as_deref(), &self.encrypt, self.json).await,
             }
-            let docker = docker::connect_for_transfers().await?;
-            let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
-            let recipients = recipients(&self.encrypt)?;
-            let (path, manifest) =
-                take(&docker, &project, &backup_dir(self.output.as_deref()), None, &recipients).await?;
-            let postgres = Parts::find(&docker, &project).await?.postgres.name;
-            let base = if pitr::archiving(&docker, &postgres).await? {
-                Some(pitr::take_base(&docker, &postgres, crate::utc::now()).await?)
-            } else {
-                eprintln!(
-                    "note: WAL archiving is off, so there is no point-in-time recovery: set WAL_ARCHIVING=on in .env"
-                );
-                None
-            };
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let sql = format!("INSERT INTO backup_runs (kind, name) VALUES ('archive', '{}')", sql_name(&name));
-            let sql = match &base {
-                Some(b) => format!("{sql}, ('base', '{}')", sql_name(b)),
-                None => sql,
-            };
-            record(&docker, &postgres, &sql).await;
-            report_backup(&path, &manifest, base.as_deref(), self.json)?;
-            Ok(ExitCode::SUCCESS)
         })
     }
+}
+
+/// `backup`: the archive, recorded in the database, and a base backup when WAL is archived.
+async fn backup(output: Option<&Path>, encrypt: &[String], json: bool) -> Result<ExitCode> {
+    let docker = docker::connect_for_transfers().await?;
+    let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
+    let recipients = recipients(encrypt)?;
+    let (path, manifest) = take(&docker, &project, &backup_dir(output), None, &recipients).await?;
+    let postgres = Parts::find(&docker, &project).await?.postgres.name;
+    let insert = |kind: &str, name: &str| {
+        format!("INSERT INTO backup_runs (kind, name) VALUES ('{kind}', '{}')", sql_name(name))
+    };
+    record(&docker, &postgres, &insert("archive", &path.file_name().unwrap_or_default().to_string_lossy())).await;
+    let base = if pitr::archiving(&docker, &postgres).await? {
+        let base = pitr::take_base(&docker, &postgres, crate::utc::now()).await.with_context(|| {
+            format!("the archive {} is complete, but the base backup for point-in-time recovery failed", path.display())
+        })?;
+        record(&docker, &postgres, &insert("base", &base)).await;
+        Some(base)
+    } else {
+        eprintln!("note: WAL archiving is off (WAL_ARCHIVING=off), so there is no point-in-time recovery");
+        None
+    };
+    report_backup(&path, &manifest, base.as_deref(), json)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A name of ours (archive or base backup) fit for an SQL literal: anything else is dropped.
@@ -738,7 +712,7 @@ impl Restore {
             "leave the uploaded files as they are".into(),
             "clear the app's Redis cache".into(),
             format!("migrate to schema {latest} if the recovered database is older"),
-            format!("stop {app} meanwhile and start it again"),
+            format!("stop {app} and postgres meanwhile and start them again"),
         ];
         if !crate::confirm::go_ahead("restore", &plan, self.dry_run, self.yes, self.json)? {
             return Ok(ExitCode::SUCCESS);
@@ -890,12 +864,7 @@ async fn clear_cache(docker: &Docker, redis: Option<&Container>, vars: &Vars) ->
 /// that is swapped in, owned like the volume.
 async fn restore_files(docker: &Docker, parts: &Parts, archive: &Archive<'_>, work: &Path) -> Result<()> {
     let inspect = docker.inspect_container(&parts.app.name, None).await?;
-    let volume = inspect
-        .mounts
-        .unwrap_or_default()
-        .into_iter()
-        .find(|m| m.destination.as_deref() == Some(DATA_IN_APP))
-        .and_then(|m| m.name)
+    let volume = containers::volume_at(&inspect, DATA_IN_APP)
         .with_context(|| format!("{} has no volume on {DATA_IN_APP}", parts.app.name))?;
     let tar = work.join("files.tar");
     extract_tar(archive, FILES, "files.restoring/", &tar)?;

@@ -1,6 +1,6 @@
 //! Point-in-time recovery with PostgreSQL's own means, in ParadeDB's image and the local one
 //! alike (both have pg_basebackup, cp and cmp; nothing to install):
-//! - with WAL_ARCHIVING=on the server copies each finished WAL segment into the volume
+//! - unless WAL_ARCHIVING=off, the server copies each finished WAL segment into the volume
 //!   `postgres_archive` (its `wal/`), at the latest WAL_ARCHIVE_TIMEOUT seconds after a write
 //!   (the compose files' `archive_command`);
 //! - `backup` adds a base backup there (`base/<UTC time>/`: pg_basebackup's tar, gzip, with the
@@ -87,7 +87,7 @@ pub struct Base {
     pub finished: u64,
 }
 
-/// Whether the server archives its WAL (WAL_ARCHIVING=on).
+/// Whether the server archives its WAL (WAL_ARCHIVING is not off).
 pub async fn archiving(docker: &Docker, postgres: &str) -> Result<bool> {
     Ok(super::psql(docker, postgres, "SHOW archive_mode").await?.trim() != "off")
 }
@@ -125,8 +125,8 @@ pub fn choose(bases: &[Base], target: u64) -> Result<&Base> {
     let when = crate::utc::rfc3339(target);
     match bases.first() {
         None => bail!(
-            "there is no base backup to recover from: turn on WAL_ARCHIVING=on in .env, run `cargo xtask start`, \
-             then `cargo xtask backup` (point-in-time recovery reaches back to the oldest base backup)"
+            "there is no base backup to recover from: take one with `cargo xtask backup` (with WAL archiving on: \
+             WAL_ARCHIVING is not `off` in .env); point-in-time recovery reaches back to the oldest base backup"
         ),
         Some(oldest) => bail!(
             "no base backup was finished before {when}: the oldest finished at {} (point-in-time recovery reaches \
@@ -189,13 +189,7 @@ pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duratio
     let pg = &parts.postgres.name;
     let base = choose(&list(docker, pg).await?, target)?.clone();
     let inspect = docker.inspect_container(pg, None).await?;
-    let volume = inspect
-        .mounts
-        .unwrap_or_default()
-        .into_iter()
-        .find(|m| m.destination.as_deref() == Some(ARCHIVE))
-        .and_then(|m| m.name)
-        .with_context(|| format!("{pg} has no volume on {ARCHIVE}: the compose file is older than point-in-time recovery; run `cargo xtask start`"))?;
+    let volume = containers::volume_at(&inspect, ARCHIVE).with_context(|| format!("{pg} has no volume on {ARCHIVE}: the compose file is older than point-in-time recovery; run `cargo xtask start`"))?;
     // The stack's user and database names, for the census (no password: the data exists).
     let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
     let env = env.into_iter().filter(|e| e.starts_with("POSTGRES_USER=") || e.starts_with("POSTGRES_DB="));
@@ -258,26 +252,26 @@ pub async fn recover(
 ) -> Result<bool> {
     eprintln!("==> stopping postgres");
     stack.run(&["stop", "postgres"])?;
-    eprintln!("==> filling the data volume from base backup {}", base.name);
-    let keep_arg = keep.unwrap_or_default();
-    let prepared =
-        in_postgres_volumes(stack, "preparing the recovery", PREPARE, &[&base.name, &pg_time(target), keep_arg])?;
-    let kept = prepared.lines().any(|l| l == "kept");
-    eprintln!("==> replaying the archived WAL to {}", crate::utc::rfc3339(target));
-    stack.run(&["up", "--detach", "--no-deps", "postgres"])?;
-    let pg = containers::containers(docker, &stack.project)
-        .await?
-        .into_iter()
-        .find(|c| c.service == "postgres")
-        .context("postgres did not start")?;
-    let Err(e) = wait_recovered(docker, &pg.name, timeout).await else { return Ok(kept) };
+    let mut kept = false;
+    let recovered = async {
+        eprintln!("==> filling the data volume from base backup {}", base.name);
+        let args = [base.name.as_str(), &pg_time(target), keep.unwrap_or_default()];
+        kept = in_postgres_volumes(stack, "preparing the recovery", PREPARE, &args)?.lines().any(|l| l == "kept");
+        eprintln!("==> replaying the archived WAL to {}", crate::utc::rfc3339(target));
+        stack.run(&["up", "--detach", "--no-deps", "postgres"])?;
+        let pg = containers::containers(docker, &stack.project).await?.into_iter().find(|c| c.service == "postgres");
+        wait_recovered(docker, &pg.context("postgres did not start")?.name, timeout).await
+    }
+    .await;
+    let Err(e) = recovered else { return Ok(kept) };
     let _ = stack.run(&["stop", "postgres"]);
-    let undo = match keep.filter(|_| kept) {
-        None if keep.is_some() => "there was no data of before (an empty data volume)".to_string(),
+    // PUT_BACK does nothing where nothing was moved (an empty data volume, or a failure
+    // before the move).
+    let undo = match keep {
         Some(keep) => match in_postgres_volumes(stack, "putting the data of before back", PUT_BACK, &[keep]) {
             Ok(_) => {
                 let _ = stack.run(&["up", "--detach", "--no-deps", "postgres"]);
-                "the data of before was put back and postgres started on it".to_string()
+                "the data of before was put back (if there was any) and postgres started on it".to_string()
             }
             Err(put) => format!(
                 "putting the data of before back failed too ({put:#}); it is in the archive volume under replaced/{keep}"
@@ -301,7 +295,7 @@ mod tests {
         let before = choose(&bases, 1764468000).unwrap_err().to_string();
         assert!(before.contains("the oldest finished at 2025-11-30T02:01:00Z"), "{before}");
         let none = choose(&[], 1764468000).unwrap_err().to_string();
-        assert!(none.contains("WAL_ARCHIVING=on"), "{none}");
+        assert!(none.contains("cargo xtask backup") && none.contains("WAL_ARCHIVING"), "{none}");
         assert_eq!(pg_time(1764554460), "2025-12-01 02:01:00+00");
     }
 }

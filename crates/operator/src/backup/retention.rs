@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use bollard::Docker;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use super::pitr::{self, Base};
 use crate::docker::exec_sh;
+use crate::dotenv::Vars;
 
 /// How many daily and weekly backups to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -89,9 +91,52 @@ pub struct Pruned {
     pub base_backups_removed: Vec<String>,
 }
 
+/// `backup prune`: the policy from the options, else .env (BACKUP_KEEP_DAILY,
+/// BACKUP_KEEP_WEEKLY), else 7 days and 4 weeks.
+pub async fn run(
+    dir: &Path,
+    keep_daily: Option<usize>,
+    keep_weekly: Option<usize>,
+    dry_run: bool,
+    yes: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let vars = Vars::load();
+    let setting = |given: Option<usize>, var: &str, default: usize| -> Result<usize> {
+        match (given, vars.get(var)) {
+            (Some(n), _) => Ok(n),
+            (None, Some(v)) => {
+                v.trim().parse().with_context(|| format!("{var}={v} in .env is not a number of backups"))
+            }
+            (None, None) => Ok(default),
+        }
+    };
+    let policy = Policy {
+        daily: setting(keep_daily, "BACKUP_KEEP_DAILY", 7)?,
+        weekly: setting(keep_weekly, "BACKUP_KEEP_WEEKLY", 4)?,
+    };
+    let docker = crate::docker::connect_for_transfers().await?;
+    let project = crate::docker::project_name(&vars).to_ascii_lowercase();
+    let Some(p) = prune(&docker, &project, dir, policy, dry_run, yes, json).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        println!(
+            "kept {} archives and {} base backups; deleted {} archives and {} base backups",
+            p.archives_kept.len(),
+            p.base_backups_kept.len(),
+            p.archives_removed.len(),
+            p.base_backups_removed.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Applies the policy to the archives in `dir` and, when the stack's postgres runs, to its
 /// base backups and WAL; None when --dry-run or a refusal only printed the plan.
-pub async fn prune(
+async fn prune(
     docker: &Docker,
     project: &str,
     dir: &Path,
