@@ -696,7 +696,7 @@ impl Restore {
         let keep = crate::utc::stamp(now);
         let archive_volume = format!("{}_postgres_archive", stack.project);
         let latest = crate::migrate::latest_version(&paths::migrations()).await?;
-        let mut plan = vec![
+        let plan = vec![
             format!(
                 "recover the database of project {} to {} from base backup {} (whole at {}) and the archived WAL",
                 stack.project,
@@ -717,7 +717,6 @@ impl Restore {
         if !crate::confirm::go_ahead("restore", &plan, self.dry_run, self.yes, self.json)? {
             return Ok(ExitCode::SUCCESS);
         }
-        plan.clear();
         let timeout = Duration::from_secs(self.timeout);
         eprintln!("==> stopping {app}");
         stack.run(&["stop", &app])?;
