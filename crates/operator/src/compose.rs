@@ -137,6 +137,18 @@ impl Stack {
         Ok(())
     }
 
+    /// `compose run --rm --no-deps -T <args>`: a one-off container of a service (its image,
+    /// volumes, environment and network), whether the service runs or not. Reads `stdin`,
+    /// writes `stdout` (piped: returned); a failure is an error naming `what`, with its stderr.
+    pub fn one_off(&self, what: &str, args: &[&str], stdin: Stdio, stdout: Stdio) -> Result<Vec<u8>> {
+        let run = [&["run", "--rm", "--no-deps", "-T"][..], args].concat();
+        let out = self.command(&run).stdin(stdin).stdout(stdout).stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(out.stdout)
+    }
+
     /// The services compose would run with these profiles.
     pub fn services(&self) -> Result<Vec<String>> {
         let out = self.command(&["config", "--services"]).stderr(Stdio::piped()).output()?;

@@ -274,15 +274,7 @@ fn bucket(stack: &Stack, action: &str, input: std::process::Stdio, output: std::
              has no app image to reach the bucket with"
         );
     }
-    let out = stack
-        .command(&["run", "--rm", "--no-deps", "-T", "app", "storage", action])
-        .stdin(input)
-        .stdout(output)
-        .stderr(std::process::Stdio::piped())
-        .output()?;
-    if !out.status.success() {
-        bail!("`storage {action}` of the bucket failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
+    stack.one_off(&format!("`storage {action}` of the bucket"), &["app", "storage", action], input, output.into())?;
     Ok(())
 }
 

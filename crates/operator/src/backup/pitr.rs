@@ -13,6 +13,7 @@
 //! leaves it; `backup` copies base backups off the host along with the archive.
 
 use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -224,13 +225,9 @@ pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duratio
 /// Runs a script in a one-off container of the stack's postgres service (its image, volumes
 /// and environment), whether the service runs or not.
 fn in_postgres_volumes(stack: &Stack, what: &str, script: &str, args: &[&str]) -> Result<String> {
-    let mut run = vec!["run", "--rm", "--no-deps", "-T", "--entrypoint", "sh", "postgres", "-c", script, "sh"];
-    run.extend(args);
-    let out = stack.command(&run).stdin(std::process::Stdio::null()).output()?;
-    if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let run = [&["--entrypoint", "sh", "postgres", "-c", script, "sh"][..], args].concat();
+    let out = stack.one_off(what, &run, Stdio::null(), Stdio::piped())?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The base backups in the stack's archive volume (postgres may be stopped, its data lost).
