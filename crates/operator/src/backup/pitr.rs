@@ -10,7 +10,7 @@
 //!   throwaway container (the drill).
 //!
 //! The archive is a volume of its own, never the data volume, so losing the data's disk
-//! leaves it; `backup` copies base backups off the host along with the archive.
+//! leaves it; copy the volume off the host too for a disaster that takes the whole host.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
