@@ -458,6 +458,104 @@ fn encrypted_backups_and_point_in_time_recovery(p: &Project, front: &str, key: &
     assert_all_healthy(p, &["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"]);
 }
 
+/// BACKUP_AT switches the stack's own backup service on: with no archive of the last day it
+/// takes one at once, verifies it with a restore drill (recorded in the database), encrypts
+/// it to BACKUP_ENCRYPT_TO, adds a base backup, prunes by the policy (here: the newest of one
+/// day) in the backup folder, the archive volume and the copy folder, and copies the archive
+/// to BACKUP_COPY_TO. What it writes belongs to the folder's owner, and the host's `backup
+/// verify` opens it with the identity.
+fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) {
+    use age::secrecy::ExposeSecret;
+    use std::os::unix::fs::MetadataExt;
+    let dirs = tempfile::tempdir().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let identity_file = dirs.path().join("backup-key.txt");
+    std::fs::write(&identity_file, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    let (backups, copies) = (dirs.path().join("nightly"), dirs.path().join("offsite"));
+    std::fs::create_dir_all(&copies).unwrap();
+    std::fs::create_dir_all(&backups).unwrap();
+    // Archives of 2020: the policy keeps neither that one nor its copy, and leaves the labelled one.
+    let old = format!("weknora-{}-20200106T020000Z.tar", p.name);
+    let labelled = format!("weknora-{}-20200106T020000Z-before-upgrade.tar", p.name);
+    for path in [backups.join(&old), copies.join(&old), backups.join(&labelled)] {
+        std::fs::write(path, b"an old archive").unwrap();
+    }
+    let now = weknora_operator::utc::now();
+    // Twelve hours away: the run seen here is the one a start with no recent archive takes.
+    let at = format!("{:02}:00", (weknora_operator::utc::civil(now)[3] + 12) % 24);
+    let mut settings = std::fs::OpenOptions::new().append(true).open(p.get("WEKNORA_ENV_FILE")).unwrap();
+    let lines = format!(
+        "BACKUP_AT={at}\nBACKUP_COPY_TO={}\nBACKUP_KEEP_DAILY=1\nBACKUP_KEEP_WEEKLY=0\nBACKUP_ENCRYPT_TO={}\n",
+        copies.display(),
+        identity.to_public()
+    );
+    std::io::Write::write_all(&mut settings, lines.as_bytes()).unwrap();
+    let mut env = p.env.clone();
+    env.retain(|(k, _)| k != "BACKUP_DIR");
+    env.push(("BACKUP_DIR".into(), backups.display().to_string()));
+    let (ok, _, err) = xtask(&["start", "--profile", "monitoring", "--timeout", "300"], &env);
+    assert!(ok, "start with the backup service failed:\n{err}");
+
+    let ours = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("weknora-{}-", p.name)) && !n.contains("2020"))
+            .collect();
+        names.sort();
+        names
+    };
+    let service = container_of(&p.name, "backup");
+    // The service reports on stderr.
+    let log_of = |args: &[&str]| {
+        let out = Command::new("docker").arg("logs").args(args).arg(&service).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    // Its last word on a run.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let logs = loop {
+        let logs = log_of(&[]);
+        assert!(!logs.contains("error:"), "the service's run failed:\n{logs}");
+        if logs.contains("taken and verified") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "no backup after 300 s; the service's log:\n{logs}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert!(logs.contains("copied to") && logs.contains("base backup"), "{logs}");
+    let db_password = p.env_file().lines().find_map(|l| l.strip_prefix("DB_PASSWORD=")).unwrap().to_string();
+    assert!(!logs.contains(&db_password), "the database password is in the service's log");
+    let name = ours(&copies).remove(0);
+    assert!(name.ends_with(".tar.age"), "{name}");
+    assert_eq!(
+        ours(&backups),
+        std::slice::from_ref(&name),
+        "one archive (the plain one is gone), the same in both folders"
+    );
+    let archive = backups.join(&name);
+    assert_eq!(std::fs::read(&archive).unwrap(), std::fs::read(copies.join(&name)).unwrap());
+    for path in [&archive, &copies.join(&name)] {
+        let (file, folder) = (std::fs::metadata(path).unwrap(), std::fs::metadata(path.parent().unwrap()).unwrap());
+        assert_eq!(
+            (file.uid(), file.gid()),
+            (folder.uid(), folder.gid()),
+            "{} is not its folder owner's",
+            path.display()
+        );
+    }
+    assert!(!backups.join(&old).exists() && !copies.join(&old).exists(), "the policy keeps one day's newest only");
+    assert!(backups.join(&labelled).exists(), "a labelled archive is the undo of a command: left alone");
+    let sql = format!("SELECT count(*) FROM backup_runs WHERE name = '{name}' AND verified_at IS NOT NULL");
+    assert_eq!(faults::sql(&p.name, &sql), ["1"], "the drill is recorded");
+    // The base backups taken before are pruned: recovery now starts at the service's.
+    let before = weknora_operator::utc::rfc3339(now).replace('T', " ").replace('Z', "");
+    let (ok, _, err) = p.xtask(&["restore", "--to-time", &before, "--dry-run"]);
+    assert!(!ok && err.contains("no base backup was finished before"), "{err}");
+    let verify = ["backup", "verify", archive.to_str().unwrap(), "--identity", identity_file.to_str().unwrap()];
+    let (ok, out, err) = p.xtask(&verify);
+    assert!(ok && out.starts_with("ok:"), "the host's verify refused the service's archive:\n{out}\n{err}");
+}
+
 /// `check --deep` on the stack the faults left (every document indexed): each fault it
 /// looks for is injected, and it names each with a fix.
 fn deep_check_names_each_fault(p: &Project, front: &str, key: &str) {
@@ -780,6 +878,9 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     deep_check_names_each_fault(&p, &front, &key);
 
     phases.done("check --deep");
+    the_stacks_backup_service_takes_verifies_prunes_and_copies(&p);
+
+    phases.done("backup service");
     // Logs name the service; a wrong service name is an error naming the choices.
     let (ok, out, err) = p.xtask(&["logs", "app", "--tail", "5"]);
     assert!(ok && !(out.clone() + &err).trim().is_empty(), "{err}");

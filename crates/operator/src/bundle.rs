@@ -160,6 +160,11 @@ impl Images for BundleImages {
     fn ensure_dev<'a>(&'a self, _docker: &'a Docker, _image: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { bail!("development mode builds from a checkout: run `cargo xtask start --dev` there") })
     }
+
+    /// This very binary: a bundle's `weknora` is static.
+    fn operator_binary(&self) -> Result<std::path::PathBuf> {
+        Ok(std::env::current_exe()?.canonicalize()?)
+    }
 }
 
 /// A newer bundle unpacked next to the running one, verified, ready to take its place.

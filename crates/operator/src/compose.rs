@@ -17,12 +17,13 @@ use crate::start::ollama_chat_env;
 /// Our services, built from this repository.
 pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
 /// The optional services, and the profile that runs each (most are named as their profile).
-pub const OPTIONAL: [(&str, &str); 5] = [
+pub const OPTIONAL: [(&str, &str); 6] = [
     ("minio", "minio"),
     ("neo4j", "neo4j"),
     ("jaeger", "jaeger"),
     ("prometheus", "monitoring"),
     ("embedder", "embedder"),
+    ("backup", "backup"),
 ];
 /// The optional services the profile `full` runs too.
 const FULL: [&str; 4] = ["minio", "neo4j", "jaeger", "prometheus"];
@@ -69,12 +70,16 @@ impl Stack {
         };
         for p in profiles {
             if p != "full" && !OPTIONAL.iter().any(|(_, profile)| profile == p) {
-                bail!("unknown profile `{p}`: use minio, neo4j, jaeger, monitoring or full");
+                bail!("unknown profile `{p}`: use minio, neo4j, jaeger, monitoring, backup or full");
             }
         }
         let mut profiles = profiles.to_vec();
         if embedder_bundled(&vars) && !profiles.iter().any(|p| p == "embedder") {
             profiles.push("embedder".into());
+        }
+        // The backup service runs when .env says when.
+        if vars.get("BACKUP_AT").is_some_and(|at| !at.trim().is_empty()) && !profiles.iter().any(|p| p == "backup") {
+            profiles.push("backup".into());
         }
         Ok(Stack {
             compose,
@@ -84,6 +89,13 @@ impl Stack {
             profiles,
             env: vec![("WEKNORA_VERSION".into(), version)],
         })
+    }
+
+    /// Leaves a profile out (one a target cannot run).
+    pub fn drop_profile(&mut self, profile: &str) -> bool {
+        let before = self.profiles.len();
+        self.profiles.retain(|p| p != profile);
+        self.profiles.len() != before
     }
 
     pub fn dev(&self) -> bool {

@@ -121,7 +121,7 @@ struct Db<'a> {
 
 impl Db<'_> {
     async fn rows(&self, sql: &str) -> Result<Vec<String>> {
-        Ok(psql(self.docker, self.container, sql)
+        Ok(psql(crate::backup::Pg::Container(self.docker, self.container), sql)
             .await?
             .lines()
             .map(str::to_string)

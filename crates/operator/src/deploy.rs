@@ -76,6 +76,12 @@ impl Swarm {
             swarm::ensure_manager(&docker).await?;
         }
         let mut stack = Stack::open(&docker, Some(false), &self.profiles).await?;
+        if stack.drop_profile("backup") {
+            eprintln!(
+                "==> warning: the backup service (BACKUP_AT) runs with compose only: it shares postgres's network \
+                 namespace, which Swarm has not. Here take backups with `backup` on the manager (docs/operations.md)"
+            );
+        }
         let project = stack.project.clone();
         if !self.dry_run && !containers(&docker, &project).await?.is_empty() {
             bail!(

@@ -73,6 +73,9 @@ pub trait Images: Send + Sync {
     fn ensure_local<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     /// The development image with the toolchain (`start --dev`).
     fn ensure_dev<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// This release's static `weknora` binary for the host's platform, which the stack's
+    /// backup service runs (built when missing).
+    fn operator_binary(&self) -> anyhow::Result<PathBuf>;
 }
 
 /// The front end the operator runs in.

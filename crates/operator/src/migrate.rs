@@ -23,9 +23,16 @@ use crate::paths;
 pub struct Migrate {
     #[command(subcommand)]
     command: MigrateCommand,
-    /// The migrations folder.
-    #[arg(long, global = true, value_name = "DIR", default_value_os_t = paths::migrations())]
-    source: PathBuf,
+    /// The migrations folder (default: the checkout's or the bundle's `migrations/`). Found
+    /// when the command runs, never while the command line is read: only then is the root known.
+    #[arg(long, global = true, value_name = "DIR")]
+    source: Option<PathBuf>,
+}
+
+impl Migrate {
+    fn source(&self) -> PathBuf {
+        self.source.clone().unwrap_or_else(paths::migrations)
+    }
 }
 
 #[derive(Subcommand)]
@@ -65,14 +72,14 @@ enum MigrateCommand {
 impl Migrate {
     pub fn run(self) -> Result<ExitCode> {
         if let MigrateCommand::Create { name } = &self.command {
-            return create(&self.source, name, now_stamp()).map(|_| ExitCode::SUCCESS);
+            return create(&self.source(), name, now_stamp()).map(|_| ExitCode::SUCCESS);
         }
         let rt = crate::runtime()?;
         rt.block_on(self.run_db())
     }
 
     async fn run_db(self) -> Result<ExitCode> {
-        let migrator = load(&self.source).await?;
+        let migrator = load(&self.source()).await?;
         let target = DbTarget::from_vars(&Vars::load())?;
         let mut conn = target.connect().await?;
         if matches!(self.command, MigrateCommand::Up { .. } | MigrateCommand::Down { .. }) {

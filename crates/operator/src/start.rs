@@ -65,6 +65,10 @@ impl Start {
         let docker = docker::connect().await?;
         let mut stack = Stack::open(&docker, Some(self.dev), &self.profiles).await?;
         let services = stack.services()?;
+        let backup_service = services.iter().any(|s| s == "backup");
+        if backup_service {
+            crate::backup::schedule::check_settings(&Vars::load())?;
+        }
         if self.ollama {
             // Before anything is built or started: the app must start with its model there.
             let env = ollama_for_the_app(&docker).await?;
@@ -76,6 +80,9 @@ impl Start {
         let ours: Vec<&str> = OURS.iter().copied().filter(|o| services.iter().any(|s| s == o)).collect();
         ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
         resolve_images(&docker, &mut stack, &services).await?;
+        if backup_service {
+            stack.env.extend(crate::backup::schedule::prepare()?);
+        }
         if stack.dev() {
             crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;
         }

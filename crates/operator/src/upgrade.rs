@@ -138,7 +138,7 @@ impl Upgrade {
             println!("project {} already runs {}: nothing to upgrade", stack.project, short(&to_revision));
             return Ok(ExitCode::SUCCESS);
         }
-        let (schema, _) = backup::census(&docker, &parts.postgres.name).await?;
+        let (schema, _) = backup::census(backup::Pg::Container(&docker, &parts.postgres.name)).await?;
         let latest = crate::migrate::latest_version(&migrations).await?;
         if schema > latest {
             bail!(

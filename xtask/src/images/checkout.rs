@@ -8,7 +8,9 @@ use weknora_operator::containers::image_revision;
 use weknora_operator::dotenv::Vars;
 use weknora_operator::{Images, Release};
 
-use super::{BuildImages, BuildMeta, LOCAL_DEPS, Workspace, local_deps};
+use std::path::PathBuf;
+
+use super::{BuildImages, BuildMeta, LOCAL_DEPS, Platform, Workspace, local_deps};
 
 pub struct CheckoutImages;
 
@@ -81,5 +83,16 @@ impl Images for CheckoutImages {
 
     fn ensure_dev<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { super::build_dev_image(docker, &meta()?, image).await })
+    }
+
+    /// The release build's `weknora` (the images' build makes it; compiled here when missing).
+    fn operator_binary(&self) -> Result<PathBuf> {
+        let workspace = Workspace::read()?;
+        let host = Platform::host()?;
+        let binary = workspace.target_dir.join(host.rust_target()).join("release").join("weknora");
+        if !binary.exists() {
+            super::cargo_build(&workspace, &meta()?, host, host)?;
+        }
+        Ok(binary)
     }
 }

@@ -235,6 +235,21 @@ impl Archive<'_> {
         }
         Ok(None)
     }
+
+    /// Copies one entry into the file `to` (the dump, for a drill); an archive without it is an error.
+    pub fn extract_entry(&self, name: &str, to: &Path) -> Result<()> {
+        let mut tar = tar::Archive::new(self.reader()?);
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            if entry.path()?.to_string_lossy() == name {
+                let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
+                std::io::copy(&mut entry, &mut out)?;
+                out.flush()?;
+                return Ok(());
+            }
+        }
+        bail!("{} has no {name}", self.path.display())
+    }
 }
 
 /// Writes the archive: the dump, the files (from Docker's copy of the folder), the settings
@@ -308,6 +323,30 @@ pub fn create_archive(
         }
     }
     bail!("no free archive name in {}", dir.display())
+}
+
+/// Encrypts a plain archive to `recipients` beside it (`<name>.age`, what an archive taken
+/// with --encrypt is), then deletes the plain one; the encrypted one's path.
+pub fn seal(plain: &Path, recipients: &[age::x25519::Recipient]) -> Result<PathBuf> {
+    let name = plain.file_name().context("an archive's name")?.to_string_lossy().into_owned();
+    let sealed = plain.with_file_name(format!("{name}.age"));
+    let partial = plain.with_file_name(format!("{name}.age.partial"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = (|| -> Result<()> {
+        let mut sink = Sink::new(options.open(&partial)?, recipients)?;
+        std::io::copy(&mut std::fs::File::open(plain)?, &mut sink)?;
+        sink.finish()?;
+        std::fs::rename(&partial, &sealed)?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.context(format!("encrypting {}", plain.display())));
+    }
+    std::fs::remove_file(plain).with_context(|| format!("deleting {} once encrypted", plain.display()))?;
+    Ok(sealed)
 }
 
 /// An archive read through: its manifest and what is wrong with it.

@@ -10,11 +10,14 @@
 //! migrates to this checkout's schema.
 
 mod archive;
+mod pg;
 pub mod pitr;
 mod retention;
+pub mod schedule;
 
 pub use archive::{Archive, Key, Manifest, check};
 use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
+pub use pg::Pg;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,7 +34,7 @@ use serde::Serialize;
 
 use crate::compose::{self, Stack};
 use crate::containers::{self, Container};
-use crate::docker::{self, exec_sh, exec_to, upload_tar};
+use crate::docker::{self, exec_sh, upload_tar};
 use crate::dotenv::Vars;
 use crate::paths;
 use crate::poll::poll;
@@ -100,6 +103,14 @@ enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The stack's backup service (compose profile `backup`, on when BACKUP_AT is set): every
+    /// day at BACKUP_AT (UTC) a backup, its restore drill, a base backup, pruning and the copy
+    /// to BACKUP_COPY_TO. It runs in the service's container, not on the host.
+    Schedule {
+        /// One run now, then exit (`docker compose exec backup weknora backup schedule --once`).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -156,26 +167,35 @@ impl Parts {
     }
 }
 
-/// Runs SQL with psql inside a postgres container, as the image's user in the image's
-/// database; returns psql's unaligned output.
-pub(crate) async fn psql(docker: &Docker, container: &str, sql: &str) -> Result<String> {
-    let script = r#"psql -X -At -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "$1""#;
-    exec_sh(docker, container, "psql", script, &[sql]).await
+/// Runs SQL with psql as the image's user in the stack's database; psql's unaligned output.
+pub(crate) async fn psql(pg: Pg<'_>, sql: &str) -> Result<String> {
+    psql_in(pg, None, sql).await
 }
 
-/// The schema version and the rows of every table of the database.
-pub async fn census(docker: &Docker, container: &str) -> Result<(i64, BTreeMap<String, i64>)> {
+/// Runs SQL with psql in database `db` (None: the stack's).
+async fn psql_in(pg: Pg<'_>, db: Option<&str>, sql: &str) -> Result<String> {
+    let script = r#"psql -X -At -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "${2:-$POSTGRES_DB}" -c "$1""#;
+    pg.sh("psql", script, &[sql, db.unwrap_or_default()]).await
+}
+
+/// The schema version and the rows of every table of the stack's database.
+pub async fn census(pg: Pg<'_>) -> Result<(i64, BTreeMap<String, i64>)> {
+    census_in(pg, None).await
+}
+
+async fn census_in(pg: Pg<'_>, db: Option<&str>) -> Result<(i64, BTreeMap<String, i64>)> {
     let sql = "SELECT table_name || '=' || (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM public.%I', \
                table_name), false, true, '')))[1]::text FROM information_schema.tables \
                WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1";
     let mut rows = BTreeMap::new();
-    for line in psql(docker, container, sql).await?.lines() {
+    for line in psql_in(pg, db, sql).await?.lines() {
         if let Some((table, n)) = line.split_once('=') {
             rows.insert(table.to_string(), n.trim().parse().with_context(|| format!("row count of {table}: {n}"))?);
         }
     }
     let schema = if rows.contains_key("_sqlx_migrations") {
-        let v = psql(docker, container, "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success").await?;
+        let sql = "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success";
+        let v = psql_in(pg, db, sql).await?;
         v.trim().parse().with_context(|| format!("schema version: {v}"))?
     } else {
         0
@@ -201,8 +221,55 @@ pub async fn take(
     recipients: &[age::x25519::Recipient],
 ) -> Result<(PathBuf, Manifest)> {
     let parts = Parts::find(docker, project).await?;
-    let vars = Vars::load();
-    let storage = vars.get("STORAGE_TYPE").unwrap_or_default().to_string();
+    let storage = Vars::load().get("STORAGE_TYPE").unwrap_or_default().to_string();
+    let files = match storage.as_str() {
+        "local" => Files::InApp(docker, &parts.app.name),
+        _ => Files::Bucket(docker),
+    };
+    let source = Source {
+        pg: Pg::Container(docker, &parts.postgres.name),
+        project: project.to_string(),
+        app_version: parts.app.version.clone(),
+        postgres_image: parts.postgres.image.clone(),
+        storage,
+        files,
+        // The settings hold every secret: only an archive no one else can open may carry them.
+        env: if recipients.is_empty() { None } else { std::fs::read(paths::env_file()).ok() },
+    };
+    write_backup(&source, dir, label, recipients).await
+}
+
+/// What a backup is taken from.
+pub(crate) struct Source<'a> {
+    pub pg: Pg<'a>,
+    pub project: String,
+    pub app_version: String,
+    pub postgres_image: String,
+    pub storage: String,
+    pub files: Files<'a>,
+    /// .env, for an encrypted archive.
+    pub env: Option<Vec<u8>>,
+}
+
+/// Where the uploaded files are.
+pub(crate) enum Files<'a> {
+    /// In the app's volume (STORAGE_TYPE=local), through this container of the app.
+    InApp(&'a Docker, &'a str),
+    /// In the app's volume, mounted here (the backup service).
+    Folder(PathBuf),
+    /// In the MinIO/S3 bucket, through a one-off container of the app.
+    Bucket(&'a Docker),
+    /// Not reachable from here: the archive has the database only, and says so.
+    Left(&'static str),
+}
+
+/// Writes a backup of `source` into `dir`; the archive and its manifest.
+pub(crate) async fn write_backup(
+    source: &Source<'_>,
+    dir: &Path,
+    label: Option<&str>,
+    recipients: &[age::x25519::Recipient],
+) -> Result<(PathBuf, Manifest)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating the backup folder {}", dir.display()))?;
     // Work files next to the archive: same disk, and /tmp may be small.
     let work = tempfile::Builder::new()
@@ -211,48 +278,58 @@ pub async fn take(
         .with_context(|| format!("writing in {}", dir.display()))?;
     let now = crate::utc::now();
 
-    eprintln!("==> dumping the database (pg_dump in {})", parts.postgres.name);
+    eprintln!("==> dumping the database (pg_dump in {})", source.pg.name());
     let dump_path = work.path().join(DUMP);
     let mut dump = std::io::BufWriter::new(std::fs::File::create(&dump_path)?);
     let script = r#"exec pg_dump --format=custom --no-owner --no-privileges -U "$POSTGRES_USER" -d "$POSTGRES_DB""#;
-    let (code, stderr) = exec_to(docker, &parts.postgres.name, &["sh", "-c", script], &mut dump).await?;
+    let (code, stderr) = source.pg.sh_to(script, &[], &mut dump).await?;
     if code != 0 {
-        bail!("pg_dump failed in {} (exit {code}): {}", parts.postgres.name, stderr.trim());
+        bail!("pg_dump failed in {} (exit {code}): {}", source.pg.name(), stderr.trim());
     }
     dump.flush()?;
-    let (schema_version, rows) = census(docker, &parts.postgres.name).await?;
+    let (schema_version, rows) = census(source.pg).await?;
 
     let files_tar = work.path().join("files.tar");
-    let files_included = true;
-    if storage == "local" {
-        eprintln!("==> copying the uploaded files out of {}", parts.app.name);
-        download(docker, &parts.app.name, FILES_IN_APP, &files_tar).await?;
-    } else {
-        eprintln!("==> copying the objects out of the {storage} bucket (`storage export` in a one-off app container)");
-        let stack = Stack::open(docker, None, &[]).await?;
-        bucket(&stack, "export", std::process::Stdio::null(), std::fs::File::create(&files_tar)?)?;
+    let mut files_included = true;
+    match &source.files {
+        Files::InApp(docker, app) => {
+            eprintln!("==> copying the uploaded files out of {app}");
+            download(docker, app, FILES_IN_APP, &files_tar).await?;
+        }
+        Files::Folder(folder) => {
+            eprintln!("==> copying the uploaded files out of {}", folder.display());
+            tar_folder(folder, &files_tar)?;
+        }
+        Files::Bucket(docker) => {
+            eprintln!(
+                "==> copying the objects out of the {} bucket (`storage export` in a one-off app container)",
+                source.storage
+            );
+            let stack = Stack::open(docker, None, &[]).await?;
+            bucket(&stack, "export", std::process::Stdio::null(), std::fs::File::create(&files_tar)?)?;
+        }
+        Files::Left(why) => {
+            eprintln!("warning: the archive holds the database only: {why}");
+            files_included = false;
+        }
     }
 
     let manifest = Manifest {
         format: FORMAT,
         created: crate::utc::rfc3339(now),
-        project: project.to_string(),
-        app_version: parts.app.version.clone(),
-        postgres_image: parts.postgres.image.clone(),
+        project: source.project.clone(),
+        app_version: source.app_version.clone(),
+        postgres_image: source.postgres_image.clone(),
         schema_version,
-        storage,
+        storage: source.storage.clone(),
         files_included,
         rows,
         entries: BTreeMap::new(),
     };
-    let (path, partial, file) = create_archive(dir, project, now, label, !recipients.is_empty())?;
+    let (path, partial, file) = create_archive(dir, &source.project, now, label, !recipients.is_empty())?;
     let files = Some(files_tar.as_path()).filter(|f| f.exists());
-    // The settings hold every secret: only an archive no one else can open may carry them.
-    let env = match recipients.is_empty() {
-        true => None,
-        false => std::fs::read(paths::env_file()).ok(),
-    };
-    match write_archive(file, recipients, now, &dump_path, files, env.as_deref(), manifest) {
+    let env = source.env.as_deref().filter(|_| !recipients.is_empty());
+    match write_archive(file, recipients, now, &dump_path, files, env, manifest) {
         Ok(manifest) => {
             std::fs::rename(&partial, &path)
                 .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
@@ -263,6 +340,19 @@ pub async fn take(
             Err(e.context(format!("writing {}", partial.display())))
         }
     }
+}
+
+/// A tar of `folder` as `files/...` (what Docker gives for the app's files folder); none
+/// when the folder does not exist (no upload yet).
+fn tar_folder(folder: &Path, to: &Path) -> Result<()> {
+    if !folder.exists() {
+        return Ok(());
+    }
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(to)?));
+    tar.follow_symlinks(false);
+    tar.append_dir_all("files", folder).with_context(|| format!("reading {}", folder.display()))?;
+    tar.into_inner()?.flush()?;
+    Ok(())
 }
 
 /// Runs `weknora-app storage <action>` in a one-off container of the app (the stack's
@@ -351,32 +441,63 @@ async fn drill(docker: &Docker, archive: &Archive<'_>, manifest: &Manifest, imag
         let work = tempfile::tempdir()?;
         upload_dump(docker, name, archive, work.path()).await?;
         exec_sh(docker, name, "pg_restore", PG_RESTORE, &["drill"]).await?;
-        let (schema_version, rows) = census(docker, name).await?;
-        let mut problems = Vec::new();
-        if schema_version != manifest.schema_version {
-            problems.push(format!(
-                "the dump has schema version {schema_version}, the manifest says {}",
-                manifest.schema_version
-            ));
-        }
-        let mut files_checked = 0;
-        if manifest.files_included && rows.contains_key("knowledge") {
-            let sql = "SELECT object_key || ' ' || coalesce(checksum, '-') FROM knowledge WHERE object_key IS NOT NULL";
-            for line in psql(docker, name, sql).await?.lines() {
-                let (key, checksum) = line.rsplit_once(' ').unwrap_or((line, "-"));
-                match manifest.entries.get(&format!("{FILES}{key}")) {
-                    None => problems.push(format!("document file {key} is in the database but not in the archive")),
-                    Some(sum) if checksum != "-" && sum.sha256 != checksum => problems.push(format!(
-                        "document file {key}: SHA-256 {} in the archive, {checksum} in the database",
-                        sum.sha256
-                    )),
-                    Some(_) => files_checked += 1,
-                }
-            }
-        }
-        Ok(Drill { image: image.to_string(), schema_version, rows, files_checked, problems })
+        examine(Pg::Container(docker, name), None, manifest, image).await
     })
     .await
+}
+
+/// Checks a database restored from an archive against its manifest: the schema version, and
+/// every document's original in the archive with the SHA-256 the database recorded.
+async fn examine(pg: Pg<'_>, db: Option<&str>, manifest: &Manifest, image: &str) -> Result<Drill> {
+    let (schema_version, rows) = census_in(pg, db).await?;
+    let mut problems = Vec::new();
+    if schema_version != manifest.schema_version {
+        problems.push(format!(
+            "the dump has schema version {schema_version}, the manifest says {}",
+            manifest.schema_version
+        ));
+    }
+    let mut files_checked = 0;
+    if manifest.files_included && rows.contains_key("knowledge") {
+        let sql = "SELECT object_key || ' ' || coalesce(checksum, '-') FROM knowledge WHERE object_key IS NOT NULL";
+        for line in psql_in(pg, db, sql).await?.lines() {
+            let (key, checksum) = line.rsplit_once(' ').unwrap_or((line, "-"));
+            match manifest.entries.get(&format!("{FILES}{key}")) {
+                None => problems.push(format!("document file {key} is in the database but not in the archive")),
+                Some(sum) if checksum != "-" && sum.sha256 != checksum => problems.push(format!(
+                    "document file {key}: SHA-256 {} in the archive, {checksum} in the database",
+                    sum.sha256
+                )),
+                Some(_) => files_checked += 1,
+            }
+        }
+    }
+    Ok(Drill { image: image.to_string(), schema_version, rows, files_checked, problems })
+}
+
+/// The restore drill of the backup service: the dump restored into a scratch database of
+/// the stack's own server (`<database>_drill`, dropped after), and checked.
+pub(crate) async fn drill_beside(archive: &Archive<'_>, manifest: &Manifest, work: &Path) -> Result<Drill> {
+    let dump = work.join("drill.dump");
+    archive.extract_entry(DUMP, &dump)?;
+    let db = format!("{}_drill", std::env::var("POSTGRES_DB").unwrap_or_default());
+    let admin = r#"psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)""#;
+    let restore = format!(
+        r#"set -e
+export PGOPTIONS='-c client_min_messages=warning'
+{admin}
+psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c "CREATE DATABASE \"$1\""
+pg_restore --exit-on-error --no-owner --no-privileges -U "$POSTGRES_USER" -d "$1" "$2""#
+    );
+    eprintln!("==> restore drill: restoring the dump into database {db} of the stack's server");
+    let dump_arg = dump.to_string_lossy();
+    let examined = match Pg::Beside.sh("restoring the dump", &restore, &[&db, &dump_arg]).await {
+        Ok(_) => examine(Pg::Beside, Some(&db), manifest, &manifest.postgres_image).await,
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&dump);
+    Pg::Beside.sh("dropping the drill's database", admin, &[&db]).await?;
+    examined
 }
 
 impl Backup {
@@ -391,6 +512,7 @@ impl Backup {
                     verify_to_time(&time, Duration::from_secs(timeout), json).await
                 }
                 Some(BackupCommand::Verify { .. }) => unreachable!("clap requires an archive or --to-time"),
+                Some(BackupCommand::Schedule { once }) => schedule::run(once).await,
                 Some(BackupCommand::Prune { keep_daily, keep_weekly, dry_run, yes, json }) => {
                     let dir = backup_dir(self.output.as_deref());
                     retention::run(&dir, keep_daily, keep_weekly, dry_run, yes, json).await
@@ -408,22 +530,27 @@ async fn backup(output: Option<&Path>, encrypt: &[String], json: bool) -> Result
     let recipients = recipients(encrypt)?;
     let (path, manifest) = take(&docker, &project, &backup_dir(output), None, &recipients).await?;
     let postgres = Parts::find(&docker, &project).await?.postgres.name;
-    let insert = |kind: &str, name: &str| {
-        format!("INSERT INTO backup_runs (kind, name) VALUES ('{kind}', '{}')", sql_name(name))
-    };
-    record(&docker, &postgres, &insert("archive", &path.file_name().unwrap_or_default().to_string_lossy())).await;
-    let base = if pitr::archiving(&docker, &postgres).await? {
-        let base = pitr::take_base(&docker, &postgres, crate::utc::now()).await.with_context(|| {
-            format!("the archive {} is complete, but the base backup for point-in-time recovery failed", path.display())
-        })?;
-        record(&docker, &postgres, &insert("base", &base)).await;
-        Some(base)
-    } else {
-        eprintln!("note: WAL archiving is off (WAL_ARCHIVING=off), so there is no point-in-time recovery");
-        None
-    };
+    let base = record_and_base(Pg::Container(&docker, &postgres), &path, false).await?;
     report_backup(&path, &manifest, base.as_deref(), json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What follows a new archive: it is recorded in the database (verified: its drill passed),
+/// and a base backup is added when the WAL is archived; the base backup's name.
+pub(crate) async fn record_and_base(pg: Pg<'_>, archive: &Path, verified: bool) -> Result<Option<String>> {
+    let name = sql_name(&archive.file_name().unwrap_or_default().to_string_lossy());
+    let verified_at = if verified { "now()" } else { "NULL" };
+    let sql = format!("INSERT INTO backup_runs (kind, name, verified_at) VALUES ('archive', '{name}', {verified_at})");
+    record(pg, &sql).await;
+    if !pitr::archiving(pg).await? {
+        eprintln!("note: WAL archiving is off (WAL_ARCHIVING=off), so there is no point-in-time recovery");
+        return Ok(None);
+    }
+    let base = pitr::take_base(pg, crate::utc::now()).await.with_context(|| {
+        format!("the archive {} is complete, but the base backup for point-in-time recovery failed", archive.display())
+    })?;
+    record(pg, &format!("INSERT INTO backup_runs (kind, name) VALUES ('base', '{}')", sql_name(&base))).await;
+    Ok(Some(base))
 }
 
 /// A name of ours (archive or base backup) fit for an SQL literal: anything else is dropped.
@@ -433,8 +560,8 @@ fn sql_name(name: &str) -> String {
 
 /// Records a backup or a drill in the stack's database (`backup_runs`), where the app reads
 /// the last good backup for /metrics. Best effort: a failure only warns.
-async fn record(docker: &Docker, postgres: &str, sql: &str) {
-    if let Err(e) = psql(docker, postgres, sql).await {
+async fn record(pg: Pg<'_>, sql: &str) {
+    if let Err(e) = psql(pg, sql).await {
         eprintln!(
             "warning: the backup could not be recorded in the database (the alert on missing backups will not see it): {e:#}"
         );
@@ -507,7 +634,7 @@ async fn verify(archive: &Archive<'_>, image: Option<&str>, json: bool) -> Resul
     {
         let name = sql_name(&archive.path.file_name().unwrap_or_default().to_string_lossy());
         let sql = format!("UPDATE backup_runs SET verified_at = now() WHERE kind = 'archive' AND name = '{name}'");
-        record(&docker, &parts.postgres.name, &sql).await;
+        record(Pg::Container(&docker, &parts.postgres.name), &sql).await;
     }
     if json {
         let value = serde_json::json!({
@@ -564,7 +691,7 @@ impl Restore {
                 manifest.app_version
             );
         }
-        let (_, current_rows) = census(&docker, &parts.postgres.name).await?;
+        let (_, current_rows) = census(Pg::Container(&docker, &parts.postgres.name)).await?;
         let db = vars.get("DB_NAME").unwrap_or_default().to_string();
         let files = manifest.entries.keys().filter(|k| k.starts_with(FILES)).count();
         let count = |rows: &BTreeMap<String, i64>, t: &str| rows.get(t).copied().unwrap_or(0);
@@ -729,7 +856,7 @@ impl Restore {
             Some(k) => format!("the data of before is in volume {archive_volume}, folder replaced/{k}"),
             None => "no data of before was kept".into(),
         };
-        let (schema, _) = census(&docker, &parts.postgres.name).await?;
+        let (schema, _) = census(Pg::Container(&docker, &parts.postgres.name)).await?;
         let (schema_version, rows) = bring_back(&docker, &stack, &app, schema, latest, &undo, timeout).await?;
         let replaced = keep.map(|k| format!("{archive_volume}:replaced/{k}"));
         if self.json {
@@ -784,7 +911,7 @@ async fn bring_back(
         .await
         .with_context(|| format!("the data was restored but the app is not healthy; {undo}"))?;
     let parts = Parts::find(docker, &stack.project).await?;
-    census(docker, &parts.postgres.name).await
+    census(Pg::Container(docker, &parts.postgres.name)).await
 }
 
 /// The destructive part of a restore, with the app stopped: the database (restored into a

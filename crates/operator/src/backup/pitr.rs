@@ -21,6 +21,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use serde::Serialize;
 
+use super::Pg;
 use crate::compose::Stack;
 use crate::containers::{self, last_log_lines};
 use crate::docker::exec_sh;
@@ -34,7 +35,8 @@ const LIST: &str = r#"for f in /var/lib/postgresql/archive/base/*/finished; do
     [ -f "$f" ] && echo "$(basename "$(dirname "$f")") $(cat "$f")"
 done; true"#;
 
-/// Takes a base backup named $1 (run in the postgres container, through its socket).
+/// Takes a base backup named $1 (in the postgres container through its socket, or in the
+/// backup service over 127.0.0.1: pg_hba's `replication` lines admit both).
 const TAKE: &str = r#"set -e
 b=/var/lib/postgresql/archive/base; part="$b/.partial-$1"
 mkdir -p "$b"; rm -rf "$part"
@@ -89,21 +91,24 @@ pub struct Base {
 }
 
 /// Whether the server archives its WAL (WAL_ARCHIVING is not off).
-pub async fn archiving(docker: &Docker, postgres: &str) -> Result<bool> {
-    Ok(super::psql(docker, postgres, "SHOW archive_mode").await?.trim() != "off")
+pub async fn archiving(pg: Pg<'_>) -> Result<bool> {
+    Ok(super::psql(pg, "SHOW archive_mode").await?.trim() != "off")
 }
 
 /// Takes a base backup into the archive volume of the running postgres; returns its name.
-pub async fn take_base(docker: &Docker, postgres: &str, now: u64) -> Result<String> {
+pub async fn take_base(pg: Pg<'_>, now: u64) -> Result<String> {
     let name = crate::utc::stamp(now);
-    eprintln!("==> taking a base backup for point-in-time recovery ({ARCHIVE}/base/{name} in {postgres})");
-    exec_sh(docker, postgres, "pg_basebackup", TAKE, &[&name]).await?;
+    eprintln!(
+        "==> taking a base backup for point-in-time recovery ({ARCHIVE}/base/{name}, pg_basebackup in {})",
+        pg.name()
+    );
+    pg.sh("pg_basebackup", TAKE, &[&name]).await?;
     Ok(name)
 }
 
 /// The base backups in the archive volume of the running postgres.
-pub async fn list(docker: &Docker, postgres: &str) -> Result<Vec<Base>> {
-    Ok(parse_bases(&exec_sh(docker, postgres, "listing base backups", LIST, &[]).await?))
+pub async fn list(pg: Pg<'_>) -> Result<Vec<Base>> {
+    Ok(parse_bases(&pg.sh("listing base backups", LIST, &[]).await?))
 }
 
 fn parse_bases(listing: &str) -> Vec<Base> {
@@ -169,7 +174,7 @@ async fn wait_recovered(docker: &Docker, container: &str, timeout: Duration) -> 
     .await?;
     // One statement at a time: ALTER SYSTEM refuses a transaction block.
     for sql in RESET {
-        super::psql(docker, container, sql).await?;
+        super::psql(Pg::Container(docker, container), sql).await?;
     }
     Ok(())
 }
@@ -188,7 +193,7 @@ pub struct Recovered {
 pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duration) -> Result<Recovered> {
     let parts = super::Parts::find(docker, project).await?;
     let pg = &parts.postgres.name;
-    let base = choose(&list(docker, pg).await?, target)?.clone();
+    let base = choose(&list(Pg::Container(docker, pg)).await?, target)?.clone();
     let inspect = docker.inspect_container(pg, None).await?;
     let volume = containers::volume_at(&inspect, ARCHIVE).with_context(|| format!("{pg} has no volume on {ARCHIVE}: the compose file is older than point-in-time recovery; run `cargo xtask start`"))?;
     // The stack's user and database names, for the census (no password: the data exists).
@@ -216,7 +221,7 @@ pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duratio
     crate::docker::with_throwaway(docker, "weknora-pitr-drill", body, async |name| {
         eprintln!("==> drill: recovering base backup {} and the archived WAL to {target_text} in {name}", base.name);
         wait_recovered(docker, name, timeout).await?;
-        let (schema_version, rows) = super::census(docker, name).await?;
+        let (schema_version, rows) = super::census(Pg::Container(docker, name)).await?;
         Ok(Recovered { target: target_text.clone(), base_backup: base.clone(), schema_version, rows })
     })
     .await

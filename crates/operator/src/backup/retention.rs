@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use bollard::Docker;
 use serde::Serialize;
 
+use super::Pg;
 use super::pitr::{self, Base};
-use crate::docker::exec_sh;
 use crate::dotenv::Vars;
 
 /// How many daily and weekly backups to keep.
@@ -60,7 +59,7 @@ fn unlabelled_archive_time(name: &str, project: &str) -> Option<u64> {
 }
 
 /// The project's unlabelled archives in `dir`, with their times.
-fn archives(dir: &Path, project: &str) -> Result<Vec<(PathBuf, u64)>> {
+pub(crate) fn archives(dir: &Path, project: &str) -> Result<Vec<(PathBuf, u64)>> {
     let Ok(listing) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
     let mut found = Vec::new();
     for entry in listing {
@@ -81,6 +80,24 @@ if [ -n "$kept" ] && [ -s "$a/base/$kept/first-wal" ]; then
     pg_archivecleanup "$a/wal" "$(cat "$a/base/$kept/first-wal")"
 fi"#;
 
+/// The policy from the options, else BACKUP_KEEP_DAILY and BACKUP_KEEP_WEEKLY (.env or the
+/// environment), else 7 days and 4 weeks.
+pub fn policy(vars: &Vars, keep_daily: Option<usize>, keep_weekly: Option<usize>) -> Result<Policy> {
+    let setting = |given: Option<usize>, var: &str, default: usize| -> Result<usize> {
+        match (given, vars.get(var).filter(|v| !v.trim().is_empty())) {
+            (Some(n), _) => Ok(n),
+            (None, Some(v)) => v.trim().parse().with_context(|| {
+                format!("{var}={v} is not a number of backups: set it in .env to a whole number, e.g. {default}")
+            }),
+            (None, None) => Ok(default),
+        }
+    };
+    Ok(Policy {
+        daily: setting(keep_daily, "BACKUP_KEEP_DAILY", 7)?,
+        weekly: setting(keep_weekly, "BACKUP_KEEP_WEEKLY", 4)?,
+    })
+}
+
 /// What `backup prune` removed (or would).
 #[derive(Debug, Serialize)]
 pub struct Pruned {
@@ -91,8 +108,7 @@ pub struct Pruned {
     pub base_backups_removed: Vec<String>,
 }
 
-/// `backup prune`: the policy from the options, else .env (BACKUP_KEEP_DAILY,
-/// BACKUP_KEEP_WEEKLY), else 7 days and 4 weeks.
+/// `backup prune`.
 pub async fn run(
     dir: &Path,
     keep_daily: Option<usize>,
@@ -102,22 +118,15 @@ pub async fn run(
     json: bool,
 ) -> Result<ExitCode> {
     let vars = Vars::load();
-    let setting = |given: Option<usize>, var: &str, default: usize| -> Result<usize> {
-        match (given, vars.get(var)) {
-            (Some(n), _) => Ok(n),
-            (None, Some(v)) => {
-                v.trim().parse().with_context(|| format!("{var}={v} in .env is not a number of backups"))
-            }
-            (None, None) => Ok(default),
-        }
-    };
-    let policy = Policy {
-        daily: setting(keep_daily, "BACKUP_KEEP_DAILY", 7)?,
-        weekly: setting(keep_weekly, "BACKUP_KEEP_WEEKLY", 4)?,
-    };
+    let policy = policy(&vars, keep_daily, keep_weekly)?;
     let docker = crate::docker::connect_for_transfers().await?;
     let project = crate::docker::project_name(&vars).to_ascii_lowercase();
-    let Some(p) = prune(&docker, &project, dir, policy, dry_run, yes, json).await? else {
+    let postgres = super::Parts::find(&docker, &project).await.ok().map(|p| p.postgres.name);
+    if postgres.is_none() {
+        eprintln!("note: postgres is not running: its base backups and WAL are left as they are");
+    }
+    let pg = postgres.as_deref().map(|name| Pg::Container(&docker, name));
+    let Some(p) = prune(pg, &project, dir, policy, dry_run, yes, json).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     if json {
@@ -134,10 +143,10 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Applies the policy to the archives in `dir` and, when the stack's postgres runs, to its
-/// base backups and WAL; None when --dry-run or a refusal only printed the plan.
-async fn prune(
-    docker: &Docker,
+/// Applies the policy to the archives in `dir` and, with `pg`, to the base backups and WAL
+/// of the stack's postgres; None when --dry-run or a refusal only printed the plan.
+pub(crate) async fn prune(
+    pg: Option<Pg<'_>>,
     project: &str,
     dir: &Path,
     policy: Policy,
@@ -154,13 +163,9 @@ async fn prune(
     archives_kept.sort();
     archives_removed.sort();
 
-    let postgres = super::Parts::find(docker, project).await.ok().map(|p| p.postgres.name);
-    let bases: Vec<Base> = match &postgres {
-        Some(pg) => pitr::list(docker, pg).await?,
-        None => {
-            eprintln!("note: postgres is not running: its base backups and WAL are left as they are");
-            Vec::new()
-        }
+    let bases: Vec<Base> = match pg {
+        Some(pg) => pitr::list(pg).await?,
+        None => Vec::new(),
     };
     let base_times: Vec<u64> = bases.iter().filter_map(|b| crate::utc::parse_stamp(&b.name)).collect();
     let kept = keep(&base_times, policy);
@@ -184,11 +189,11 @@ async fn prune(
     for path in &pruned.archives_removed {
         std::fs::remove_file(path).with_context(|| format!("deleting {}", path.display()))?;
     }
-    if let Some(pg) = &postgres {
+    if let Some(pg) = pg {
         let oldest_kept = pruned.base_backups_kept.first().map_or("", String::as_str);
         let mut args = vec![oldest_kept];
         args.extend(pruned.base_backups_removed.iter().map(String::as_str));
-        exec_sh(docker, pg, "deleting base backups", PRUNE_BASES, &args).await?;
+        pg.sh("deleting base backups", PRUNE_BASES, &args).await?;
     }
     Ok(Some(pruned))
 }
