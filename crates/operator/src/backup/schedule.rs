@@ -211,8 +211,10 @@ async fn cycle(cfg: &Config) -> Result<()> {
     let mut problems = checked.problems;
     if problems.is_empty() {
         let work = tempfile::Builder::new().prefix(".weknora-drill-").tempdir_in(dir)?;
-        let drill = drill_beside(&Archive::plain(&plain), &manifest, work.path()).await?;
-        problems.extend(drill.problems);
+        match drill_beside(&Archive::plain(&plain), &manifest, work.path()).await {
+            Ok(drill) => problems.extend(drill.problems),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
     }
     let path = match cfg.recipients.is_empty() {
         true => plain,
