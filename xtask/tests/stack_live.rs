@@ -534,10 +534,11 @@ fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) {
     assert_eq!(faults::sql(&p.name, &sql), ["0"], "a backup that failed its drill was recorded");
 
     // The fix `check --deep` names, then a run now, by hand.
-    faults::sql(
-        &p.name,
-        "DELETE FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM knowledge k WHERE k.id = c.knowledge_id)",
-    );
+    for table in ["chunks", "ingest_jobs"] {
+        let sql =
+            format!("DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM knowledge k WHERE k.id = t.knowledge_id)");
+        faults::sql(&p.name, &sql);
+    }
     let run =
         Command::new("docker").args(["exec", &service, "weknora", "backup", "schedule", "--once"]).output().unwrap();
     let said = String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);

@@ -302,9 +302,13 @@ impl Db<'_> {
                 "orphan-chunks",
                 "chunks without documents",
                 Status::Warn,
-                format!("{n} chunks belong to no document: search may answer with them"),
+                format!(
+                    "{n} chunks belong to no document (a document deleted with its foreign keys off): search may \
+                     answer with them, and a backup of this database does not restore"
+                ),
                 Some(
-                    "after a backup: DELETE FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM knowledge k WHERE k.id = c.knowledge_id)",
+                    "DELETE FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM knowledge k WHERE k.id = c.knowledge_id); \
+                     DELETE FROM ingest_jobs j WHERE NOT EXISTS (SELECT 1 FROM knowledge k WHERE k.id = j.knowledge_id)",
                 ),
             ),
         }

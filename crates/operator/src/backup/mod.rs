@@ -2,7 +2,8 @@
 //! The archive's layout and checks are in `archive`; this module talks to the stack.
 //!
 //! `backup` runs pg_dump inside the postgres container (so it matches the server) and copies
-//! the uploads out of the app's volume. `backup verify` checks every checksum, then restores
+//! the uploads out of the app's volume; the stack's backup service (`schedule`) does the same
+//! from beside postgres, through `Pg`. `backup verify` checks every checksum, then restores
 //! the dump into a throwaway PostgreSQL container (a restore drill) and checks that every
 //! document's original is in the archive with the SHA-256 the database recorded. `restore`
 //! verifies first, takes a backup of the current state, restores the database into a new
