@@ -464,7 +464,8 @@ fn encrypted_backups_and_point_in_time_recovery(p: &Project, front: &str, key: &
 /// day) in the backup folder, the archive volume and the copy folder, and copies the archive
 /// to BACKUP_COPY_TO. What it writes belongs to the folder's owner, and the host's `backup
 /// verify` opens it with the identity.
-fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) {
+/// Returns the folders it made: .env names them until the stack is stopped.
+fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) -> tempfile::TempDir {
     use age::secrecy::ExposeSecret;
     use std::os::unix::fs::MetadataExt;
     let dirs = tempfile::tempdir().unwrap();
@@ -577,6 +578,7 @@ fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) {
     let verify = ["backup", "verify", archive.to_str().unwrap(), "--identity", identity_file.to_str().unwrap()];
     let (ok, out, err) = p.xtask(&verify);
     assert!(ok && out.starts_with("ok:"), "the host's verify refused the service's archive:\n{out}\n{err}");
+    dirs
 }
 
 /// `check --deep` on the stack the faults left (every document indexed): each fault it
@@ -901,7 +903,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     deep_check_names_each_fault(&p, &front, &key);
 
     phases.done("check --deep");
-    the_stacks_backup_service_takes_verifies_prunes_and_copies(&p);
+    let _backup_dirs = the_stacks_backup_service_takes_verifies_prunes_and_copies(&p);
 
     phases.done("backup service");
     // Logs name the service; a wrong service name is an error naming the choices.
