@@ -46,17 +46,23 @@ impl Session {
         }
     }
 
-    /// Waits until `count` elements match `selector`; returns their texts.
+    /// Waits until `count` elements match `selector`; returns their texts. An element the
+    /// page re-rendered meanwhile (stale) means: look again.
     async fn texts(&self, selector: &str, count: usize) -> Vec<String> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let found = self.client.find_all(Locator::Css(selector)).await.unwrap();
             if found.len() >= count {
                 let mut texts = Vec::new();
-                for e in found {
-                    texts.push(e.text().await.unwrap());
+                for e in &found {
+                    match e.text().await {
+                        Ok(text) => texts.push(text),
+                        Err(_) => break,
+                    }
                 }
-                return texts;
+                if texts.len() == found.len() {
+                    return texts;
+                }
             }
             if Instant::now() > deadline {
                 panic!("{count} × `{selector}` never showed (saw {}):\n{}", found.len(), self.page_text().await);
