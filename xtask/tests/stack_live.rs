@@ -501,7 +501,7 @@ fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) -> te
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&format!("weknora-{}-", p.name)) && !n.contains("2020"))
+            .filter(|n| n.starts_with(&format!("weknora-{}-", p.name)) && !n.contains("2020") && !n.contains("failed"))
             .collect();
         names.sort();
         names
@@ -528,9 +528,13 @@ fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) -> te
         logs.contains("did not pass its restore drill") && logs.contains("chunks_knowledge_id_fkey"),
         "the failed drill is not what the log says:\n{logs}"
     );
-    let failed = ours(&backups);
-    assert!(failed.len() == 1 && failed[0].ends_with(".tar.age"), "{failed:?}");
-    assert!(ours(&copies).is_empty() && backups.join(&old).exists() && copies.join(&old).exists());
+    let listed = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    };
+    let failed: Vec<String> = listed(&backups).into_iter().filter(|n| n.contains("failed-drill")).collect();
+    assert!(failed.len() == 1 && failed[0].ends_with("-failed-drill.tar.age"), "{:?}", listed(&backups));
+    assert!(ours(&backups).is_empty() && ours(&copies).is_empty(), "nothing else was written");
+    assert!(backups.join(&old).exists() && copies.join(&old).exists(), "nothing was pruned");
     let sql = format!("SELECT count(*) FROM backup_runs WHERE name = '{}'", failed[0]);
     assert_eq!(faults::sql(&p.name, &sql), ["0"], "a backup that failed its drill was recorded");
 
@@ -551,11 +555,8 @@ fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) -> te
     assert!(!(said + &log_of(&[])).contains(&db_password), "the database password is in the service's output");
     let name = ours(&copies).remove(0);
     assert!(name.ends_with(".tar.age"), "{name}");
-    assert_eq!(
-        ours(&backups),
-        std::slice::from_ref(&name),
-        "one archive (the failed one of the same day is pruned), the same in both folders"
-    );
+    assert_eq!(ours(&backups), std::slice::from_ref(&name), "one archive, the same in both folders");
+    assert!(backups.join(&failed[0]).exists(), "the archive that failed its drill is left alone (labelled)");
     let archive = backups.join(&name);
     assert_eq!(std::fs::read(&archive).unwrap(), std::fs::read(copies.join(&name)).unwrap());
     for path in [&archive, &copies.join(&name)] {

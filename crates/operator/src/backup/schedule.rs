@@ -12,8 +12,9 @@
 //! 5. copies the archive to BACKUP_COPY_TO (a folder on another disk or a network mount),
 //!    checks the copy, and applies the policy there too.
 //!
-//! A run that fails is retried an hour later; a service that starts with no archive of the
-//! last day takes one at once. What the service writes gets the owner of its folder, so the
+//! A run that fails is retried an hour later (an archive that failed its drill is kept under
+//! the label `failed-drill`); a service that starts with no archive of the last day takes one
+//! at once. What the service writes gets the owner of its folder, so the
 //! operator's own commands on the host read and prune it.
 
 use std::os::unix::fs::MetadataExt;
@@ -222,9 +223,11 @@ async fn cycle(cfg: &Config) -> Result<()> {
     };
     give_to_folder_owner(&path)?;
     if !problems.is_empty() {
+        let kept = set_aside(&path)?;
         bail!(
-            "{} did not pass its restore drill, so it does not count as a good backup and nothing was pruned:\n  {}",
-            path.display(),
+            "{} did not pass its restore drill, so it does not count as a good backup and nothing was pruned \
+             (kept, with that label, for a look: retention leaves it alone):\n  {}",
+            kept.display(),
             problems.join("\n  ")
         );
     }
@@ -243,6 +246,17 @@ async fn cycle(cfg: &Config) -> Result<()> {
         copied.map(|_| format!("; copied to {}", cfg.copy_to.as_deref().unwrap_or(COPIES))).unwrap_or_default(),
     );
     Ok(())
+}
+
+/// Renames an archive that failed its drill to `…-failed-drill.tar[.age]`: a label, so it
+/// is never the one retention keeps for its day (in place of a good one) and never counts as
+/// the last backup.
+fn set_aside(path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().context("an archive's name")?.to_string_lossy().into_owned();
+    let (stem, ext) = name.split_once(".tar").context("an archive's name ends in .tar")?;
+    let aside = path.with_file_name(format!("{stem}-failed-drill.tar{ext}"));
+    std::fs::rename(path, &aside).with_context(|| format!("renaming {name}"))?;
+    Ok(aside)
 }
 
 /// Whether two paths are the same folder (the compose file mounts BACKUP_DIR on both when
@@ -310,6 +324,19 @@ mod tests {
             let err = parse_at(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("BACKUP_AT={bad}")) && err.contains("HH:MM"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_archive_that_failed_its_drill_gets_a_label_retention_leaves_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, aside) in [
+            ("weknora-p-20261130T020000Z.tar.age", "weknora-p-20261130T020000Z-failed-drill.tar.age"),
+            ("weknora-p-20261130T020000Z-2.tar", "weknora-p-20261130T020000Z-2-failed-drill.tar"),
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+            assert_eq!(set_aside(&dir.path().join(name)).unwrap(), dir.path().join(aside));
+        }
+        assert!(retention::archives(dir.path(), "p").unwrap().is_empty(), "labelled: not candidates");
     }
 
     #[test]
