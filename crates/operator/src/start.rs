@@ -81,7 +81,7 @@ impl Start {
         ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
         resolve_images(&docker, &mut stack, &services).await?;
         if backup_service {
-            stack.env.extend(crate::backup::schedule::prepare()?);
+            stack.env.extend(crate::backup::schedule::prepare(&Vars::load())?);
         }
         if stack.dev() {
             crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;

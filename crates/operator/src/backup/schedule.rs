@@ -84,15 +84,21 @@ pub fn check_settings(vars: &Vars) -> Result<()> {
 }
 
 /// What `start` does right before compose starts the backup service: makes BACKUP_DIR (the
-/// host user's, not root's as a mount would make it) and gives compose the binary to mount
-/// and its SHA-256 (a new binary changes the service's settings, so compose recreates it: a
-/// running container keeps the file it was started with).
-pub fn prepare() -> Result<Vec<(String, String)>> {
+/// host user's, not root's as a mount would make it), gives compose the folder to mount for
+/// copies (BACKUP_COPY_TO, else BACKUP_DIR again: no copy; compose v1 cannot nest defaults),
+/// the binary to mount and its SHA-256 (a new binary changes the service's settings, so
+/// compose recreates it: a running container keeps the file it was started with).
+pub fn prepare(vars: &Vars) -> Result<Vec<(String, String)>> {
     let dir = super::backup_dir(None);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the backup folder {} (BACKUP_DIR)", dir.display()))?;
+    let copies = match vars.get("BACKUP_COPY_TO").map(str::trim).filter(|c| !c.is_empty()) {
+        Some(copy) => PathBuf::from(copy),
+        None => dir.canonicalize()?,
+    };
     let binary = crate::host().images.operator_binary()?;
     Ok(vec![
+        ("BACKUP_COPY_MOUNT".into(), copies.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY".into(), binary.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY_SHA256".into(), crate::hex(&sha256(&binary)?)),
     ])
