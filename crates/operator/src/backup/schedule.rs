@@ -23,11 +23,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 
 use super::archive::{recipients, seal};
 use super::retention::{self, Policy};
 use super::{Archive, Files, Pg, Source, check, drill_beside, record_and_base, write_backup};
+use crate::bundle::sha256_file;
 use crate::dotenv::Vars;
 
 /// Where the compose file mounts BACKUP_DIR, BACKUP_COPY_TO (BACKUP_DIR again when unset)
@@ -100,7 +100,7 @@ pub fn prepare(vars: &Vars) -> Result<Vec<(String, String)>> {
     Ok(vec![
         ("BACKUP_COPY_MOUNT".into(), copies.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY".into(), binary.to_string_lossy().into_owned()),
-        ("WEKNORA_BINARY_SHA256".into(), crate::hex(&sha256(&binary)?)),
+        ("WEKNORA_BINARY_SHA256".into(), sha256_file(&binary)?),
     ])
 }
 
@@ -288,7 +288,7 @@ fn copy_off(path: &Path, copies: &Path) -> Result<Option<PathBuf>> {
     let copied = (|| -> Result<()> {
         std::fs::copy(path, &partial)?;
         std::fs::File::open(&partial)?.sync_all()?;
-        if sha256(path)? != sha256(&partial)? {
+        if sha256_file(path)? != sha256_file(&partial)? {
             bail!("the copy differs from the archive: the target's disk or mount is faulty");
         }
         std::fs::rename(&partial, &to)?;
@@ -300,12 +300,6 @@ fn copy_off(path: &Path, copies: &Path) -> Result<Option<PathBuf>> {
     }
     give_to_folder_owner(&to)?;
     Ok(Some(to))
-}
-
-fn sha256(path: &Path) -> Result<[u8; 32]> {
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().into())
 }
 
 /// Gives a file the owner and group of its folder (the service writes as root).
