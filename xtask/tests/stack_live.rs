@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{docker, xtask};
-use weknora_testkit::{Phases, free_port};
+use weknora_testkit::{Phases, S3Server, free_port};
 
 /// One stack at a time: they share the machine's two cores and the image builds.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -1254,13 +1254,22 @@ fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     for service in ["app", "docreader", "frontend"] {
         let _ = Command::new("docker").args(["rmi", "-f", &format!("weknora/{service}:{version}")]).output();
     }
+    // The uploads go to an S3 bucket (the S3 server the app's tests use, on the Docker
+    // bridge's gateway, which containers reach), and the stack backs itself up (BACKUP_AT:
+    // twelve hours away; the run seen here is the one a start with no recent archive takes).
+    let gateway: std::net::IpAddr =
+        docker(&["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).parse().unwrap();
+    let s3 = S3Server::start(gateway, "weknora");
+    let at = format!("{:02}:00", (weknora_operator::utc::civil(weknora_operator::utc::now())[3] + 12) % 24);
     let name = format!("wkbundle{}", std::process::id());
     let front = free_port().to_string();
-    let env = vec![
+    let mut env = vec![
         ("COMPOSE_PROJECT_NAME".to_string(), name.clone()),
         ("FRONTEND_PORT".to_string(), front.clone()),
         ("APP_PORT".to_string(), free_port().to_string()),
+        ("BACKUP_AT".to_string(), at),
     ];
+    env.extend(s3.env("weknora", S3Server::SECRET_KEY));
     let running = Running { dir: dir.clone(), env: env.clone() };
     let (ok, out, err) = weknora(&dir, &env, &["start", "--timeout", "600"]);
     assert!(ok, "start from the bundle failed:\n{out}\n{err}");
@@ -1268,10 +1277,48 @@ fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
     assert!(env_file.lines().any(|l| l.starts_with("IMAGE_SOURCE=")), "{env_file}");
     let key = env_file.lines().find_map(|l| l.strip_prefix("ADMIN_API_KEY=")).unwrap().to_string();
+    let service = container_of(&name, "backup");
+    let log = || {
+        let out = Command::new("docker").args(["logs", &service]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !log().contains("taken and verified") {
+        assert!(!log().contains("error:") && Instant::now() < deadline, "the service's first run:\n{}", log());
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     phases.done("start from the bundle");
-    // Upload, search, back up, from the bundle's binary.
+    // Upload, search; the service's archive holds the bucket's objects, its drill checked
+    // them against the database; back up from the bundle's binary.
     let (kb_id, _) = upload_and_search(&front, &key, "bundle");
+    let objects = s3.objects("weknora");
+    assert_eq!(objects.len(), 1, "the upload is an object in the bucket");
+    let run =
+        Command::new("docker").args(["exec", &service, "weknora", "backup", "schedule", "--once"]).output().unwrap();
+    let said = String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success() && said.contains("taken and verified (documents: 1)"), "{said}");
+    assert!(!(said + &log()).contains(S3Server::SECRET_KEY), "the bucket's secret is in the service's output");
+    let newest = std::fs::read_dir(dir.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .max_by_key(|p| p.metadata().unwrap().modified().unwrap())
+        .unwrap();
+    let mut archived: Vec<(String, Vec<u8>)> = tar::Archive::new(std::fs::File::open(&newest).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.header().entry_type().is_file())
+        .filter_map(|mut e| {
+            let key = e.path().unwrap().to_string_lossy().strip_prefix("files/")?.to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            Some((key, bytes))
+        })
+        .collect();
+    archived.sort();
+    assert_eq!(archived, objects, "{} does not hold the bucket's objects", newest.display());
     let (ok, out, err) = weknora(&dir, &env, &["backup"]);
     assert!(ok, "backup from the bundle failed:\n{err}");
     assert!(out.contains(&dir.join("backups").display().to_string()), "{out}");
@@ -1308,6 +1355,9 @@ fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     assert_eq!(image_of(&name, "app"), archive_id(&b_manifest, "app"));
     assert_eq!(probe_table(&name), "bundle_upgrade_probe", "B's migration did not run");
     assert_keyword_search_finds(&front, &key, &kb_id);
+    // An object that appears after the upgrade (the rollback's restore removes it).
+    std::fs::create_dir_all(s3.root.path().join("weknora/after")).unwrap();
+    std::fs::write(s3.root.path().join("weknora/after/upgrade.md"), b"written after the upgrade").unwrap();
     let (status, after) = curl(
         &front,
         &key,
@@ -1327,6 +1377,7 @@ fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     assert_keyword_search_finds(&front, &key, &kb_id);
     let (_, list) = curl(&front, &key, &[], "/api/v1/knowledge-bases");
     assert!(!list.to_string().contains("after-upgrade"), "data written after the upgrade survived: {list}");
+    assert_eq!(s3.objects("weknora"), objects, "the bucket does not hold exactly the objects of before");
     let env_file = std::fs::read_to_string(dir.join(".env")).unwrap();
     assert!(env_file.lines().any(|l| l == "WEKNORA_VERSION=pre-upgrade"), "{env_file}");
     let (ok, _, err) = weknora(&dir, &env, &["start", "--timeout", "300"]);

@@ -1,6 +1,7 @@
 //! The Docker engine (through bollard) and the compose CLI (v2 plugin, else standalone
 //! `docker-compose`): how xtask finds and talks to both.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -9,7 +10,8 @@ use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{ContainerCreateBody, ExecConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -182,6 +184,40 @@ pub async fn with_throwaway<T>(
         eprintln!("warning: could not remove the container {name}: {e}");
     }
     result
+}
+
+/// Copies files of an image into the folder `to`, each under its own name, replacing what is
+/// there at once (a new file is renamed over the old). A throwaway container of the image
+/// runs `cmd`, which must end by itself (a scratch image has no shell); files are copied out
+/// of it when it has.
+pub async fn copy_out_of_image(docker: &Docker, image: &str, cmd: &[&str], files: &[&str], to: &Path) -> Result<()> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+        ..Default::default()
+    };
+    with_throwaway(docker, "weknora-copy", body, async |name| {
+        for file in files {
+            let options = DownloadFromContainerOptionsBuilder::default().path(file).build();
+            let tar: Vec<u8> = docker
+                .download_from_container(name, Some(options))
+                .map(|chunk| chunk.map(|b| b.to_vec()))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("copying {file} out of {image}"))?
+                .concat();
+            let base = Path::new(file).file_name().context("a file's name")?.to_string_lossy().into_owned();
+            let (dest, partial) = (to.join(&base), to.join(format!(".{base}.partial")));
+            let mut archive = tar::Archive::new(tar.as_slice());
+            let mut entry = archive.entries()?.next().with_context(|| format!("{file} is not in {image}"))??;
+            entry.unpack(&partial).with_context(|| format!("writing {}", partial.display()))?;
+            std::fs::rename(&partial, &dest).with_context(|| format!("writing {}", dest.display()))?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// A file as a stream of 1 MiB chunks, for request bodies.

@@ -73,6 +73,12 @@ pub fn state_dir() -> PathBuf {
     project_root().join("target")
 }
 
+/// The app's binary, configuration and CA certificates, copied out of its image for the
+/// backup service (which exports a MinIO/S3 bucket's objects with them).
+pub fn backup_service_app() -> PathBuf {
+    state_dir().join("backup-service-app")
+}
+
 /// The stack file `deploy swarm` last wrote (no secret is in it).
 pub fn swarm_stack() -> PathBuf {
     state_dir().join("swarm-stack.json")

@@ -81,7 +81,8 @@ impl Start {
         ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
         resolve_images(&docker, &mut stack, &services).await?;
         if backup_service {
-            stack.env.extend(crate::backup::schedule::prepare(&Vars::load())?);
+            let prepared = crate::backup::schedule::prepare(&docker, &stack, &Vars::load()).await?;
+            stack.env.extend(prepared);
         }
         if stack.dev() {
             crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;

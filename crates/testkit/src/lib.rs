@@ -390,3 +390,81 @@ pub fn serve_page(body: &'static str, count: usize) -> u16 {
     });
     port
 }
+
+/// An S3 server over a folder (s3s-fs) with one access key: the S3 protocol the app speaks
+/// to MinIO, where no MinIO can be had (no registry, no package). Buckets are the folders
+/// of `root`; an object is the file at its key.
+#[cfg(feature = "s3")]
+pub struct S3Server {
+    pub addr: std::net::SocketAddr,
+    pub root: tempfile::TempDir,
+}
+
+#[cfg(feature = "s3")]
+impl S3Server {
+    pub const ACCESS_KEY: &'static str = "weknora-test";
+    pub const SECRET_KEY: &'static str = "s3-secret-that-must-never-be-printed";
+
+    /// On a free port of `ip` (loopback for this process's own servers; the Docker bridge's
+    /// gateway for containers), with `bucket` made.
+    pub fn start(ip: std::net::IpAddr, bucket: &str) -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(bucket)).unwrap();
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root.path()).unwrap());
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(Self::ACCESS_KEY, Self::SECRET_KEY));
+        let service = builder.build();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else { continue };
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let http =
+                            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service).await;
+                    });
+                }
+            });
+        });
+        S3Server { addr, root }
+    }
+
+    /// The app's settings for `bucket` on this server, with `secret` as the secret key.
+    pub fn env(&self, bucket: &str, secret: &str) -> Vec<(String, String)> {
+        [
+            ("STORAGE_TYPE", "minio".to_string()),
+            ("MINIO_ENDPOINT", self.addr.to_string()),
+            ("MINIO_ACCESS_KEY_ID", Self::ACCESS_KEY.into()),
+            ("MINIO_SECRET_ACCESS_KEY", secret.into()),
+            ("MINIO_BUCKET_NAME", bucket.into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Every object of `bucket`: its key and bytes, in key order.
+    pub fn objects(&self, bucket: &str) -> Vec<(String, Vec<u8>)> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, base, out);
+                } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    let key = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                    out.push((key, std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let base = self.root.path().join(bucket);
+        walk(&base, &base, &mut out);
+        out.sort();
+        out
+    }
+}

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weknora_testkit::{PASSWORD, Pg, Redis, free_port, serve_page};
+use weknora_testkit::{PASSWORD, Pg, Redis, S3Server, free_port, serve_page};
 
 mod support;
 use support::*;
@@ -511,51 +511,10 @@ fn a_job_interrupted_by_a_crash_completes_after_restart_without_duplicate_chunks
     drop(hung);
 }
 
-/// An S3 server over a folder (s3s-fs) on a loopback port, with one access key: the
-/// S3 protocol the app speaks to MinIO, where no MinIO can be had (no registry, no package).
-struct S3Server {
-    port: u16,
-    root: tempfile::TempDir,
-}
-
-const S3_ACCESS_KEY: &str = "weknora-test";
-const S3_SECRET_KEY: &str = "s3-secret-that-must-never-be-printed";
-
-fn s3_server() -> S3Server {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("weknora")).unwrap();
-    let port = free_port();
-    let mut builder = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root.path()).unwrap());
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
-    let service = builder.build();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-            loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let _ = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service).await;
-                });
-            }
-        });
-    });
-    weknora_testkit::wait_listening(port, "the S3 server");
-    S3Server { port, root }
-}
+const S3_SECRET_KEY: &str = S3Server::SECRET_KEY;
 
 fn s3_env(env: &mut Vec<(String, String)>, s3: &S3Server, bucket: &str, secret: &str) {
-    for (k, v) in [
-        ("STORAGE_TYPE", "minio".to_string()),
-        ("MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
-        ("MINIO_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
-        ("MINIO_SECRET_ACCESS_KEY", secret.into()),
-        ("MINIO_BUCKET_NAME", bucket.into()),
-    ] {
-        env.push((k.into(), v));
-    }
+    env.extend(s3.env(bucket, secret));
 }
 
 #[test]
@@ -563,7 +522,7 @@ fn with_minio_storage_uploads_live_in_the_bucket_and_a_wrong_bucket_or_key_stops
     let pg = Pg::debian();
     let redis = Redis::start();
     let (_docreader, dr_port) = docreader();
-    let s3 = s3_server();
+    let s3 = S3Server::start(std::net::Ipv4Addr::LOCALHOST.into(), "weknora");
     let base_env = app_env(pg.port, &redis.addr(), dr_port, free_port());
 
     // A missing bucket or a wrong key: the app refuses to start, says which settings to

@@ -260,6 +260,8 @@ pub(crate) enum Files<'a> {
     Folder(PathBuf),
     /// In the MinIO/S3 bucket, through a one-off container of the app.
     Bucket(&'a Docker),
+    /// In the MinIO/S3 bucket, through the app's binary here (the backup service).
+    Export(PathBuf),
     /// Not reachable from here: the archive has the database only, and says so.
     Left(&'static str),
 }
@@ -308,6 +310,18 @@ pub(crate) async fn write_backup(
             );
             let stack = Stack::open(docker, None, &[]).await?;
             bucket(&stack, "export", std::process::Stdio::null(), std::fs::File::create(&files_tar)?)?;
+        }
+        Files::Export(app) => {
+            eprintln!("==> copying the objects out of the {} bucket (`storage export`)", source.storage);
+            let out = std::process::Command::new(app)
+                .args(["storage", "export"])
+                .stdout(std::fs::File::create(&files_tar)?)
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .with_context(|| format!("running {}", app.display()))?;
+            if !out.status.success() {
+                bail!("`storage export` of the bucket failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
         }
         Files::Left(why) => {
             eprintln!("warning: the archive holds the database only: {why}");

@@ -23,18 +23,27 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bollard::Docker;
 
 use super::archive::{recipients, seal};
 use super::retention::{self, Policy};
 use super::{Archive, Files, Pg, Source, check, drill_beside, record_and_base, write_backup};
 use crate::bundle::sha256_file;
+use crate::compose::Stack;
 use crate::dotenv::Vars;
+use crate::{docker, paths};
 
 /// Where the compose file mounts BACKUP_DIR, BACKUP_COPY_TO (BACKUP_DIR again when unset)
 /// and the app's files, in the backup service.
 const BACKUPS: &str = "/backups";
 const COPIES: &str = "/backup-copy";
 const FILES_HERE: &str = "/var/lib/weknora/data/files";
+/// The app image's binary, configuration and CA certificates, which `start` copies into the
+/// folder the compose file mounts on APP_HERE (with a MinIO/S3 bucket; else it is empty).
+const APP_BINARY_IN_IMAGE: &str = "/usr/local/bin/weknora-app";
+const APP_CONFIG_IN_IMAGE: &str = "/etc/weknora/config.yaml";
+const CA_IN_IMAGE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const APP_HERE: &str = "/opt/weknora-app";
 const DAY: u64 = 86_400;
 
 /// The service's settings, from its environment (the compose file passes .env's).
@@ -87,8 +96,10 @@ pub fn check_settings(vars: &Vars) -> Result<()> {
 /// host user's, not root's as a mount would make it), gives compose the folder to mount for
 /// copies (BACKUP_COPY_TO, else BACKUP_DIR again: no copy; compose v1 cannot nest defaults),
 /// the binary to mount and its SHA-256 (a new binary changes the service's settings, so
-/// compose recreates it: a running container keeps the file it was started with).
-pub fn prepare(vars: &Vars) -> Result<Vec<(String, String)>> {
+/// compose recreates it: a running container keeps the file it was started with), and, with
+/// a MinIO/S3 bucket, the app's own binary, configuration and CA certificates, copied out of
+/// the app image the stack runs: the service exports the bucket's objects with them.
+pub async fn prepare(docker: &Docker, stack: &Stack, vars: &Vars) -> Result<Vec<(String, String)>> {
     let dir = super::backup_dir(None);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the backup folder {} (BACKUP_DIR)", dir.display()))?;
@@ -97,10 +108,19 @@ pub fn prepare(vars: &Vars) -> Result<Vec<(String, String)>> {
         None => dir.canonicalize()?,
     };
     let binary = crate::host().images.operator_binary()?;
+    let app_dir = paths::backup_service_app();
+    std::fs::create_dir_all(&app_dir).with_context(|| format!("creating {}", app_dir.display()))?;
+    if vars.get("STORAGE_TYPE").is_some_and(|s| s != "local") && !stack.dev() {
+        let image = format!("{}:{}", vars.get("APP_IMAGE").unwrap_or("weknora/app"), stack.version());
+        eprintln!("==> copying the app's binary out of {image} for the backup service (it exports the bucket)");
+        let files = [APP_BINARY_IN_IMAGE, APP_CONFIG_IN_IMAGE, CA_IN_IMAGE];
+        docker::copy_out_of_image(docker, &image, &["--version"], &files, &app_dir).await?;
+    }
     Ok(vec![
         ("BACKUP_COPY_MOUNT".into(), copies.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY".into(), binary.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY_SHA256".into(), sha256_file(&binary)?),
+        ("BACKUP_APP_DIR".into(), app_dir.to_string_lossy().into_owned()),
     ])
 }
 
@@ -197,9 +217,10 @@ async fn cycle(cfg: &Config) -> Result<()> {
     let storage = std::env::var("STORAGE_TYPE").unwrap_or_else(|_| "local".into());
     let files = match storage.as_str() {
         "local" => Files::Folder(PathBuf::from(FILES_HERE)),
+        _ if Path::new(APP_HERE).join("weknora-app").exists() => Files::Export(Path::new(APP_HERE).join("weknora-app")),
         _ => Files::Left(
-            "the backup service cannot reach the MinIO/S3 bucket's objects; back them up with `backup` on the host \
-             (it includes them) or the bucket's own replication",
+            "the backup service has no app binary to export the MinIO/S3 bucket's objects with (the development \
+             stack has none): back them up with `backup` on the host, or with the bucket's own replication",
         ),
     };
     let source = Source {
