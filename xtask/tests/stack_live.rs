@@ -463,7 +463,7 @@ fn encrypted_backups_and_point_in_time_recovery(p: &Project, front: &str, key: &
 /// it to BACKUP_ENCRYPT_TO, adds a base backup, prunes by the policy (here: the newest of one
 /// day) in the backup folder, the archive volume and the copy folder, and copies the archive
 /// to BACKUP_COPY_TO. What it writes belongs to the folder's owner, and the host's `backup
-/// verify` opens it with the identity.
+/// verify` opens it with the identity; it holds .env.
 /// Returns the folders it made: .env names them until the stack is stopped.
 fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) -> tempfile::TempDir {
     use age::secrecy::ExposeSecret;
@@ -579,6 +579,11 @@ fn the_stacks_backup_service_takes_verifies_prunes_and_copies(p: &Project) -> te
     let verify = ["backup", "verify", archive.to_str().unwrap(), "--identity", identity_file.to_str().unwrap()];
     let (ok, out, err) = p.xtask(&verify);
     assert!(ok && out.starts_with("ok:"), "the host's verify refused the service's archive:\n{out}\n{err}");
+    // Encrypted, it holds the settings (as `backup --encrypt` does).
+    let key = weknora_operator::backup::Key::load(&identity_file).unwrap();
+    let opened = weknora_operator::backup::Archive { path: archive.clone(), key: Some(&key) };
+    let env = opened.read_entry("config/.env").unwrap();
+    assert_eq!(env.as_deref(), Some(p.env_file().as_bytes()), "the encrypted archive does not hold .env");
     dirs
 }
 

@@ -424,8 +424,7 @@ impl S3Server {
                     let Ok((socket, _)) = listener.accept().await else { continue };
                     let service = service.clone();
                     tokio::spawn(async move {
-                        let http =
-                            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                        let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                         let _ = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service).await;
                     });
                 }

@@ -268,11 +268,7 @@ pub fn write_archive(
     out.append_data(&mut file_header(std::fs::metadata(dump)?.len(), now), DUMP, &mut reader)?;
     manifest.entries.insert(DUMP.to_string(), reader.sum());
     if let Some(env) = env {
-        let mut reader = Hashing::new(env);
-        let mut header = file_header(env.len() as u64, now);
-        header.set_mode(0o600);
-        out.append_data(&mut header, ENV, &mut reader)?;
-        manifest.entries.insert(ENV.to_string(), reader.sum());
+        append_env(&mut out, env, now, &mut manifest)?;
     }
     if let Some(files) = files {
         let mut files = tar::Archive::new(std::fs::File::open(files)?);
@@ -327,7 +323,7 @@ pub fn create_archive(
 
 /// Encrypts a plain archive to `recipients` beside it (`<name>.age`, what an archive taken
 /// with --encrypt is), then deletes the plain one; the encrypted one's path.
-pub fn seal(plain: &Path, recipients: &[age::x25519::Recipient]) -> Result<PathBuf> {
+pub fn seal(plain: &Path, recipients: &[age::x25519::Recipient], env: Option<&[u8]>) -> Result<PathBuf> {
     let name = plain.file_name().context("an archive's name")?.to_string_lossy().into_owned();
     let sealed = plain.with_file_name(format!("{name}.age"));
     let partial = plain.with_file_name(format!("{name}.age.partial"));
@@ -336,7 +332,12 @@ pub fn seal(plain: &Path, recipients: &[age::x25519::Recipient]) -> Result<PathB
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let written = (|| -> Result<()> {
         let mut sink = Sink::new(options.open(&partial)?, recipients)?;
-        std::io::copy(&mut std::fs::File::open(plain)?, &mut sink)?;
+        match env {
+            None => {
+                std::io::copy(&mut std::fs::File::open(plain)?, &mut sink)?;
+            }
+            Some(env) => sink = copy_adding_env(plain, env, sink)?,
+        }
         sink.finish()?;
         std::fs::rename(&partial, &sealed)?;
         Ok(())
@@ -347,6 +348,39 @@ pub fn seal(plain: &Path, recipients: &[age::x25519::Recipient]) -> Result<PathB
     }
     std::fs::remove_file(plain).with_context(|| format!("deleting {} once encrypted", plain.display()))?;
     Ok(sealed)
+}
+
+/// Writes the plain archive's entries to `sink` with `.env` added (and in its manifest).
+fn copy_adding_env(plain: &Path, env: &[u8], sink: Sink) -> Result<Sink> {
+    let mut out = tar::Builder::new(sink);
+    let mut tar = tar::Archive::new(std::fs::File::open(plain)?);
+    let (mut manifest, mut mtime) = (None::<Manifest>, 0);
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        mtime = entry.header().mtime()?;
+        if path == Path::new(MANIFEST) {
+            manifest = Some(serde_json::from_reader(&mut entry).context("reading the manifest")?);
+            continue;
+        }
+        let mut header = entry.header().clone();
+        out.append_data(&mut header, &path, &mut entry)?;
+    }
+    let mut manifest = manifest.context("the archive has no manifest")?;
+    append_env(&mut out, env, mtime, &mut manifest)?;
+    let json = serde_json::to_vec_pretty(&manifest)?;
+    out.append_data(&mut file_header(json.len() as u64, mtime), MANIFEST, json.as_slice())?;
+    Ok(out.into_inner()?)
+}
+
+/// Adds `.env` (mode 600) to an archive being written, and its checksum to the manifest.
+fn append_env<W: Write>(out: &mut tar::Builder<W>, env: &[u8], mtime: u64, manifest: &mut Manifest) -> Result<()> {
+    let mut reader = Hashing::new(env);
+    let mut header = file_header(env.len() as u64, mtime);
+    header.set_mode(0o600);
+    out.append_data(&mut header, ENV, &mut reader)?;
+    manifest.entries.insert(ENV.to_string(), reader.sum());
+    Ok(())
 }
 
 /// An archive read through: its manifest and what is wrong with it.
@@ -477,6 +511,28 @@ mod tests {
         out.append_data(&mut file_header(json.len() as u64, 0), MANIFEST, json.as_slice()).unwrap();
         out.finish().unwrap();
         path
+    }
+
+    #[test]
+    fn a_sealed_archive_opens_with_the_identity_and_holds_env_when_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let entries: [(&str, &[u8]); 2] = [(DUMP, b"dump"), ("files/kb/a.pdf", b"%PDF")];
+        for env in [None, Some(&b"DB_PASSWORD=s3cret\n"[..])] {
+            let plain = write_test_archive(dir.path(), &entries, None);
+            let sealed = seal(&plain, &[identity.to_public()], env).unwrap();
+            assert!(!plain.exists(), "the plain archive is gone once sealed");
+            let bytes = std::fs::read(&sealed).unwrap();
+            assert!(!bytes.windows(6).any(|w| w == b"s3cret"), "the settings are in clear");
+            let key = key_file(dir.path(), "key.txt", &identity);
+            let archive = Archive { path: sealed.clone(), key: Some(&key) };
+            let checked = check(&archive).unwrap();
+            assert_eq!(checked.problems, Vec::<String>::new());
+            assert_eq!(checked.manifest.entries.contains_key(ENV), env.is_some());
+            assert_eq!(archive.read_entry(ENV).unwrap().as_deref(), env);
+            assert_eq!(archive.read_entry("files/kb/a.pdf").unwrap().as_deref(), Some(&b"%PDF"[..]));
+            std::fs::remove_file(&sealed).unwrap();
+        }
     }
 
     #[test]

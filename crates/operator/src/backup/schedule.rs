@@ -44,6 +44,9 @@ const APP_BINARY_IN_IMAGE: &str = "/usr/local/bin/weknora-app";
 const APP_CONFIG_IN_IMAGE: &str = "/etc/weknora/config.yaml";
 const CA_IN_IMAGE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const APP_HERE: &str = "/opt/weknora-app";
+/// `.env`, which `start` mounts here when archives are encrypted (else /dev/null): an
+/// encrypted archive holds it, as `backup --encrypt` does.
+const ENV_HERE: &str = "/run/weknora.env";
 const DAY: u64 = 86_400;
 
 /// The service's settings, from its environment (the compose file passes .env's).
@@ -96,7 +99,8 @@ pub fn check_settings(vars: &Vars) -> Result<()> {
 /// host user's, not root's as a mount would make it), gives compose the folder to mount for
 /// copies (BACKUP_COPY_TO, else BACKUP_DIR again: no copy; compose v1 cannot nest defaults),
 /// the binary to mount and its SHA-256 (a new binary changes the service's settings, so
-/// compose recreates it: a running container keeps the file it was started with), and, with
+/// compose recreates it: a running container keeps the file it was started with), `.env`
+/// when archives are encrypted (with its SHA-256, for the same reason), and, with
 /// a MinIO/S3 bucket, the app's own binary, configuration and CA certificates, copied out of
 /// the app image the stack runs: the service exports the bucket's objects with them.
 pub async fn prepare(docker: &Docker, stack: &Stack, vars: &Vars) -> Result<Vec<(String, String)>> {
@@ -116,7 +120,15 @@ pub async fn prepare(docker: &Docker, stack: &Stack, vars: &Vars) -> Result<Vec<
         let files = [APP_BINARY_IN_IMAGE, APP_CONFIG_IN_IMAGE, CA_IN_IMAGE];
         docker::copy_out_of_image(docker, &image, &["--version"], &files, &app_dir).await?;
     }
+    // The settings hold every secret: the service sees them only to put them where no one
+    // else can read them, in archives encrypted to BACKUP_ENCRYPT_TO.
+    let env_file = match encrypt_to(vars)?.is_empty() {
+        true => PathBuf::from("/dev/null"),
+        false => paths::env_file().canonicalize().context("the settings file (.env)")?,
+    };
     Ok(vec![
+        ("BACKUP_ENV_FILE".into(), env_file.to_string_lossy().into_owned()),
+        ("BACKUP_ENV_SHA256".into(), sha256_file(&env_file)?),
         ("BACKUP_COPY_MOUNT".into(), copies.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY".into(), binary.to_string_lossy().into_owned()),
         ("WEKNORA_BINARY_SHA256".into(), sha256_file(&binary)?),
@@ -246,7 +258,7 @@ async fn cycle(cfg: &Config) -> Result<()> {
     }
     let path = match cfg.recipients.is_empty() {
         true => plain,
-        false => seal(&plain, &cfg.recipients)?,
+        false => seal(&plain, &cfg.recipients, std::fs::read(ENV_HERE).ok().filter(|e| !e.is_empty()).as_deref())?,
     };
     give_to_folder_owner(&path)?;
     if !problems.is_empty() {
