@@ -119,12 +119,17 @@ pub async fn vector_search(
              ORDER BY e.embedding::vector({dimensions}) <=> $1::vector({dimensions}) LIMIT $6) nearest \
          WHERE score >= $7"
     );
-    let mut tx = db.begin().await?;
-    let ef_search = (limit * 2).clamp(40, 1000);
-    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef_search}"))).execute(&mut *tx).await?;
-    if how.iterative_scan {
-        sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *tx).await?;
-    }
+    // The index's settings for this search, in one statement and on the connection the search
+    // then runs on: each vector search sets them, so a pooled connection's values from the
+    // last one never matter, and no transaction is needed (two round trips, not five: under
+    // load each one waits for the server to be scheduled).
+    let mut conn = db.acquire().await?;
+    let ef_search = (limit * 2).clamp(40, 1000).to_string();
+    let settings = match how.iterative_scan {
+        true => "SELECT set_config('hnsw.ef_search', $1, false), set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+        false => "SELECT set_config('hnsw.ef_search', $1, false)",
+    };
+    sqlx::query(settings).bind(&ef_search).execute(&mut *conn).await?;
     let hits = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&vector)
         .bind(model)
@@ -133,8 +138,7 @@ pub async fn vector_search(
         .bind(scope.knowledge_ids)
         .bind(limit)
         .bind(min_similarity)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await?;
-    tx.commit().await?;
     Ok(hits)
 }
