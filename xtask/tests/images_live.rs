@@ -123,7 +123,7 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         ("weknora/redis-local:7.0", vec![]),
         ("weknora/nginx-local:1", vec![]),
         ("weknora/prometheus-local:2.53", vec![]),
-        ("weknora/embedder-local:0.3.0-2", vec![]),
+        ("weknora/embedder-local:0.3.0-3", vec![]),
     ] {
         assert_healthy(dep, "linux/amd64", &env);
     }

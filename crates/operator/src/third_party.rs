@@ -28,7 +28,7 @@ pub const REDIS_LOCAL: &str = "weknora/redis-local:7.0";
 pub const NGINX_LOCAL: &str = "weknora/nginx-local:1";
 pub const PROMETHEUS_LOCAL: &str = "weknora/prometheus-local:2.53";
 /// The bundled embedding model's image (the compose files name the same).
-pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-2";
+pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-3";
 pub const LOCAL_IMAGES: [&str; 5] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, PROMETHEUS_LOCAL, EMBEDDER_IMAGE];
 
 pub const POSTGRES: ThirdParty = ThirdParty {

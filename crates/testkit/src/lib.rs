@@ -21,7 +21,7 @@ pub const USER: &str = "weknora";
 pub const PASSWORD: &str = "Tst-pw!3x#q@7";
 pub const LOCAL_IMAGE: &str = "weknora/postgres-local:17";
 /// The bundled embedding model's image (xtask's EMBEDDER_IMAGE).
-pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-2";
+pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-3";
 /// The name the embedder answers to in `/v1/models` and the compose files' default.
 pub const EMBEDDER_MODEL: &str = "multilingual-e5-small-q4";
 
