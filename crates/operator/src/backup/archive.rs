@@ -322,7 +322,8 @@ pub fn create_archive(
 }
 
 /// Encrypts a plain archive to `recipients` beside it (`<name>.age`, what an archive taken
-/// with --encrypt is), then deletes the plain one; the encrypted one's path.
+/// with --encrypt is), adding `env` (.env) when given, then deletes the plain one; the
+/// encrypted one's path.
 pub fn seal(plain: &Path, recipients: &[age::x25519::Recipient], env: Option<&[u8]>) -> Result<PathBuf> {
     let name = plain.file_name().context("an archive's name")?.to_string_lossy().into_owned();
     let sealed = plain.with_file_name(format!("{name}.age"));

@@ -126,7 +126,9 @@ pub async fn vector_search(
     let mut conn = db.acquire().await?;
     let ef_search = (limit * 2).clamp(40, 1000).to_string();
     let settings = match how.iterative_scan {
-        true => "SELECT set_config('hnsw.ef_search', $1, false), set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+        true => {
+            "SELECT set_config('hnsw.ef_search', $1, false), set_config('hnsw.iterative_scan', 'relaxed_order', false)"
+        }
         false => "SELECT set_config('hnsw.ef_search', $1, false)",
     };
     sqlx::query(settings).bind(&ef_search).execute(&mut *conn).await?;
