@@ -36,6 +36,6 @@ ENV PATH=/usr/local/bin \
 WORKDIR /var/lib/weknora
 USER 65532:65532
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/weknora-app", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/weknora-app"]

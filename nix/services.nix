@@ -51,7 +51,7 @@ let
           exe
           "healthcheck"
         ];
-        Interval = seconds 10;
+        Interval = seconds 5;
         Timeout = seconds 5;
         StartPeriod = seconds 30;
         Retries = 3;
@@ -93,7 +93,7 @@ in
     };
     healthcheck = {
       Test = [ "CMD" "curl" "-fsS" "-o" "/dev/null" "http://127.0.0.1:8080/healthz" ];
-      Interval = seconds 10;
+      Interval = seconds 5;
       Timeout = seconds 5;
       StartPeriod = seconds 10;
       Retries = 3;

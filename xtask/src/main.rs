@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     match try_main() {
         Ok(code) => code,
         Err(err) => {
+            images::abandon_ahead();
             weknora_operator::report_error(&err);
             ExitCode::FAILURE
         }

@@ -1062,6 +1062,67 @@ fn copy_checkout(to: &Path) {
     }
 }
 
+/// The README's first command where a new user runs it: a fresh clone, on a machine with
+/// no registry, no debootstrap and a local image to make from a Debian base Docker lacks.
+/// `start` sets up what that path needs by itself and comes up healthy, and so puts the
+/// machine back as it was: debootstrap and the images.
+/// (The clone's build reuses the checkout's compiled dependencies, hard-linked: what a
+/// first build costs is `cargo xtask bench first-run`'s to measure, not this test's.)
+#[test]
+#[ignore = "needs a Docker engine, root and apt, and the images (cargo xtask ci runs it)"]
+fn a_fresh_clone_starts_healthy_without_debootstrap_or_the_local_images() {
+    let _serial = one_at_a_time();
+    let mut phases = Phases::start("fresh clone");
+    ensure_images_of_this_commit();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let run = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+    let removed = Command::new("apt-get")
+        .args(["remove", "-y", "-qq", "debootstrap"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    // One Debian base and the stand-in on it take the path; the other bases and stand-ins
+    // are made the same way, and rebuilding them all (the embedder's above all) would only
+    // add minutes to CI.
+    let local = ["weknora/debian-base:bookworm", weknora_operator::third_party::REDIS_LOCAL];
+    for image in local {
+        let _ = Command::new("docker").args(["rmi", image]).output();
+        assert!(!Command::new("docker").args(["image", "inspect", image]).output().unwrap().status.success());
+    }
+    let clone = tempfile::tempdir().unwrap();
+    let src = clone.path().join("weknora");
+    run(Command::new("git").args(["clone", "--quiet"]).arg(root).arg(&src));
+    let debug = src.join("target/debug");
+    std::fs::create_dir_all(&debug).unwrap();
+    for compiled in ["deps", "build", ".fingerprint"] {
+        run(Command::new("cp").arg("-al").arg(root.join("target/debug").join(compiled)).arg(&debug));
+    }
+    phases.done("a machine without them, a clone");
+
+    let p = Project::new("fresh", &[]);
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["xtask", "start", "--timeout", "600"])
+        .current_dir(&src)
+        .env_remove("CARGO_TARGET_DIR")
+        .envs(p.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "start from a fresh clone failed:\n{err}");
+    assert!(err.contains("debootstrap is missing: installing Debian's debootstrap"), "{err}");
+    assert!(!err.contains("--dev"), "running the stack never needs the developer's set-up:\n{err}");
+    assert!(p.env_file().lines().any(|l| l == "IMAGE_SOURCE=local"), "{}", p.env_file());
+    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "redis"]);
+    assert!(Path::new("/usr/sbin/debootstrap").exists(), "start installed debootstrap back");
+    for image in local {
+        assert!(Command::new("docker").args(["image", "inspect", image]).output().unwrap().status.success(), "{image}");
+    }
+    phases.done("start from the clone");
+    let (ok, _, err) = p.xtask(&["stop", "--volumes", "--yes"]);
+    assert!(ok, "{err}");
+}
+
 #[test]
 #[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_before() {
@@ -1132,7 +1193,7 @@ fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_bef
 
     // An upgrade that does not become healthy in time rolls back by itself: the old images,
     // the data of before, and `.env` pinned to them (the bundle test covers `rollback`).
-    // (The app's first healthcheck runs 10 s after it starts: 2 s is never enough.)
+    // (The app's first healthcheck runs 5 s after it starts: 2 s is never enough.)
     let (ok, _, err) = p.xtask(&["upgrade", "--yes", "--timeout", "2"]);
     assert!(!ok && err.contains("rolled back to 0ld000000000"), "{err}");
     assert_eq!(versions(&p), ["0.0.9"; 3]);
@@ -1262,9 +1323,7 @@ fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     // The uploads go to an S3 bucket (the S3 server the app's tests use, on the Docker
     // bridge's gateway, which containers reach), and the stack backs itself up (BACKUP_AT:
     // twelve hours away; the run seen here is the one a start with no recent archive takes).
-    let gateway: std::net::IpAddr =
-        docker(&["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).parse().unwrap();
-    let s3 = S3Server::start(gateway, "weknora");
+    let s3 = S3Server::start(support::docker_host_address(), "weknora");
     let at = format!("{:02}:00", (weknora_operator::utc::civil(weknora_operator::utc::now())[3] + 12) % 24);
     let name = format!("wkbundle{}", std::process::id());
     let front = free_port().to_string();
@@ -1331,6 +1390,19 @@ fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
     // Development mode needs a checkout.
     let (ok, _, err) = weknora(&dir, &env, &["start", "--dev"]);
     assert!(!ok && err.contains("checkout"), "{err}");
+    // A production host is no developer's machine: with no Rust on PATH, doctor checks what
+    // running the stack needs and passes; its fixes say `./weknora`; `--dev` is a checkout's.
+    let (ok, out, err) = weknora(&dir, &env, &["doctor", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert!(ok && report["ok"] == true, "{out}\n{err}");
+    let ids: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"docker-daemon") && !ids.contains(&"toolchain") && !ids.contains(&"dev-tools"), "{ids:?}");
+    let mut dead = env.clone();
+    dead.push(("DOCKER_HOST".into(), "unix:///nonexistent/docker.sock".into()));
+    let (ok, out, _) = weknora(&dir, &dead, &["doctor", "--json"]);
+    assert!(!ok && out.contains("\"./weknora doctor --fix\"") && !out.contains("cargo xtask"), "{out}");
+    let (ok, _, err) = weknora(&dir, &env, &["doctor", "--dev"]);
+    assert!(!ok && err.contains("`./weknora doctor` checks what running the stack needs"), "{err}");
 
     // Bundle B: a later state of this code with one more migration (added for the build,
     // removed right after, whatever happens).

@@ -153,6 +153,16 @@ impl Images for BundleImages {
         })
     }
 
+    /// Every image the bundle carries, imported now.
+    fn begin_ours<'a>(
+        &'a self,
+        docker: &'a Docker,
+        wanted: &'a [&'a str],
+        _no_build: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.ensure_ours(docker, wanted, false, false)
+    }
+
     fn ensure_local<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { ensure(docker, &paths::project_root(), &Self::manifest()?, image).await })
     }

@@ -49,6 +49,38 @@ pub async fn connect() -> Result<Docker> {
         .context("the Docker daemon does not answer: run `cargo xtask doctor --fix` to install and start it")
 }
 
+/// This host's address on Docker's default bridge: where containers reach a server on the
+/// host (what `host-gateway`, and so host.docker.internal, stands for). Engines differ in
+/// what they record: some put the gateway in the network's IPAM config, others (Debian's
+/// 20.10) only its subnet, whose first address the engine then gives the bridge.
+pub async fn bridge_address(docker: &Docker) -> Result<std::net::Ipv4Addr> {
+    let network = docker
+        .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+        .await
+        .context("cannot inspect Docker's default bridge network")?;
+    let configs = network.ipam.and_then(|i| i.config).unwrap_or_default();
+    let pairs: Vec<(Option<String>, Option<String>)> = configs.into_iter().map(|c| (c.gateway, c.subnet)).collect();
+    gateway_of(&pairs).with_context(|| {
+        format!(
+            "Docker's default bridge names neither a gateway nor an IPv4 subnet ({pairs:?}): is dockerd running with \
+             its default bridge (not `--bridge=none`)? `docker network inspect bridge` shows what it has"
+        )
+    })
+}
+
+/// The bridge's IPv4 address from its IPAM (gateway, subnet) pairs: a recorded gateway,
+/// else the first host address of the subnet.
+fn gateway_of(configs: &[(Option<String>, Option<String>)]) -> Option<std::net::Ipv4Addr> {
+    let recorded = configs.iter().find_map(|(g, _)| g.as_deref()?.parse().ok());
+    recorded.or_else(|| {
+        configs.iter().find_map(|(_, subnet)| {
+            let (net, bits) = subnet.as_deref()?.split_once('/')?;
+            let (net, bits): (std::net::Ipv4Addr, u32) = (net.parse().ok()?, bits.parse().ok()?);
+            (bits < 31).then(|| std::net::Ipv4Addr::from(u32::from(net) + 1))
+        })
+    })
+}
+
 /// A client for long transfers and waits (dumps, restores, archive copies): `connect`'s
 /// gives up on a request after 10 s.
 pub async fn connect_for_transfers() -> Result<Docker> {
@@ -267,6 +299,25 @@ pub async fn save_images(docker: &Docker, images: &[&str], archive: &std::path::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bridge_address_comes_from_the_gateway_or_else_the_subnet() {
+        let some = |s: &str| Some(s.to_string());
+        // Engines that record the gateway.
+        assert_eq!(gateway_of(&[(some("172.17.0.1"), some("172.17.0.0/16"))]), Some([172, 17, 0, 1].into()));
+        assert_eq!(gateway_of(&[(some("10.9.0.5"), some("10.9.0.0/24"))]), Some([10, 9, 0, 5].into()));
+        // Debian's 20.10: the subnet alone; an IPv6 entry first changes nothing.
+        assert_eq!(gateway_of(&[(None, some("172.17.0.0/16"))]), Some([172, 17, 0, 1].into()));
+        assert_eq!(
+            gateway_of(&[(None, some("fd00::/64")), (None, some("192.168.5.0/24"))]),
+            Some([192, 168, 5, 1].into())
+        );
+        assert_eq!(gateway_of(&[(some(""), some("172.18.0.0/16"))]), Some([172, 18, 0, 1].into()));
+        // Nothing to go on.
+        assert_eq!(gateway_of(&[]), None);
+        assert_eq!(gateway_of(&[(None, None)]), None);
+        assert_eq!(gateway_of(&[(None, some("10.0.0.0/32"))]), None);
+    }
 
     const V2: &str = "Docker Compose version v2.40.3\n";
     const V1: &str = "docker-compose version 1.29.2, build unknown\n\

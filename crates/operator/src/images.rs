@@ -61,6 +61,16 @@ fn record_image_source(source: Source) -> Result<()> {
     Ok(())
 }
 
+/// Starts on our images of `wanted` ([`crate::Images::begin_ours`]) before the third-party
+/// ones are resolved; nothing for a pinned WEKNORA_VERSION (its images are never built).
+pub async fn begin_ours(docker: &Docker, stack: &Stack, wanted: &[&str], no_build: bool) -> Result<()> {
+    let images = &crate::host().images;
+    if stack.version() != images.release()?.version {
+        return Ok(());
+    }
+    images.begin_ours(docker, wanted, no_build).await
+}
+
 /// Makes our images of `wanted` present: a WEKNORA_VERSION other than the release's pins
 /// images built elsewhere (or kept by `upgrade`), which must exist and are never built;
 /// otherwise the host's [`crate::Images`] builds or imports them (with `rebuild`, again).

@@ -68,6 +68,16 @@ pub trait Images: Send + Sync {
         rebuild: bool,
         no_build: bool,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Starts on our images of `wanted` before the third-party ones are resolved: a
+    /// checkout begins its release compile in the background (unless `no_build`), so that
+    /// the stand-ins are built meanwhile; a bundle imports what it carries, upstream images
+    /// among them, which the resolver then finds. `ensure_ours` finishes the job.
+    fn begin_ours<'a>(
+        &'a self,
+        docker: &'a Docker,
+        wanted: &'a [&'a str],
+        no_build: bool,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
     /// Makes one local image (a stand-in such as `weknora/postgres-local:17`, or the
     /// embedder) present.
     fn ensure_local<'a>(&'a self, docker: &'a Docker, image: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;

@@ -11,7 +11,7 @@ use crate::compose::{OURS, Stack, migrate};
 use crate::containers::{containers, wait_healthy};
 use crate::docker;
 use crate::dotenv::{Vars, ensure_env_file};
-use crate::images::{ensure_ours, resolve_images};
+use crate::images::{begin_ours, ensure_ours, resolve_images};
 use crate::paths;
 use crate::stack::Pull;
 
@@ -56,12 +56,8 @@ impl Start {
         if self.dev && !paths::compose_dev_file().exists() {
             bail!("development mode builds from a checkout: run `cargo xtask start --dev` in one");
         }
-        crate::doctor::set_up(crate::doctor::Scope::Stack, self.by).await?;
         ensure_env_file(&paths::env_file(), self.by)?;
-        eprintln!("==> checking the machine");
-        if !crate::doctor::stack_checks(self.dev, false).await? {
-            bail!("a required check failed (table above): fix it, or run `cargo xtask doctor --fix`");
-        }
+        crate::doctor::ready_to_run(self.by, self.dev).await?;
         let docker = docker::connect().await?;
         let mut stack = Stack::open(&docker, Some(self.dev), &self.profiles).await?;
         let services = stack.services()?;
@@ -78,8 +74,10 @@ impl Start {
             Pull::pull(&stack, &services)?;
         }
         let ours: Vec<&str> = OURS.iter().copied().filter(|o| services.iter().any(|s| s == o)).collect();
-        ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
+        // Our images' slow part (a checkout's compile) runs while the third-party ones are made.
+        begin_ours(&docker, &stack, &ours, self.no_build).await?;
         resolve_images(&docker, &mut stack, &services).await?;
+        ensure_ours(&docker, &stack, &ours, false, self.no_build).await?;
         if backup_service {
             let prepared = crate::backup::schedule::prepare(&docker, &stack, &Vars::load()).await?;
             stack.env.extend(prepared);
@@ -134,21 +132,12 @@ async fn ollama_for_the_app(docker: &Docker) -> Result<Vec<(String, String)>> {
     };
     let addr = crate::ollama::address(&vars);
     crate::ollama::ensure_model(&addr, &chat.model)?;
-    if chat.on_this_host()
-        && let Some(gateway) = bridge_gateway(docker).await
-    {
-        crate::ollama::check_reachable_from_containers(&addr, &gateway)?;
+    if chat.on_this_host() {
+        let gateway = docker::bridge_address(docker).await?;
+        crate::ollama::check_reachable_from_containers(&addr, &gateway.to_string())?;
     }
     eprintln!("==> the app's chat model: {} on Ollama ({})", chat.model, chat.base_url);
     Ok(chat.app_env())
-}
-
-/// The address of Docker's default bridge on this host: what `host-gateway` (and so
-/// host.docker.internal in the containers) stands for. None when Docker does not say.
-async fn bridge_gateway(docker: &Docker) -> Option<String> {
-    let network =
-        docker.inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>).await.ok()?;
-    network.ipam?.config?.into_iter().find_map(|c| c.gateway).filter(|g| !g.is_empty())
 }
 
 /// The chat model `start --ollama` gave the running app (its LLM_* environment), so that a

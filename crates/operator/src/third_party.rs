@@ -20,6 +20,15 @@ pub struct ThirdParty {
     pub local: Option<&'static str>,
 }
 
+impl ThirdParty {
+    /// The local image a stack whose images come from `source` runs for this service: the
+    /// stand-in under [`Source::Local`], and ours (the embedder) under either; None where
+    /// it runs the upstream image.
+    pub fn image_for(&self, source: Source) -> Option<&'static str> {
+        self.local.filter(|local| *local == self.upstream || source == Source::Local)
+    }
+}
+
 /// The local images: stand-ins for the third-party images built from Debian packages, for
 /// sites without a registry (and this project's CI), and the bundled embedder, which no
 /// registry offers. `cargo xtask build-images --local-deps` builds them; a bundle carries them.
@@ -137,16 +146,15 @@ impl<'a> Resolver<'a> {
             }
             return Ok(image.to_string());
         }
-        if let Some(local) = tp.local.filter(|local| *local == tp.upstream) {
-            // Ours, built here or imported.
+        if let Some(local) = tp.image_for(self.chosen.unwrap_or(Source::Upstream)) {
+            // A stand-in of the chosen source, or ours: built here or imported.
             return self.local(local).await;
         }
-        let local = self.chosen == Some(Source::Local) && tp.local.is_some();
-        if !local && self.docker.inspect_image(tp.upstream).await.is_ok() {
+        if self.docker.inspect_image(tp.upstream).await.is_ok() {
             self.chosen.get_or_insert(Source::Upstream);
             return Ok(tp.upstream.to_string());
         }
-        if !local && self.registry_error.is_none() {
+        if self.registry_error.is_none() {
             match self.pull(tp.upstream).await {
                 Ok(()) => {
                     self.chosen.get_or_insert(Source::Upstream);
@@ -198,6 +206,14 @@ impl<'a> Resolver<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_picks_the_stand_ins_and_ours_always_runs_locally() {
+        assert_eq!(POSTGRES.image_for(Source::Local), Some(POSTGRES_LOCAL));
+        assert_eq!(POSTGRES.image_for(Source::Upstream), None);
+        assert_eq!(EMBEDDER.image_for(Source::Upstream), Some(EMBEDDER_IMAGE));
+        assert_eq!(MINIO.image_for(Source::Local), None, "no stand-in: the upstream image or nothing");
+    }
 
     #[test]
     fn the_image_source_is_a_recorded_choice() {

@@ -2,8 +2,10 @@
 //! side with the usual Python parsers on the same generated corpus, and the server's
 //! resident memory when idle; `bench search` (search.rs): the app's hybrid search;
 //! `bench load` (load.rs): the whole stack under concurrent searches, chats and ingest,
-//! against its goals. Figures, not assertions: speed is never a test.
+//! against its goals; `bench first-run` (first_run.rs): a new user's first `start`.
+//! Figures, not assertions: speed is never a test.
 
+mod first_run;
 mod load;
 mod search;
 
@@ -103,6 +105,10 @@ enum What {
     /// percentiles, errors and each service's peak memory against the goals (exit 1 when
     /// one is missed).
     Load(load::LoadBench),
+    /// A new user's first `start`: a fresh clone with an empty target folder, xtask's
+    /// compile, then each step of `start` timed until healthy (`--bare --yes`: with no image
+    /// built before).
+    FirstRun(first_run::FirstRunBench),
 }
 
 impl Bench {
@@ -110,6 +116,7 @@ impl Bench {
         match self.what {
             Some(What::Search(search)) => return search.run(),
             Some(What::Load(load)) => return load.run(),
+            Some(What::FirstRun(first)) => return first.run(),
             None => {}
         }
         let sh = Shell::new()?;

@@ -23,6 +23,19 @@ fn version() -> Result<String> {
     Ok(Workspace::read()?.version)
 }
 
+/// Those of `wanted` whose image Docker lacks or has of another commit.
+async fn missing<'a>(docker: &Docker, meta: &BuildMeta, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
+    let (revision, version) = (meta.revision(), version()?);
+    let mut missing = Vec::new();
+    for name in wanted {
+        let built_from = image_revision(docker, &format!("weknora/{name}:{version}")).await;
+        if built_from.as_deref() != Some(revision.as_str()) {
+            missing.push(*name);
+        }
+    }
+    Ok(missing)
+}
+
 impl Images for CheckoutImages {
     fn release(&self) -> Result<Release> {
         let meta = meta()?;
@@ -41,14 +54,7 @@ impl Images for CheckoutImages {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let meta = meta()?;
-            let revision = meta.revision();
-            let mut missing = Vec::new();
-            for name in wanted {
-                let built_from = image_revision(docker, &format!("weknora/{name}:{}", version()?)).await;
-                if built_from.as_deref() != Some(revision.as_str()) {
-                    missing.push(*name);
-                }
-            }
+            let mut missing = missing(docker, &meta, wanted).await?;
             if no_build && !missing.is_empty() {
                 bail!(
                     "images {} are missing or were built from another commit: build them with `cargo xtask \
@@ -65,6 +71,22 @@ impl Images for CheckoutImages {
             eprintln!("==> building {}{}", missing.join(", "), if meta.dirty { " (uncommitted changes)" } else { "" });
             let has = |n: &str| missing.contains(&n);
             BuildImages::only(has("app"), has("docreader"), has("frontend")).execute().await?;
+            Ok(())
+        })
+    }
+
+    /// A release compile in the background when `ensure_ours` will build (as it decides).
+    fn begin_ours<'a>(
+        &'a self,
+        docker: &'a Docker,
+        wanted: &'a [&'a str],
+        no_build: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let meta = meta()?;
+            if !no_build && (meta.dirty || !missing(docker, &meta, wanted).await?.is_empty()) {
+                super::compile_ahead(&Workspace::read()?, &meta)?;
+            }
             Ok(())
         })
     }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -13,10 +12,28 @@ use futures_util::StreamExt;
 
 use super::{BuildMeta, Built, Platform};
 use crate::paths;
+use weknora_operator::process::HostTool;
 use weknora_operator::third_party;
 
 /// A Debian base image, made by debootstrap when missing.
 pub const BASE_REPOSITORY: &str = "weknora/debian-base";
+
+const DEBOOTSTRAP: HostTool = HostTool {
+    program: "debootstrap",
+    package: "debootstrap",
+    why: "it makes the Debian base of the local images where no registry is reachable",
+};
+const TAR: HostTool =
+    HostTool { program: "tar", package: "tar", why: "it packs the base's root filesystem for Docker" };
+/// Every program of this host that building the local images runs (Docker aside): what
+/// making a missing base needs, which the build installs first when it is missing.
+pub const BASE_TOOLS: [HostTool; 2] = [DEBOOTSTRAP, TAR];
+
+/// The host tools building `deps` needs, given the images Docker has: a base that is
+/// missing is made here, with [`BASE_TOOLS`].
+pub fn tools_for(deps: &[LocalDep], has_image: impl Fn(&str) -> bool) -> Vec<HostTool> {
+    if deps.iter().all(|d| has_image(&d.base())) { Vec::new() } else { BASE_TOOLS.to_vec() }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct LocalDep {
@@ -120,8 +137,17 @@ pub fn build_args(
     args
 }
 
-/// Builds every local stand-in (bases first, when missing).
+/// Builds every local stand-in (bases first, when missing; the tools that makes them
+/// installed before any build starts).
 pub async fn build(docker: &Docker, meta: &BuildMeta, apt_mirror: Option<&str>) -> Result<Vec<Built>> {
+    let mut present = Vec::new();
+    for dep in LOCAL_DEPS {
+        if docker.inspect_image(&dep.base()).await.is_ok() {
+            present.push(dep.base());
+        }
+    }
+    weknora_operator::doctor::install_tools(&tools_for(&LOCAL_DEPS, |image| present.iter().any(|p| p == image)))
+        .await?;
     let mut built = Vec::new();
     for dep in LOCAL_DEPS {
         built.push(build_one(docker, &dep, meta, apt_mirror).await?);
@@ -215,14 +241,16 @@ pub async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>)
     }
     let mirror = apt_mirror.filter(|m| !m.is_empty()).unwrap_or("http://deb.debian.org/debian");
     eprintln!("==> {image} is missing: making it with debootstrap {suite} from {mirror} (about a minute)");
+    weknora_operator::doctor::install_tools(&BASE_TOOLS).await?;
     let rootfs = tempfile::Builder::new().prefix("weknora-rootfs-").tempdir()?;
-    let status = Command::new("debootstrap")
+    let status = DEBOOTSTRAP
+        .command()
         .args(["--variant=minbase", suite])
         .arg(rootfs.path())
         .arg(mirror)
         .stdout(std::process::Stdio::null())
         .status()
-        .context("debootstrap is missing: run `cargo xtask doctor --fix --dev` (it installs it)")?;
+        .context("running debootstrap")?;
     if !status.success() {
         bail!("debootstrap {suite} failed (it needs root and a reachable Debian mirror; set APT_MIRROR for another)");
     }
@@ -231,12 +259,8 @@ pub async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>)
 
 async fn import_rootfs(docker: &Docker, rootfs: &Path, suite: &str) -> Result<()> {
     // The system tar keeps device nodes and hard links exactly as debootstrap made them.
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs)
-        .args(["--numeric-owner", "-c", "."])
-        .output()
-        .context("running tar")?;
+    let out =
+        TAR.command().arg("-C").arg(rootfs).args(["--numeric-owner", "-c", "."]).output().context("running tar")?;
     if !out.status.success() {
         bail!("packing the debootstrap folder failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -262,6 +286,30 @@ mod tests {
             assert!(text.contains(&format!("ARG BASE_IMAGE={}", dep.base())), "{}", dep.name);
         }
         assert_eq!(LOCAL_DEPS[0].repository(), "weknora/postgres-local");
+    }
+
+    #[test]
+    fn with_no_registry_no_images_and_no_debootstrap_start_sets_up_every_tool_the_builds_run() {
+        use weknora_operator::third_party::{SERVICES, Source};
+        // No registry: the stack of the core services runs the local images of its
+        // third-party services, as the first start chooses them.
+        let core = ["postgres", "redis", "embedder"];
+        let local: Vec<&str> = SERVICES
+            .iter()
+            .filter(|tp| core.contains(&tp.service))
+            .filter_map(|tp| tp.image_for(Source::Local))
+            .collect();
+        assert_eq!(local.len(), 3, "{local:?}");
+        let deps: Vec<LocalDep> = LOCAL_DEPS.into_iter().filter(|d| local.contains(&d.image)).collect();
+        // No base or stand-in image in Docker: the plan has every tool of BASE_TOOLS...
+        assert_eq!(tools_for(&deps, |_| false), BASE_TOOLS);
+        // ... and nothing when the bases are there.
+        assert_eq!(tools_for(&deps, |image| image.starts_with(BASE_REPOSITORY)), []);
+        // BASE_TOOLS is every program this module runs: each runs through its HostTool.
+        let source = include_str!("local_deps.rs");
+        assert!(!source.contains(concat!("Command", "::new(")), "run host programs through a HostTool");
+        let code: String = source.split_whitespace().collect();
+        assert!(BASE_TOOLS.iter().all(|t| code.contains(&format!("{}.command()", t.program.to_uppercase()))));
     }
 
     #[test]

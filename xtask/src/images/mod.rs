@@ -372,10 +372,50 @@ pub fn rustflags(workspace: &Workspace) -> String {
 /// and bundles reuse one build (and `weknora` is the same binary whoever builds it).
 pub const RELEASE_PACKAGES: [&str; 3] = ["weknora-app", "weknora-docreader", "weknora-operator"];
 
+/// The release compile `start` began ahead of time (`compile_ahead`), which `cargo_build`
+/// waits for before its own (then quick) run.
+static AHEAD: std::sync::Mutex<Option<std::process::Child>> = std::sync::Mutex::new(None);
+
+/// Starts the host platform's release compile in the background and returns at once, so
+/// that what does not need the binaries (the third-party images) is made meanwhile.
+pub fn compile_ahead(workspace: &Workspace, meta: &BuildMeta) -> Result<()> {
+    let host = Platform::host()?;
+    eprintln!("==> compiling {} for {} (in the background)", RELEASE_PACKAGES.join(", "), host.docker());
+    let child = cargo_command(workspace, meta, host, host).spawn().context("running cargo")?;
+    *AHEAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+    Ok(())
+}
+
+/// Stops a compile started ahead, when the command that started it fails before using it.
+pub fn abandon_ahead() {
+    if let Some(mut child) = AHEAD.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// Builds the release binaries for one platform with the pinned toolchain, static and
 /// reproducible (`rustflags`).
 pub fn cargo_build(workspace: &Workspace, meta: &BuildMeta, platform: Platform, host: Platform) -> Result<()> {
+    let ahead = AHEAD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut child) = ahead {
+        // Its outcome shows in cargo's output; the run below is then quick, or says why.
+        eprintln!("==> waiting for the compile started ahead");
+        child.wait().context("waiting for cargo")?;
+    }
     eprintln!("==> compiling {} for {}", RELEASE_PACKAGES.join(", "), platform.docker());
+    let status = cargo_command(workspace, meta, platform, host).status().context("running cargo")?;
+    if !status.success() {
+        bail!(
+            "compiling for {} failed (see cargo's output above); for linux/arm64 run `cargo xtask doctor --fix --dev` \
+             to install the cross linker and target",
+            platform.docker()
+        );
+    }
+    Ok(())
+}
+
+fn cargo_command(workspace: &Workspace, meta: &BuildMeta, platform: Platform, host: Platform) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--locked", "--target", platform.rust_target()]);
@@ -389,15 +429,7 @@ pub fn cargo_build(workspace: &Workspace, meta: &BuildMeta, platform: Platform, 
     }
     // cargo reports on stderr; stdout stays for our result.
     cmd.stdout(std::process::Stdio::null());
-    let status = cmd.status().context("running cargo")?;
-    if !status.success() {
-        bail!(
-            "compiling for {} failed (see cargo's output above); for linux/arm64 run `cargo xtask doctor --fix --dev` \
-             to install the cross linker and target",
-            platform.docker()
-        );
-    }
-    Ok(())
+    cmd
 }
 
 /// Tags an image gets in Docker: the host platform's image the plain tags, the others

@@ -90,7 +90,7 @@ impl RustService {
             working_dir: (if self.stateful { STATE_DIR } else { "/" }).into(),
             exposed_ports: vec![format!("{}/tcp", self.port)],
             healthcheck: vec![self.exe(), "healthcheck".into()],
-            health_timing: (10, 5, 30),
+            health_timing: (5, 5, 30),
             labels,
         }
     }

@@ -33,6 +33,16 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The host's address on Docker's default bridge, where a server the test runs on the host
+/// is reachable from containers (the operator's own reading of it).
+pub fn docker_host_address() -> std::net::IpAddr {
+    let found = weknora_operator::runtime().unwrap().block_on(async {
+        let docker = weknora_operator::docker::connect().await?;
+        weknora_operator::docker::bridge_address(&docker).await
+    });
+    found.unwrap_or_else(|e| panic!("{e:#}")).into()
+}
+
 /// `docker build -t <tag> -` of `dockerfile`, given on stdin (no context), which must succeed.
 pub fn docker_build(tag: &str, dockerfile: &str) {
     let mut build = Command::new("docker")

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::probe::{EnvFact, Facts, PortState};
+use super::probe::{DevFacts, EnvFact, Facts, PortState};
 use crate::dotenv::EnvReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,8 +38,9 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
+/// A row; its fix names commands as the operator types them here (`./weknora` in a bundle).
 fn check(id: &'static str, name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
-    Check { id, name, status, detail: detail.into(), fix: fix.map(str::to_string) }
+    Check { id, name, status, detail: detail.into(), fix: fix.map(crate::in_host_words) }
 }
 
 const FIX: &str = "cargo xtask doctor --fix";
@@ -53,8 +54,9 @@ pub const DISK_WARN_BYTES: u64 = 10 * GIB;
 /// The stack idles at about 1.5 GiB and peaks near 4 GiB while parsing large documents.
 pub const MEMORY_WARN_BYTES: u64 = 4 * GIB;
 
+/// The stack's rows, then, where the developer's facts were gathered, theirs.
 pub fn evaluate(f: &Facts) -> Vec<Check> {
-    vec![
+    let mut checks = vec![
         docker_cli(f),
         docker_daemon(f),
         compose(f),
@@ -62,13 +64,13 @@ pub fn evaluate(f: &Facts) -> Vec<Check> {
         disk(f),
         memory(f),
         env_file(f),
-        toolchain(f),
-        arm64(f),
-        test_servers(f),
-        dev_tools(f),
         embedding(f),
         chat(f),
-    ]
+    ];
+    if let Some(d) = &f.dev {
+        checks.extend([toolchain(d), arm64(d), test_servers(d), dev_tools(d)]);
+    }
+    checks
 }
 
 /// The embedding model of semantic search: the bundled embedder, or the server `.env` names.
@@ -334,7 +336,7 @@ pub fn env_verdict(report: &EnvReport) -> Check {
     }
 }
 
-fn toolchain(f: &Facts) -> Check {
+fn toolchain(f: &DevFacts) -> Check {
     let t = &f.toolchain;
     let (id, name) = ("toolchain", "Rust toolchain");
     let expected = format!("rustc {} ", t.pinned);
@@ -365,7 +367,7 @@ fn toolchain(f: &Facts) -> Check {
 }
 
 /// What is missing for building and running linux/arm64 images, in words.
-pub fn arm64_missing(f: &Facts) -> Vec<&'static str> {
+pub fn arm64_missing(f: &DevFacts) -> Vec<&'static str> {
     let a = &f.arm64;
     let t = &f.toolchain;
     let mut missing = Vec::new();
@@ -388,7 +390,7 @@ pub fn arm64_missing(f: &Facts) -> Vec<&'static str> {
     missing
 }
 
-fn arm64(f: &Facts) -> Check {
+fn arm64(f: &DevFacts) -> Check {
     let missing = arm64_missing(f);
     if missing.is_empty() {
         check("arm64", "arm64 builds", Status::Ok, "cross target, cross gcc, qemu binfmt (F flag) ready", None)
@@ -398,7 +400,7 @@ fn arm64(f: &Facts) -> Check {
     }
 }
 
-fn test_servers(f: &Facts) -> Check {
+fn test_servers(f: &DevFacts) -> Check {
     let (id, name) = ("test-servers", "test servers");
     let mut missing = Vec::new();
     if f.postgres_server.is_none() {
@@ -435,7 +437,7 @@ fn test_servers(f: &Facts) -> Check {
 /// The sqlx-cli version the migrations are tested against.
 pub const SQLX_CLI_VERSION: &str = "0.9.0";
 
-fn dev_tools(f: &Facts) -> Check {
+fn dev_tools(f: &DevFacts) -> Check {
     let (id, name) = ("dev-tools", "dev tools");
     let mut missing = Vec::new();
     if !f.debootstrap {
@@ -494,41 +496,48 @@ pub mod tests {
             local_daemon: true,
             daemon: Ok(DaemonInfo { server_version: "20.10.24".into(), api_version: "1.41".into(), root_dir: None }),
             compose: Some(ComposeCli { program: vec!["docker".into(), "compose".into()], version: "2.40.3".into() }),
-            compose_v1: true,
             pip: true,
             ports: vec![PortFact { var: "APP_PORT", port: 8080, state: PortState::Free }],
             disks: vec![DiskFact { what: "project".into(), path: PathBuf::from("/"), available: 50 * GIB }],
             mem_available: Some(20 * GIB),
             env: EnvFact::NoTemplate,
-            toolchain: ToolchainFact {
-                pinned: "1.95.0".into(),
-                active: Some("rustc 1.95.0 (59807616e 2026-04-14)".into()),
-                components_missing: vec![],
-                targets_wanted: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
-                targets_installed: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
-                rustup: true,
-            },
-            arm64: Arm64Fact {
-                cross_gcc: true,
-                cross_libc: true,
-                qemu_static: true,
-                update_binfmts: true,
-                binfmt_mounted: true,
-                binfmt_enabled: true,
-            },
-            postgres_server: Some(15),
-            redis_server: true,
-            registry: true,
-            browser: true,
-            debootstrap: true,
-            nix: true,
-            sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
-            bench_python: true,
-            compose_lint: Some(format!("compose-lint {}", super::super::COMPOSE_LINT_VERSION)),
-            kubectl_minor: Some(32),
             embedding: EmbeddingFact::default(),
             chat: ChatFact::default(),
+            dev: Some(DevFacts {
+                compose_v1: true,
+                toolchain: ToolchainFact {
+                    pinned: "1.95.0".into(),
+                    active: Some("rustc 1.95.0 (59807616e 2026-04-14)".into()),
+                    components_missing: vec![],
+                    targets_wanted: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
+                    targets_installed: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
+                    rustup: true,
+                },
+                arm64: Arm64Fact {
+                    cross_gcc: true,
+                    cross_libc: true,
+                    qemu_static: true,
+                    update_binfmts: true,
+                    binfmt_mounted: true,
+                    binfmt_enabled: true,
+                },
+                postgres_server: Some(15),
+                redis_server: true,
+                registry: true,
+                browser: true,
+                debootstrap: true,
+                nix: true,
+                sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
+                bench_python: true,
+                compose_lint: Some(format!("compose-lint {}", super::super::COMPOSE_LINT_VERSION)),
+                kubectl_minor: Some(32),
+            }),
         }
+    }
+
+    /// The developer's facts of `f`, to change in a test.
+    pub fn dev(f: &mut Facts) -> &mut DevFacts {
+        f.dev.as_mut().expect("the developer's facts")
     }
 
     /// A fresh machine of this project's kind: a docker client, nothing else.
@@ -537,9 +546,10 @@ pub mod tests {
         f.dockerd_installed = false;
         f.daemon = Err("connection refused".into());
         f.compose = None;
-        f.compose_v1 = false;
-        f.toolchain.targets_installed = vec!["x86_64-unknown-linux-gnu".into()];
-        f.arm64 = Arm64Fact {
+        let d = dev(&mut f);
+        d.compose_v1 = false;
+        d.toolchain.targets_installed = vec!["x86_64-unknown-linux-gnu".into()];
+        d.arm64 = Arm64Fact {
             cross_gcc: false,
             cross_libc: false,
             qemu_static: false,
@@ -547,6 +557,13 @@ pub mod tests {
             binfmt_mounted: true,
             binfmt_enabled: false,
         };
+        f
+    }
+
+    /// A production host: Docker and compose, no Rust, no developer's tools gathered.
+    pub fn production() -> Facts {
+        let mut f = healthy();
+        f.dev = None;
         f
     }
 
@@ -558,6 +575,16 @@ pub mod tests {
     fn a_healthy_machine_passes_every_check() {
         let checks = evaluate(&healthy());
         assert!(checks.iter().all(|c| matches!(c.status, Status::Ok | Status::Skip)), "{checks:#?}");
+    }
+
+    #[test]
+    fn a_production_host_is_judged_on_what_the_stack_needs_only() {
+        let checks = evaluate(&production());
+        assert!(checks.iter().all(|c| matches!(c.status, Status::Ok | Status::Skip)), "{checks:#?}");
+        let ids: Vec<&str> = checks.iter().map(|c| c.id).collect();
+        for dev_only in ["toolchain", "arm64", "test-servers", "dev-tools"] {
+            assert!(!ids.contains(&dev_only), "{dev_only} is the developer's: {ids:?}");
+        }
     }
 
     #[test]
@@ -608,17 +635,17 @@ pub mod tests {
     #[test]
     fn missing_test_servers_only_warn() {
         let mut f = healthy();
-        f.postgres_server = None;
+        dev(&mut f).postgres_server = None;
         assert_eq!(status_of(&f, "test-servers"), Status::Warn);
         let mut f = healthy();
-        f.redis_server = false;
+        dev(&mut f).redis_server = false;
         assert_eq!(status_of(&f, "test-servers"), Status::Warn);
         let mut f = healthy();
-        f.registry = false;
+        dev(&mut f).registry = false;
         let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
         assert!(c.status == Status::Warn && c.detail.contains("docker-registry"), "{}", c.detail);
         let mut f = healthy();
-        f.browser = false;
+        dev(&mut f).browser = false;
         let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
         assert!(c.status == Status::Warn && c.detail.contains("chromium-driver"), "{}", c.detail);
     }
@@ -626,10 +653,10 @@ pub mod tests {
     #[test]
     fn a_missing_or_different_sqlx_cli_only_warns() {
         let mut f = healthy();
-        f.sqlx_cli = Some("sqlx-cli 0.8.6".into());
+        dev(&mut f).sqlx_cli = Some("sqlx-cli 0.8.6".into());
         assert_eq!(status_of(&f, "dev-tools"), Status::Warn);
-        f.sqlx_cli = None;
-        f.debootstrap = false;
+        dev(&mut f).sqlx_cli = None;
+        dev(&mut f).debootstrap = false;
         let c = evaluate(&f).into_iter().find(|c| c.id == "dev-tools").unwrap();
         assert!(c.detail.contains("debootstrap") && c.detail.contains("sqlx-cli"), "{}", c.detail);
     }
@@ -674,10 +701,10 @@ pub mod tests {
     #[test]
     fn a_wrong_toolchain_fails() {
         let mut f = healthy();
-        f.toolchain.active = Some("rustc 1.96.0-nightly (abc 2026-05-01)".into());
+        dev(&mut f).toolchain.active = Some("rustc 1.96.0-nightly (abc 2026-05-01)".into());
         assert_eq!(status_of(&f, "toolchain"), Status::Fail);
         let mut f = healthy();
-        f.toolchain.components_missing = vec!["clippy".into()];
+        dev(&mut f).toolchain.components_missing = vec!["clippy".into()];
         assert_eq!(status_of(&f, "toolchain"), Status::Fail);
     }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 use xshell::{Shell, cmd};
 
 use super::checks::SQLX_CLI_VERSION;
-use super::probe::Facts;
+use super::probe::{DevFacts, Facts};
 use crate::docker;
 use crate::poll::poll;
 use crate::process::stdout_of;
@@ -119,7 +119,8 @@ pub enum Scope {
 /// must run. Empty when nothing is missing: running `--fix` twice changes nothing the
 /// second time.
 pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
-    let dev = scope == Scope::Dev;
+    // The developer's facts, when building and testing are the scope (and were gathered).
+    let dev = f.dev.as_ref().filter(|_| scope == Scope::Dev);
     let mut packages = Vec::new();
     let mut want = |missing: bool, package: &str| {
         if missing {
@@ -129,22 +130,22 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     let daemon_down = f.daemon.is_err() && f.local_daemon;
     want(!f.dockerd_installed && f.local_daemon, "docker.io");
     let needs_v2 = f.compose.as_ref().is_none_or(|c| c.major() < 2);
-    want((needs_v2 || (dev && (!f.bench_python || !compose_lint_ok(f)))) && !f.pip, "python3-pip");
-    if dev {
-        // The standalone compose v1, for the test that runs the stack with it.
-        want(!f.compose_v1, "docker-compose");
-        want(!f.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
-        want(!f.arm64.cross_libc, "libc6-dev-arm64-cross");
-        want(!f.arm64.qemu_static, "qemu-user-static");
-        want(!f.arm64.update_binfmts, "binfmt-support");
-        want(f.postgres_server.is_none(), "postgresql");
-        want(!f.redis_server, "redis-server");
-        want(!f.registry, "docker-registry");
+    let dev_pip = dev.is_some_and(|d| !d.bench_python || !compose_lint_ok(d));
+    want((needs_v2 || dev_pip) && !f.pip, "python3-pip");
+    if let Some(d) = dev {
+        want(!d.compose_v1, "docker-compose");
+        want(!d.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
+        want(!d.arm64.cross_libc, "libc6-dev-arm64-cross");
+        want(!d.arm64.qemu_static, "qemu-user-static");
+        want(!d.arm64.update_binfmts, "binfmt-support");
+        want(d.postgres_server.is_none(), "postgresql");
+        want(!d.redis_server, "redis-server");
+        want(!d.registry, "docker-registry");
         for package in ["chromium", "chromium-driver", "fonts-wqy-microhei"] {
-            want(!f.browser, package);
+            want(!d.browser, package);
         }
-        want(!f.debootstrap, "debootstrap");
-        want(!f.nix, "nix-bin");
+        want(!d.debootstrap, "debootstrap");
+        want(!d.nix, "nix-bin");
     }
 
     let mut steps = Vec::new();
@@ -158,29 +159,29 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     if daemon_down && !refused {
         steps.push(Step::StartDockerd);
     }
-    if !dev {
+    let Some(d) = dev else {
         return steps;
+    };
+    if !d.arm64.binfmt_enabled {
+        steps.push(Step::Binfmt { mount: !d.arm64.binfmt_mounted });
     }
-    if !f.arm64.binfmt_enabled {
-        steps.push(Step::Binfmt { mount: !f.arm64.binfmt_mounted });
-    }
-    let t = &f.toolchain;
+    let t = &d.toolchain;
     let targets: Vec<String> = t.targets_wanted.iter().filter(|w| !t.targets_installed.contains(w)).cloned().collect();
     if t.rustup && (!targets.is_empty() || !t.components_missing.is_empty()) {
         steps.push(Step::Rustup { targets, components: t.components_missing.clone() });
     }
-    if !f.sqlx_cli.as_ref().is_some_and(|v| v.ends_with(SQLX_CLI_VERSION)) {
+    if !d.sqlx_cli.as_ref().is_some_and(|v| v.ends_with(SQLX_CLI_VERSION)) {
         steps.push(Step::CargoInstall {
             krate: "sqlx-cli".into(),
             version: SQLX_CLI_VERSION.into(),
             features: vec!["postgres".into(), "rustls".into()],
         });
     }
-    if !f.bench_python {
+    if !d.bench_python {
         let requirements = crate::paths::docreader_bench().join("requirements.txt");
         steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
     }
-    if !compose_lint_ok(f) {
+    if !compose_lint_ok(d) {
         let requirements = crate::paths::dev_python_requirements();
         steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
     }
@@ -188,8 +189,8 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
 }
 
 /// Whether the pinned compose-lint is installed.
-pub fn compose_lint_ok(f: &Facts) -> bool {
-    f.compose_lint.as_deref() == Some(&format!("compose-lint {}", super::COMPOSE_LINT_VERSION))
+pub fn compose_lint_ok(d: &DevFacts) -> bool {
+    d.compose_lint.as_deref() == Some(&format!("compose-lint {}", super::COMPOSE_LINT_VERSION))
 }
 
 /// Whether this process may install packages itself.
@@ -333,7 +334,7 @@ fn rustup_add(targets: &[String], components: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::checks::tests::{fresh, healthy};
+    use crate::doctor::checks::tests::{dev, fresh, healthy};
 
     #[test]
     fn nothing_to_do_on_a_healthy_machine() {
@@ -375,8 +376,8 @@ mod tests {
         );
         assert_eq!(plan(&healthy(), Scope::Stack), []);
         let mut f = healthy();
-        f.browser = false;
-        f.nix = false;
+        dev(&mut f).browser = false;
+        dev(&mut f).nix = false;
         assert_eq!(plan(&f, Scope::Stack), [], "test and build tools are not for running the stack");
     }
 
@@ -418,8 +419,8 @@ mod tests {
     #[test]
     fn binfmt_is_mounted_first_when_needed() {
         let mut f = healthy();
-        f.arm64.binfmt_enabled = false;
-        f.arm64.binfmt_mounted = false;
+        dev(&mut f).arm64.binfmt_enabled = false;
+        dev(&mut f).arm64.binfmt_mounted = false;
         let steps = plan(&f, Scope::Dev);
         assert_eq!(steps, [Step::Binfmt { mount: true }]);
         assert_eq!(steps[0].commands()[0], "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc");
@@ -428,21 +429,21 @@ mod tests {
     #[test]
     fn the_test_database_server_is_installed_when_missing() {
         let mut f = healthy();
-        f.postgres_server = None;
+        dev(&mut f).postgres_server = None;
         assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
     }
 
     #[test]
     fn nix_is_installed_for_the_flake_checks() {
         let mut f = healthy();
-        f.nix = false;
+        dev(&mut f).nix = false;
         assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages: vec!["nix-bin".into()] }]);
     }
 
     #[test]
     fn the_browser_test_gets_chromium_its_driver_and_a_chinese_font() {
         let mut f = healthy();
-        f.browser = false;
+        dev(&mut f).browser = false;
         let packages = ["chromium", "chromium-driver", "fonts-wqy-microhei"].map(String::from).to_vec();
         assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages }]);
     }
@@ -450,7 +451,7 @@ mod tests {
     #[test]
     fn sqlx_cli_is_installed_at_the_tested_version() {
         let mut f = healthy();
-        f.sqlx_cli = Some("sqlx-cli 0.8.6".into());
+        dev(&mut f).sqlx_cli = Some("sqlx-cli 0.8.6".into());
         let steps = plan(&f, Scope::Dev);
         assert_eq!(steps.len(), 1);
         assert_eq!(

@@ -14,6 +14,8 @@ use checks::{Check, Status};
 pub use fix::Scope;
 use fix::Step;
 
+use crate::process::HostTool;
+
 /// The Python modules the docreader benchmark's reference.py and make_corpus.py import
 /// (`doctor --fix --dev` installs them).
 pub const PYTHON_MODULES: &str =
@@ -48,7 +50,16 @@ impl Doctor {
     }
 
     async fn run_async(self) -> Result<ExitCode> {
-        let mut facts = probe::gather(self.dev).await;
+        if self.dev && !crate::paths::rust_toolchain().exists() {
+            bail!(
+                "{}",
+                crate::in_host_words(
+                    "`--dev` checks a development checkout (building and testing the stack), and this is none: \
+                     `cargo xtask doctor` checks what running the stack needs"
+                )
+            );
+        }
+        let mut facts = probe::gather(self.dev, self.dev).await;
         let mut steps = Vec::new();
         let mut applied = false;
         let mut failures = Vec::new();
@@ -61,7 +72,7 @@ impl Doctor {
             } else {
                 failures = fix::apply(&steps).await;
                 applied = true;
-                facts = probe::gather(self.dev).await;
+                facts = probe::gather(self.dev, self.dev).await;
             }
         }
         let checks = checks::evaluate(&facts);
@@ -84,7 +95,7 @@ impl Doctor {
         } else {
             let hint =
                 if self.fix { "see the FIX column" } else { "run `cargo xtask doctor --fix`, or see the FIX column" };
-            eprintln!("doctor: a required check failed: {hint}");
+            eprintln!("{}", crate::in_host_words(&format!("doctor: a required check failed: {hint}")));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -95,11 +106,15 @@ impl Doctor {
 const STACK_CHECKS: [&str; 8] =
     ["docker-cli", "docker-daemon", "compose", "ports", "disk", "memory", "env-file", "embedding"];
 
-/// Runs the stack's checks, prints them (a table on stderr, or JSON on stdout) and
-/// returns whether none failed.
+/// Gathers the stack's facts and reports its checks (`check`): see [`report_stack_checks`].
 pub async fn stack_checks(dev: bool, json: bool) -> Result<bool> {
-    let facts = probe::gather(dev).await;
-    let checks: Vec<Check> = checks::evaluate(&facts).into_iter().filter(|c| STACK_CHECKS.contains(&c.id)).collect();
+    report_stack_checks(&probe::gather(dev, false).await, json)
+}
+
+/// Prints the stack's checks of `facts` (a table on stderr, or JSON on stdout) and returns
+/// whether none failed.
+fn report_stack_checks(facts: &probe::Facts, json: bool) -> Result<bool> {
+    let checks: Vec<Check> = checks::evaluate(facts).into_iter().filter(|c| STACK_CHECKS.contains(&c.id)).collect();
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     if json {
         println!("{}", serde_json::to_string_pretty(&json!({ "ok": ok, "checks": checks }))?);
@@ -107,6 +122,44 @@ pub async fn stack_checks(dev: bool, json: bool) -> Result<bool> {
         eprint!("{}", render_table(&checks));
     }
     Ok(ok)
+}
+
+/// `start`'s first step: sets up what running the stack needs (as [`set_up`]), then checks
+/// the machine for it (the table on stderr), from facts gathered once, and again only when
+/// a set-up step changed the machine. `dev`: the development stack's ports too.
+pub async fn ready_to_run(by: &str, dev: bool) -> Result<()> {
+    let facts = probe::gather(dev, false).await;
+    let facts = if apply_set_up(&facts, Scope::Stack, by).await? { probe::gather(dev, false).await } else { facts };
+    eprintln!("==> checking the machine");
+    if !report_stack_checks(&facts, false)? {
+        bail!("a required check failed (table above): fix it, or run `cargo xtask doctor --fix`");
+    }
+    Ok(())
+}
+
+/// Installs those of `tools` this machine lacks, for a step about to run them (as `set_up`
+/// does: as root on Debian/Ubuntu; elsewhere it fails with the command that would).
+pub async fn install_tools(tools: &[HostTool]) -> Result<()> {
+    let missing: Vec<&HostTool> = tools.iter().filter(|t| t.path().is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let step = Step::AptInstall { packages: missing.iter().map(|t| t.package.to_string()).collect() };
+    let host = probe::host_fact();
+    for tool in &missing {
+        eprintln!("==> {} is missing: installing Debian's {} ({})", tool.program, tool.package, tool.why);
+    }
+    if !(host.root && host.debian) {
+        let why = if host.debian { "installing needs root" } else { "this is not Debian/Ubuntu" };
+        let sudo = if host.root { "" } else { "sudo " };
+        let commands: Vec<String> = step.commands().iter().map(|c| format!("{sudo}{c}")).collect();
+        bail!("{why}: run these (adapted if need be), then the same command again:\n{}", commands.join("\n"));
+    }
+    let failures = fix::apply(&[step]).await;
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    Ok(())
 }
 
 fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
@@ -140,14 +193,19 @@ fn manual_commands(steps: &[Step], facts: &probe::Facts) -> String {
     out
 }
 
-/// The first run's set-up (`start`, `ci`): installs and starts what `scope` needs and this
-/// machine lacks, printing each step first, as `doctor --fix` would; where it may not
+/// The first run's set-up (`ci`, `deploy swarm`): installs and starts what `scope` needs and
+/// this machine lacks, printing each step first, as `doctor --fix` would; where it may not
 /// (not root, not Debian/Ubuntu), fails with the commands that would. Nothing missing:
 /// nothing done, nothing printed.
 pub async fn set_up(scope: Scope, by: &str) -> Result<()> {
-    let steps = set_up_steps(&probe::gather(false).await, scope, by)?;
+    apply_set_up(&probe::gather(false, scope == Scope::Dev).await, scope, by).await.map(|_| ())
+}
+
+/// [`set_up`] from facts already gathered; whether it changed anything.
+async fn apply_set_up(facts: &probe::Facts, scope: Scope, by: &str) -> Result<bool> {
+    let steps = set_up_steps(facts, scope, by)?;
     if steps.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let again = again(scope);
     eprintln!(
@@ -162,7 +220,7 @@ pub async fn set_up(scope: Scope, by: &str) -> Result<()> {
             failures.join("\n  - ")
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 fn again(scope: Scope) -> &'static str {

@@ -99,6 +99,8 @@ pub struct HostFact {
     pub debian: bool,
 }
 
+/// What running the stack needs from this machine: every command that starts or checks
+/// the stack gathers these, and nothing more.
 #[derive(Debug)]
 pub struct Facts {
     pub host: HostFact,
@@ -108,12 +110,22 @@ pub struct Facts {
     pub local_daemon: bool,
     pub daemon: Result<DaemonInfo, String>,
     pub compose: Option<ComposeCli>,
-    pub compose_v1: bool,
     pub pip: bool,
     pub ports: Vec<PortFact>,
     pub disks: Vec<DiskFact>,
     pub mem_available: Option<u64>,
     pub env: EnvFact,
+    pub embedding: EmbeddingFact,
+    pub chat: ChatFact,
+    /// What building and testing need: gathered for `doctor --dev` and `ci` only.
+    pub dev: Option<DevFacts>,
+}
+
+/// The developer's machine: toolchains, cross compilers, test servers and tools.
+#[derive(Debug)]
+pub struct DevFacts {
+    /// The standalone compose v1, for the test that runs the stack with it.
+    pub compose_v1: bool,
     pub toolchain: ToolchainFact,
     pub arm64: Arm64Fact,
     /// The newest PostgreSQL server version installed from packages (the tests start one).
@@ -136,8 +148,6 @@ pub struct Facts {
     pub compose_lint: Option<String>,
     /// kubectl's minor version: 21 and later render the Kubernetes manifests' components.
     pub kubectl_minor: Option<u32>,
-    pub embedding: EmbeddingFact,
-    pub chat: ChatFact,
 }
 
 /// The built-in chat model `.env` (or the environment) names (LLM_*); None: none.
@@ -158,14 +168,13 @@ pub struct EmbeddingFact {
 /// The font fonts-wqy-microhei installs, so that screenshots show Chinese text.
 const CJK_FONT: &str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc";
 
-pub async fn gather(dev: bool) -> Facts {
+/// The stack's facts (with `dev_ports`, the development compose file's ports too), and
+/// with `dev_tools` the developer's as well.
+pub async fn gather(dev_ports: bool, dev_tools: bool) -> Facts {
     let env = env_fact();
     let daemon = docker::daemon_info().await.map_err(|e| format!("{e:#}"));
-    let ports = ports(dev).await;
+    let ports = ports(dev_ports).await;
     let compose = ComposeCli::detect();
-    let compose_v1 = stdout_of("docker-compose", &["version"])
-        .and_then(|out| docker::parse_compose_version(&out))
-        .is_some_and(|v| v.starts_with("1."));
     let disk_paths = [
         ("project", paths::project_root()),
         (
@@ -175,22 +184,38 @@ pub async fn gather(dev: bool) -> Facts {
             ),
         ),
     ];
+    let vars = Vars::load();
     Facts {
-        host: HostFact {
-            root: rustix::process::geteuid().is_root(),
-            debian: Path::new("/etc/debian_version").exists() && on_path("apt-get"),
-        },
+        host: host_fact(),
         docker_cli: stdout_of("docker", &["--version"]),
         dockerd_installed: on_path("dockerd"),
         local_daemon: std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://")),
         daemon,
         compose,
-        compose_v1,
         pip: stdout_of("python3", &["-m", "pip", "--version"]).is_some(),
         ports,
         disks: disks(&disk_paths),
         mem_available: fs::read_to_string("/proc/meminfo").ok().and_then(|m| parse_meminfo_available(&m)),
         env,
+        embedding: embedding_fact(&vars),
+        chat: chat_fact(&vars),
+        dev: dev_tools.then(dev_facts),
+    }
+}
+
+/// Who runs this, where: whether set-up steps may install packages.
+pub fn host_fact() -> HostFact {
+    HostFact {
+        root: rustix::process::geteuid().is_root(),
+        debian: Path::new("/etc/debian_version").exists() && on_path("apt-get"),
+    }
+}
+
+fn dev_facts() -> DevFacts {
+    DevFacts {
+        compose_v1: stdout_of("docker-compose", &["version"])
+            .and_then(|out| docker::parse_compose_version(&out))
+            .is_some_and(|v| v.starts_with("1.")),
         toolchain: toolchain(),
         arm64: arm64(),
         postgres_server: postgres_server(),
@@ -206,8 +231,6 @@ pub async fn gather(dev: bool) -> Facts {
             let v: serde_json::Value = serde_json::from_str(&json).ok()?;
             v["clientVersion"]["minor"].as_str()?.trim_end_matches('+').parse().ok()
         }),
-        embedding: embedding_fact(&Vars::load()),
-        chat: chat_fact(&Vars::load()),
     }
 }
 
