@@ -194,12 +194,16 @@ fn ask(port: &str, key: &str, session: &str, body: Value, mut on_frame: impl FnM
 
 /// The answer the `answer` frames of a chat stream spell, and the last frame.
 fn answer_of(frames: &[Value]) -> (String, &Value) {
-    let text = frames
-        .iter()
-        .filter(|f| f["response_type"] == "answer")
-        .map(|f| f["content"].as_str().unwrap_or_default())
-        .collect();
-    (text, frames.last().unwrap())
+    let answer = || frames.iter().filter(|f| f["response_type"] == "answer");
+    let text = answer().map(|f| f["content"].as_str().unwrap_or_default()).collect();
+    (text, answer().rfind(|f| f["done"] == true).expect("the answer's last frame"))
+}
+
+/// The references frame, after upstream's `agent_query`.
+fn references_of(frames: &[Value]) -> &Value {
+    assert_eq!(frames[0]["response_type"], "agent_query", "{frames:?}");
+    assert_eq!(frames[1]["response_type"], "references", "{frames:?}");
+    &frames[1]
 }
 
 /// Stands in for the language model, which no registry here provides: an OpenAI-compatible
@@ -724,7 +728,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         let (status, hits) = knowledge_search(&front, &key, &kb_id, question);
         assert_eq!((status, hits["retrieval"].as_str()), (200, Some("hybrid")), "{hits}");
         assert!(hits["data"][0]["content"].as_str().unwrap().contains("offsite copies"), "{question}: {hits}");
-        assert_eq!(hits["data"][0]["match_type"], "vector", "{question}: {hits}");
+        assert_eq!(hits["data"][0]["match_kind"], "vector", "{question}: {hits}");
     }
     // The operator's reindex queues the vectors again; the app's workers make them.
     let (ok, out, err) = p.xtask(&["reindex", "--kb", &kb_id]);
@@ -753,8 +757,8 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     let session_id = session["data"]["id"].as_str().unwrap().to_string();
     let question = serde_json::json!({"query": "When does the nightly backup run?"});
     let frames = ask(&front, &key, &session_id, question.clone(), |_| {});
-    assert_eq!(frames[0]["response_type"], "references", "{frames:?}");
-    assert!(frames[0]["knowledge_references"][0]["content"].as_str().unwrap().contains("02:00"), "{frames:?}");
+    let references = references_of(&frames);
+    assert!(references["knowledge_references"][0]["content"].as_str().unwrap().contains("02:00"), "{frames:?}");
     let (text, done) = answer_of(&frames);
     assert!(text.contains("02:00") && text.contains("[1]"), "{text}");
     assert!(frames.iter().filter(|f| f["response_type"] == "answer").all(|f| f["data"]["answer_kind"] == "extractive"));
@@ -791,7 +795,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(released, "no answer piece came through: {frames:?}");
     let (text, done) = answer_of(&frames);
     assert_eq!(text, format!("{FIRST_PIECE}{LAST_PIECE}"), "{frames:?}");
-    assert_eq!(frames[0]["response_type"], "references", "{frames:?}");
+    references_of(&frames);
     assert_eq!((done["done"].as_bool(), done["data"]["answer_kind"].as_str()), (Some(true), Some("model")), "{done}");
     assert_eq!(
         (done["data"]["model"].as_str(), done["data"]["status"].as_str()),

@@ -1,8 +1,9 @@
 //! Answers: which model answers a question, and the streaming of one answer (admitted
-//! among the running ones, `answers`) as upstream's frames: the references first, then the answer piece by piece, then a frame
-//! that ends it (`done`) or says what failed (`error`). However an answer ends, what was
-//! said is stored with how it ended; a stopped or abandoned answer closes the connection
-//! to the model.
+//! among the running ones, `answers`) as upstream's frames, in upstream's order:
+//! `agent_query` (the session and the answer's message id), `references`, `session_title`
+//! when the question named the session, the answer piece by piece, then a frame that ends
+//! it (`answer` with `done`, then `complete`) or says what failed (`error`). However an answer ends, what was said is stored with how it ended; a
+//! stopped or abandoned answer closes the connection to the model.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,11 @@ pub struct Frame {
     pub content: String,
     pub done: bool,
     pub knowledge_references: Option<Vec<Hit>>,
+    /// On `agent_query` only, as upstream sends them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assistant_message_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
 }
@@ -83,7 +89,10 @@ pub async fn choose(
 /// A question, ready to be answered.
 struct Asked {
     request_id: String,
+    session: Uuid,
     message_id: Uuid,
+    /// The session's new title, when this question gave it one.
+    titled: Option<String>,
     references: Vec<Hit>,
     /// What the model is given (none for an extractive answer).
     messages: Vec<Message>,
@@ -124,12 +133,25 @@ async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Se
         content,
         done,
         knowledge_references: references,
+        session_id: None,
+        assistant_message_id: None,
         data,
     };
     let kind = asked.answerer.kind();
     let name = asked.answerer.name().to_string();
     let piece_data = Some(json!({ "answer_kind": kind, "model": name }));
+    let ids = json!({ "session_id": asked.session, "assistant_message_id": asked.message_id });
+    let query = Frame {
+        session_id: Some(asked.session),
+        assistant_message_id: Some(asked.message_id),
+        ..frame("agent_query", String::new(), true, None, Some(ids))
+    };
+    let _ = tx.send(query).await;
     let _ = tx.send(frame("references", String::new(), false, Some(asked.references.clone()), None)).await;
+    if let Some(title) = &asked.titled {
+        let data = json!({ "session_id": asked.session, "title": title });
+        let _ = tx.send(frame("session_title", title.clone(), true, None, Some(data))).await;
+    }
 
     let mut said = Said::default();
     let outcome = match &asked.answerer {
@@ -186,7 +208,14 @@ async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Se
             frame("answer", String::new(), true, None, Some(data))
         }
     };
+    let failed = matches!(outcome, Outcome::Failed { .. });
+    let mut complete = last.data.clone().unwrap_or_default();
     let _ = tx.send(last).await;
+    if !failed {
+        complete["total_steps"] = json!(1);
+        complete["total_duration_ms"] = json!(ended.duration_ms);
+        let _ = tx.send(frame("complete", String::new(), true, None, Some(complete))).await;
+    }
     drop(running);
 }
 
@@ -268,7 +297,7 @@ pub struct Question<'a> {
     pub session: Uuid,
     pub request_id: String,
     pub query: &'a str,
-    /// Empty: the session's knowledge base.
+    /// Empty: the session's knowledge base, else those of `knowledge_ids`.
     pub knowledge_bases: Vec<Uuid>,
     pub knowledge_ids: &'a [Uuid],
     pub model: Option<Uuid>,
@@ -298,6 +327,10 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
     let mut knowledge_bases = q.knowledge_bases;
     if knowledge_bases.is_empty() {
         knowledge_bases.extend(session.knowledge_base_id);
+    }
+    if knowledge_bases.is_empty() {
+        // Upstream's sessions hold no knowledge base: documents named alone say where to look.
+        knowledge_bases = db::documents::knowledge_bases_of(&state.db, q.tenant, q.knowledge_ids).await?;
     }
     if knowledge_bases.is_empty() {
         return Err(AskError::NoKnowledgeBase);
@@ -344,8 +377,18 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
         model: answerer.name(),
         kind: answerer.kind(),
     };
-    let message_id = db::sessions::begin_answer(&state.db, &begun).await?;
-    let asked = Asked { request_id: q.request_id, message_id, references, messages, extractive, answerer, started };
+    let (message_id, titled) = db::sessions::begin_answer(&state.db, &begun).await?;
+    let asked = Asked {
+        request_id: q.request_id,
+        session: q.session,
+        message_id,
+        titled,
+        references,
+        messages,
+        extractive,
+        answerer,
+        started,
+    };
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(answer(state.clone(), running, asked, tx));
     Ok(rx)

@@ -1,5 +1,7 @@
-//! The one error type every handler returns: `{"success": false, "error": {"code", "message"}}`
-//! with an HTTP status. `?` converts the errors handlers meet (the database, rejected paths,
+//! The one error type every handler returns, in upstream's shape: `{"success": false,
+//! "error": {"code": 1003, "message", "details": {"reason": "not_found"}}}` with an HTTP
+//! status. `code` is upstream's integer for the status (the Go SDK also reads it at the top
+//! level, where it is repeated); `details.reason` is our finer word for what went wrong. `?` converts the errors handlers meet (the database, rejected paths,
 //! queries and bodies) so that no handler maps errors by hand.
 
 use axum::Json;
@@ -117,7 +119,12 @@ impl From<QueryRejection> for ApiError {
 /// A JSON body that is missing, malformed or of the wrong shape.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        ApiError::new(rejection.status(), "invalid_argument", format!("request body: {}", rejection.body_text()))
+        // A body of the wrong shape is a bad request (400) as upstream answers, not axum's 422.
+        let status = match &rejection {
+            JsonRejection::JsonDataError(_) => StatusCode::BAD_REQUEST,
+            other => other.status(),
+        };
+        ApiError::new(status, "invalid_argument", format!("request body: {}", rejection.body_text()))
     }
 }
 
@@ -141,21 +148,47 @@ fn type_name(rust: &str) -> &str {
     }
 }
 
+/// Upstream's generic error codes, by HTTP status (its `internal/errors`): what a client
+/// written for upstream branches on.
+pub fn upstream_code(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        401 => 1001,
+        403 => 1002,
+        404 => 1003,
+        405 => 1004,
+        409 => 1005,
+        429 => 1006,
+        503 => 1008,
+        504 => 1009,
+        422 => 1010,
+        s if s >= 500 => 1007,
+        _ => 1000,
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     success: bool,
+    code: u16,
     error: ErrorDetail<'a>,
 }
 
 #[derive(Serialize)]
 struct ErrorDetail<'a> {
-    code: &'a str,
+    code: u16,
     message: &'a str,
+    details: Reason<'a>,
+}
+
+#[derive(Serialize)]
+struct Reason<'a> {
+    reason: &'a str,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { success: false, error: ErrorDetail { code: self.code, message: &self.message } };
-        (self.status, Json(body)).into_response()
+        let code = upstream_code(self.status);
+        let error = ErrorDetail { code, message: &self.message, details: Reason { reason: self.code } };
+        (self.status, Json(ErrorBody { success: false, code, error })).into_response()
     }
 }

@@ -153,11 +153,12 @@ mod tests {
             id: uuid::Uuid::new_v4(),
             content: content.into(),
             knowledge_id: uuid::Uuid::nil(),
+            knowledge_base_id: None,
             chunk_index: 0,
             knowledge_title: "runbook.md".into(),
             knowledge_filename: "runbook.md".into(),
             score: 1.0,
-            match_type: "keyword".into(),
+            matched: crate::db::chunks::Matched::Keyword,
             chunk_type: "text".into(),
         }
     }

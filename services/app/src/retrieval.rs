@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::chunker::{query_terms, tsquery};
 use crate::db;
-use crate::db::chunks::{Hit, Scope};
+use crate::db::chunks::{Hit, Matched, Scope};
 use crate::db::knowledge_bases::Indexed;
 use crate::embedding::Embedder;
 use crate::models::ModelError;
@@ -55,21 +55,21 @@ pub struct Retrieved {
 }
 
 /// Reciprocal rank fusion: each list adds 1 / (k + rank) (rank from 1) to a chunk's score;
-/// a chunk in both lists matched `both`. Best first; ties keep the keyword order.
+/// a chunk in both lists matched [`Matched::Both`]. Best first; ties keep the keyword order.
 pub fn fuse(keyword: Vec<Hit>, vector: Vec<Hit>, k: f64, top_k: usize) -> Vec<Hit> {
     let mut fused: Vec<(Hit, f64)> = Vec::new();
     let mut at: HashMap<Uuid, usize> = HashMap::new();
-    for (list, kind) in [(keyword, "keyword"), (vector, "vector")] {
+    for (list, kind) in [(keyword, Matched::Keyword), (vector, Matched::Vector)] {
         for (rank, hit) in list.into_iter().enumerate() {
             let share = 1.0 / (k + rank as f64 + 1.0);
             match at.get(&hit.id) {
                 Some(&i) => {
                     fused[i].1 += share;
-                    fused[i].0.match_type = "both".into();
+                    fused[i].0.matched = Matched::Both;
                 }
                 None => {
                     at.insert(hit.id, fused.len());
-                    fused.push((Hit { match_type: kind.into(), ..hit }, share));
+                    fused.push((Hit { matched: kind, ..hit }, share));
                 }
             }
         }
@@ -212,37 +212,39 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
 mod tests {
     use super::*;
 
-    fn hit(n: u128, kind: &str) -> Hit {
+    fn hit(n: u128, kind: Matched) -> Hit {
         Hit {
             id: Uuid::from_u128(n),
             content: format!("chunk {n}"),
             knowledge_id: Uuid::nil(),
+            knowledge_base_id: None,
             chunk_index: 0,
             knowledge_title: String::new(),
             knowledge_filename: String::new(),
             score: 0.0,
-            match_type: kind.into(),
+            matched: kind,
             chunk_type: "text".into(),
         }
     }
 
     #[test]
     fn fusion_rewards_agreement_and_says_how_each_matched() {
-        let keyword = vec![hit(1, "keyword"), hit(2, "keyword"), hit(3, "keyword")];
-        let vector = vec![hit(4, "vector"), hit(2, "vector")];
+        let keyword = vec![hit(1, Matched::Keyword), hit(2, Matched::Keyword), hit(3, Matched::Keyword)];
+        let vector = vec![hit(4, Matched::Vector), hit(2, Matched::Vector)];
         let fused = fuse(keyword, vector, 60.0, 10);
         let order: Vec<u128> = fused.iter().map(|h| h.id.as_u128()).collect();
         assert_eq!(order, [2, 1, 4, 3], "in both lists beats first in one");
-        let kinds: Vec<&str> = fused.iter().map(|h| h.match_type.as_str()).collect();
+        let kinds: Vec<&str> = fused.iter().map(|h| h.matched.word()).collect();
         assert_eq!(kinds, ["both", "keyword", "vector", "keyword"]);
         assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 62.0)).abs() < 1e-12);
         assert!((fused[1].score - 1.0 / 61.0).abs() < 1e-12);
-        assert_eq!(fuse(vec![hit(1, "keyword")], vec![hit(1, "vector")], 60.0, 0).len(), 0);
+        assert_eq!(fuse(vec![hit(1, Matched::Keyword)], vec![hit(1, Matched::Vector)], 60.0, 0).len(), 0);
     }
 
     #[test]
     fn a_small_k_favours_the_top_of_each_list() {
-        let fused = fuse(vec![hit(1, "keyword"), hit(2, "keyword")], vec![hit(3, "vector")], 1.0, 3);
+        let fused =
+            fuse(vec![hit(1, Matched::Keyword), hit(2, Matched::Keyword)], vec![hit(3, Matched::Vector)], 1.0, 3);
         assert_eq!(fused[0].score, 0.5);
         assert_eq!(fused[1].id.as_u128(), 3, "ties keep the keyword list first, then the vector list");
     }

@@ -252,6 +252,16 @@ impl Frames {
         }
     }
 
+    /// The next frame of this `response_type`, past the others.
+    fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().unwrap_or_else(|| panic!("the stream ended before a `{kind}` frame"));
+            if frame["response_type"] == kind {
+                return frame;
+            }
+        }
+    }
+
     /// Every frame to the end.
     fn all(mut self) -> Vec<Value> {
         let mut out = Vec::new();
@@ -265,6 +275,32 @@ impl Frames {
 /// The text of the answer frames.
 fn answer_text(frames: &[Value]) -> String {
     frames.iter().filter(|f| f["response_type"] == "answer").filter_map(|f| f["content"].as_str()).collect()
+}
+
+/// The frames' `response_type`s in order, runs of answer pieces as one `answer*`.
+fn kinds(frames: &[Value]) -> Vec<&str> {
+    let mut kinds: Vec<&str> = Vec::new();
+    for f in frames {
+        let kind = f["response_type"].as_str().unwrap();
+        match kind {
+            "answer" if f["done"] == true => kinds.push("answer(done)"),
+            "answer" if kinds.last() == Some(&"answer*") => {}
+            "answer" => kinds.push("answer*"),
+            other => kinds.push(other),
+        }
+    }
+    kinds
+}
+
+/// The references frame.
+fn references(frames: &[Value]) -> &Value {
+    frames.iter().find(|f| f["response_type"] == "references").expect("a references frame")
+}
+
+/// The frame that ended the answer: `answer` marked done, or `error`.
+fn end(frames: &[Value]) -> &Value {
+    let ended = |f: &&Value| f["done"] == true && (f["response_type"] == "answer" || f["response_type"] == "error");
+    frames.iter().rfind(ended).expect("an answer's last frame")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -376,8 +412,13 @@ fn answers_stream_with_references_first_from_fake_openai_and_ollama_models_and_f
         frames.head
     );
     let frames = frames.all();
-    assert_eq!(frames[0]["response_type"], "references", "{frames:?}");
-    let refs = frames[0]["knowledge_references"].as_array().unwrap();
+    // Upstream's frames in upstream's order; the first question names the session.
+    assert_eq!(
+        kinds(&frames),
+        ["agent_query", "references", "session_title", "answer*", "answer(done)", "complete"],
+        "{frames:?}"
+    );
+    let refs = references(&frames)["knowledge_references"].as_array().unwrap();
     assert!(refs[0]["content"].as_str().unwrap().contains("02:00"), "{refs:?}");
     for field in ["id", "knowledge_id", "chunk_index", "knowledge_title", "score", "match_type", "chunk_type"] {
         assert!(refs[0].get(field).is_some(), "references carry `{field}` as search hits do: {refs:?}");
@@ -387,14 +428,23 @@ fn answers_stream_with_references_first_from_fake_openai_and_ollama_models_and_f
         text.starts_with("No chat model is configured") && text.contains("02:00") && text.contains("[1]"),
         "{text}"
     );
-    let last = frames.last().unwrap();
+    let last = end(&frames);
     assert_eq!(
         (last["done"].as_bool(), last["data"]["answer_kind"].as_str()),
         (Some(true), Some("extractive")),
         "{last}"
     );
-    assert_eq!(frames[1]["data"]["answer_kind"], "extractive");
+    assert_eq!(frames[3]["data"]["answer_kind"], "extractive", "{frames:?}");
+    let complete = frames.last().unwrap();
+    assert_eq!((complete["done"].as_bool(), complete["data"]["status"].as_str()), (Some(true), Some("completed")));
+    assert!(complete["data"]["total_duration_ms"].is_number(), "{complete}");
     let stored = messages(port, &s);
+    // The answer's message id, first thing in the stream (what stop and continue-stream take).
+    let query = &frames[0];
+    assert_eq!((query["done"].as_bool(), query["session_id"].as_str()), (Some(true), Some(s.as_str())), "{query}");
+    assert_eq!(query["assistant_message_id"], stored[1]["id"], "{query}");
+    assert_eq!(query["data"]["assistant_message_id"], stored[1]["id"], "{query}");
+    assert_eq!(frames[2]["content"], "When does the nightly backup run?", "{frames:?}");
     assert_eq!(stored.len(), 2);
     assert_eq!(
         (stored[0]["role"].as_str(), stored[0]["content"].as_str()),
@@ -418,16 +468,15 @@ fn answers_stream_with_references_first_from_fake_openai_and_ollama_models_and_f
     let ask = json!({ "query": "When does the nightly backup run?", "summary_model_id": model_id });
     let s = session(port, &kb);
     let frames = Frames::ask(port, ADMIN_KEY, &s, &ask).all();
-    assert_eq!(frames[0]["response_type"], "references");
     assert_eq!(answer_text(&frames), "The backup runs at 02:00 [1].");
-    let last = frames.last().unwrap();
+    let last = end(&frames);
     assert_eq!(last["data"]["answer_kind"], "model", "{last}");
     assert_eq!(last["data"]["model"], "fake-chat", "which model answered");
     assert!(last["data"]["first_token_ms"].is_number() && last["data"]["duration_ms"].is_number(), "{last}");
     let ids: Vec<&Value> = frames.iter().map(|f| &f["id"]).collect();
     assert!(ids.iter().all(|id| *id == ids[0]) && ids[0].as_str().is_some_and(|s| !s.is_empty()), "one request id");
     // [1] is the first reference, and the model was given it as passage [1].
-    let refs = frames[0]["knowledge_references"].as_array().unwrap();
+    let refs = references(&frames)["knowledge_references"].as_array().unwrap();
     let seen = openai.requests();
     assert_eq!(seen[0].path, "/v1/chat/completions");
     assert_eq!(seen[0].authorization, format!("Bearer {KEY}"), "the stored key is sent to the model");
@@ -475,7 +524,7 @@ fn answers_stream_with_references_first_from_fake_openai_and_ollama_models_and_f
     let theirs = [("X-API-Key", other_key.as_str())];
     let f = Frames::ask(port, &other_key, &s, &json!({ "query": "When?", "knowledge_base_ids": [kb] }));
     assert_eq!(f.status, 404);
-    assert_eq!(f.error()["error"]["code"], "not_found");
+    assert_eq!(f.error()["error"]["details"]["reason"], "not_found");
     for path in [
         format!("/api/v1/sessions/{s}"),
         format!("/api/v1/sessions/{s}/messages"),
@@ -570,18 +619,18 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     openai.script(vec![Step::Piece("The backup"), Step::Hold(hold), Step::Endless]);
     let s = session(port, &kb);
     let mut frames = Frames::ask(port, ADMIN_KEY, &s, &ask);
-    assert_eq!(frames.next().unwrap()["response_type"], "references");
-    assert_eq!(frames.next().unwrap()["content"], "The backup");
+    frames.until("references");
+    assert_eq!(frames.until("answer")["content"], "The backup");
     // While it runs: the session is busy, and the tenant has no room for another answer.
     let busy = Frames::ask(port, ADMIN_KEY, &s, &ask);
-    assert_eq!((busy.status, busy.error()["error"]["code"].as_str()), (409, Some("answer_running")));
+    assert_eq!((busy.status, busy.error()["error"]["details"]["reason"].as_str()), (409, Some("answer_running")));
     let other = Frames::ask(port, ADMIN_KEY, &session(port, &kb), &ask);
-    assert_eq!((other.status, other.error()["error"]["code"].as_str()), (429, Some("too_many_answers")));
+    assert_eq!((other.status, other.error()["error"]["details"]["reason"].as_str()), (429, Some("too_many_answers")));
     go.send(()).unwrap();
     let (status, _, stopped) = call(port, "POST", &format!("/api/v1/sessions/{s}/stop"), &ADMIN, None);
     assert_eq!((status, stopped["data"]["stopped"].as_bool()), (200, Some(true)), "{stopped}");
     let rest = frames.all();
-    let last = rest.last().unwrap();
+    let last = end(&rest);
     assert_eq!((last["done"].as_bool(), last["data"]["status"].as_str()), (Some(true), Some("stopped")), "{last}");
     openai.wait_closed("stop");
     let stored = messages(port, &s);
@@ -595,8 +644,7 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     openai.script(vec![Step::Piece("Partial"), Step::Endless]);
     let s = session(port, &kb);
     let mut frames = Frames::ask(port, ADMIN_KEY, &s, &ask);
-    frames.next().unwrap();
-    assert_eq!(frames.next().unwrap()["content"], "Partial");
+    assert_eq!(frames.until("answer")["content"], "Partial");
     drop(frames);
     openai.wait_closed("client disconnect");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -613,8 +661,8 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
         openai.script(steps);
         let s = session(port, &kb);
         let frames = Frames::ask(port, ADMIN_KEY, &s, &ask).all();
-        assert_eq!(frames[0]["response_type"], "references");
-        let last = frames.last().unwrap();
+        assert_eq!(kinds(&frames).last(), Some(&"error"), "an error ends the stream, with no `complete`: {frames:?}");
+        let last = end(&frames);
         assert_eq!((last["response_type"].as_str(), last["done"].as_bool()), (Some("error"), Some(true)), "{frames:?}");
         assert_eq!(last["data"]["code"], code, "{last}");
         assert!(last["content"].as_str().unwrap().contains(says), "{last}");
@@ -639,7 +687,7 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     let id = model(port, &format!("http://127.0.0.1:{}", free_port()), "openai", "");
     let s = session(port, &kb);
     let frames = Frames::ask(port, ADMIN_KEY, &s, &json!({ "query": "When?", "summary_model_id": id })).all();
-    let last = frames.last().unwrap();
+    let last = end(&frames);
     assert_eq!(last["data"]["code"], "model_unreachable", "{last}");
     assert!(last["content"].as_str().unwrap().contains("does not answer"), "{last}");
 

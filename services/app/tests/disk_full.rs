@@ -63,7 +63,7 @@ fn a_full_storage_refuses_the_upload_cleanly_and_recovers_when_space_is_freed() 
     assert_eq!(status, 507, "{full}");
     assert!(headers.to_lowercase().contains("application/json"), "{headers}");
     assert_eq!(full["success"], false);
-    assert_eq!(full["error"]["code"], "storage_full", "{full}");
+    assert_eq!(full["error"]["details"]["reason"], "storage_full", "{full}");
     let message = full["error"]["message"].as_str().unwrap();
     assert!(message.contains("full") && message.contains("free space"), "{message}");
     // Nothing half-written: the one file of before, whole, and no second document.

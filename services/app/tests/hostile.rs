@@ -279,9 +279,16 @@ fn error_shape(reply: &Reply) -> Result<(), String> {
     let body: Value = serde_json::from_slice(&reply.body)
         .map_err(|e| format!("a {} whose body is not JSON ({e}): {}", reply.status, snippet(&reply.body)))?;
     let text = |v: &Value| v.as_str().is_some_and(|s| !s.trim().is_empty());
-    if body["success"] != false || !text(&body["error"]["code"]) || !text(&body["error"]["message"]) {
+    // Upstream's shape: an integer code (also at the top level, where the Go SDK reads it).
+    let code = body["error"]["code"].as_u64().filter(|c| (1000..3000).contains(c));
+    if body["success"] != false
+        || code.is_none()
+        || body["code"].as_u64() != code
+        || !text(&body["error"]["message"])
+        || !text(&body["error"]["details"]["reason"])
+    {
         return Err(format!(
-            "a {} not in the shape {{success: false, error: {{code, message}}}}: {body}",
+            "a {} not in the shape {{success: false, code, error: {{code, message, details: {{reason}}}}}}: {body}",
             reply.status
         ));
     }

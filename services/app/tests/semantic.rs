@@ -172,7 +172,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
             .iter()
             .find(|h| h["content"].as_str().unwrap().contains(passage))
             .unwrap();
-        assert!(matches!(hit["match_type"].as_str(), Some("vector" | "both")), "{hit}");
+        assert!(matches!(hit["match_kind"].as_str(), Some("vector" | "both")), "{hit}");
         for field in
             ["id", "knowledge_id", "chunk_index", "knowledge_title", "knowledge_filename", "score", "chunk_type"]
         {
@@ -183,7 +183,7 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     let (_, _, hits) =
         get(port, &format!("/api/v1/knowledge-bases/{kb}/hybrid-search?query=lighthouses&top_k=3"), &admin);
     assert_eq!(hits["data"][0]["content"], KESTRELS, "{hits}");
-    assert_eq!(hits["data"][0]["match_type"], "both", "{hits}");
+    assert_eq!(hits["data"][0]["match_kind"], "both", "{hits}");
 
     // Another tenant cannot search this knowledge base.
     let (_, _, other) = call(port, "POST", "/api/v1/tenants", &admin, Some(&json!({"name": "rival"})));
@@ -198,7 +198,11 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
         ),
     );
     let (status, answer) = search(port, ADMIN_KEY, &kb, "falcons");
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("embedding_model_mismatch")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["details"]["reason"].as_str()),
+        (409, Some("embedding_model_mismatch")),
+        "{answer}"
+    );
     let message = answer["error"]["message"].as_str().unwrap();
     for named in ["text-embedding-3-large", EMBEDDER_MODEL, "reindex"] {
         assert!(message.contains(named), "{message}");
@@ -271,7 +275,11 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     assert!(answer["notice"].as_str().unwrap().contains("no embedding model"), "{answer}");
     let both = json!({ "query": "falcons", "knowledge_base_ids": [kb_own, kb_plain] });
     let (status, _, answer) = call(port, "POST", "/api/v1/knowledge-search", &admin, Some(&both));
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("embedding_model_mismatch")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["details"]["reason"].as_str()),
+        (409, Some("embedding_model_mismatch")),
+        "{answer}"
+    );
     assert!(answer["error"]["message"].as_str().unwrap().contains("one at a time"), "{answer}");
     let wrong = json!({ "embedding_model_id": kb_own });
     let (status, _, _) = call(port, "PUT", &format!("/api/v1/knowledge-bases/{kb_plain}"), &admin, Some(&wrong));

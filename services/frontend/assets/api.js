@@ -34,7 +34,7 @@ function errorFrom(status, text) {
   try {
     const body = JSON.parse(text);
     if (body && body.error && body.error.message) {
-      return new ApiError(status, body.error.code || 'error', body.error.message);
+      return new ApiError(status, (body.error.details && body.error.details.reason) || 'error', body.error.message);
     }
   } catch {
     // Not JSON: nginx answered for the app (size limit, app down).
@@ -146,7 +146,8 @@ export async function chat(sessionId, body, onFrame, signal) {
   const feed = sseParser(({ data }) => {
     const frame = JSON.parse(data);
     onFrame(frame);
-    if (frame.done) last = frame;
+    // agent_query, session_title and complete are done too: the answer's end is its own frame.
+    if (frame.done && (frame.response_type === 'answer' || frame.response_type === 'error')) last = frame;
   });
   // The decoder keeps a character cut between two pieces (Chinese is 3 bytes) whole.
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

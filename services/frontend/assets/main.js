@@ -382,7 +382,7 @@ async function searchView(kbId, params) {
     el('ol', { class: 'hits' }, hits.map((hit) => el('li', { class: 'card hit' },
       el('div', { class: 'row' },
         el('a', { class: 'grow', href: `#/doc/${hit.knowledge_id}` }, hit.knowledge_title),
-        el('span', { class: `match ${hit.match_type}`, 'data-match': hit.match_type }, t(`match.${hit.match_type}`)),
+        el('span', { class: `match ${hit.match_kind}`, 'data-match': hit.match_kind }, t(`match.${hit.match_kind}`)),
         el('span', { class: 'muted' }, t('search.score', { score: hit.score.toFixed(3) }))),
       el('p', { class: 'passage' }, highlight(hit.content, found.terms || []))))));
 }

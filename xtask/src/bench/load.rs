@@ -422,7 +422,8 @@ fn frame_ends(frame: &str) -> Result<bool, Fail> {
             frame["data"]["code"].as_str().unwrap_or("no code")
         )));
     }
-    Ok(frame["done"] == true)
+    // agent_query is `done` too: the answer ends with its own `answer` frame marked done.
+    Ok(frame["response_type"] == "answer" && frame["done"] == true)
 }
 
 /// Asks in a chat session and reads the answer's stream to its `done` frame: the time to the

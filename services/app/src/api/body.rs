@@ -92,6 +92,32 @@ pub fn some_or_null<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// For fields that upstream's clients send as `null` when unset (Go's nil slices and
+/// maps): `null` reads as the default, as upstream reads it. Use with
+/// `#[serde(default, deserialize_with = "null_as_default")]`.
+pub fn null_as_default<'de, T: Deserialize<'de> + Default, D: serde::Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// For optional ids that upstream's clients send as `""` when unset (Go's zero string):
+/// `""` and `null` read as none. Use with `#[serde(default, deserialize_with = "blank_id")]`.
+pub fn blank_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<uuid::Uuid>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(id) => id.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("`{id}` is not a valid UUID"))),
+    }
+}
+
+/// Ids in a list, as [`null_as_default`] reads the list, with `""` entries dropped.
+pub fn id_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<uuid::Uuid>, D::Error> {
+    let ids: Vec<String> = null_as_default(d)?;
+    ids.iter()
+        .map(|id| id.trim())
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse().map_err(|_| serde::de::Error::custom(format!("`{id}` is not a valid UUID"))))
+        .collect()
+}
+
 /// What a delete answers: `{"id": ..., "deleted": true}`.
 #[derive(Serialize)]
 pub struct Deleted {
@@ -102,6 +128,31 @@ pub struct Deleted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Lenient {
+        #[serde(default, deserialize_with = "id_list")]
+        ids: Vec<uuid::Uuid>,
+        #[serde(default, deserialize_with = "blank_id")]
+        id: Option<uuid::Uuid>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        names: Vec<String>,
+    }
+
+    #[test]
+    fn what_go_clients_send_for_unset_reads_as_unset() {
+        let read = |v: serde_json::Value| serde_json::from_value::<Lenient>(v).map_err(|e| e.to_string());
+        let unset = Lenient { ids: vec![], id: None, names: vec![] };
+        assert_eq!(read(serde_json::json!({})), Ok(unset));
+        let unset = Lenient { ids: vec![], id: None, names: vec![] };
+        assert_eq!(read(serde_json::json!({"ids": null, "id": "", "names": null})), Ok(unset));
+        let id = uuid::Uuid::from_u128(7);
+        let set = read(serde_json::json!({"ids": ["", id], "id": id, "names": ["a"], "unknown": 1})).unwrap();
+        assert_eq!(set, Lenient { ids: vec![id], id: Some(id), names: vec!["a".into()] });
+        // What is not an id is still refused, naming the value.
+        assert!(read(serde_json::json!({"id": "kb-1"})).unwrap_err().contains("`kb-1` is not a valid UUID"));
+        assert!(read(serde_json::json!({"ids": ["x"]})).unwrap_err().contains("`x` is not a valid UUID"));
+    }
 
     #[test]
     fn envelopes_put_meta_beside_data() {

@@ -18,7 +18,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::body::Envelope;
+use super::body::{Envelope, blank_id, id_list, null_as_default};
 use super::extract::{Caller, Json, Path, REQUEST_ID};
 use crate::answers::Refused;
 use crate::chat::AskError;
@@ -37,7 +37,8 @@ impl From<AskError> for ApiError {
             AskError::NoSession => ApiError::not_found("session"),
             AskError::NoKnowledgeBase => ApiError::bad_request(
                 "knowledge_base_ids",
-                "name the knowledge bases to answer from, or give the session a knowledge_base_id",
+                "name the knowledge bases (knowledge_base_ids) or documents (knowledge_ids) to answer from, or give \
+                 the session a knowledge_base_id",
             ),
             AskError::Model(e) => e.into(),
             AskError::Refused(Refused::Running) => ApiError::new(
@@ -59,15 +60,41 @@ impl From<AskError> for ApiError {
     }
 }
 
+/// Upstream's request, read as leniently as upstream reads it: `null` lists are empty, `""`
+/// ids unset, fields we do not use (`agent_id`, `web_search_enabled`, ...) ignored.
 #[derive(Deserialize)]
 struct Ask {
     query: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "id_list")]
     knowledge_base_ids: Vec<Uuid>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "id_list")]
     knowledge_ids: Vec<Uuid>,
-    #[serde(alias = "model_id")]
+    #[serde(default, deserialize_with = "null_as_default")]
+    mentioned_items: Vec<Mentioned>,
+    #[serde(default, alias = "model_id", deserialize_with = "blank_id")]
     summary_model_id: Option<Uuid>,
+}
+
+/// An `@`-mention in upstream's chat box: a knowledge base or a file to answer from.
+#[derive(Deserialize)]
+pub struct Mentioned {
+    #[serde(default)]
+    id: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+/// The knowledge bases and documents the mentions name, added to `kbs` and `docs`
+/// (mentions of other kinds, and ids that are not ours to parse, are left out).
+pub fn fold_mentions(mentioned: &[Mentioned], kbs: &mut Vec<Uuid>, docs: &mut Vec<Uuid>) {
+    for m in mentioned {
+        let Ok(id) = m.id.trim().parse::<Uuid>() else { continue };
+        match m.kind.as_str() {
+            "kb" => kbs.push(id),
+            "file" => docs.push(id),
+            _ => {}
+        }
+    }
 }
 
 async fn knowledge_chat(
@@ -85,13 +112,15 @@ async fn knowledge_chat(
         return Err(ApiError::bad_request("query", "a question has at most 4000 characters"));
     }
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (mut knowledge_bases, mut knowledge_ids) = (body.knowledge_base_ids, body.knowledge_ids);
+    fold_mentions(&body.mentioned_items, &mut knowledge_bases, &mut knowledge_ids);
     let question = crate::chat::Question {
         tenant: caller.tenant_id,
         session,
         request_id,
         query,
-        knowledge_bases: body.knowledge_base_ids,
-        knowledge_ids: &body.knowledge_ids,
+        knowledge_bases,
+        knowledge_ids: &knowledge_ids,
         model: body.summary_model_id,
     };
     let frames = crate::chat::ask(&state, question).await?;

@@ -43,6 +43,34 @@ fn too_large(limit_mb: u64) -> ApiError {
     )
 }
 
+/// A document as upstream's clients read it: ours, and the same facts under upstream's
+/// names (`type`, `file_name`, `file_size`, `file_hash`, `error_message` — `""` when there
+/// is none — and `enable_status`: `enabled` once it is searchable).
+#[derive(Serialize)]
+pub struct View {
+    #[serde(flatten)]
+    doc: Knowledge,
+    #[serde(rename = "type")]
+    kind: String,
+    file_name: String,
+    file_size: i64,
+    file_hash: String,
+    error_message: String,
+    enable_status: &'static str,
+}
+
+fn view(doc: Knowledge) -> View {
+    View {
+        kind: doc.source_type.clone(),
+        file_name: if doc.source_type == "file" { doc.source.clone() } else { String::new() },
+        file_size: doc.size_bytes,
+        file_hash: doc.checksum.clone().unwrap_or_default(),
+        error_message: doc.error.clone().unwrap_or_default(),
+        enable_status: if doc.parse_status == "completed" { "enabled" } else { "disabled" },
+        doc,
+    }
+}
+
 async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Knowledge, ApiError> {
     db::documents::get(&state.db, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("document"))
 }
@@ -157,7 +185,7 @@ async fn upload_file(
     Path(kb): Path<Uuid>,
     headers: HeaderMap,
     Multipart(mut form): Multipart,
-) -> Result<Envelope<Knowledge>, ApiError> {
+) -> Result<Envelope<View>, ApiError> {
     own_knowledge_base(&state, &caller, kb).await?;
     let limit_mb = state.config.server.max_file_size_mb;
     let limit = (limit_mb << 20) as usize;
@@ -195,7 +223,7 @@ async fn upload_file(
             return Err(bad("the file is empty"));
         }
         let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data))).await?;
-        return Ok(Envelope::created(k));
+        return Ok(Envelope::created(view(k)));
     }
     Err(bad("send the file as the multipart field `file`"))
 }
@@ -211,7 +239,7 @@ async fn upload_manual(
     caller: Caller,
     Path(kb): Path<Uuid>,
     Json(body): Json<Manual>,
-) -> Result<Envelope<Knowledge>, ApiError> {
+) -> Result<Envelope<View>, ApiError> {
     own_knowledge_base(&state, &caller, kb).await?;
     if body.content.trim().is_empty() {
         return Err(ApiError::bad_request("content", "the text is empty"));
@@ -219,7 +247,7 @@ async fn upload_manual(
     let title = if body.title.trim().is_empty() { "manual" } else { body.title.trim() };
     let k =
         ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, Some(Bytes::from(body.content))).await?;
-    Ok(Envelope::created(k))
+    Ok(Envelope::created(view(k)))
 }
 
 #[derive(Deserialize)]
@@ -235,7 +263,7 @@ async fn upload_url(
     caller: Caller,
     Path(kb): Path<Uuid>,
     Json(body): Json<FromUrl>,
-) -> Result<Envelope<Knowledge>, ApiError> {
+) -> Result<Envelope<View>, ApiError> {
     own_knowledge_base(&state, &caller, kb).await?;
     let url = body.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -243,7 +271,7 @@ async fn upload_url(
     }
     let title = if body.title.trim().is_empty() { url } else { body.title.trim() };
     let k = ingest(&state, &caller, kb, "url", url, title, None).await?;
-    Ok(Envelope::created(k))
+    Ok(Envelope::created(view(k)))
 }
 
 #[derive(Serialize)]
@@ -270,8 +298,8 @@ async fn read(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Envelope<Knowledge>, ApiError> {
-    Ok(Envelope::new(fetch(&state, &caller, id).await?))
+) -> Result<Envelope<View>, ApiError> {
+    Ok(Envelope::new(view(fetch(&state, &caller, id).await?)))
 }
 
 /// Deletes the document, its chunks and job (cascade), then its stored file.
@@ -297,10 +325,10 @@ async fn list(
     caller: Caller,
     Path(kb): Path<Uuid>,
     Query(page): Query<PageQuery>,
-) -> Result<Page<Knowledge>, ApiError> {
+) -> Result<Page<View>, ApiError> {
     own_knowledge_base(&state, &caller, kb).await?;
     let (rows, total) = db::documents::list(&state.db, caller.tenant_id, kb, page.size(), page.offset()).await?;
-    Ok(Page::page(rows, page, total))
+    Ok(Page::page(rows.into_iter().map(view).collect(), page, total))
 }
 
 async fn chunks(

@@ -86,17 +86,49 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(request: Request, state: &S) -> Result<Json<T>, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "request body: larger than the {} MB a JSON body may be; send less (files go to \
-                     POST /api/v1/knowledge-bases/{{id}}/knowledge/file)",
-                    JSON_BODY_LIMIT >> 20
-                ),
-            )),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(rejection) => Err(rejection.into()),
         }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "request body: larger than the {} MB a JSON body may be; send less (files go to \
+             POST /api/v1/knowledge-bases/{{id}}/knowledge/file)",
+            JSON_BODY_LIMIT >> 20
+        ),
+    )
+}
+
+/// A JSON body that may be absent (none, or only white space), for routes that also take
+/// their input from the query string: upstream sends some GETs with a body.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<OptionalJson<T>, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::new(
+                    rejection.status(),
+                    "invalid_argument",
+                    format!("request body: {}", rejection.body_text()),
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|value| OptionalJson(Some(value)))
+            .map_err(|e| ApiError::bad_request("request body", &e.to_string()))
     }
 }
 

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::{Deleted, Envelope};
+use super::body::{Deleted, Envelope, null_as_default};
 use super::extract::{Caller, Json, Path};
 use crate::db;
 use crate::db::knowledge_bases::KnowledgeBase;
@@ -24,7 +24,11 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge-bases/{id}/reindex", post(reindex))
 }
 
-/// Fields a create or update may set; absent fields keep their value (or the configured default).
+/// Fields a create or update may set; absent fields keep their value (or the configured
+/// default). Read as upstream's clients send them: the Go SDK creates with its whole
+/// knowledge-base object (zeros and `""` for what is unset, chunking in `chunking_config`)
+/// and updates with `{name, description, config: {chunking_config}}`; ours sends the flat
+/// fields. Fields of upstream's we do not have (`type`, `vlm_config`, ...) are ignored.
 #[derive(Deserialize, Default)]
 struct Settings {
     name: Option<String>,
@@ -35,12 +39,67 @@ struct Settings {
     retrieval_top_k: Option<i32>,
     keyword_threshold: Option<f32>,
     vector_threshold: Option<f32>,
-    /// The tenant's chat model for this knowledge base; null: the built-in one.
-    #[serde(default, deserialize_with = "super::body::some_or_null")]
+    /// The tenant's chat model for this knowledge base; null: the built-in one; `""`: unchanged.
+    #[serde(default, deserialize_with = "some_or_null_unless_blank")]
     summary_model_id: Option<Option<Uuid>>,
-    /// The tenant's embedding model for this knowledge base; null: the built-in one.
-    #[serde(default, deserialize_with = "super::body::some_or_null")]
+    /// The tenant's embedding model for this knowledge base; null: the built-in one; `""`: unchanged.
+    #[serde(default, deserialize_with = "some_or_null_unless_blank")]
     embedding_model_id: Option<Option<Uuid>>,
+    /// Upstream's create.
+    #[serde(default, deserialize_with = "null_as_default")]
+    chunking_config: Chunking,
+    /// Upstream's update.
+    #[serde(default, deserialize_with = "null_as_default")]
+    config: Config,
+}
+
+/// Upstream's `chunking_config`: a zero size (what its clients send unset) sets nothing.
+#[derive(Deserialize, Serialize, Default)]
+struct Chunking {
+    #[serde(default)]
+    chunk_size: i32,
+    #[serde(default)]
+    chunk_overlap: i32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    separators: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Config {
+    #[serde(default, deserialize_with = "null_as_default")]
+    chunking_config: Chunking,
+}
+
+/// `super::body::some_or_null`, with `""` (a Go client's unset id) read as absent.
+fn some_or_null_unless_blank<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Uuid>>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(Some(None)),
+        Some(id) if id.trim().is_empty() => Ok(None),
+        Some(id) => id
+            .trim()
+            .parse()
+            .map(|id| Some(Some(id)))
+            .map_err(|_| serde::de::Error::custom(format!("`{id}` is not a valid UUID"))),
+    }
+}
+
+/// A knowledge base as upstream's clients read it: ours, plus upstream's `chunking_config`
+/// and the fields its objects always carry (`type`, `is_temporary`, `is_pinned`).
+#[derive(Serialize)]
+struct View {
+    #[serde(flatten)]
+    kb: KnowledgeBase,
+    chunking_config: Chunking,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    is_temporary: bool,
+    is_pinned: bool,
+}
+
+fn view(kb: KnowledgeBase) -> View {
+    let chunking_config =
+        Chunking { chunk_size: kb.chunk_size, chunk_overlap: kb.chunk_overlap, separators: kb.split_markers.clone() };
+    View { kb, chunking_config, kind: "document", is_temporary: false, is_pinned: false }
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -70,7 +129,18 @@ fn validate(kb: &KnowledgeBase) -> Result<(), ApiError> {
 }
 
 fn apply(kb: &mut KnowledgeBase, s: Settings) {
-    if let Some(v) = s.name {
+    // Upstream's nested chunking first; the flat fields, when sent too, win.
+    for chunking in [s.chunking_config, s.config.chunking_config] {
+        if chunking.chunk_size > 0 {
+            kb.chunk_size = chunking.chunk_size;
+            kb.chunk_overlap = chunking.chunk_overlap;
+        }
+        if !chunking.separators.is_empty() {
+            kb.split_markers = chunking.separators;
+        }
+    }
+    // A blank name (what upstream's update sends when it keeps the name) changes nothing.
+    if let Some(v) = s.name.filter(|v| !v.trim().is_empty()) {
         kb.name = v.trim().to_string();
     }
     if let Some(v) = s.description {
@@ -133,15 +203,16 @@ async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<KnowledgeB
         .ok_or_else(|| ApiError::not_found("knowledge base"))
 }
 
-async fn list(State(state): State<SharedState>, caller: Caller) -> Result<Envelope<Vec<KnowledgeBase>>, ApiError> {
-    Ok(Envelope::new(db::knowledge_bases::list(&state.db, caller.tenant_id).await?))
+async fn list(State(state): State<SharedState>, caller: Caller) -> Result<Envelope<Vec<View>>, ApiError> {
+    let kbs = db::knowledge_bases::list(&state.db, caller.tenant_id).await?;
+    Ok(Envelope::new(kbs.into_iter().map(view).collect()))
 }
 
 async fn create(
     State(state): State<SharedState>,
     caller: Caller,
     Json(body): Json<Settings>,
-) -> Result<Envelope<KnowledgeBase>, ApiError> {
+) -> Result<Envelope<View>, ApiError> {
     let defaults = &state.config;
     let mut kb = KnowledgeBase {
         id: Uuid::nil(),
@@ -165,15 +236,15 @@ async fn create(
     check_models(&state, &caller, &kb).await?;
     let created =
         db::knowledge_bases::create(&state.db, caller.tenant_id, &kb).await.map_err(ApiError::unique(NAME_TAKEN))?;
-    Ok(Envelope::created(created))
+    Ok(Envelope::created(view(created)))
 }
 
 async fn read(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Envelope<KnowledgeBase>, ApiError> {
-    Ok(Envelope::new(fetch(&state, &caller, id).await?))
+) -> Result<Envelope<View>, ApiError> {
+    Ok(Envelope::new(view(fetch(&state, &caller, id).await?)))
 }
 
 async fn update(
@@ -181,7 +252,7 @@ async fn update(
     caller: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<Settings>,
-) -> Result<Envelope<KnowledgeBase>, ApiError> {
+) -> Result<Envelope<View>, ApiError> {
     let mut kb = fetch(&state, &caller, id).await?;
     apply(&mut kb, body);
     validate(&kb)?;
@@ -191,7 +262,7 @@ async fn update(
         .map_err(ApiError::unique(NAME_TAKEN))?
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
     crate::cache::knowledge_base_changed(&state, id).await;
-    Ok(Envelope::new(updated))
+    Ok(Envelope::new(view(updated)))
 }
 
 /// Deletes the knowledge base with its documents, then their stored files.

@@ -53,10 +53,11 @@ struct EmbeddingParameters {
     dimension: i32,
 }
 
+/// Upstream's Model object, without `tenant_id` (upstream's clients decode it as an
+/// integer; ours is a UUID, and the caller knows its tenant).
 #[derive(Serialize)]
 struct View {
     id: Uuid,
-    tenant_id: Uuid,
     name: String,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -79,7 +80,6 @@ struct ParametersView {
 fn view(m: Model) -> View {
     View {
         id: m.id,
-        tenant_id: m.tenant_id,
         name: m.name,
         kind: if m.kind == "chat" { "KnowledgeQA" } else { "Embedding" },
         source: m.source,

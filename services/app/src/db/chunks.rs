@@ -15,19 +15,98 @@ pub struct Chunk {
     pub end_offset: i32,
 }
 
-/// A search result (also what the cache keeps), in upstream's shape.
+/// A search result (also what the cache and stored answers keep), in upstream's shape.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Hit {
     pub id: Uuid,
     pub content: String,
     pub knowledge_id: Uuid,
+    /// None in answers stored before hits carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_base_id: Option<Uuid>,
     pub chunk_index: i32,
     pub knowledge_title: String,
     pub knowledge_filename: String,
     pub score: f64,
-    /// keyword, vector or both.
-    pub match_type: String,
+    /// How it matched: upstream's `match_type` and our `match_kind` ([`Matched`]).
+    #[serde(flatten)]
+    #[sqlx(rename = "match_kind", try_from = "String")]
+    pub matched: Matched,
     pub chunk_type: String,
+}
+
+/// How a hit matched. It goes out as two fields: upstream's integer `match_type` (0 for a
+/// vector match, also for one both retrievers found, as upstream's fusion keeps the vector
+/// row; 1 for a keyword match), which upstream's clients decode, and our word `match_kind`
+/// (`vector`, `keyword` or `both`), which says more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched {
+    Vector,
+    Keyword,
+    Both,
+}
+
+impl Matched {
+    /// Upstream's `MatchType`.
+    pub fn upstream_code(self) -> u8 {
+        match self {
+            Matched::Vector | Matched::Both => 0,
+            Matched::Keyword => 1,
+        }
+    }
+}
+
+impl TryFrom<String> for Matched {
+    type Error = String;
+
+    fn try_from(word: String) -> Result<Matched, String> {
+        match word.as_str() {
+            "vector" => Ok(Matched::Vector),
+            "keyword" => Ok(Matched::Keyword),
+            "both" => Ok(Matched::Both),
+            other => Err(format!("`{other}` is no match kind")),
+        }
+    }
+}
+
+impl Matched {
+    pub fn word(self) -> &'static str {
+        match self {
+            Matched::Vector => "vector",
+            Matched::Keyword => "keyword",
+            Matched::Both => "both",
+        }
+    }
+}
+
+impl Serialize for Matched {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("match_type", &self.upstream_code())?;
+        map.serialize_entry("match_kind", self.word())?;
+        map.end()
+    }
+}
+
+/// Reads both shapes: `match_kind` with upstream's integer beside it, and what answers
+/// stored before it (and older cache entries) hold, the word as `match_type`.
+impl<'de> Deserialize<'de> for Matched {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Matched, D::Error> {
+        use serde_json::Value;
+        #[derive(Deserialize)]
+        struct Fields {
+            match_kind: Option<String>,
+            match_type: Option<Value>,
+        }
+        let fields = Fields::deserialize(d)?;
+        match (fields.match_kind, fields.match_type) {
+            (Some(word), _) | (None, Some(Value::String(word))) => word.try_into().map_err(serde::de::Error::custom),
+            (None, Some(Value::Number(n))) if n.as_u64() == Some(1) => Ok(Matched::Keyword),
+            (None, Some(Value::Number(_))) => Ok(Matched::Vector),
+            _ => Err(serde::de::Error::missing_field("match_kind")),
+        }
+    }
 }
 
 /// Where a search looks: the tenant's knowledge bases, and within them only these
@@ -68,8 +147,9 @@ pub async fn list(
 /// ranked by how well they match).
 pub async fn keyword_search(db: &Db, scope: &Scope<'_>, tsquery: &str, limit: i64) -> Result<Vec<Hit>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT c.id, c.content, c.knowledge_id, c.position AS chunk_index, k.title AS knowledge_title, \
-         k.source AS knowledge_filename, ts_rank(c.search, q)::float8 AS score, 'keyword' AS match_type, \
+        "SELECT c.id, c.content, c.knowledge_id, c.knowledge_base_id, c.position AS chunk_index, \
+         k.title AS knowledge_title, k.source AS knowledge_filename, ts_rank(c.search, q)::float8 AS score, \
+         'keyword' AS match_kind, \
          'text' AS chunk_type \
          FROM chunks c JOIN knowledge k ON k.id = c.knowledge_id, to_tsquery('simple', $1) q \
          WHERE c.tenant_id = $2 AND c.knowledge_base_id = ANY($3) \
@@ -109,10 +189,10 @@ pub async fn vector_search(
     // expression and predicate match the partial index of that size.
     let sql = format!(
         "SELECT * FROM ( \
-             SELECT c.id, c.content, c.knowledge_id, c.position AS chunk_index, k.title AS knowledge_title, \
-             k.source AS knowledge_filename, \
+             SELECT c.id, c.content, c.knowledge_id, c.knowledge_base_id, c.position AS chunk_index, \
+             k.title AS knowledge_title, k.source AS knowledge_filename, \
              (1 - (e.embedding::vector({dimensions}) <=> $1::vector({dimensions})))::float8 AS score, \
-             'vector' AS match_type, 'text' AS chunk_type \
+             'vector' AS match_kind, 'text' AS chunk_type \
              FROM chunk_embeddings e JOIN chunks c ON c.id = e.chunk_id JOIN knowledge k ON k.id = c.knowledge_id \
              WHERE e.dimensions = {dimensions} AND e.model = $2 AND e.knowledge_base_id = ANY($3) AND c.tenant_id = $4 \
                AND (cardinality($5::uuid[]) = 0 OR c.knowledge_id = ANY($5)) \
@@ -143,4 +223,35 @@ pub async fn vector_search(
         .fetch_all(&mut *conn)
         .await?;
     Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hits_go_out_with_upstreams_integer_match_type_and_old_stored_hits_still_read() {
+        let id = Uuid::from_u128(1);
+        let stored_before = json!({
+            "id": id, "content": "c", "knowledge_id": id, "chunk_index": 2, "knowledge_title": "t",
+            "knowledge_filename": "f.md", "score": 0.5, "match_type": "both", "chunk_type": "text"
+        });
+        let hit: Hit = serde_json::from_value(stored_before).unwrap();
+        assert_eq!((hit.matched, hit.knowledge_base_id), (Matched::Both, None));
+        let out = serde_json::to_value(&hit).unwrap();
+        assert_eq!((&out["match_type"], &out["match_kind"]), (&json!(0), &json!("both")), "{out}");
+        assert!(out.get("knowledge_base_id").is_none(), "{out}");
+        // What goes out comes back the same, and upstream's own integers read too.
+        let back: Hit = serde_json::from_value(out).unwrap();
+        assert_eq!(back.matched, Matched::Both);
+        for (code, matched) in [(0, Matched::Vector), (1, Matched::Keyword), (6, Matched::Vector)] {
+            let upstream = json!({
+                "id": id, "content": "c", "knowledge_id": id, "knowledge_base_id": id, "chunk_index": 0,
+                "knowledge_title": "t", "knowledge_filename": "f", "score": 1.0, "match_type": code, "chunk_type": "text"
+            });
+            assert_eq!(serde_json::from_value::<Hit>(upstream).unwrap().matched, matched, "{code}");
+        }
+        assert_eq!((Matched::Keyword.upstream_code(), Matched::Vector.upstream_code()), (1, 0));
+    }
 }

@@ -81,6 +81,19 @@ pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Knowledge>, s
 }
 
 /// One page of a knowledge base's documents, newest first, and how many there are.
+/// The tenant's knowledge bases that hold these documents (ids of other tenants' or of no
+/// document add none): where a question naming only documents is searched.
+pub async fn knowledge_bases_of(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT DISTINCT knowledge_base_id FROM knowledge WHERE tenant_id = $1 AND id = ANY($2)")
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
 pub async fn list(
     db: &Db,
     tenant: Uuid,

@@ -12,6 +12,8 @@ use sqlx::PgPool as Db;
 #[derive(Serialize, sqlx::FromRow)]
 pub struct Session {
     pub id: Uuid,
+    /// Not sent: upstream's clients decode `tenant_id` as an integer, and ours is a UUID.
+    #[serde(skip_serializing)]
     pub tenant_id: Uuid,
     pub title: String,
     pub knowledge_base_id: Option<Uuid>,
@@ -143,8 +145,8 @@ pub struct Begun<'a> {
 
 /// Records a question and the answer about to stream (status `streaming`, with the
 /// passages it was given); names the session after its first question. Answers the
-/// answer's id.
-pub async fn begin_answer(db: &Db, b: &Begun<'_>) -> Result<Uuid, sqlx::Error> {
+/// answer's id, and the session's title when this question gave it one.
+pub async fn begin_answer(db: &Db, b: &Begun<'_>) -> Result<(Uuid, Option<String>), sqlx::Error> {
     let Begun { tenant, session, request_id, question, references, model, kind } = *b;
     let mut tx = db.begin().await?;
     sqlx::query(
@@ -171,13 +173,13 @@ pub async fn begin_answer(db: &Db, b: &Begun<'_>) -> Result<Uuid, sqlx::Error> {
     .fetch_one(&mut *tx)
     .await?;
     let title: String = question.chars().take(60).collect();
-    sqlx::query("UPDATE chat_sessions SET title = CASE WHEN title = '' THEN $2 ELSE title END WHERE id = $1")
+    let titled = sqlx::query_scalar("UPDATE chat_sessions SET title = $2 WHERE id = $1 AND title = '' RETURNING title")
         .bind(session)
         .bind(title.trim())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(id)
+    Ok((id, titled))
 }
 
 /// How an answer ended.

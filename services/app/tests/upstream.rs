@@ -1,0 +1,172 @@
+//! A client written for upstream WeKnora, against ours: requests as upstream's Go SDK
+//! sends them (its whole objects with zeros, `""` ids and `null` lists for what is unset,
+//! fields we do not use), and answers checked for the names and JSON types its structs
+//! decode (an integer `match_type`, no UUID where it wants an integer `tenant_id`, integer
+//! error codes). The app, docreader, PostgreSQL and Redis are real; no chat model is
+//! configured, so answers are extractive.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+use weknora_testkit::{Pg, Redis};
+
+const ADMIN: [(&str, &str); 1] = [("X-API-Key", ADMIN_KEY)];
+
+/// What the SDK's `SearchResult` decodes: integers where it has `int` fields.
+fn decodes_as_upstream_hit(hit: &Value) {
+    for field in ["id", "content", "knowledge_id", "knowledge_title", "knowledge_filename", "chunk_type"] {
+        assert!(hit[field].is_string(), "`{field}` is a string: {hit}");
+    }
+    assert!(hit["chunk_index"].is_i64() && hit["score"].is_number(), "{hit}");
+    assert!(matches!(hit["match_type"].as_i64(), Some(0 | 1)), "match_type is upstream's integer: {hit}");
+}
+
+/// The SDK's `Session` has `tenant_id uint64`: a UUID there fails its decoding.
+fn decodes_as_upstream_session(session: &Value) {
+    assert!(session["id"].is_string(), "{session}");
+    assert!(session.get("tenant_id").is_none_or(Value::is_u64), "tenant_id, when sent, is an integer: {session}");
+}
+
+/// Upstream's error body, and the top-level `code` the SDK's `APIError.Code` reads.
+fn upstream_error(body: &Value, code: u64, reason: &str) {
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!((body["code"].as_u64(), body["error"]["code"].as_u64()), (Some(code), Some(code)), "{body}");
+    assert_eq!(body["error"]["details"]["reason"], reason, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+/// The `data:` lines of a `text/event-stream` answer, as JSON.
+fn frames(body: &str) -> Vec<Value> {
+    body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect()
+}
+
+#[test]
+fn a_client_written_for_upstream_works_unchanged() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let files = tempfile::tempdir().unwrap();
+    let env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
+    let (_app, port) = start_app(&env);
+
+    // CreateKnowledgeBase sends its whole object: "" model ids, zero counts and ids, null
+    // configs, and the chunking settings nested.
+    let kb = json!({
+        "id": "", "name": "运维手册", "type": "document", "is_temporary": false, "is_pinned": false,
+        "description": "ops", "tenant_id": 0,
+        "chunking_config": {"chunk_size": 300, "chunk_overlap": 30, "separators": null},
+        "image_processing_config": {"model_id": ""}, "faq_config": null,
+        "embedding_model_id": "", "summary_model_id": "", "vlm_config": {"enabled": false, "model_id": ""},
+        "storage_provider_config": null, "extract_config": null, "auto_tag_config": null,
+        "created_at": "0001-01-01T00:00:00Z", "updated_at": "0001-01-01T00:00:00Z",
+        "knowledge_count": 0, "chunk_count": 0, "is_processing": false, "processing_count": 0
+    });
+    let (status, _, created) = call(port, "POST", "/api/v1/knowledge-bases", &ADMIN, Some(&kb));
+    assert_eq!(status, 201, "{created}");
+    let kb = &created["data"];
+    assert_eq!(
+        kb["chunking_config"],
+        json!({"chunk_size": 300, "chunk_overlap": 30, "separators": kb["split_markers"]})
+    );
+    assert_eq!((kb["type"].as_str(), kb["is_pinned"].as_bool()), (Some("document"), Some(false)), "{kb}");
+    assert!(kb.get("tenant_id").is_none_or(Value::is_u64), "{kb}");
+    let kb_id = kb["id"].as_str().unwrap().to_string();
+
+    // UpdateKnowledgeBase: `{name, description, config: {chunking_config}}`.
+    let update = json!({"name": "", "description": "runbooks",
+        "config": {"chunking_config": {"chunk_size": 400, "chunk_overlap": 40, "separators": ["\n\n"]},
+                   "image_processing_config": {"model_id": ""}, "faq_config": null}});
+    let (status, _, updated) = call(port, "PUT", &format!("/api/v1/knowledge-bases/{kb_id}"), &ADMIN, Some(&update));
+    assert_eq!(status, 200, "{updated}");
+    let chunking = &updated["data"]["chunking_config"];
+    assert_eq!(*chunking, json!({"chunk_size": 400, "chunk_overlap": 40, "separators": ["\n\n"]}), "{updated}");
+    assert_eq!(updated["data"]["name"], "运维手册", "a blank name keeps the name");
+
+    // CreateManualKnowledge, then the Knowledge object under upstream's names.
+    let manual =
+        json!({"title": "backups", "content": "# Backups\n\nThe nightly backup runs at 02:00 and is kept 30 days."});
+    let (status, _, doc) =
+        call(port, "POST", &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/manual"), &ADMIN, Some(&manual));
+    assert_eq!(status, 201, "{doc}");
+    let doc_id = doc["data"]["id"].as_str().unwrap().to_string();
+    let doc = wait_parsed(port, ADMIN_KEY, &doc_id);
+    assert_eq!((doc["type"].as_str(), doc["enable_status"].as_str()), (Some("manual"), Some("enabled")), "{doc}");
+    assert_eq!((doc["error_message"].as_str(), doc["file_size"].is_i64()), (Some(""), true), "{doc}");
+
+    // HybridSearch: POST with upstream's SearchParams.
+    let params = json!({"query_text": "nightly backup", "vector_threshold": 0.5, "keyword_threshold": 0.3,
+        "match_count": 5, "disable_keywords_match": false, "disable_vector_match": false});
+    let path = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search");
+    let (status, _, hits) = call(port, "POST", &path, &ADMIN, Some(&params));
+    assert_eq!(status, 200, "{hits}");
+    let hit = &hits["data"][0];
+    decodes_as_upstream_hit(hit);
+    assert_eq!((hit["match_type"].as_i64(), hit["knowledge_base_id"].as_str()), (Some(1), Some(kb_id.as_str())));
+    // The same body on GET, as upstream's handler also reads it.
+    let (status, _, hits) = call(port, "GET", &path, &ADMIN, Some(&params));
+    assert_eq!((status, hits["data"][0]["id"].as_str()), (200, hit["id"].as_str()), "{hits}");
+
+    // SearchKnowledge naming documents only: their knowledge base is searched.
+    let search = json!({"query": "backup", "knowledge_ids": [doc_id], "knowledge_base_ids": null, "tag_ids": null});
+    let (status, _, found) = call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&search));
+    assert_eq!(status, 200, "{found}");
+    decodes_as_upstream_hit(&found["data"][0]);
+
+    // CreateSession: upstream's sessions hold no knowledge base.
+    let (status, _, session) =
+        call(port, "POST", "/api/v1/sessions", &ADMIN, Some(&json!({"title": "", "description": ""})));
+    assert_eq!(status, 201, "{session}");
+    decodes_as_upstream_session(&session["data"]);
+    let session_id = session["data"]["id"].as_str().unwrap().to_string();
+    let (_, _, listed) = get(port, "/api/v1/sessions?page=1&page_size=10", &ADMIN);
+    listed["data"].as_array().unwrap().iter().for_each(decodes_as_upstream_session);
+
+    // KnowledgeQAStream as the SDK sends it: null lists, "" ids, agent fields.
+    let ask = json!({"query": "When does the nightly backup run?", "knowledge_base_ids": null,
+        "knowledge_ids": [doc_id], "agent_enabled": false, "agent_id": "", "web_search_enabled": false,
+        "summary_model_id": "", "disable_title": false, "mentioned_items": null});
+    let body = ask.to_string();
+    let reply = exchange(
+        port,
+        "POST",
+        &format!("/api/v1/knowledge-chat/{session_id}"),
+        &ADMIN,
+        Some(("application/json", body.as_bytes())),
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let frames = frames(&String::from_utf8_lossy(&reply.body));
+    let kinds: Vec<&str> = frames.iter().map(|f| f["response_type"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..3], ["agent_query", "references", "session_title"], "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"complete"), "{kinds:?}");
+    assert_eq!(frames[0]["session_id"], session_id.as_str());
+    let message_id = frames[0]["assistant_message_id"].as_str().unwrap();
+    frames[1]["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
+    assert!(frames.iter().any(|f| f["response_type"] == "answer" && f["content"].as_str().unwrap().contains("02:00")));
+
+    // LoadMessages: the stored answer's references decode too.
+    let (status, _, messages) = get(port, &format!("/api/v1/messages/{session_id}/load?limit=20"), &ADMIN);
+    assert_eq!(status, 200, "{messages}");
+    let answer = &messages["data"][1];
+    assert_eq!(answer["id"], message_id, "the answer agent_query announced");
+    answer["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
+
+    // Errors in upstream's shape with its integer codes.
+    let (status, _, missing) = get(port, &format!("/api/v1/knowledge-bases/{}", uuid::Uuid::new_v4()), &ADMIN);
+    assert_eq!(status, 404);
+    upstream_error(&missing, 1003, "not_found");
+    let (status, _, unauthorized) = get(port, "/api/v1/knowledge-bases", &[("X-API-Key", "sk-nope")]);
+    assert_eq!(status, 401);
+    upstream_error(&unauthorized, 1001, "unauthorized");
+    // A body of the wrong type is a bad request (400), as upstream answers.
+    let (status, _, wrong) =
+        call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&json!({"query": 7, "knowledge_ids": [doc_id]})));
+    assert_eq!(status, 400, "{wrong}");
+    upstream_error(&wrong, 1000, "invalid_argument");
+    // What is not an id is still refused, naming it.
+    let bad = json!({"query": "x", "knowledge_ids": ["doc-1"]});
+    let (status, _, bad) = call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&bad));
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().contains("`doc-1` is not a valid UUID"), "{bad}");
+}
