@@ -24,8 +24,9 @@ fn decodes_as_upstream_hit(hit: &Value) {
 
 /// The SDK's `Session` has `tenant_id uint64`: a UUID there fails its decoding.
 fn decodes_as_upstream_session(session: &Value) {
-    assert!(session["id"].is_string(), "{session}");
-    assert!(session.get("tenant_id").is_none_or(Value::is_u64), "tenant_id, when sent, is an integer: {session}");
+    assert!(session["id"].is_string() && session["description"].is_string(), "{session}");
+    assert!(session["tenant_id"].as_u64().is_some_and(|t| t > 0), "tenant_id is an integer: {session}");
+    assert!(session["is_pinned"].is_boolean(), "{session}");
 }
 
 /// Upstream's error body, and the top-level `code` the SDK's `APIError.Code` reads.
@@ -115,12 +116,31 @@ fn a_client_written_for_upstream_works_unchanged() {
 
     // CreateSession: upstream's sessions hold no knowledge base.
     let (status, _, session) =
-        call(port, "POST", "/api/v1/sessions", &ADMIN, Some(&json!({"title": "", "description": ""})));
+        call(port, "POST", "/api/v1/sessions", &ADMIN, Some(&json!({"title": "", "description": "on-call"})));
     assert_eq!(status, 201, "{session}");
     decodes_as_upstream_session(&session["data"]);
+    assert_eq!(session["data"]["description"], "on-call");
     let session_id = session["data"]["id"].as_str().unwrap().to_string();
-    let (_, _, listed) = get(port, "/api/v1/sessions?page=1&page_size=10", &ADMIN);
+    // Twelve more: upstream's page is ten sessions; the pinned one comes first.
+    let more: Vec<String> = (0..12)
+        .map(|n| {
+            let (_, _, s) = call(port, "POST", "/api/v1/sessions", &ADMIN, Some(&json!({"title": format!("s{n}")})));
+            s["data"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let (status, _, pinned) = call(port, "POST", &format!("/api/v1/sessions/{session_id}/pin"), &ADMIN, None);
+    assert_eq!((status, pinned["data"]["is_pinned"].as_bool()), (200, Some(true)), "{pinned}");
+    let (_, _, listed) = get(port, "/api/v1/sessions", &ADMIN);
+    assert_eq!((listed["page_size"].as_i64(), listed["total"].as_i64()), (Some(10), Some(13)), "{listed}");
+    assert_eq!(listed["data"][0]["id"], session_id.as_str(), "pinned first: {listed}");
     listed["data"].as_array().unwrap().iter().for_each(decodes_as_upstream_session);
+    let (status, _, unpinned) = call(port, "DELETE", &format!("/api/v1/sessions/{session_id}/pin"), &ADMIN, None);
+    assert_eq!((status, unpinned["data"]["is_pinned"].as_bool()), (200, Some(false)), "{unpinned}");
+    // BatchDeleteSessions: DELETE with `{"ids"}`.
+    let (status, _, gone) = call(port, "DELETE", "/api/v1/sessions/batch", &ADMIN, Some(&json!({"ids": more})));
+    assert_eq!((status, gone["data"]["deleted"].as_u64()), (200, Some(12)), "{gone}");
+    let (_, _, listed) = get(port, "/api/v1/sessions", &ADMIN);
+    assert_eq!(listed["total"], 1, "{listed}");
 
     // KnowledgeQAStream as the SDK sends it: null lists, "" ids, agent fields.
     let ask = json!({"query": "When does the nightly backup run?", "knowledge_base_ids": null,
@@ -151,6 +171,17 @@ fn a_client_written_for_upstream_works_unchanged() {
     let answer = &messages["data"][1];
     assert_eq!(answer["id"], message_id, "the answer agent_query announced");
     answer["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
+    // DeleteMessage, then clearing the session's messages.
+    let question = messages["data"][0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/messages/{session_id}/{question}");
+    let (status, _, deleted) = call(port, "DELETE", &path, &ADMIN, None);
+    assert_eq!((status, deleted["data"]["deleted"].as_bool()), (200, Some(true)), "{deleted}");
+    let (status, _, again) = call(port, "DELETE", &path, &ADMIN, None);
+    assert_eq!(status, 404, "{again}");
+    let (status, _, cleared) = call(port, "DELETE", &format!("/api/v1/sessions/{session_id}/messages"), &ADMIN, None);
+    assert_eq!((status, cleared["data"]["deleted"].as_u64()), (200, Some(1)), "{cleared}");
+    let (_, _, messages) = get(port, &format!("/api/v1/messages/{session_id}/load"), &ADMIN);
+    assert_eq!(messages["data"], json!([]), "{messages}");
 
     // Errors in upstream's shape with its integer codes.
     let (status, _, missing) = get(port, &format!("/api/v1/knowledge-bases/{}", uuid::Uuid::new_v4()), &ADMIN);

@@ -57,6 +57,11 @@ impl PageQuery {
         self.page.unwrap_or(1).max(1)
     }
 
+    /// This query, with `size` rows a page when it names none.
+    pub fn or_size(self, size: i64) -> PageQuery {
+        PageQuery { page_size: self.page_size.or(Some(size)), ..self }
+    }
+
     pub fn size(&self) -> i64 {
         self.page_size.unwrap_or(20).clamp(1, 200)
     }

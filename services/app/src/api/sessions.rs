@@ -2,8 +2,8 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde::Deserialize;
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, Page, PageQuery, some_or_null};
@@ -17,15 +17,19 @@ use crate::state::{AppState, SharedState};
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/sessions", get(list).post(create))
+        .route("/api/v1/sessions/batch", delete(remove_many))
         .route("/api/v1/sessions/{id}", get(read).put(update).delete(remove))
-        .route("/api/v1/sessions/{id}/messages", get(messages))
-        // Upstream's path for the same.
+        .route("/api/v1/sessions/{id}/pin", post(pin).delete(unpin))
+        .route("/api/v1/sessions/{id}/messages", get(messages).delete(clear))
+        // Upstream's paths for the messages.
         .route("/api/v1/messages/{id}/load", get(messages))
+        .route("/api/v1/messages/{session}/{id}", delete(remove_message))
 }
 
 #[derive(Deserialize, Default)]
 struct Fields {
     title: Option<String>,
+    description: Option<String>,
     #[serde(default, deserialize_with = "some_or_null")]
     knowledge_base_id: Option<Option<Uuid>>,
 }
@@ -55,8 +59,17 @@ async fn create(
     Json(body): Json<Fields>,
 ) -> Result<Envelope<Session>, ApiError> {
     let title = checked_title(body.title.as_deref().unwrap_or(""))?;
+    let description = checked_description(body.description.as_deref().unwrap_or(""))?;
     let kb = checked_kb(&state, &caller, body.knowledge_base_id.flatten()).await?;
-    Ok(Envelope::created(db::sessions::create(&state.db, caller.tenant_id, &title, kb).await?))
+    let fields = db::sessions::Fields { title: &title, description: &description, knowledge_base: kb };
+    Ok(Envelope::created(db::sessions::create(&state.db, caller.tenant_id, &fields).await?))
+}
+
+fn checked_description(description: &str) -> Result<String, ApiError> {
+    if description.chars().count() > 2000 {
+        return Err(ApiError::bad_request("description", "a description has at most 2000 characters"));
+    }
+    Ok(description.trim().to_string())
 }
 
 async fn list(
@@ -64,6 +77,8 @@ async fn list(
     caller: Caller,
     Query(page): Query<PageQuery>,
 ) -> Result<Page<Session>, ApiError> {
+    // Upstream lists ten sessions a page unless asked otherwise.
+    let page = page.or_size(10);
     let (rows, total) = db::sessions::list(&state.db, caller.tenant_id, page.size(), page.offset()).await?;
     Ok(Page::page(rows, page, total))
 }
@@ -84,11 +99,13 @@ async fn update(
 ) -> Result<Envelope<Session>, ApiError> {
     let session = fetch(&state, &caller, id).await?;
     let title = checked_title(body.title.as_deref().unwrap_or(&session.title))?;
+    let description = checked_description(body.description.as_deref().unwrap_or(&session.description))?;
     let kb = match body.knowledge_base_id {
         Some(kb) => checked_kb(&state, &caller, kb).await?,
         None => session.knowledge_base_id,
     };
-    let updated = db::sessions::update(&state.db, caller.tenant_id, id, &title, kb)
+    let fields = db::sessions::Fields { title: &title, description: &description, knowledge_base: kb };
+    let updated = db::sessions::update(&state.db, caller.tenant_id, id, &fields)
         .await?
         .ok_or_else(|| ApiError::not_found("session"))?;
     Ok(Envelope::new(updated))
@@ -107,6 +124,73 @@ async fn remove(
     Ok(Envelope::new(Deleted { id, deleted: true }))
 }
 
+async fn pin(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Session>, ApiError> {
+    let pinned = db::sessions::pin(&state.db, caller.tenant_id, id, true).await?;
+    Ok(Envelope::new(pinned.ok_or_else(|| ApiError::not_found("session"))?))
+}
+
+async fn unpin(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Session>, ApiError> {
+    let unpinned = db::sessions::pin(&state.db, caller.tenant_id, id, false).await?;
+    Ok(Envelope::new(unpinned.ok_or_else(|| ApiError::not_found("session"))?))
+}
+
+/// Upstream's batch delete: `{"ids": [...]}`.
+#[derive(Deserialize)]
+struct Ids {
+    #[serde(default, deserialize_with = "super::body::id_list")]
+    ids: Vec<Uuid>,
+}
+
+#[derive(Serialize)]
+struct Removed {
+    /// Those of the ids that were the tenant's sessions (others' are skipped, not reported).
+    deleted: u64,
+}
+
+async fn remove_many(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Json(body): Json<Ids>,
+) -> Result<Envelope<Removed>, ApiError> {
+    if body.ids.is_empty() {
+        return Err(ApiError::bad_request("ids", "name the sessions to delete"));
+    }
+    for id in &body.ids {
+        state.answers.stop(*id);
+    }
+    Ok(Envelope::new(Removed { deleted: db::sessions::delete_many(&state.db, caller.tenant_id, &body.ids).await? }))
+}
+
+/// Deletes the session's messages: its running answer stops first.
+async fn clear(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Removed>, ApiError> {
+    fetch(&state, &caller, id).await?;
+    state.answers.stop(id);
+    Ok(Envelope::new(Removed { deleted: db::sessions::clear(&state.db, caller.tenant_id, id).await? }))
+}
+
+async fn remove_message(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((session, id)): Path<(Uuid, Uuid)>,
+) -> Result<Envelope<Deleted>, ApiError> {
+    if !db::sessions::delete_message(&state.db, caller.tenant_id, session, id).await? {
+        return Err(ApiError::not_found("message"));
+    }
+    Ok(Envelope::new(Deleted { id, deleted: true }))
+}
+
 #[derive(Deserialize)]
 struct Window {
     limit: Option<i64>,
@@ -120,6 +204,7 @@ async fn messages(
     Query(window): Query<Window>,
 ) -> Result<Envelope<Vec<Message>>, ApiError> {
     fetch(&state, &caller, id).await?;
-    let limit = window.limit.unwrap_or(50).clamp(1, 500);
+    // Upstream's default: the last 20.
+    let limit = window.limit.unwrap_or(20).clamp(1, 500);
     Ok(Envelope::new(db::sessions::messages(&state.db, caller.tenant_id, id, window.before_time, limit).await?))
 }

@@ -9,25 +9,43 @@ use uuid::Uuid;
 use crate::db::chunks::Hit;
 use sqlx::PgPool as Db;
 
+/// A session in upstream's shape (plus the knowledge base ours may keep).
 #[derive(Serialize, sqlx::FromRow)]
 pub struct Session {
     pub id: Uuid,
-    /// Not sent: upstream's clients decode `tenant_id` as an integer, and ours is a UUID.
-    #[serde(skip_serializing)]
-    pub tenant_id: Uuid,
+    /// The tenant's integer id, as upstream's clients decode it.
+    pub tenant_id: i64,
     pub title: String,
+    pub description: String,
     pub knowledge_base_id: Option<Uuid>,
+    pub is_pinned: bool,
+    pub pinned_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-const SESSION: &str = "id, tenant_id, title, knowledge_base_id, created_at, updated_at";
+const SESSION: &str = "id, (SELECT number FROM tenants t WHERE t.id = chat_sessions.tenant_id) AS tenant_id, title, \
+                       description, knowledge_base_id, is_pinned, pinned_at, created_at, updated_at";
 
-pub async fn create(db: &Db, tenant: Uuid, title: &str, kb: Option<Uuid>) -> Result<Session, sqlx::Error> {
+/// What a create or update sets.
+pub struct Fields<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    pub knowledge_base: Option<Uuid>,
+}
+
+pub async fn create(db: &Db, tenant: Uuid, f: &Fields<'_>) -> Result<Session, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO chat_sessions (tenant_id, title, knowledge_base_id) VALUES ($1, $2, $3) RETURNING {SESSION}"
+        "INSERT INTO chat_sessions (tenant_id, title, description, knowledge_base_id) VALUES ($1, $2, $3, $4) \
+         RETURNING {SESSION}"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(title).bind(kb).fetch_one(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(f.title)
+        .bind(f.description)
+        .bind(f.knowledge_base)
+        .fetch_one(db)
+        .await
 }
 
 pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Session>, sqlx::Error> {
@@ -35,10 +53,12 @@ pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Session>, sql
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
 }
 
-/// A page of the tenant's sessions, the most recently active first, and how many there are.
+/// A page of the tenant's sessions, pinned ones first (the last pinned first), then the most
+/// recently active, and how many there are.
 pub async fn list(db: &Db, tenant: Uuid, limit: i64, offset: i64) -> Result<(Vec<Session>, i64), sqlx::Error> {
     let sql = format!(
-        "SELECT {SESSION} FROM chat_sessions WHERE tenant_id = $1 ORDER BY updated_at DESC, id LIMIT $2 OFFSET $3"
+        "SELECT {SESSION} FROM chat_sessions WHERE tenant_id = $1 \
+         ORDER BY is_pinned DESC, pinned_at DESC NULLS LAST, updated_at DESC, id LIMIT $2 OFFSET $3"
     );
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(limit).bind(offset).fetch_all(db).await?;
     let total = sqlx::query_scalar("SELECT count(*) FROM chat_sessions WHERE tenant_id = $1")
@@ -48,18 +68,59 @@ pub async fn list(db: &Db, tenant: Uuid, limit: i64, offset: i64) -> Result<(Vec
     Ok((rows, total))
 }
 
-pub async fn update(
-    db: &Db,
-    tenant: Uuid,
-    id: Uuid,
-    title: &str,
-    kb: Option<Uuid>,
-) -> Result<Option<Session>, sqlx::Error> {
+pub async fn update(db: &Db, tenant: Uuid, id: Uuid, f: &Fields<'_>) -> Result<Option<Session>, sqlx::Error> {
     let sql = format!(
-        "UPDATE chat_sessions SET title = $3, knowledge_base_id = $4 WHERE id = $1 AND tenant_id = $2 \
-         RETURNING {SESSION}"
+        "UPDATE chat_sessions SET title = $3, description = $4, knowledge_base_id = $5 \
+         WHERE id = $1 AND tenant_id = $2 RETURNING {SESSION}"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).bind(title).bind(kb).fetch_optional(db).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant)
+        .bind(f.title)
+        .bind(f.description)
+        .bind(f.knowledge_base)
+        .fetch_optional(db)
+        .await
+}
+
+/// Pins the session (now) or unpins it; None when there is no such session.
+pub async fn pin(db: &Db, tenant: Uuid, id: Uuid, pinned: bool) -> Result<Option<Session>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE chat_sessions SET is_pinned = $3, pinned_at = CASE WHEN $3 THEN now() END \
+         WHERE id = $1 AND tenant_id = $2 RETURNING {SESSION}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).bind(pinned).fetch_optional(db).await
+}
+
+/// Deletes those of the sessions that are the tenant's, with their messages; how many.
+pub async fn delete_many(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM chat_sessions WHERE tenant_id = $1 AND id = ANY($2)")
+        .bind(tenant)
+        .bind(ids)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the session's messages (the session stays, its title too); how many.
+pub async fn clear(db: &Db, tenant: Uuid, session: Uuid) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM chat_messages WHERE session_id = $1 AND tenant_id = $2")
+        .bind(session)
+        .bind(tenant)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes one message of the session; false when there was none.
+pub async fn delete_message(db: &Db, tenant: Uuid, session: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM chat_messages WHERE id = $1 AND session_id = $2 AND tenant_id = $3")
+        .bind(id)
+        .bind(session)
+        .bind(tenant)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Deletes the session with its messages; false when there was none.

@@ -1,0 +1,3 @@
+ALTER TABLE chat_sessions DROP COLUMN IF EXISTS pinned_at, DROP COLUMN IF EXISTS is_pinned,
+    DROP COLUMN IF EXISTS description;
+ALTER TABLE tenants DROP COLUMN IF EXISTS number;
