@@ -1,6 +1,7 @@
--- What upstream's clients read: a tenant's integer id (upstream's tenant_id is a number),
+-- What upstream's clients read: tenants' and API keys' integer ids (upstream's are numbers),
 -- and a session's description and pin.
 ALTER TABLE tenants ADD COLUMN number bigint GENERATED ALWAYS AS IDENTITY UNIQUE;
+ALTER TABLE api_keys ADD COLUMN number bigint GENERATED ALWAYS AS IDENTITY UNIQUE;
 ALTER TABLE chat_sessions
     ADD COLUMN description text NOT NULL DEFAULT '',
     ADD COLUMN is_pinned boolean NOT NULL DEFAULT false,

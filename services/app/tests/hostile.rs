@@ -231,6 +231,20 @@ fn params(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// Collections whose ids are upstream's integers, not UUIDs.
+fn numbered(collection: &str) -> bool {
+    matches!(collection, "tenants" | "api-keys")
+}
+
+/// A well-formed id of nothing in `collection`, and its nil (all zeros).
+fn nothing_in(collection: &str) -> (String, String) {
+    if numbered(collection) {
+        ("987654321".into(), "0".into())
+    } else {
+        (uuid(), "00000000-0000-0000-0000-000000000000".into())
+    }
+}
+
 /// The path with its parameters replaced, in order, by `values`.
 fn fill(path: &str, values: &[String]) -> String {
     let mut values = values.iter();
@@ -316,7 +330,9 @@ impl Expect {
 
 struct TenantA {
     key: String,
+    /// Upstream's integer ids: A's tenant number and its key's.
     tenant: String,
+    key_id: String,
     kb: String,
     doc: String,
     session: String,
@@ -393,6 +409,7 @@ impl Hostile {
             "sessions" | "knowledge-chat" | "messages" => vec![a.session.clone()],
             "models" => vec![a.model.clone()],
             "tenants" => vec![a.tenant.clone()],
+            "api-keys" => vec![a.key_id.clone()],
             _ => vec![a.kb.clone(), a.doc.clone(), a.session.clone(), a.model.clone(), a.tenant.clone()],
         }
     }
@@ -407,7 +424,7 @@ impl Hostile {
     /// their lookups to the input, except for deletes, which get IDs of nothing.
     fn owner_target(&self, route: &Route) -> String {
         if route.method == "DELETE" {
-            let nothing: Vec<String> = params(&route.path).iter().map(|_| uuid()).collect();
+            let nothing: Vec<String> = params(&route.path).iter().map(|c| nothing_in(c).0).collect();
             fill(&route.path, &nothing)
         } else {
             self.a_targets(route).swap_remove(0)
@@ -502,19 +519,19 @@ impl Hostile {
     fn malformed_ids(&self, route: &Route) {
         let params = params(&route.path);
         let long = "a".repeat(5000);
-        let nil = "00000000-0000-0000-0000-000000000000".to_string();
-        let bad: Vec<(&str, String)> = vec![
-            ("not a UUID", "not-a-uuid".into()),
-            ("5,000 characters", long),
-            ("encoded path traversal", "..%2F..%2Fetc%2Fpasswd".into()),
-            ("NUL", "%00".into()),
-            ("unicode", "%E2%80%AE%F0%9F%92%A9-%C3%A9t%C3%A9".into()),
-            ("invalid UTF-8", "%FF%FE".into()),
-            ("blank", "%20".into()),
-            ("UUID of nothing", uuid()),
-            ("nil UUID", nil),
-        ];
         for at in 0..params.len() {
+            let (nothing, nil) = nothing_in(&params[at]);
+            let bad: Vec<(&str, String)> = vec![
+                ("not an id", "not-a-uuid".into()),
+                ("5,000 characters", long.clone()),
+                ("encoded path traversal", "..%2F..%2Fetc%2Fpasswd".into()),
+                ("NUL", "%00".into()),
+                ("unicode", "%E2%80%AE%F0%9F%92%A9-%C3%A9t%C3%A9".into()),
+                ("invalid UTF-8", "%FF%FE".into()),
+                ("blank", "%20".into()),
+                ("id of nothing", nothing),
+                ("nil id", nil),
+            ];
             let mut values: Vec<String> = params.iter().map(|c| self.a_ids(c).swap_remove(0)).collect();
             for (case, value) in &bad {
                 values[at] = value.clone();
@@ -522,7 +539,7 @@ impl Hostile {
                 let target = format!("{}?query=backup", fill(&route.path, &values));
                 let body = route.has_body().then_some(("application/json", &b"{}"[..]));
                 // A well-formed ID of nothing is a 404 where no body stands in the way.
-                let nothing = matches!(*case, "UUID of nothing" | "nil UUID");
+                let nothing = matches!(*case, "id of nothing" | "nil id");
                 let expect = if nothing && !route.has_body() { Expect::Only(&[404]) } else { Expect::Refused };
                 self.call(self.owner(), case, &route.method, &target, body, expect);
             }
@@ -804,12 +821,11 @@ fn every_route_withstands_hostile_callers_and_input() {
     let tenant = |name: &str| {
         let (status, _, body) = call(port, "POST", "/api/v1/tenants", &admin, Some(&json!({ "name": name })));
         assert_eq!(status, 201, "{body}");
-        (
-            body["data"]["api_key"].as_str().unwrap().to_string(),
-            body["data"]["tenant"]["id"].as_str().unwrap().to_string(),
-        )
+        (body["data"]["api_key"].as_str().unwrap().to_string(), body["data"]["id"].as_i64().unwrap().to_string())
     };
     let (a_key, a_tenant) = tenant(&format!("alpha-tenant-{MARK}"));
+    let (_, _, a_keys) = get(port, &format!("/api/v1/tenants/{a_tenant}/api-keys"), &[("X-API-Key", a_key.as_str())]);
+    let a_key_id = a_keys["data"][0]["id"].as_i64().unwrap_or_else(|| panic!("A's keys: {a_keys}")).to_string();
     let (b_key, _) = tenant("bravo-tenant");
     let a_h = [("X-API-Key", a_key.as_str())];
     let created = |path: &str, body: Value| {
@@ -844,13 +860,21 @@ fn every_route_withstands_hostile_callers_and_input() {
         secrets: vec![
             MARK.into(),
             a_key.clone(),
-            a_tenant.clone(),
+            // Not A's tenant number: a small integer that answers hold anyway.
             kb.clone(),
             doc.clone(),
             session.clone(),
             model.clone(),
         ],
-        a: TenantA { key: a_key.clone(), tenant: a_tenant, kb: kb.clone(), doc: doc.clone(), session, model },
+        a: TenantA {
+            key: a_key.clone(),
+            tenant: a_tenant,
+            key_id: a_key_id,
+            kb: kb.clone(),
+            doc: doc.clone(),
+            session,
+            model,
+        },
         b_key,
         sent: Cell::new(0),
         failures: RefCell::new(Vec::new()),

@@ -183,6 +183,46 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (_, _, messages) = get(port, &format!("/api/v1/messages/{session_id}/load"), &ADMIN);
     assert_eq!(messages["data"], json!([]), "{messages}");
 
+    // Tenants and their keys by upstream's integer ids.
+    let (_, _, tenants) = get(port, "/api/v1/tenants", &ADMIN);
+    let tenant = tenants["data"]["items"][0]["id"].as_u64().unwrap();
+    assert_eq!(session["data"]["tenant_id"].as_u64(), Some(tenant), "{tenants}");
+    let (status, _, read) = get(port, &format!("/api/v1/tenants/{tenant}"), &ADMIN);
+    assert_eq!((status, read["data"]["name"].as_str()), (200, Some("default")), "{read}");
+    let (status, _, other) = get(port, &format!("/api/v1/tenants/{}", tenant + 1000), &ADMIN);
+    assert_eq!(status, 404);
+    upstream_error(&other, 1003, "not_found");
+    let update = json!({"id": tenant, "name": "", "description": "ops team", "status": "active", "business": ""});
+    let (status, _, updated) = call(port, "PUT", &format!("/api/v1/tenants/{tenant}"), &ADMIN, Some(&update));
+    assert_eq!((status, updated["data"]["name"].as_str()), (200, Some("default")), "a blank name keeps it: {updated}");
+    assert_eq!(updated["data"]["description"], "ops team");
+    let keys_path = format!("/api/v1/tenants/{tenant}/api-keys");
+    let (status, _, made) = call(port, "POST", &keys_path, &ADMIN, Some(&json!({"name": "ci", "role": "contributor"})));
+    assert_eq!(status, 201, "{made}");
+    let (token, key_id) = (made["data"]["token"].as_str().unwrap().to_string(), made["data"]["id"].as_u64().unwrap());
+    assert_eq!(
+        (made["data"]["role"].as_str(), made["data"]["tenant_id"].as_u64()),
+        (Some("contributor"), Some(tenant))
+    );
+    let theirs = [("X-API-Key", token.as_str())];
+    assert_eq!(get(port, "/api/v1/knowledge-bases", &theirs).0, 200, "the new key works");
+    let (status, _, forbidden) = get(port, &keys_path, &theirs);
+    assert_eq!(status, 403, "a contributor key does not manage keys");
+    upstream_error(&forbidden, 1002, "forbidden");
+    let (status, _, viewer) = call(port, "POST", &keys_path, &ADMIN, Some(&json!({"name": "ro", "role": "viewer"})));
+    assert_eq!(status, 400, "never widened to a key that may write: {viewer}");
+    let (_, _, listed) = get(port, &keys_path, &ADMIN);
+    let listed = listed["data"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(!format!("{listed:?}").contains(&token) && !format!("{listed:?}").contains(ADMIN_KEY), "{listed:?}");
+    let admin_key_id = listed.iter().find(|k| k["role"] == "admin").unwrap()["id"].as_u64().unwrap();
+    let (status, _, last) = call(port, "DELETE", &format!("{keys_path}/{admin_key_id}"), &ADMIN, None);
+    assert_eq!(status, 409, "the last admin key stays: {last}");
+    upstream_error(&last, 1005, "conflict");
+    let (status, _, revoked) = call(port, "DELETE", &format!("{keys_path}/{key_id}"), &ADMIN, None);
+    assert_eq!((status, revoked["data"]["revoked"].as_bool()), (200, Some(true)), "{revoked}");
+    assert_eq!(get(port, "/api/v1/knowledge-bases", &theirs).0, 401, "a revoked key is refused at once");
+
     // Errors in upstream's shape with its integer codes.
     let (status, _, missing) = get(port, &format!("/api/v1/knowledge-bases/{}", uuid::Uuid::new_v4()), &ADMIN);
     assert_eq!(status, 404);

@@ -6,13 +6,39 @@ use uuid::Uuid;
 use crate::keys;
 use sqlx::PgPool as Db;
 
+/// A tenant in upstream's shape: its integer number is the `id` clients see.
 #[derive(Serialize, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: Uuid,
+    #[serde(skip)]
+    pub uuid: Uuid,
+    #[sqlx(rename = "number")]
+    pub id: i64,
     pub name: String,
     pub description: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
+
+const TENANT: &str = "id AS uuid, number, name, description, created_at, updated_at";
+
+/// An API key as listed: never the key, only its first characters.
+#[derive(Serialize, sqlx::FromRow)]
+pub struct Key {
+    #[sqlx(rename = "number")]
+    pub id: i64,
+    pub tenant_id: i64,
+    pub name: String,
+    /// `wk_3f9…`: the key's first characters.
+    pub api_key: String,
+    /// Ours (admin or member); the API answers upstream's word for it.
+    pub role: String,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+const KEY: &str = "k.number, t.number AS tenant_id, k.name, k.key_prefix || '…' AS api_key, k.role, k.last_used_at, \
+                   k.expires_at, k.created_at";
 
 /// The tenant and role of a live key (not revoked, not expired), noting its use.
 pub async fn authenticate(db: &Db, key: &str) -> Result<Option<(Uuid, String)>, sqlx::Error> {
@@ -53,30 +79,57 @@ pub async fn bootstrap(db: &Db, admin_key: &str) -> Result<bool, sqlx::Error> {
     Ok(true)
 }
 
-/// A new key for `tenant`; the key itself is returned once and stored hashed.
-pub async fn create_key(db: &Db, tenant: Uuid, name: &str, role: &str) -> Result<String, sqlx::Error> {
+/// A new key for `tenant`; the key itself is returned once (with its listing) and stored hashed.
+pub async fn create_key(db: &Db, tenant: Uuid, name: &str, role: &str) -> Result<(String, Key), sqlx::Error> {
     let key = keys::new_key();
-    sqlx::query("INSERT INTO api_keys (tenant_id, name, key_prefix, key_hash, role) VALUES ($1, $2, $3, $4, $5)")
+    let sql = format!(
+        "WITH k AS (INSERT INTO api_keys (tenant_id, name, key_prefix, key_hash, role) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING *) SELECT {KEY} FROM k JOIN tenants t ON t.id = k.tenant_id"
+    );
+    let listed = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
         .bind(name)
         .bind(keys::prefix(&key))
         .bind(keys::hash(&key))
         .bind(role)
-        .execute(db)
+        .fetch_one(db)
         .await?;
-    Ok(key)
+    Ok((key, listed))
+}
+
+/// The tenant's live keys (not revoked), oldest first.
+pub async fn keys(db: &Db, tenant: Uuid) -> Result<Vec<Key>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {KEY} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+         WHERE k.tenant_id = $1 AND k.revoked_at IS NULL ORDER BY k.number"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(db).await
+}
+
+/// Revokes the tenant's key `number`; false when it has no such live key.
+pub async fn revoke_key(db: &Db, tenant: Uuid, number: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND number = $2 AND revoked_at IS NULL",
+    )
+    .bind(tenant)
+    .bind(number)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 pub async fn create(db: &Db, name: &str, description: &str) -> Result<Tenant, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO tenants (name, description) VALUES ($1, $2) RETURNING id, name, description, created_at",
-    )
-    .bind(name)
-    .bind(description)
-    .fetch_one(db)
-    .await
+    let sql = format!("INSERT INTO tenants (name, description) VALUES ($1, $2) RETURNING {TENANT}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).bind(description).fetch_one(db).await
 }
 
 pub async fn get(db: &Db, id: Uuid) -> Result<Tenant, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, description, created_at FROM tenants WHERE id = $1").bind(id).fetch_one(db).await
+    let sql = format!("SELECT {TENANT} FROM tenants WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(db).await
+}
+
+/// Renames the tenant (and sets its description).
+pub async fn update(db: &Db, id: Uuid, name: &str, description: &str) -> Result<Tenant, sqlx::Error> {
+    let sql = format!("UPDATE tenants SET name = $2, description = $3 WHERE id = $1 RETURNING {TENANT}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(name).bind(description).fetch_one(db).await
 }
