@@ -16,11 +16,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// What the error is about, as `data` beside it (upstream's duplicate upload answers the
+    /// document that exists).
+    pub data: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), data: None }
+    }
+
+    pub fn with_data(self, data: impl Serialize) -> ApiError {
+        ApiError { data: serde_json::to_value(data).ok(), ..self }
     }
 
     /// A request field (or parameter) at fault, named first in the message.
@@ -170,6 +177,8 @@ pub fn upstream_code(status: StatusCode) -> u16 {
 struct ErrorBody<'a> {
     success: bool,
     code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
     error: ErrorDetail<'a>,
 }
 
@@ -189,6 +198,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = upstream_code(self.status);
         let error = ErrorDetail { code, message: &self.message, details: Reason { reason: self.code } };
-        (self.status, Json(ErrorBody { success: false, code, error })).into_response()
+        let body = ErrorBody { success: false, code, data: self.data.clone(), error };
+        (self.status, Json(body)).into_response()
     }
 }

@@ -410,7 +410,8 @@ impl Hostile {
             "models" => vec![a.model.clone()],
             "tenants" => vec![a.tenant.clone()],
             "api-keys" => vec![a.key_id.clone()],
-            _ => vec![a.kb.clone(), a.doc.clone(), a.session.clone(), a.model.clone(), a.tenant.clone()],
+            // UUIDs: the integer ids go to the collections that have them.
+            _ => vec![a.kb.clone(), a.doc.clone(), a.session.clone(), a.model.clone()],
         }
     }
 

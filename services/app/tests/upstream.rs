@@ -95,6 +95,56 @@ fn a_client_written_for_upstream_works_unchanged() {
     assert_eq!((doc["type"].as_str(), doc["enable_status"].as_str()), (Some("manual"), Some("enabled")), "{doc}");
     assert_eq!((doc["error_message"].as_str(), doc["file_size"].is_i64()), (Some(""), true), "{doc}");
 
+    // A file uploaded twice: 409 with the document that has it, as the SDK's ErrDuplicateFile reads it.
+    let file_path = format!("/api/v1/knowledge-bases/{kb_id}/knowledge/file");
+    let runbook = b"# Restore drills\n\nRestore drills run monthly on a fresh machine.\n";
+    let (status, _, file) = upload(port, &file_path, ADMIN_KEY, "drills.md", runbook);
+    assert_eq!(status, 201, "{file}");
+    let file_id = file["data"]["id"].as_str().unwrap().to_string();
+    let (status, _, again) = upload(port, &file_path, ADMIN_KEY, "drills-copy.md", runbook);
+    assert_eq!((status, again["data"]["id"].as_str()), (409, Some(file_id.as_str())), "{again}");
+    upstream_error(&again, 1005, "duplicate");
+    let file = wait_parsed(port, ADMIN_KEY, &file_id);
+    assert_eq!(
+        (file["file_name"].as_str(), file["file_size"].as_u64()),
+        (Some("drills.md"), Some(runbook.len() as u64))
+    );
+    // The original back, named as sent.
+    let reply = exchange(port, "GET", &format!("/api/v1/knowledge/{file_id}/download"), &ADMIN, None).unwrap();
+    assert_eq!((reply.status, &reply.body[..]), (200, &runbook[..]));
+    assert!(
+        reply.header("content-disposition").unwrap().contains("filename=\"drills.md\""),
+        "{:?}",
+        reply.header("content-disposition")
+    );
+    // Listing filters, batch reads, renames.
+    let list = |query: &str| get(port, &format!("/api/v1/knowledge-bases/{kb_id}/knowledge?{query}"), &ADMIN).2;
+    assert_eq!(list("page=1&page_size=10")["total"], 2);
+    let found = list("keyword=DRILL&file_type=md&parse_status=completed");
+    assert_eq!(
+        (found["total"].as_i64(), found["data"][0]["id"].as_str()),
+        (Some(1), Some(file_id.as_str())),
+        "{found}"
+    );
+    assert_eq!(list("keyword=100%25")["total"], 0, "`%` matches itself");
+    let (_, _, batch) = get(port, &format!("/api/v1/knowledge/batch?ids={file_id}&ids={doc_id}"), &ADMIN);
+    let ids: Vec<&str> = batch["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [file_id.as_str(), doc_id.as_str()], "in the order asked: {batch}");
+    let renamed = json!({"id": file_id, "title": "Restore drills", "file_name": "drills.md", "file_size": 0});
+    let (status, _, renamed) = call(port, "PUT", &format!("/api/v1/knowledge/{file_id}"), &ADMIN, Some(&renamed));
+    assert_eq!((status, renamed["data"]["title"].as_str()), (200, Some("Restore drills")), "{renamed}");
+    // Chunks under upstream's names, and one by its id.
+    let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{file_id}?page=1&page_size=25"), &ADMIN);
+    let chunk = &chunks["data"][0];
+    assert_eq!(
+        (chunk["chunk_index"].as_i64(), chunk["knowledge_id"].as_str()),
+        (Some(0), Some(file_id.as_str())),
+        "{chunk}"
+    );
+    assert!(chunk["start_at"].is_i64() && chunk["end_at"].is_i64() && chunk["is_enabled"] == true, "{chunk}");
+    let (status, _, one) = get(port, &format!("/api/v1/chunks/by-id/{}", chunk["id"].as_str().unwrap()), &ADMIN);
+    assert_eq!((status, &one["data"]["content"]), (200, &chunk["content"]), "{one}");
+
     // HybridSearch: POST with upstream's SearchParams.
     let params = json!({"query_text": "nightly backup", "vector_threshold": 0.5, "keyword_threshold": 0.3,
         "match_count": 5, "disable_keywords_match": false, "disable_vector_match": false});
@@ -235,6 +285,12 @@ fn a_client_written_for_upstream_works_unchanged() {
         call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&json!({"query": 7, "knowledge_ids": [doc_id]})));
     assert_eq!(status, 400, "{wrong}");
     upstream_error(&wrong, 1000, "invalid_argument");
+    // Clearing a knowledge base's documents keeps the knowledge base.
+    let (status, _, cleared) =
+        call(port, "DELETE", &format!("/api/v1/knowledge-bases/{kb_id}/knowledge"), &ADMIN, None);
+    assert_eq!((status, cleared["data"]["deleted"].as_i64()), (200, Some(2)), "{cleared}");
+    assert_eq!(list("page=1")["total"], 0);
+    assert_eq!(get(port, &format!("/api/v1/knowledge-bases/{kb_id}"), &ADMIN).0, 200);
     // What is not an id is still refused, naming it.
     let bad = json!({"query": "x", "knowledge_ids": ["doc-1"]});
     let (status, _, bad) = call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&bad));

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -27,12 +27,15 @@ pub fn routes(max_bytes: usize) -> Router<SharedState> {
             // Room for the multipart framing on top of the file itself.
             post(upload_file).layer(DefaultBodyLimit::max(max_bytes + (1 << 20))),
         )
-        .route("/api/v1/knowledge-bases/{id}/knowledge", get(list))
+        .route("/api/v1/knowledge-bases/{id}/knowledge", get(list).delete(clear))
         .route("/api/v1/knowledge-bases/{id}/knowledge/manual", post(upload_manual))
         .route("/api/v1/knowledge-bases/{id}/knowledge/url", post(upload_url))
         .route("/api/v1/knowledge/{id}/reparse", post(reparse))
-        .route("/api/v1/knowledge/{id}", get(read).delete(remove))
+        .route("/api/v1/knowledge/batch", get(batch))
+        .route("/api/v1/knowledge/{id}", get(read).put(rename).delete(remove))
+        .route("/api/v1/knowledge/{id}/download", get(download))
         .route("/api/v1/chunks/{knowledge_id}", get(chunks))
+        .route("/api/v1/chunks/by-id/{id}", get(chunk))
 }
 
 fn too_large(limit_mb: u64) -> ApiError {
@@ -143,6 +146,19 @@ async fn ingest(
         content.as_ref().map(|b| Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect());
     let file_type = if source_type == "url" { String::new() } else { file_type(file_name) };
     let size = content.as_ref().map_or(0, |b| b.len() as i64);
+    // The same file or URL twice in a knowledge base is refused, as upstream does (typed
+    // text may repeat), with the
+    // document that holds it (upstream's clients take it from `data`).
+    let url = (source_type == "url").then_some(file_name);
+    let same_file = checksum.as_deref().filter(|_| source_type == "file");
+    if let Some(there) = db::documents::existing(&state.db, caller.tenant_id, kb, same_file, url).await? {
+        let what = if url.is_some() { "this URL" } else { "a file with the same content" };
+        let message = format!(
+            "the knowledge base has {what} already: document {} (`{}`); delete it first to upload it again",
+            there.id, there.title
+        );
+        return Err(ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(view(there)));
+    }
     if let (Some(key), Some(bytes)) = (&key, content)
         && let Err(e) = state.storage.write(key, bytes).await
     {
@@ -319,16 +335,157 @@ async fn remove(
     Ok(Envelope::new(Deleted { id, deleted: true }))
 }
 
-/// A knowledge base's documents, newest first, paged like the chunks.
+/// Upstream's filters of a listing; empty ones filter nothing.
+#[derive(Deserialize)]
+struct ListFilter {
+    keyword: Option<String>,
+    file_type: Option<String>,
+    parse_status: Option<String>,
+}
+
+/// A knowledge base's documents, newest first, paged like the chunks, filtered as asked.
 async fn list(
     State(state): State<SharedState>,
     caller: Caller,
     Path(kb): Path<Uuid>,
     Query(page): Query<PageQuery>,
+    Query(f): Query<ListFilter>,
 ) -> Result<Page<View>, ApiError> {
     own_knowledge_base(&state, &caller, kb).await?;
-    let (rows, total) = db::documents::list(&state.db, caller.tenant_id, kb, page.size(), page.offset()).await?;
+    let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let (keyword, file_type, parse_status) = (set(&f.keyword), set(&f.file_type), set(&f.parse_status));
+    let filter = db::documents::Filter {
+        keyword: keyword.as_deref(),
+        file_type: file_type.as_deref(),
+        parse_status: parse_status.as_deref(),
+    };
+    let (rows, total) =
+        db::documents::list(&state.db, caller.tenant_id, kb, &filter, page.size(), page.offset()).await?;
     Ok(Page::page(rows.into_iter().map(view).collect(), page, total))
+}
+
+/// Upstream's `GET /knowledge/batch?ids=..&ids=..`: the caller's documents among them, in
+/// the order asked (another tenant's are left out, as ids of nothing are).
+async fn batch(
+    State(state): State<SharedState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Envelope<Vec<View>>, ApiError> {
+    let mut ids = Vec::new();
+    for (key, value) in query_pairs(query.as_deref().unwrap_or("")) {
+        if key == "ids" {
+            for id in value.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+                ids.push(
+                    id.parse::<Uuid>()
+                        .map_err(|_| ApiError::bad_request("ids", &format!("`{id}` is not a valid UUID")))?,
+                );
+            }
+        }
+    }
+    if ids.is_empty() || ids.len() > 200 {
+        return Err(ApiError::bad_request("ids", "name 1 to 200 documents: ?ids=<id>&ids=<id>"));
+    }
+    let docs = db::documents::get_many(&state.db, caller.tenant_id, &ids).await?;
+    Ok(Envelope::new(docs.into_iter().map(view).collect()))
+}
+
+/// A query string's `key=value` pairs, decoded (`+` is a space).
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query.split('&').filter(|p| !p.is_empty()).map(move |pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key), decode(value))
+    })
+}
+
+/// Upstream's update sends its whole document: its title is what may change (a blank one
+/// keeps the title).
+#[derive(Deserialize)]
+struct Rename {
+    #[serde(default)]
+    title: String,
+}
+
+async fn rename(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Rename>,
+) -> Result<Envelope<View>, ApiError> {
+    let doc = fetch(&state, &caller, id).await?;
+    let title = body.title.trim();
+    if title.chars().count() > 500 {
+        return Err(ApiError::bad_request("title", "a title has at most 500 characters"));
+    }
+    let title = if title.is_empty() { doc.title.as_str() } else { title };
+    let renamed = db::documents::rename(&state.db, caller.tenant_id, id, title)
+        .await?
+        .ok_or_else(|| ApiError::not_found("document"))?;
+    crate::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
+    Ok(Envelope::new(view(renamed)))
+}
+
+#[derive(Serialize)]
+struct Cleared {
+    id: Uuid,
+    deleted: i64,
+}
+
+/// Upstream's `DELETE /knowledge-bases/{id}/knowledge`: every document of the knowledge base
+/// goes (with chunks, jobs and files); the knowledge base and its settings stay.
+async fn clear(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(kb): Path<Uuid>,
+) -> Result<Envelope<Cleared>, ApiError> {
+    own_knowledge_base(&state, &caller, kb).await?;
+    let (deleted, keys) = db::documents::clear(&state.db, caller.tenant_id, kb).await?;
+    crate::cache::knowledge_base_changed(&state, kb).await;
+    for key in keys {
+        if let Err(e) = state.storage.delete(&key).await {
+            tracing::warn!(error = %e, key, "the document is deleted but its file could not be removed");
+        }
+    }
+    Ok(Envelope::new(Cleared { id: kb, deleted }))
+}
+
+/// The original file as uploaded (upstream's download), named as it was sent. Documents
+/// from a URL or typed in have no file: 404 says so.
+async fn download(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let doc = fetch(&state, &caller, id).await?;
+    let Some(key) = doc.object_key.as_deref().filter(|_| doc.source_type == "file") else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this document has no uploaded file (it came from a URL or was typed in): read its chunks",
+        ));
+    };
+    let bytes = state.storage.read(key).await.map_err(|e| {
+        tracing::error!(error = %e, key, "reading a stored file failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the stored file cannot be read now")
+    })?;
+    // The name as sent, made safe for the header: no quotes, no control characters.
+    let name: String = doc.source.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
+    let disposition =
+        format!("attachment; filename=\"{}\"; filename*=UTF-8''{encoded}", name.replace(|c: char| !c.is_ascii(), "_"));
+    let headers =
+        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_DISPOSITION, disposition)];
+    Ok((headers, bytes.to_bytes()).into_response())
+}
+
+async fn chunk(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Chunk>, ApiError> {
+    let found = db::chunks::get(&state.db, caller.tenant_id, id).await?;
+    Ok(Envelope::new(found.ok_or_else(|| ApiError::not_found("chunk"))?))
 }
 
 async fn chunks(

@@ -6,14 +6,28 @@ use uuid::Uuid;
 
 use sqlx::PgPool as Db;
 
+/// A chunk: ours (`position`, `start_offset`, `end_offset`) and the same under upstream's
+/// names (`chunk_index`, `start_at`, `end_at`), with the fields upstream's chunk carries.
 #[derive(Serialize, sqlx::FromRow)]
 pub struct Chunk {
     pub id: Uuid,
+    pub knowledge_id: Uuid,
+    pub knowledge_base_id: Uuid,
     pub position: i32,
+    pub chunk_index: i32,
     pub content: String,
     pub start_offset: i32,
     pub end_offset: i32,
+    pub start_at: i32,
+    pub end_at: i32,
+    pub chunk_type: String,
+    pub is_enabled: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
+
+const CHUNK: &str = "id, knowledge_id, knowledge_base_id, position, position AS chunk_index, content, start_offset, \
+                     end_offset, start_offset AS start_at, end_offset AS end_at, 'text' AS chunk_type, \
+                     true AS is_enabled, created_at";
 
 /// A search result (also what the cache and stored answers keep), in upstream's shape.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
@@ -109,6 +123,12 @@ impl<'de> Deserialize<'de> for Matched {
     }
 }
 
+/// One of the tenant's chunks by its id.
+pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Chunk>, sqlx::Error> {
+    let sql = format!("SELECT {CHUNK} FROM chunks WHERE id = $1 AND tenant_id = $2");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
+}
+
 /// Where a search looks: the tenant's knowledge bases, and within them only these
 /// documents unless `knowledge_ids` is empty.
 pub struct Scope<'a> {
@@ -125,16 +145,16 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Chunk>, i64), sqlx::Error> {
-    let rows = sqlx::query_as(
-        "SELECT id, position, content, start_offset, end_offset FROM chunks WHERE knowledge_id = $1 AND tenant_id = $2 \
-         ORDER BY position LIMIT $3 OFFSET $4",
-    )
-    .bind(knowledge)
-    .bind(tenant)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
+    let sql = format!(
+        "SELECT {CHUNK} FROM chunks WHERE knowledge_id = $1 AND tenant_id = $2 ORDER BY position LIMIT $3 OFFSET $4"
+    );
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(knowledge)
+        .bind(tenant)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
     let total = sqlx::query_scalar("SELECT count(*) FROM chunks WHERE knowledge_id = $1 AND tenant_id = $2")
         .bind(knowledge)
         .bind(tenant)

@@ -81,6 +81,22 @@ pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Knowledge>, s
 }
 
 /// One page of a knowledge base's documents, newest first, and how many there are.
+/// The knowledge base's document with these bytes (`checksum`) or from this URL: what a
+/// second upload of the same would duplicate.
+pub async fn existing(
+    db: &Db,
+    tenant: Uuid,
+    kb: Uuid,
+    checksum: Option<&str>,
+    url: Option<&str>,
+) -> Result<Option<Knowledge>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2 \
+         AND (checksum = $3 OR (source_type = 'url' AND source = $4)) ORDER BY created_at LIMIT 1"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(kb).bind(tenant).bind(checksum).bind(url).fetch_optional(db).await
+}
+
 /// The tenant's knowledge bases that hold these documents (ids of other tenants' or of no
 /// document add none): where a question naming only documents is searched.
 pub async fn knowledge_bases_of(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -94,25 +110,89 @@ pub async fn knowledge_bases_of(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<V
         .await
 }
 
+/// What a listing keeps: every filter set narrows it.
+#[derive(Default)]
+pub struct Filter<'a> {
+    /// In the title or the source (file name or URL), any case.
+    pub keyword: Option<&'a str>,
+    pub file_type: Option<&'a str>,
+    pub parse_status: Option<&'a str>,
+}
+
 pub async fn list(
     db: &Db,
     tenant: Uuid,
     kb: Uuid,
+    filter: &Filter<'_>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Knowledge>, i64), sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2 \
-         ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
-    );
-    let rows =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(kb).bind(tenant).bind(limit).bind(offset).fetch_all(db).await?;
-    let total = sqlx::query_scalar("SELECT count(*) FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2")
+    // `%` and `_` in the keyword match themselves.
+    let like = filter.keyword.map(|k| format!("%{}%", k.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let matching = "knowledge_base_id = $1 AND tenant_id = $2 \
+                    AND ($3::text IS NULL OR title ILIKE $3 OR source ILIKE $3) \
+                    AND ($4::text IS NULL OR file_type = lower($4)) AND ($5::text IS NULL OR parse_status = $5)";
+    let sql =
+        format!("SELECT {COLUMNS} FROM knowledge WHERE {matching} ORDER BY created_at DESC, id LIMIT $6 OFFSET $7");
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(kb)
         .bind(tenant)
+        .bind(&like)
+        .bind(filter.file_type)
+        .bind(filter.parse_status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM knowledge WHERE {matching}")))
+        .bind(kb)
+        .bind(tenant)
+        .bind(&like)
+        .bind(filter.file_type)
+        .bind(filter.parse_status)
         .fetch_one(db)
         .await?;
     Ok((rows, total))
+}
+
+/// Those of the documents that are the tenant's, in the order asked.
+pub async fn get_many(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<Knowledge>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM knowledge k JOIN unnest($2::uuid[]) WITH ORDINALITY AS asked(id, n) USING (id) \
+         WHERE k.tenant_id = $1 ORDER BY asked.n"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(ids).fetch_all(db).await
+}
+
+/// Renames the document; None when there is no such document.
+pub async fn rename(db: &Db, tenant: Uuid, id: Uuid, title: &str) -> Result<Option<Knowledge>, sqlx::Error> {
+    let sql = format!("UPDATE knowledge SET title = $3 WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).bind(title).fetch_optional(db).await
+}
+
+/// Deletes every document of the knowledge base (the knowledge base stays); how many, and
+/// their stored files' keys.
+pub async fn clear(db: &Db, tenant: Uuid, kb: Uuid) -> Result<(i64, Vec<String>), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // Jobs first, in the order an ingest worker locks them (see `delete`).
+    sqlx::query(
+        "SELECT 1 FROM ingest_jobs j JOIN knowledge k ON k.id = j.knowledge_id \
+         WHERE k.knowledge_base_id = $1 AND k.tenant_id = $2 FOR UPDATE OF j",
+    )
+    .bind(kb)
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await?;
+    let (deleted, keys): (i64, Vec<String>) = sqlx::query_as(
+        "WITH gone AS (DELETE FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2 RETURNING object_key) \
+         SELECT count(*), coalesce(array_agg(object_key) FILTER (WHERE object_key IS NOT NULL), '{}') FROM gone",
+    )
+    .bind(kb)
+    .bind(tenant)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((deleted, keys))
 }
 
 /// Deletes the document with its chunks and jobs (cascade).
