@@ -1,3 +1,4 @@
+ALTER TABLE knowledge_bases DROP COLUMN IF EXISTS pinned_at, DROP COLUMN IF EXISTS is_pinned;
 ALTER TABLE chat_sessions DROP COLUMN IF EXISTS pinned_at, DROP COLUMN IF EXISTS is_pinned,
     DROP COLUMN IF EXISTS description;
 ALTER TABLE api_keys DROP COLUMN IF EXISTS number;

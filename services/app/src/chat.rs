@@ -86,6 +86,41 @@ pub async fn choose(
     })
 }
 
+/// A short title for a conversation that begins with `question`: the built-in chat model's
+/// (within 15 s), else the question cut to 60 characters. Never fails: a title is a nicety.
+pub async fn generate_title(state: &AppState, question: &str) -> String {
+    let fallback = db::sessions::title_of(question);
+    let Some(model) = &state.chat_model else { return fallback };
+    let messages = [
+        Message {
+            role: "system",
+            content: "Give a title of at most eight words for a conversation that begins with the user's question, \
+                      in the question's language. Answer with the title only, without quotes."
+                .into(),
+        },
+        Message { role: "user", content: question.chars().take(2000).collect() },
+    ];
+    let asked = async {
+        let mut answer = model.ask(&messages).await?;
+        let mut text = String::new();
+        while let Some(piece) = answer.next().await? {
+            text.push_str(&piece);
+        }
+        Ok::<_, LlmError>(text)
+    };
+    match tokio::time::timeout(Duration::from_secs(15), asked).await {
+        Ok(Ok(text)) => {
+            let title = db::sessions::title_of(text.trim().trim_matches(['"', '\'', '“', '”', '《', '》']));
+            if title.is_empty() { fallback } else { title }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "chat: the model could not title the session; its question does");
+            fallback
+        }
+        Err(_) => fallback,
+    }
+}
+
 /// A question, ready to be answered.
 struct Asked {
     request_id: String,

@@ -639,6 +639,9 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     assert_eq!(stored[1]["is_completed"], false);
     let (_, _, again) = call(port, "POST", &format!("/api/v1/sessions/{s}/stop"), &ADMIN, None);
     assert_eq!(again["data"]["stopped"], false, "nothing runs any more");
+    let ended = json!({"message_id": stored[1]["id"]});
+    let (_, _, stale) = call(port, "POST", &format!("/api/v1/sessions/{s}/stop"), &ADMIN, Some(&ended));
+    assert_eq!(stale["data"]["stopped"], false, "a stop for an answer that ended stops nothing");
 
     // The client goes away: the same.
     openai.script(vec![Step::Piece("Partial"), Step::Endless]);
@@ -682,6 +685,22 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     openai.wait_closed("total timeout");
     let key = openai.requests()[0].authorization.clone();
     assert_eq!(key, "Bearer sk-builtin-77aa", "the built-in model's key is sent");
+
+    // Upstream's title generation: by the built-in model, its quotes taken off, and stored.
+    openai.script(vec![Step::Piece("“Nightly "), Step::Piece("backup schedule”"), Step::End]);
+    let s = session(port, &kb);
+    let conversation = json!({"messages": [{"role": "user", "content": "When does the nightly backup run?"}]});
+    let path = format!("/api/v1/sessions/{s}/generate_title");
+    let (status, _, titled) = call(port, "POST", &path, &ADMIN, Some(&conversation));
+    assert_eq!((status, titled["data"].as_str()), (200, Some("Nightly backup schedule")), "{titled}");
+    let (_, _, read) = get(port, &format!("/api/v1/sessions/{s}"), &ADMIN);
+    assert_eq!(read["data"]["title"], "Nightly backup schedule");
+    let asked = openai.requests().last().unwrap().body["messages"][1]["content"].clone();
+    assert_eq!(asked, "When does the nightly backup run?");
+    // A model that fails: the question titles the session.
+    openai.script(vec![Step::Status(500, r#"{"error":{"message":"down"}}"#)]);
+    let (status, _, titled) = call(port, "POST", &path, &ADMIN, Some(&conversation));
+    assert_eq!((status, titled["data"].as_str()), (200, Some("When does the nightly backup run?")), "{titled}");
 
     // A model that is not there at all.
     let id = model(port, &format!("http://127.0.0.1:{}", free_port()), "openai", "");

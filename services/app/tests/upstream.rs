@@ -145,6 +145,18 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, one) = get(port, &format!("/api/v1/chunks/by-id/{}", chunk["id"].as_str().unwrap()), &ADMIN);
     assert_eq!((status, &one["data"]["content"]), (200, &chunk["content"]), "{one}");
 
+    // The knowledge base's counts and upstream's pin toggle.
+    let (_, _, counted) = get(port, &format!("/api/v1/knowledge-bases/{kb_id}"), &ADMIN);
+    let counts = (&counted["data"]["knowledge_count"], &counted["data"]["processing_count"]);
+    assert_eq!(counts, (&json!(2), &json!(0)), "{counted}");
+    assert!(counted["data"]["chunk_count"].as_i64().unwrap() >= 2, "{counted}");
+    let pin = format!("/api/v1/knowledge-bases/{kb_id}/pin");
+    let (status, _, pinned) = call(port, "PUT", &pin, &ADMIN, None);
+    assert_eq!((status, pinned["data"]["is_pinned"].as_bool()), (200, Some(true)), "{pinned}");
+    assert!(pinned["data"]["pinned_at"].is_string(), "{pinned}");
+    let (_, _, unpinned) = call(port, "PUT", &pin, &ADMIN, None);
+    assert_eq!((unpinned["data"]["is_pinned"].as_bool(), &unpinned["data"]["pinned_at"]), (Some(false), &Value::Null));
+
     // HybridSearch: POST with upstream's SearchParams.
     let params = json!({"query_text": "nightly backup", "vector_threshold": 0.5, "keyword_threshold": 0.3,
         "match_count": 5, "disable_keywords_match": false, "disable_vector_match": false});
@@ -221,6 +233,14 @@ fn a_client_written_for_upstream_works_unchanged() {
     let answer = &messages["data"][1];
     assert_eq!(answer["id"], message_id, "the answer agent_query announced");
     answer["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
+    // GenerateTitle with no chat model: the first question, and a stop for an ended answer.
+    let conversation = json!({"messages": [{"role": "user", "content": "When does the nightly backup run?"}]});
+    let path = format!("/api/v1/sessions/{session_id}/generate_title");
+    let (status, _, titled) = call(port, "POST", &path, &ADMIN, Some(&conversation));
+    assert_eq!((status, titled["data"].as_str()), (200, Some("When does the nightly backup run?")), "{titled}");
+    let stop = json!({"message_id": message_id});
+    let (_, _, stopped) = call(port, "POST", &format!("/api/v1/sessions/{session_id}/stop"), &ADMIN, Some(&stop));
+    assert_eq!(stopped["data"]["stopped"], false, "{stopped}");
     // DeleteMessage, then clearing the session's messages.
     let question = messages["data"][0]["id"].as_str().unwrap();
     let path = format!("/api/v1/messages/{session_id}/{question}");
@@ -272,6 +292,28 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, revoked) = call(port, "DELETE", &format!("{keys_path}/{key_id}"), &ADMIN, None);
     assert_eq!((status, revoked["data"]["revoked"].as_bool()), (200, Some(true)), "{revoked}");
     assert_eq!(get(port, "/api/v1/knowledge-bases", &theirs).0, 401, "a revoked key is refused at once");
+
+    // Models: upstream's create and update (`parameters: null`, a blank name keeps it), providers.
+    let spec = json!({"name": "qwen2.5:7b", "display_name": "", "type": "KnowledgeQA", "source": "remote",
+        "description": "", "is_default": false,
+        "parameters": {"base_url": "http://127.0.0.1:9/v1", "api_key": "", "provider": "openai"}});
+    let (status, _, model) = call(port, "POST", "/api/v1/models", &ADMIN, Some(&spec));
+    assert_eq!((status, model["data"]["display_name"].as_str()), (201, Some("qwen2.5:7b")), "{model}");
+    assert!(model["data"].get("tenant_id").is_none_or(Value::is_u64), "{model}");
+    let update =
+        json!({"name": "", "display_name": "", "description": "local", "parameters": null, "is_default": false});
+    let path = format!("/api/v1/models/{}", model["data"]["id"].as_str().unwrap());
+    let (status, _, updated) = call(port, "PUT", &path, &ADMIN, Some(&update));
+    assert_eq!((status, updated["data"]["name"].as_str()), (200, Some("qwen2.5:7b")), "{updated}");
+    assert_eq!(updated["data"]["description"], "local");
+    let (_, _, providers) = get(port, "/api/v1/models/providers?model_type=Embedding", &ADMIN);
+    let values: Vec<&str> =
+        providers["data"].as_array().unwrap().iter().map(|p| p["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["openai", "generic", "ollama"], "{providers}");
+    // System info under upstream's names too.
+    let (_, _, info) = get(port, "/api/v1/system/info", &[]);
+    assert_eq!(info["data"]["db_version"], info["data"]["schema_version"].to_string(), "{info}");
+    assert_eq!(info["data"]["commit_id"], info["data"]["commit"], "{info}");
 
     // Errors in upstream's shape with its integer codes.
     let (status, _, missing) = get(port, &format!("/api/v1/knowledge-bases/{}", uuid::Uuid::new_v4()), &ADMIN);

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id, id_list, null_as_default};
-use super::extract::{Caller, Json, Path, REQUEST_ID};
+use super::extract::{Caller, Json, OptionalJson, Path, REQUEST_ID};
 use crate::answers::Refused;
 use crate::chat::AskError;
 use crate::error::ApiError;
@@ -140,11 +140,26 @@ struct Stopped {
     stopped: bool,
 }
 
+/// Upstream's stop request names the answer (`message_id`, from `agent_query`).
+#[derive(Deserialize)]
+struct Stop {
+    #[serde(default, deserialize_with = "blank_id")]
+    message_id: Option<Uuid>,
+}
+
+/// Stops the session's running answer; with a `message_id`, only when that is the answer
+/// running (a stop meant for an answer that has ended stops nothing newer).
 async fn stop(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<Uuid>,
+    OptionalJson(body): OptionalJson<Stop>,
 ) -> Result<Envelope<Stopped>, ApiError> {
     super::sessions::fetch(&state, &caller, id).await?;
+    if let Some(message) = body.and_then(|b| b.message_id)
+        && !crate::db::sessions::is_streaming(&state.db, caller.tenant_id, id, message).await?
+    {
+        return Ok(Envelope::new(Stopped { stopped: false }));
+    }
     Ok(Envelope::new(Stopped { stopped: state.answers.stop(id) }))
 }

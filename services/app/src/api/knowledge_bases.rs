@@ -22,6 +22,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge-bases", get(list).post(create))
         .route("/api/v1/knowledge-bases/{id}", get(read).put(update).delete(remove))
         .route("/api/v1/knowledge-bases/{id}/reindex", post(reindex))
+        .route("/api/v1/knowledge-bases/{id}/pin", axum::routing::put(toggle_pin))
 }
 
 /// Fields a create or update may set; absent fields keep their value (or the configured
@@ -84,7 +85,7 @@ fn some_or_null_unless_blank<'de, D: serde::Deserializer<'de>>(d: D) -> Result<O
 }
 
 /// A knowledge base as upstream's clients read it: ours, plus upstream's `chunking_config`
-/// and the fields its objects always carry (`type`, `is_temporary`, `is_pinned`).
+/// and the fields its objects always carry (`type`, `is_temporary`).
 #[derive(Serialize)]
 struct View {
     #[serde(flatten)]
@@ -93,13 +94,12 @@ struct View {
     #[serde(rename = "type")]
     kind: &'static str,
     is_temporary: bool,
-    is_pinned: bool,
 }
 
 fn view(kb: KnowledgeBase) -> View {
     let chunking_config =
         Chunking { chunk_size: kb.chunk_size, chunk_overlap: kb.chunk_overlap, separators: kb.split_markers.clone() };
-    View { kb, chunking_config, kind: "document", is_temporary: false, is_pinned: false }
+    View { kb, chunking_config, kind: "document", is_temporary: false }
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -228,6 +228,11 @@ async fn create(
         embedding_dimensions: None,
         summary_model_id: None,
         embedding_model_id: None,
+        is_pinned: false,
+        pinned_at: None,
+        knowledge_count: 0,
+        chunk_count: 0,
+        processing_count: 0,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };
@@ -263,6 +268,16 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
     crate::cache::knowledge_base_changed(&state, id).await;
     Ok(Envelope::new(view(updated)))
+}
+
+/// Upstream's pin: a toggle.
+async fn toggle_pin(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<View>, ApiError> {
+    let kb = db::knowledge_bases::toggle_pin(&state.db, caller.tenant_id, id).await?;
+    Ok(Envelope::new(view(kb.ok_or_else(|| ApiError::not_found("knowledge base"))?)))
 }
 
 /// Deletes the knowledge base with its documents, then their stored files.

@@ -25,6 +25,7 @@ const MASK: &str = "***";
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/models", get(list).post(create))
+        .route("/api/v1/models/providers", get(providers))
         .route("/api/v1/models/{id}", get(read).put(update).delete(remove))
 }
 
@@ -35,7 +36,8 @@ struct Body {
     kind: Option<String>,
     source: Option<String>,
     description: Option<String>,
-    #[serde(default)]
+    /// Upstream's clients send `null` when they set none.
+    #[serde(default, deserialize_with = "super::body::null_as_default")]
     parameters: Parameters,
 }
 
@@ -59,6 +61,9 @@ struct EmbeddingParameters {
 struct View {
     id: Uuid,
     name: String,
+    /// Upstream's: the name shown; ours is the name.
+    display_name: String,
+    is_default: bool,
     #[serde(rename = "type")]
     kind: &'static str,
     source: String,
@@ -80,6 +85,8 @@ struct ParametersView {
 fn view(m: Model) -> View {
     View {
         id: m.id,
+        display_name: m.name.clone(),
+        is_default: false,
         name: m.name,
         kind: if m.kind == "chat" { "KnowledgeQA" } else { "Embedding" },
         source: m.source,
@@ -124,7 +131,8 @@ impl From<ModelError> for ApiError {
 
 /// `body` applied to `m`, checked.
 fn apply(state: &AppState, m: &mut Model, body: Body) -> Result<(), ApiError> {
-    if let Some(name) = body.name {
+    // Upstream's update always sends `name`: a blank one keeps the name.
+    if let Some(name) = body.name.filter(|n| !n.trim().is_empty()) {
         m.name = name.trim().to_string();
     }
     if let Some(k) = body.kind {
@@ -229,6 +237,60 @@ async fn update(
     apply(&state, &mut m, body)?;
     let saved = db::models::save(&state.db, &m, false).await?.ok_or_else(|| ApiError::not_found("model"))?;
     Ok(Envelope::new(view(saved)))
+}
+
+/// A provider the app speaks, as upstream's model set-up lists them.
+#[derive(Serialize)]
+struct Provider {
+    value: &'static str,
+    label: &'static str,
+    description: &'static str,
+    #[serde(rename = "defaultUrls")]
+    default_urls: std::collections::BTreeMap<&'static str, String>,
+    #[serde(rename = "modelTypes")]
+    model_types: [&'static str; 2],
+}
+
+#[derive(Deserialize)]
+struct ProvidersQuery {
+    model_type: Option<String>,
+}
+
+/// The providers a model may name: OpenAI, any OpenAI-compatible server, and Ollama (its
+/// default address the configured one). Each serves chat and embedding models.
+async fn providers(
+    State(state): State<SharedState>,
+    _caller: Caller,
+    super::extract::Query(q): super::extract::Query<ProvidersQuery>,
+) -> Result<Envelope<Vec<Provider>>, ApiError> {
+    if let Some(t) = q.model_type.as_deref().filter(|t| !t.is_empty()) {
+        kind(t)?;
+    }
+    let urls = |url: String| [("KnowledgeQA", url.clone()), ("Embedding", url)].into_iter().collect();
+    let ollama = state.config.models.ollama_base_url.trim_end_matches('/').to_string();
+    Ok(Envelope::new(vec![
+        Provider {
+            value: "openai",
+            label: "OpenAI",
+            description: "OpenAI's API",
+            default_urls: urls("https://api.openai.com/v1".into()),
+            model_types: ["KnowledgeQA", "Embedding"],
+        },
+        Provider {
+            value: "generic",
+            label: "OpenAI-compatible",
+            description: "any server speaking OpenAI's chat and embeddings API (vLLM, LocalAI, ...)",
+            default_urls: urls(String::new()),
+            model_types: ["KnowledgeQA", "Embedding"],
+        },
+        Provider {
+            value: "ollama",
+            label: "Ollama",
+            description: "a local Ollama server",
+            default_urls: urls(ollama),
+            model_types: ["KnowledgeQA", "Embedding"],
+        },
+    ]))
 }
 
 async fn remove(

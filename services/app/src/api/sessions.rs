@@ -20,6 +20,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/sessions/batch", delete(remove_many))
         .route("/api/v1/sessions/{id}", get(read).put(update).delete(remove))
         .route("/api/v1/sessions/{id}/pin", post(pin).delete(unpin))
+        .route("/api/v1/sessions/{id}/generate_title", post(generate_title))
         .route("/api/v1/sessions/{id}/messages", get(messages).delete(clear))
         // Upstream's paths for the messages.
         .route("/api/v1/messages/{id}/load", get(messages))
@@ -140,6 +141,41 @@ async fn unpin(
 ) -> Result<Envelope<Session>, ApiError> {
     let unpinned = db::sessions::pin(&state.db, caller.tenant_id, id, false).await?;
     Ok(Envelope::new(unpinned.ok_or_else(|| ApiError::not_found("session"))?))
+}
+
+/// Upstream's title request: the conversation so far (its first question is what counts).
+#[derive(Deserialize, Default)]
+struct Conversation {
+    #[serde(default, deserialize_with = "super::body::null_as_default")]
+    messages: Vec<Said>,
+}
+
+#[derive(Deserialize)]
+struct Said {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    content: String,
+}
+
+/// Titles the session (by the built-in chat model when there is one) and answers the title.
+async fn generate_title(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    super::extract::OptionalJson(body): super::extract::OptionalJson<Conversation>,
+) -> Result<Envelope<String>, ApiError> {
+    fetch(&state, &caller, id).await?;
+    let sent = body.unwrap_or_default().messages.into_iter().find(|m| m.role == "user" && !m.content.trim().is_empty());
+    let question = match sent {
+        Some(m) => m.content,
+        None => db::sessions::first_question(&state.db, caller.tenant_id, id).await?.ok_or_else(|| {
+            ApiError::bad_request("messages", "the session has no question yet: send `messages` or ask first")
+        })?,
+    };
+    let title = crate::chat::generate_title(&state, &question).await;
+    db::sessions::retitle(&state.db, caller.tenant_id, id, &title).await?;
+    Ok(Envelope::new(title))
 }
 
 /// Upstream's batch delete: `{"ids": [...]}`.

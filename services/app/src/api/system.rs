@@ -150,10 +150,25 @@ struct Info {
     build_time: &'static str,
     toolchain: &'static str,
     schema_version: Option<i64>,
+    #[serde(flatten)]
+    upstream: UpstreamInfo,
     capabilities: Capabilities,
     retrieval: RetrievalInfo,
     chat: ChatInfo,
     limits: Limits,
+}
+
+/// The same facts under upstream's names, for its clients.
+#[derive(Serialize)]
+struct UpstreamInfo {
+    edition: &'static str,
+    commit_id: &'static str,
+    /// The schema version, as upstream's string.
+    db_version: String,
+    keyword_index_engine: &'static str,
+    vector_store_engine: &'static str,
+    graph_database_engine: &'static str,
+    minio_enabled: bool,
 }
 
 #[derive(Serialize)]
@@ -214,6 +229,15 @@ async fn info(State(state): State<SharedState>) -> Result<Envelope<Info>, ApiErr
         build_time: BUILD.build_time,
         toolchain: BUILD.toolchain,
         schema_version,
+        upstream: UpstreamInfo {
+            edition: "weknora",
+            commit_id: BUILD.commit,
+            db_version: schema_version.map(|v| v.to_string()).unwrap_or_default(),
+            keyword_index_engine: if pg_search { "paradedb" } else { "postgres" },
+            vector_store_engine: if pgvector { "pgvector" } else { "" },
+            graph_database_engine: "",
+            minio_enabled: state.config.storage.kind != "local",
+        },
         capabilities: Capabilities {
             pgvector,
             pg_search,

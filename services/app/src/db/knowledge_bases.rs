@@ -23,13 +23,26 @@ pub struct KnowledgeBase {
     pub summary_model_id: Option<Uuid>,
     /// The tenant's embedding model its vectors are made with (None: the built-in one).
     pub embedding_model_id: Option<Uuid>,
+    pub is_pinned: bool,
+    pub pinned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its documents, their chunks, and the documents still being parsed (upstream's counts).
+    pub knowledge_count: i64,
+    pub chunk_count: i64,
+    pub processing_count: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "id, name, description, chunk_size, chunk_overlap, split_markers, retrieval_top_k, \
                        keyword_threshold, vector_threshold, embedding_model, embedding_dimensions, \
-                       summary_model_id, embedding_model_id, created_at, updated_at";
+                       summary_model_id, embedding_model_id, is_pinned, pinned_at, \
+                       (SELECT count(*) FROM knowledge k WHERE k.knowledge_base_id = knowledge_bases.id) \
+                         AS knowledge_count, \
+                       (SELECT coalesce(sum(k.chunk_count), 0)::int8 FROM knowledge k \
+                         WHERE k.knowledge_base_id = knowledge_bases.id) AS chunk_count, \
+                       (SELECT count(*) FROM knowledge k WHERE k.knowledge_base_id = knowledge_bases.id \
+                         AND k.parse_status IN ('pending', 'processing')) AS processing_count, \
+                       created_at, updated_at";
 
 type KbQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, KnowledgeBase, sqlx::postgres::PgArguments>;
 
@@ -63,8 +76,21 @@ pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<KnowledgeBase
 }
 
 pub async fn list(db: &Db, tenant: Uuid) -> Result<Vec<KnowledgeBase>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM knowledge_bases WHERE tenant_id = $1 ORDER BY created_at");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM knowledge_bases WHERE tenant_id = $1 \
+         ORDER BY is_pinned DESC, pinned_at DESC NULLS LAST, created_at"
+    );
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(db).await
+}
+
+/// Pins the knowledge base if it is not, unpins it if it is (upstream's toggle); None when
+/// there is no such knowledge base.
+pub async fn toggle_pin(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<KnowledgeBase>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE knowledge_bases SET is_pinned = NOT is_pinned, pinned_at = CASE WHEN is_pinned THEN NULL ELSE now() END \
+         WHERE id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
 }
 
 /// Inserts `kb`'s settings under a new id.

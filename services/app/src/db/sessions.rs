@@ -83,6 +83,47 @@ pub async fn update(db: &Db, tenant: Uuid, id: Uuid, f: &Fields<'_>) -> Result<O
         .await
 }
 
+/// The title a question gives its session: the question itself, cut to 60 characters.
+pub fn title_of(question: &str) -> String {
+    question.trim().chars().take(60).collect::<String>().trim().to_string()
+}
+
+/// Sets the session's title.
+pub async fn retitle(db: &Db, tenant: Uuid, id: Uuid, title: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE chat_sessions SET title = $3 WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant)
+        .bind(title)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The session's first question, if it has one.
+pub async fn first_question(db: &Db, tenant: Uuid, session: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT content FROM chat_messages WHERE session_id = $1 AND tenant_id = $2 AND role = 'user' \
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(session)
+    .bind(tenant)
+    .fetch_optional(db)
+    .await
+}
+
+/// Whether `message` is the session's answer streaming now.
+pub async fn is_streaming(db: &Db, tenant: Uuid, session: Uuid, message: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM chat_messages WHERE id = $1 AND session_id = $2 AND tenant_id = $3 \
+         AND status = 'streaming')",
+    )
+    .bind(message)
+    .bind(session)
+    .bind(tenant)
+    .fetch_one(db)
+    .await
+}
+
 /// Pins the session (now) or unpins it; None when there is no such session.
 pub async fn pin(db: &Db, tenant: Uuid, id: Uuid, pinned: bool) -> Result<Option<Session>, sqlx::Error> {
     let sql = format!(
@@ -233,10 +274,9 @@ pub async fn begin_answer(db: &Db, b: &Begun<'_>) -> Result<(Uuid, Option<String
     .bind(kind)
     .fetch_one(&mut *tx)
     .await?;
-    let title: String = question.chars().take(60).collect();
     let titled = sqlx::query_scalar("UPDATE chat_sessions SET title = $2 WHERE id = $1 AND title = '' RETURNING title")
         .bind(session)
-        .bind(title.trim())
+        .bind(title_of(question))
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
