@@ -170,19 +170,30 @@ pub async fn rename(db: &Db, tenant: Uuid, id: Uuid, title: &str) -> Result<Opti
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).bind(title).fetch_optional(db).await
 }
 
-/// Deletes every document of the knowledge base (the knowledge base stays); how many, and
-/// their stored files' keys.
-pub async fn clear(db: &Db, tenant: Uuid, kb: Uuid) -> Result<(i64, Vec<String>), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    // Jobs first, in the order an ingest worker locks them (see `delete`).
+/// Locks the jobs of a knowledge base's documents, in the order an ingest worker locks
+/// them (its job, then the document; see `delete`): deleting documents without it while
+/// they are ingested can deadlock.
+pub async fn lock_jobs_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: Uuid,
+    kb: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT 1 FROM ingest_jobs j JOIN knowledge k ON k.id = j.knowledge_id \
          WHERE k.knowledge_base_id = $1 AND k.tenant_id = $2 FOR UPDATE OF j",
     )
     .bind(kb)
     .bind(tenant)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Deletes every document of the knowledge base (the knowledge base stays); how many, and
+/// their stored files' keys.
+pub async fn clear(db: &Db, tenant: Uuid, kb: Uuid) -> Result<(i64, Vec<String>), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    lock_jobs_of(&mut tx, tenant, kb).await?;
     let (deleted, keys): (i64, Vec<String>) = sqlx::query_as(
         "WITH gone AS (DELETE FROM knowledge WHERE knowledge_base_id = $1 AND tenant_id = $2 RETURNING object_key) \
          SELECT count(*), coalesce(array_agg(object_key) FILTER (WHERE object_key IS NOT NULL), '{}') FROM gone",

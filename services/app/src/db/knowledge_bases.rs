@@ -118,16 +118,7 @@ pub async fn update(db: &Db, tenant: Uuid, kb: &KnowledgeBase) -> Result<Option<
 /// storage keys of their files, for the caller to remove; None when there was none.
 pub async fn delete(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Vec<String>>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    // Its documents' jobs first, in the order an ingest worker locks them (see
-    // documents::delete): else deleting while documents are ingested can deadlock.
-    sqlx::query(
-        "SELECT 1 FROM ingest_jobs j JOIN knowledge k ON k.id = j.knowledge_id \
-         WHERE k.knowledge_base_id = $1 AND k.tenant_id = $2 FOR UPDATE OF j",
-    )
-    .bind(id)
-    .bind(tenant)
-    .execute(&mut *tx)
-    .await?;
+    super::documents::lock_jobs_of(&mut tx, tenant, id).await?;
     // The keys are collected in the same statement as the delete (the CTEs share one snapshot).
     let (deleted, keys): (i64, Vec<String>) = sqlx::query_as(
         "WITH files AS (SELECT object_key FROM knowledge \
