@@ -67,9 +67,9 @@ struct SearchQuery {
 }
 
 /// Upstream's `SearchParams`, the JSON body of a hybrid search. `match_count` is how many
-/// hits to answer; `knowledge_base_ids`, when given, replace the path's knowledge base;
-/// thresholds and `disable_*` are upstream's knobs of its retrievers (ours are set per
-/// deployment: `retrieval.*`), read so that a client sending them is not refused.
+/// hits to answer; `knowledge_base_ids`, when given, replace the path's knowledge base.
+/// Upstream's per-request knobs of its retrievers (thresholds, `disable_*`) are ignored:
+/// ours are set per deployment (`retrieval.*`) and per knowledge base.
 #[derive(Deserialize, Default)]
 struct SearchParams {
     #[serde(default)]
