@@ -233,6 +233,22 @@ fn a_client_written_for_upstream_works_unchanged() {
     let answer = &messages["data"][1];
     assert_eq!(answer["id"], message_id, "the answer agent_query announced");
     answer["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
+    // SearchMessages: the question-and-answer pairs by their words, in the sessions named.
+    let search = json!({"query": "nightly backup", "mode": "hybrid", "limit": 10, "session_ids": [session_id]});
+    let (status, _, found) = call(port, "POST", "/api/v1/messages/search", &ADMIN, Some(&search));
+    assert_eq!((status, found["data"]["total"].as_i64()), (200, Some(1)), "{found}");
+    let item = &found["data"]["items"][0];
+    assert_eq!(
+        (item["session_id"].as_str(), item["match_type"].as_str()),
+        (Some(session_id.as_str()), Some("keyword"))
+    );
+    assert!(item["answer_content"].as_str().unwrap().contains("02:00") && item["score"] == 1.0, "{item}");
+    let elsewhere = json!({"query": "nightly backup", "session_ids": [uuid::Uuid::new_v4()]});
+    let (_, _, none) = call(port, "POST", "/api/v1/messages/search", &ADMIN, Some(&elsewhere));
+    assert_eq!(none["data"]["total"], 0, "{none}");
+    let (_, _, stats) = get(port, "/api/v1/messages/chat-history-stats", &ADMIN);
+    assert_eq!(stats["data"]["enabled"], false, "{stats}");
+
     // GenerateTitle with no chat model: the first question, and a stop for an ended answer.
     let conversation = json!({"messages": [{"role": "user", "content": "When does the nightly backup run?"}]});
     let path = format!("/api/v1/sessions/{session_id}/generate_title");

@@ -24,6 +24,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/sessions/{id}/messages", get(messages).delete(clear))
         // Upstream's paths for the messages.
         .route("/api/v1/messages/{id}/load", get(messages))
+        .route("/api/v1/messages/search", post(search_messages))
+        .route("/api/v1/messages/chat-history-stats", get(chat_history_stats))
         .route("/api/v1/messages/{session}/{id}", delete(remove_message))
 }
 
@@ -225,6 +227,65 @@ async fn remove_message(
         return Err(ApiError::not_found("message"));
     }
     Ok(Envelope::new(Deleted { id, deleted: true }))
+}
+
+/// Upstream's history search: `{query, mode, limit, session_ids}`.
+#[derive(Deserialize)]
+struct HistorySearch {
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    mode: String,
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "super::body::id_list")]
+    session_ids: Vec<Uuid>,
+}
+
+#[derive(Serialize)]
+struct FoundView {
+    #[serde(flatten)]
+    found: db::sessions::Found,
+    /// How it matched: by its words (chat history has no vectors here).
+    match_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct History {
+    items: Vec<FoundView>,
+    total: i64,
+}
+
+/// Searches the tenant's questions and answers by their words. Upstream's `vector` and
+/// `hybrid` modes are answered by words too (chat history is not embedded here), and every
+/// item says so in `match_type`.
+async fn search_messages(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Json(body): Json<HistorySearch>,
+) -> Result<Envelope<History>, ApiError> {
+    if !matches!(body.mode.as_str(), "" | "keyword" | "vector" | "hybrid") {
+        return Err(ApiError::bad_request("mode", "mode is keyword, vector or hybrid"));
+    }
+    let terms = crate::chunker::query_terms(&state.jieba, &body.query);
+    if body.query.trim().is_empty() || terms.is_empty() {
+        return Err(ApiError::bad_request("query", "the query has no searchable words"));
+    }
+    let limit = body.limit.filter(|l| *l > 0).unwrap_or(20).min(200);
+    let (found, total) = db::sessions::search(&state.db, caller.tenant_id, &terms, &body.session_ids, limit).await?;
+    let items = found.into_iter().map(|found| FoundView { found, match_type: "keyword" }).collect();
+    Ok(Envelope::new(History { items, total }))
+}
+
+/// Upstream's chat-history knowledge base: chat history is not indexed into one here.
+#[derive(Serialize)]
+struct HistoryStats {
+    enabled: bool,
+    indexed_message_count: i64,
+    has_indexed_messages: bool,
+}
+
+async fn chat_history_stats(_caller: Caller) -> Envelope<HistoryStats> {
+    Envelope::new(HistoryStats { enabled: false, indexed_message_count: 0, has_indexed_messages: false })
 }
 
 #[derive(Deserialize)]

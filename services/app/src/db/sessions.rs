@@ -83,6 +83,60 @@ pub async fn update(db: &Db, tenant: Uuid, id: Uuid, f: &Fields<'_>) -> Result<O
         .await
 }
 
+/// A question and its answer that matched a search of the chat history.
+#[derive(Serialize, sqlx::FromRow)]
+pub struct Found {
+    pub request_id: String,
+    pub session_id: Uuid,
+    pub session_title: String,
+    pub query_content: String,
+    pub answer_content: String,
+    /// The share of the searched terms the pair holds (0 to 1).
+    pub score: f64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The tenant's question-and-answer pairs holding any of `terms` (any case), in `sessions`
+/// when some are named: the most terms first, then the newest; and how many matched.
+pub async fn search(
+    db: &Db,
+    tenant: Uuid,
+    terms: &[String],
+    sessions: &[Uuid],
+    limit: i64,
+) -> Result<(Vec<Found>, i64), sqlx::Error> {
+    // `%` and `_` in a term match themselves.
+    let patterns: Vec<String> = terms
+        .iter()
+        .map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+        .collect();
+    let scored = "SELECT * FROM (SELECT q.request_id, q.session_id, s.title AS session_title, \
+                  q.content AS query_content, coalesce(a.content, '') AS answer_content, q.created_at, \
+                  (SELECT count(*) FROM unnest($2::text[]) p \
+                    WHERE q.content ILIKE p OR coalesce(a.content, '') ILIKE p)::float8 \
+                    / greatest(cardinality($2), 1) AS score \
+                  FROM chat_messages q JOIN chat_sessions s ON s.id = q.session_id \
+                  LEFT JOIN chat_messages a ON a.session_id = q.session_id AND a.request_id = q.request_id \
+                    AND a.role = 'assistant' \
+                  WHERE q.tenant_id = $1 AND q.role = 'user' AND q.request_id IS NOT NULL \
+                    AND (cardinality($3::uuid[]) = 0 OR q.session_id = ANY($3))) pairs WHERE score > 0";
+    let sql = format!("{scored} ORDER BY score DESC, created_at DESC LIMIT $4");
+    let found = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(&patterns)
+        .bind(sessions)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM ({scored}) matched")))
+        .bind(tenant)
+        .bind(&patterns)
+        .bind(sessions)
+        .fetch_one(db)
+        .await?;
+    Ok((found, total))
+}
+
 /// The title a question gives its session: the question itself, cut to 60 characters.
 pub fn title_of(question: &str) -> String {
     question.trim().chars().take(60).collect::<String>().trim().to_string()
