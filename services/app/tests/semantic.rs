@@ -185,6 +185,24 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
     assert_eq!(hits["data"][0]["content"], KESTRELS, "{hits}");
     assert_eq!(hits["data"][0]["match_kind"], "both", "{hits}");
 
+    // An edited chunk loses its vector and gets one for its new text from an embedding job.
+    let first = &ids[0];
+    let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{first}"), &admin);
+    let chunk = chunks["data"][0]["id"].as_str().unwrap().to_string();
+    let text = "Quarterly budget reviews happen in the glass room on the fourth floor.";
+    let (status, _, edited) =
+        call(port, "PUT", &format!("/api/v1/chunks/{first}/{chunk}"), &admin, Some(&json!({"content": text})));
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(wait_vectors(port, first)["vector_status"], "completed");
+    let vectors = psql(&pg, &format!("SELECT model FROM chunk_embeddings WHERE chunk_id = '{chunk}'"));
+    assert_eq!(vectors, [[EMBEDDER_MODEL.to_string()]], "the edited chunk has its vector again");
+    let (_, answer) = search(port, ADMIN_KEY, &kb, text);
+    assert_eq!(
+        (answer["data"][0]["id"].as_str(), answer["data"][0]["match_kind"].as_str()),
+        (Some(chunk.as_str()), Some("both")),
+        "{answer}"
+    );
+
     // Another tenant cannot search this knowledge base.
     let (_, _, other) = call(port, "POST", "/api/v1/tenants", &admin, Some(&json!({"name": "rival"})));
     let other_key = other["data"]["api_key"].as_str().unwrap().to_string();

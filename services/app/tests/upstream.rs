@@ -157,6 +157,24 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (_, _, unpinned) = call(port, "PUT", &pin, &ADMIN, None);
     assert_eq!((unpinned["data"]["is_pinned"].as_bool(), &unpinned["data"]["pinned_at"]), (Some(false), &Value::Null));
 
+    // UpdateChunk: searched by its new words at once; DeleteChunk: gone, and counted so.
+    let chunk_path = format!("/api/v1/chunks/{file_id}/{}", chunk["id"].as_str().unwrap());
+    let edit = json!({"content": "Restore drills run weekly on a spare machine named kestrel.", "chunk_index": 0});
+    let (status, _, edited) = call(port, "PUT", &chunk_path, &ADMIN, Some(&edit));
+    assert_eq!((status, edited["data"]["content"].as_str()), (200, edit["content"].as_str()), "{edited}");
+    let kestrel = json!({"query_text": "kestrel", "match_count": 5});
+    let (_, _, hits) =
+        call(port, "POST", &format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search"), &ADMIN, Some(&kestrel));
+    assert_eq!(hits["data"][0]["id"], chunk["id"], "{hits}");
+    let (status, _, gone) = call(port, "DELETE", &chunk_path, &ADMIN, None);
+    assert_eq!((status, gone["data"]["deleted"].as_bool()), (200, Some(true)), "{gone}");
+    assert_eq!(call(port, "DELETE", &chunk_path, &ADMIN, None).0, 404);
+    let (_, _, hits) =
+        call(port, "POST", &format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search"), &ADMIN, Some(&kestrel));
+    assert_eq!(hits["data"], json!([]), "{hits}");
+    let (_, _, doc_now) = get(port, &format!("/api/v1/knowledge/{file_id}"), &ADMIN);
+    assert_eq!(doc_now["data"]["chunk_count"], file["chunk_count"].as_i64().unwrap() - 1, "{doc_now}");
+
     // HybridSearch: POST with upstream's SearchParams.
     let params = json!({"query_text": "nightly backup", "vector_threshold": 0.5, "keyword_threshold": 0.3,
         "match_count": 5, "disable_keywords_match": false, "disable_vector_match": false});

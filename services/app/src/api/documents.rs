@@ -34,7 +34,8 @@ pub fn routes(max_bytes: usize) -> Router<SharedState> {
         .route("/api/v1/knowledge/batch", get(batch))
         .route("/api/v1/knowledge/{id}", get(read).put(rename).delete(remove))
         .route("/api/v1/knowledge/{id}/download", get(download))
-        .route("/api/v1/chunks/{knowledge_id}", get(chunks))
+        .route("/api/v1/chunks/{knowledge_id}", get(chunks).delete(remove_chunks))
+        .route("/api/v1/chunks/{knowledge_id}/{id}", axum::routing::put(edit_chunk).delete(remove_chunk))
         .route("/api/v1/chunks/by-id/{id}", get(chunk))
 }
 
@@ -486,6 +487,66 @@ async fn chunk(
 ) -> Result<Envelope<Chunk>, ApiError> {
     let found = db::chunks::get(&state.db, caller.tenant_id, id).await?;
     Ok(Envelope::new(found.ok_or_else(|| ApiError::not_found("chunk"))?))
+}
+
+/// Upstream's chunk update: `{content}` (its other fields are ignored). The chunk is
+/// searched by its new words at once, and by meaning once its vector is made again.
+#[derive(Deserialize)]
+struct ChunkEdit {
+    #[serde(default)]
+    content: String,
+}
+
+async fn edit_chunk(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((knowledge_id, id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<ChunkEdit>,
+) -> Result<Envelope<Chunk>, ApiError> {
+    let doc = fetch(&state, &caller, knowledge_id).await?;
+    let content = body.content.trim();
+    if content.is_empty() {
+        return Err(ApiError::bad_request("content", "a chunk needs text; to remove it, DELETE it"));
+    }
+    let words = crate::chunker::search_tokens(&state.jieba, content).join(" ");
+    let reembed = (state.vectors.is_some() && doc.vector_status != "none").then_some(state.config.ingest.max_attempts);
+    let edited = db::chunks::edit(&state.db, caller.tenant_id, knowledge_id, id, content, &words, reembed).await?;
+    let edited = edited.ok_or_else(|| ApiError::not_found("chunk"))?;
+    if reembed.is_some() {
+        state.new_job.notify_one();
+    }
+    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    Ok(Envelope::new(edited))
+}
+
+#[derive(Serialize)]
+struct ChunksDeleted {
+    deleted: u64,
+}
+
+async fn remove_chunk(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((knowledge_id, id)): Path<(Uuid, Uuid)>,
+) -> Result<Envelope<Deleted>, ApiError> {
+    let doc = fetch(&state, &caller, knowledge_id).await?;
+    if db::chunks::delete(&state.db, caller.tenant_id, knowledge_id, Some(id)).await? == 0 {
+        return Err(ApiError::not_found("chunk"));
+    }
+    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    Ok(Envelope::new(Deleted { id, deleted: true }))
+}
+
+/// Every chunk of the document goes (the document stays; `reparse` makes them again).
+async fn remove_chunks(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(knowledge_id): Path<Uuid>,
+) -> Result<Envelope<ChunksDeleted>, ApiError> {
+    let doc = fetch(&state, &caller, knowledge_id).await?;
+    let deleted = db::chunks::delete(&state.db, caller.tenant_id, knowledge_id, None).await?;
+    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    Ok(Envelope::new(ChunksDeleted { deleted }))
 }
 
 async fn chunks(

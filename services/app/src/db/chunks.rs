@@ -129,6 +129,67 @@ pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Chunk>, sqlx:
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
 }
 
+/// Replaces a chunk's text (and the words it is searched by). Its vector, which no longer
+/// fits, goes; with `reembed`, an embedding job for its document makes it again (the job
+/// embeds the chunks that have none). None when there is no such chunk of the document.
+pub async fn edit(
+    db: &Db,
+    tenant: Uuid,
+    knowledge: Uuid,
+    id: Uuid,
+    content: &str,
+    search_text: &str,
+    reembed: Option<i32>,
+) -> Result<Option<Chunk>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let sql = format!(
+        "UPDATE chunks SET content = $4, search_text = $5 WHERE id = $1 AND knowledge_id = $2 AND tenant_id = $3 \
+         RETURNING {CHUNK}"
+    );
+    let edited: Option<Chunk> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(knowledge)
+        .bind(tenant)
+        .bind(content)
+        .bind(search_text)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if edited.is_some()
+        && let Some(max_attempts) = reembed
+    {
+        sqlx::query("DELETE FROM chunk_embeddings WHERE chunk_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE knowledge SET vector_status = 'pending', vector_error = NULL WHERE id = $1")
+            .bind(knowledge)
+            .execute(&mut *tx)
+            .await?;
+        super::jobs::queue(&mut tx, super::jobs::Kind::Embed, tenant, knowledge, max_attempts).await?;
+    }
+    tx.commit().await?;
+    Ok(edited)
+}
+
+/// Deletes one of the document's chunks (`id`) or all of them (None), with their vectors;
+/// how many. The document's chunk count follows.
+pub async fn delete(db: &Db, tenant: Uuid, knowledge: Uuid, id: Option<Uuid>) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let gone =
+        sqlx::query("DELETE FROM chunks WHERE knowledge_id = $1 AND tenant_id = $2 AND ($3::uuid IS NULL OR id = $3)")
+            .bind(knowledge)
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    sqlx::query(
+        "UPDATE knowledge SET chunk_count = (SELECT count(*) FROM chunks WHERE knowledge_id = $1) WHERE id = $1",
+    )
+    .bind(knowledge)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(gone)
+}
+
 /// Where a search looks: the tenant's knowledge bases, and within them only these
 /// documents unless `knowledge_ids` is empty.
 pub struct Scope<'a> {
