@@ -175,6 +175,24 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (_, _, doc_now) = get(port, &format!("/api/v1/knowledge/{file_id}"), &ADMIN);
     assert_eq!(doc_now["data"]["chunk_count"], file["chunk_count"].as_i64().unwrap() - 1, "{doc_now}");
 
+    // A duplicate: the settings, none of the documents, named after the source.
+    let dup = format!("/api/v1/knowledge-bases/{kb_id}/duplicate");
+    let (status, _, copy) = call(port, "POST", &dup, &ADMIN, None);
+    assert_eq!((status, copy["data"]["source_id"].as_str()), (201, Some(kb_id.as_str())), "{copy}");
+    let copied = &copy["data"]["knowledge_base"];
+    assert_eq!(
+        (copied["name"].as_str(), copied["knowledge_count"].as_i64()),
+        (Some("运维手册 Copy"), Some(0)),
+        "{copy}"
+    );
+    assert_eq!(copied["chunking_config"], counted["data"]["chunking_config"], "{copy}");
+    let (_, _, again) = call(port, "POST", &dup, &ADMIN, None);
+    assert_eq!(again["data"]["knowledge_base"]["name"], "运维手册 Copy 2", "{again}");
+    for made in [&copy, &again] {
+        let path = format!("/api/v1/knowledge-bases/{}", made["data"]["target_id"].as_str().unwrap());
+        assert_eq!(call(port, "DELETE", &path, &ADMIN, None).0, 200);
+    }
+
     // HybridSearch: POST with upstream's SearchParams.
     let params = json!({"query_text": "nightly backup", "vector_threshold": 0.5, "keyword_threshold": 0.3,
         "match_count": 5, "disable_keywords_match": false, "disable_vector_match": false});

@@ -23,6 +23,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge-bases/{id}", get(read).put(update).delete(remove))
         .route("/api/v1/knowledge-bases/{id}/reindex", post(reindex))
         .route("/api/v1/knowledge-bases/{id}/pin", axum::routing::put(toggle_pin))
+        .route("/api/v1/knowledge-bases/{id}/duplicate", post(duplicate))
 }
 
 /// Fields a create or update may set; absent fields keep their value (or the configured
@@ -268,6 +269,46 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
     crate::cache::knowledge_base_changed(&state, id).await;
     Ok(Envelope::new(view(updated)))
+}
+
+#[derive(Serialize)]
+struct Duplicated {
+    source_id: Uuid,
+    target_id: Uuid,
+    message: &'static str,
+    knowledge_base: View,
+}
+
+/// Upstream's duplicate: a new knowledge base with this one's settings (chunking, models,
+/// retrieval) and none of its documents, named `<name> Copy` (`<name> 副本` for a Chinese
+/// `Accept-Language`), numbered when that name is taken.
+async fn duplicate(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<Duplicated>, ApiError> {
+    let source = fetch(&state, &caller, id).await?;
+    let chinese = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|l| l.trim_start().starts_with("zh"));
+    let suffix = if chinese { "副本" } else { "Copy" };
+    for n in 1..=100 {
+        let name = if n == 1 { format!("{} {suffix}", source.name) } else { format!("{} {suffix} {n}", source.name) };
+        let copy = KnowledgeBase { name, ..source.clone_settings() };
+        match db::knowledge_bases::create(&state.db, caller.tenant_id, &copy).await {
+            Ok(created) => {
+                let target_id = created.id;
+                let knowledge_base = view(created);
+                let message = "Knowledge base duplicate created";
+                return Ok(Envelope::created(Duplicated { source_id: id, target_id, message, knowledge_base }));
+            }
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict("a hundred copies of this knowledge base exist: rename some, then try again"))
 }
 
 /// Upstream's pin: a toggle.

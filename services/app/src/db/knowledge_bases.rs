@@ -44,6 +44,34 @@ const COLUMNS: &str = "id, name, description, chunk_size, chunk_overlap, split_m
                          AND k.parse_status IN ('pending', 'processing')) AS processing_count, \
                        created_at, updated_at";
 
+impl KnowledgeBase {
+    /// Its settings, as a new knowledge base would take them: no vectors or documents yet.
+    pub fn clone_settings(&self) -> KnowledgeBase {
+        KnowledgeBase {
+            id: Uuid::nil(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            chunk_size: self.chunk_size,
+            chunk_overlap: self.chunk_overlap,
+            split_markers: self.split_markers.clone(),
+            retrieval_top_k: self.retrieval_top_k,
+            keyword_threshold: self.keyword_threshold,
+            vector_threshold: self.vector_threshold,
+            embedding_model: None,
+            embedding_dimensions: None,
+            summary_model_id: self.summary_model_id,
+            embedding_model_id: self.embedding_model_id,
+            is_pinned: false,
+            pinned_at: None,
+            knowledge_count: 0,
+            chunk_count: 0,
+            processing_count: 0,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
 type KbQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, KnowledgeBase, sqlx::postgres::PgArguments>;
 
 /// Binds $1 id, $2 tenant, then the settings in the order both INSERT and UPDATE use.
