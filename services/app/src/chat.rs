@@ -380,6 +380,7 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
         knowledge_ids: q.knowledge_ids,
         query: q.query,
         top_k: state.config.retrieval.top_k as usize,
+        off: crate::retrieval::Off::default(),
     };
     let hits = match crate::retrieval::search(state, &question).await {
         Ok(found) => found.hits,

@@ -24,6 +24,8 @@ pub enum SearchError {
     NoWords,
     /// A knowledge base was indexed with another model than the one questions are embedded with.
     ModelMismatch(String),
+    /// The request turned keyword retrieval off, and vector retrieval is not there (why).
+    NoRetriever(String),
     Database(sqlx::Error),
 }
 
@@ -40,6 +42,15 @@ pub struct Question<'a> {
     pub knowledge_ids: &'a [Uuid],
     pub query: &'a str,
     pub top_k: usize,
+    /// The retrievers the caller turned off (upstream's `disable_*_match`).
+    pub off: Off,
+}
+
+/// Retrievers a request turns off; by default none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Off {
+    pub keyword: bool,
+    pub vector: bool,
 }
 
 /// The hits, best first, and how they were found.
@@ -117,8 +128,9 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
         return Err(SearchError::NotFound);
     }
     let terms = query_terms(&state.jieba, q.query);
-    let keywords = tsquery(&terms);
+    let keywords = if q.off.keyword { String::new() } else { tsquery(&terms) };
     let (embedder, mut notice) = match embedder_of(state, q, &indexed).await? {
+        _ if q.off.vector => (None, None),
         Ok(embedder) => (Some(embedder), None),
         Err(why) => (None, Some(why)),
     };
@@ -142,19 +154,25 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
             }
         }
     }
+    if q.off.keyword && embedder.is_none() {
+        let why = notice.unwrap_or_else(|| "vector retrieval is off".into());
+        return Err(SearchError::NoRetriever(why));
+    }
     if keywords.is_empty() && embedder.is_none() {
         return Err(SearchError::NoWords);
     }
+    // What found the hits: both retrievers, or the one there is.
+    let fused = if q.off.keyword { "vector" } else { "hybrid" };
 
     let model = embedder.map_or("", |e| e.model());
-    let question = format!("{model}|{}|{:?}|{}", q.top_k, q.knowledge_ids, q.query);
+    let question = format!("{model}|{}|{:?}|{:?}|{}", q.top_k, q.knowledge_ids, q.off, q.query);
     let cache_key = crate::cache::search_key(state, q.tenant, &wanted, &question).await;
     if let Some(key) = &cache_key
         && let Some(cached) = crate::cache::get(state, key).await
         && let Ok(hits) = serde_json::from_str::<Vec<Hit>>(&cached)
     {
         crate::metrics::search_cache(true);
-        let retrieval = if embedder.is_some() { "hybrid" } else { "keyword" };
+        let retrieval = if embedder.is_some() { fused } else { "keyword" };
         return Ok(Retrieved { hits, terms, retrieval, notice, cached: true });
     }
     crate::metrics::search_cache(false);
@@ -195,7 +213,7 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
         _ => None,
     };
     let (hits, retrieval) = match vector {
-        Some(vector) => (fuse(keyword, vector, state.config.retrieval.rrf_k as f64, q.top_k), "hybrid"),
+        Some(vector) => (fuse(keyword, vector, state.config.retrieval.rrf_k as f64, q.top_k), fused),
         None => (keyword.into_iter().take(q.top_k).collect(), "keyword"),
     };
     // A degraded answer is not cached: the next question tries the model again.

@@ -203,6 +203,13 @@ fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
         "{answer}"
     );
 
+    // Upstream's switches: keyword matching off, vector alone.
+    let body = json!({"query_text": "lighthouses", "match_count": 3, "disable_keywords_match": true});
+    let (_, _, vector) =
+        call(port, "POST", &format!("/api/v1/knowledge-bases/{kb}/hybrid-search"), &admin, Some(&body));
+    assert_eq!(vector["retrieval"], "vector", "{vector}");
+    assert!(vector["data"].as_array().unwrap().iter().all(|h| h["match_kind"] == "vector"), "{vector}");
+
     // Another tenant cannot search this knowledge base.
     let (_, _, other) = call(port, "POST", "/api/v1/tenants", &admin, Some(&json!({"name": "rival"})));
     let other_key = other["data"]["api_key"].as_str().unwrap().to_string();

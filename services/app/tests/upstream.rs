@@ -202,6 +202,18 @@ fn a_client_written_for_upstream_works_unchanged() {
     let hit = &hits["data"][0];
     decodes_as_upstream_hit(hit);
     assert_eq!((hit["match_type"].as_i64(), hit["knowledge_base_id"].as_str()), (Some(1), Some(kb_id.as_str())));
+    // Its switches: vector matching off leaves keyword; keyword off leaves nothing on this
+    // PostgreSQL without pgvector, and the refusal says why.
+    let switched = |off: &str| {
+        let mut body = params.clone();
+        body[off] = json!(true);
+        call(port, "POST", &path, &ADMIN, Some(&body))
+    };
+    let (status, _, keyword) = switched("disable_vector_match");
+    assert_eq!((status, keyword["retrieval"].as_str()), (200, Some("keyword")), "{keyword}");
+    let (status, _, nothing) = switched("disable_keywords_match");
+    assert_eq!(status, 400, "{nothing}");
+    assert!(nothing["error"]["message"].as_str().unwrap().contains("no pgvector"), "{nothing}");
     // The same body on GET, as upstream's handler also reads it.
     let (status, _, hits) = call(port, "GET", &path, &ADMIN, Some(&params));
     assert_eq!((status, hits["data"][0]["id"].as_str()), (200, hit["id"].as_str()), "{hits}");

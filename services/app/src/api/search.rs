@@ -17,7 +17,7 @@ use super::chat::{Mentioned, fold_mentions};
 use super::extract::{Caller, Json, OptionalJson, Path, Query};
 use crate::db::chunks::Hit;
 use crate::error::ApiError;
-use crate::retrieval::{Question, Retrieved, SearchError};
+use crate::retrieval::{Off, Question, Retrieved, SearchError};
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
@@ -34,6 +34,10 @@ impl From<SearchError> for ApiError {
             SearchError::ModelMismatch(message) => {
                 ApiError::new(StatusCode::CONFLICT, "embedding_model_mismatch", message)
             }
+            SearchError::NoRetriever(why) => ApiError::bad_request(
+                "disable_keywords_match",
+                &format!("with keyword matching off nothing is left to search: {why}"),
+            ),
             SearchError::Database(e) => e.into(),
         }
     }
@@ -67,14 +71,18 @@ struct SearchQuery {
 }
 
 /// Upstream's `SearchParams`, the JSON body of a hybrid search. `match_count` is how many
-/// hits to answer; `knowledge_base_ids`, when given, replace the path's knowledge base.
-/// Upstream's per-request knobs of its retrievers (thresholds, `disable_*`) are ignored:
-/// ours are set per deployment (`retrieval.*`) and per knowledge base.
+/// hits to answer; `knowledge_base_ids`, when given, replace the path's knowledge base;
+/// `disable_keywords_match` and `disable_vector_match` turn a retriever off. Upstream's
+/// per-request thresholds are ignored: ours are set per deployment (`retrieval.*`).
 #[derive(Deserialize, Default)]
 struct SearchParams {
     #[serde(default)]
     query_text: String,
     match_count: Option<i64>,
+    #[serde(default)]
+    disable_keywords_match: bool,
+    #[serde(default)]
+    disable_vector_match: bool,
     #[serde(default, deserialize_with = "id_list")]
     knowledge_base_ids: Vec<Uuid>,
     #[serde(default, deserialize_with = "id_list")]
@@ -99,6 +107,12 @@ async fn hybrid_search(
     if params.query_text.trim().is_empty() {
         return Err(ApiError::bad_request("query_text", "the query is empty: send query_text (or ?query=)"));
     }
+    if params.disable_keywords_match && params.disable_vector_match {
+        return Err(ApiError::bad_request(
+            "disable_vector_match",
+            "both retrievers are turned off: leave keyword or vector matching on",
+        ));
+    }
     let knowledge_bases = if params.knowledge_base_ids.is_empty() { vec![kb] } else { params.knowledge_base_ids };
     let question = Question {
         tenant: caller.tenant_id,
@@ -106,6 +120,7 @@ async fn hybrid_search(
         knowledge_ids: &params.knowledge_ids,
         query: &params.query_text,
         top_k: top_k(&state, params.match_count),
+        off: Off { keyword: params.disable_keywords_match, vector: params.disable_vector_match },
     };
     Ok(answer(crate::retrieval::search(&state, &question).await?))
 }
@@ -152,6 +167,7 @@ async fn knowledge_search(
         knowledge_ids: &knowledge_ids,
         query: &body.query,
         top_k: top_k(&state, body.top_k),
+        off: Off::default(),
     };
     Ok(answer(crate::retrieval::search(&state, &question).await?))
 }
