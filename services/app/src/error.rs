@@ -1,7 +1,8 @@
 //! The one error type every handler returns, in upstream's shape: `{"success": false,
 //! "error": {"code": 1003, "message", "details": {"reason": "not_found"}}}` with an HTTP
-//! status. `code` is upstream's integer for the status (the Go SDK also reads it at the top
-//! level, where it is repeated); `details.reason` is our finer word for what went wrong. `?` converts the errors handlers meet (the database, rejected paths,
+//! status. `code` is upstream's integer for the status (the Go SDK also reads `code` and
+//! `message` at the top level, where they are repeated); `details.reason` is our finer word
+//! for what went wrong. `?` converts the errors handlers meet (the database, rejected paths,
 //! queries and bodies) so that no handler maps errors by hand.
 
 use axum::Json;
@@ -19,15 +20,20 @@ pub struct ApiError {
     /// What the error is about, as `data` beside it (upstream's duplicate upload answers the
     /// document that exists).
     pub data: Option<serde_json::Value>,
+    /// The word upstream puts as the top-level `code` where it answers one instead of its
+    /// integer (`duplicate_file`).
+    pub top_code: Option<&'static str>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), data: None }
+        ApiError { status, code, message: message.into(), data: None, top_code: None }
     }
 
-    pub fn with_data(self, data: impl Serialize) -> ApiError {
-        ApiError { data: serde_json::to_value(data).ok(), ..self }
+    /// With `data` beside the error, and `top_code` as the top-level code, as upstream answers
+    /// a duplicate upload.
+    pub fn with_data(self, data: impl Serialize, top_code: &'static str) -> ApiError {
+        ApiError { data: serde_json::to_value(data).ok(), top_code: Some(top_code), ..self }
     }
 
     /// A request field (or parameter) at fault, named first in the message.
@@ -176,7 +182,9 @@ pub fn upstream_code(status: StatusCode) -> u16 {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     success: bool,
-    code: u16,
+    /// Upstream's integer, or the word it answers in its place (`top_code`).
+    code: serde_json::Value,
+    message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<serde_json::Value>,
     error: ErrorDetail<'a>,
@@ -198,7 +206,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = upstream_code(self.status);
         let error = ErrorDetail { code, message: &self.message, details: Reason { reason: self.code } };
-        let body = ErrorBody { success: false, code, data: self.data.clone(), error };
+        let top = self.top_code.map_or_else(|| code.into(), serde_json::Value::from);
+        let body = ErrorBody { success: false, code: top, message: &self.message, data: self.data.clone(), error };
         (self.status, Json(body)).into_response()
     }
 }

@@ -297,7 +297,8 @@ fn error_shape(reply: &Reply) -> Result<(), String> {
     let code = body["error"]["code"].as_u64().filter(|c| (1000..3000).contains(c));
     if body["success"] != false
         || code.is_none()
-        || body["code"].as_u64() != code
+        // (upstream's duplicate upload answers a word there instead)
+        || (body["code"].as_u64() != code && !body["code"].as_str().is_some_and(|w| w.starts_with("duplicate_")))
         || !text(&body["error"]["message"])
         || !text(&body["error"]["details"]["reason"])
     {

@@ -158,7 +158,8 @@ async fn ingest(
             "the knowledge base has {what} already: document {} (`{}`); delete it first to upload it again",
             there.id, there.title
         );
-        return Err(ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(view(there)));
+        let word = if url.is_some() { "duplicate_url" } else { "duplicate_file" };
+        return Err(ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(view(there), word));
     }
     if let (Some(key), Some(bytes)) = (&key, content)
         && let Err(e) = state.storage.write(key, bytes).await
