@@ -171,6 +171,8 @@ pub fn upstream_code(status: StatusCode) -> u16 {
         405 => 1004,
         409 => 1005,
         429 => 1006,
+        // Upstream has no code for "not provided"; 1004 (its method-not-allowed) is nearest.
+        501 => 1004,
         503 => 1008,
         504 => 1009,
         422 => 1010,

@@ -400,6 +400,18 @@ fn a_client_written_for_upstream_works_unchanged() {
     assert_eq!((status, cleared["data"]["deleted"].as_i64()), (200, Some(2)), "{cleared}");
     assert_eq!(list("page=1")["total"], 0);
     assert_eq!(get(port, &format!("/api/v1/knowledge-bases/{kb_id}"), &ADMIN).0, 200);
+    // Upstream's families we do not provide say so in upstream's shape; a typo is still a 404.
+    for (path, named) in [
+        ("/api/v1/agents", "custom agents"),
+        ("/api/v1/auth/login", "sign-in with accounts"),
+        (&format!("/api/v1/knowledge-bases/{kb_id}/tags") as &str, "tags"),
+    ] {
+        let (status, _, body) = get(port, path, &ADMIN);
+        assert_eq!(status, 501, "{path}: {body}");
+        upstream_error(&body, 1004, "not_provided");
+        assert!(body["error"]["message"].as_str().unwrap().contains(named), "{path}: {body}");
+    }
+    assert_eq!(get(port, "/api/v1/knowlege-bases", &ADMIN).0, 404);
     // What is not an id is still refused, naming it.
     let bad = json!({"query": "x", "knowledge_ids": ["doc-1"]});
     let (status, _, bad) = call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&bad));

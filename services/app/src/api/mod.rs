@@ -63,7 +63,52 @@ pub fn router(state: SharedState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
 }
 
-async fn not_found() -> ApiError {
+/// Upstream's API families weknora does not provide, by the path segment that names them
+/// (after `/api/v1/`, or after `/api/v1/knowledge-bases/{id}/`), and what they are.
+const NOT_PROVIDED: [(&str, &str); 22] = [
+    ("agents", "custom agents"),
+    ("agent-chat", "agent chat"),
+    ("auth", "sign-in with accounts (use an API key: X-API-Key)"),
+    ("datasource", "data sources"),
+    ("embed-channels", "embed channels"),
+    ("evaluation", "evaluation tasks"),
+    ("files", "the file proxy"),
+    ("im-channels", "IM channels"),
+    ("initialization", "the model set-up wizard (configure models with /api/v1/models)"),
+    ("knowledgebase", "wikis"),
+    ("mcp-oauth", "MCP services"),
+    ("mcp-services", "MCP services"),
+    ("memory", "memory"),
+    ("organizations", "organisations and sharing"),
+    ("sandbox-configs", "sandboxes"),
+    ("skills", "agent skills"),
+    ("storage-backends", "storage backends per tenant (storage is set per deployment: STORAGE_TYPE)"),
+    ("vector-stores", "vector stores per tenant (vectors live in PostgreSQL with pgvector)"),
+    ("web-search", "web search"),
+    ("web-search-providers", "web search"),
+    ("faq", "FAQ knowledge bases"),
+    ("tags", "tags"),
+];
+
+/// No route: a family of upstream's API we do not provide says so (501, upstream's error
+/// shape), so that a client written for upstream gets an answer, not what looks like a typo.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let family = match path.strip_prefix("/api/v1/") {
+        Some(rest) => match rest.split('/').collect::<Vec<_>>()[..] {
+            ["knowledge-bases", _, sub, ..] => Some(sub),
+            [first, ..] => Some(first),
+            [] => None,
+        },
+        None => None,
+    };
+    if let Some((name, what)) = family.and_then(|f| NOT_PROVIDED.iter().find(|(name, _)| *name == f)) {
+        return ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_provided",
+            format!("weknora does not provide {what}: upstream's /{name} API"),
+        );
+    }
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
