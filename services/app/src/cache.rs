@@ -12,7 +12,9 @@ use crate::state::AppState;
 const TIMEOUT: Duration = Duration::from_secs(1);
 const TTL_SECS: u64 = 600;
 
-async fn run<T: redis::FromRedisValue>(state: &AppState, cmd: redis::Cmd) -> Option<T> {
+/// Runs `cmd` on the shared connection, best effort: None when Redis does not answer
+/// within a second.
+pub(crate) async fn run<T: redis::FromRedisValue>(state: &AppState, cmd: redis::Cmd) -> Option<T> {
     let call = async {
         // No connection retries: with Redis down a search must not wait, only go uncached.
         let config = redis::aio::ConnectionManagerConfig::new()

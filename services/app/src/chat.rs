@@ -2,8 +2,10 @@
 //! among the running ones, `answers`) as upstream's frames, in upstream's order:
 //! `agent_query` (the session and the answer's message id), `references`, `session_title`
 //! when the question named the session, the answer piece by piece, then a frame that ends
-//! it (`answer` with `done`, then `complete`) or says what failed (`error`). However an answer ends, what was said is stored with how it ended; a
-//! stopped or abandoned answer closes the connection to the model.
+//! it (`answer` with `done`, then `complete`) or says what failed (`error`). However an
+//! answer ends, what was said is stored with how it ended; a stopped answer closes the
+//! connection to the model. An answer outlives its client, as upstream's do: its frames
+//! are kept (`replay`) for a client that reconnects (continue-stream) to replay and follow.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use crate::db::chunks::Hit;
 use crate::llm::{ChatModel, LlmError, Message};
 use crate::models::ModelError;
 use crate::prompt::{self, Turn};
+use crate::replay;
 use crate::retrieval::SearchError;
 use crate::state::{AppState, SharedState};
 
@@ -140,8 +143,8 @@ struct Asked {
 /// How an answer ended.
 enum Outcome {
     Completed,
-    /// By `stop` or by the client going away.
-    Stopped(&'static str),
+    /// By `stop`.
+    Stopped,
     Failed {
         code: &'static str,
         message: String,
@@ -159,9 +162,24 @@ fn millis(d: Duration) -> i32 {
     d.as_millis().min(i32::MAX as u128) as i32
 }
 
-/// Streams the answer to `tx` until it ends, is stopped, or the client goes away; then
-/// stores it and gives back its place (`running`, dropped at the end).
-async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Sender<Frame>) {
+/// Where an answer's frames go: to its client while it listens, and to the replay log.
+struct Out {
+    client: mpsc::Sender<String>,
+    log: replay::Log,
+}
+
+impl Out {
+    async fn send(&self, frame: Frame) {
+        let json = serde_json::to_string(&frame).unwrap_or_else(|_| "{}".into());
+        self.log.write(&json);
+        // A client that went away misses the rest; the answer goes on for one that comes back.
+        let _ = self.client.send(json).await;
+    }
+}
+
+/// Streams the answer to `out` until it ends or is stopped; then stores it and gives back
+/// its place (`running`, dropped at the end).
+async fn answer(state: SharedState, running: Running, asked: Asked, out: Out) {
     let frame = |response_type, content: String, done, references, data| Frame {
         id: asked.request_id.clone(),
         response_type,
@@ -181,37 +199,33 @@ async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Se
         assistant_message_id: Some(asked.message_id),
         ..frame("agent_query", String::new(), true, None, Some(ids))
     };
-    let _ = tx.send(query).await;
-    let _ = tx.send(frame("references", String::new(), false, Some(asked.references.clone()), None)).await;
+    out.send(query).await;
+    out.send(frame("references", String::new(), false, Some(asked.references.clone()), None)).await;
     if let Some(title) = &asked.titled {
         let data = json!({ "session_id": asked.session, "title": title });
-        let _ = tx.send(frame("session_title", title.clone(), true, None, Some(data))).await;
+        out.send(frame("session_title", title.clone(), true, None, Some(data))).await;
     }
 
     let mut said = Said::default();
     let outcome = match &asked.answerer {
         Answerer::Extractive => {
-            let mut outcome = Outcome::Completed;
             for piece in &asked.extractive {
                 said.first_token.get_or_insert(asked.started.elapsed());
                 said.text.push_str(piece);
-                if tx.send(frame("answer", piece.clone(), false, None, piece_data.clone())).await.is_err() {
-                    outcome = Outcome::Stopped("the client went away");
-                    break;
-                }
+                out.send(frame("answer", piece.clone(), false, None, piece_data.clone())).await;
             }
-            outcome
+            Outcome::Completed
         }
         Answerer::Model(model) => {
-            let send = |piece: String| tx.send(frame("answer", piece, false, None, piece_data.clone()));
-            stream_model(&state, model, &asked, &running.cancel, &tx, &mut said, send).await
+            let send = |piece: String| out.send(frame("answer", piece, false, None, piece_data.clone()));
+            stream_model(&state, model, &asked, &running.cancel, &mut said, send).await
         }
     };
 
     let elapsed = asked.started.elapsed();
     let (status, error) = match &outcome {
         Outcome::Completed => ("completed", None),
-        Outcome::Stopped(_) => ("stopped", None),
+        Outcome::Stopped => ("stopped", None),
         Outcome::Failed { message, .. } => ("failed", Some(message.as_str())),
     };
     let ended = db::sessions::Ended {
@@ -233,8 +247,8 @@ async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Se
             frame("error", message.clone(), true, None, Some(data))
         }
         _ => {
-            if let Outcome::Stopped(why) = &outcome {
-                tracing::info!(request_id = %asked.request_id, why, "chat: the answer was stopped");
+            if let Outcome::Stopped = &outcome {
+                tracing::info!(request_id = %asked.request_id, "chat: the answer was stopped");
             }
             let data = json!({
                 "message_id": asked.message_id, "answer_kind": kind, "model": name, "status": status,
@@ -245,29 +259,31 @@ async fn answer(state: SharedState, running: Running, asked: Asked, tx: mpsc::Se
     };
     let failed = matches!(outcome, Outcome::Failed { .. });
     let mut complete = last.data.clone().unwrap_or_default();
-    let _ = tx.send(last).await;
+    out.send(last).await;
     if !failed {
         complete["total_steps"] = json!(1);
         complete["total_duration_ms"] = json!(ended.duration_ms);
-        let _ = tx.send(frame("complete", String::new(), true, None, Some(complete))).await;
+        out.send(frame("complete", String::new(), true, None, Some(complete))).await;
     }
     drop(running);
 }
 
-/// The model's answer, piece by piece, until it ends, fails, times out, is stopped or
-/// nobody listens. Returning drops the model's answer, which closes its connection.
+/// How often a streaming answer looks for a stop asked on another replica.
+const STOP_POLL: Duration = Duration::from_secs(1);
+
+/// The model's answer, piece by piece, until it ends, fails, times out or is stopped.
+/// Returning drops the model's answer, which closes its connection.
 async fn stream_model<F, S>(
     state: &AppState,
     model: &ChatModel,
     asked: &Asked,
     cancel: &CancellationToken,
-    tx: &mpsc::Sender<Frame>,
     said: &mut Said,
     send: F,
 ) -> Outcome
 where
     F: Fn(String) -> S,
-    S: std::future::Future<Output = Result<(), mpsc::error::SendError<Frame>>>,
+    S: std::future::Future<Output = ()>,
 {
     let c = &state.config.chat;
     let start = tokio::time::Instant::from_std(asked.started);
@@ -298,9 +314,10 @@ where
             Ok(Err(e)) => return failed(e),
             Ok(Ok(answer)) => answer,
         },
-        _ = cancel.cancelled() => return Outcome::Stopped("stop was asked"),
-        _ = tx.closed() => return Outcome::Stopped("the client went away"),
+        _ = cancel.cancelled() => return Outcome::Stopped,
     };
+    // A stop asked on another replica arrives through Redis.
+    let mut poll = tokio::time::interval(STOP_POLL);
     loop {
         let waiting_first = said.first_token.is_none();
         let until = if waiting_first { first } else { total };
@@ -312,19 +329,19 @@ where
                 Ok(Ok(Some(piece))) => {
                     said.first_token.get_or_insert(asked.started.elapsed());
                     said.text.push_str(&piece);
-                    if send(piece).await.is_err() {
-                        return Outcome::Stopped("the client went away");
-                    }
+                    send(piece).await;
                 }
             },
-            _ = cancel.cancelled() => return Outcome::Stopped("stop was asked"),
-            _ = tx.closed() => return Outcome::Stopped("the client went away"),
+            _ = cancel.cancelled() => return Outcome::Stopped,
+            _ = poll.tick() => if replay::stop_asked(state, asked.message_id).await {
+                return Outcome::Stopped;
+            },
         }
     }
 }
 
-/// The frames of an answer, as the HTTP layer reads them.
-pub type Frames = mpsc::Receiver<Frame>;
+/// The frames of an answer (JSON), as the HTTP layer reads them.
+pub type Frames = mpsc::Receiver<String>;
 
 /// A question to a session.
 pub struct Question<'a> {
@@ -425,7 +442,8 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
         answerer,
         started,
     };
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(answer(state.clone(), running, asked, tx));
+    let (client, rx) = mpsc::channel(64);
+    let out = Out { client, log: replay::Log::open(state, message_id) };
+    tokio::spawn(answer(state.clone(), running, asked, out));
     Ok(rx)
 }

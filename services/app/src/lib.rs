@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod models;
 pub mod prompt;
 pub mod remote;
+pub mod replay;
 pub mod retrieval;
 pub mod state;
 pub mod storage;

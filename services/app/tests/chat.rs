@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
@@ -195,14 +195,29 @@ struct Frames {
 }
 
 impl Frames {
-    /// `POST /api/v1/knowledge-chat/{session}` as HTTP/1.0, so the answer is not chunked.
+    /// `POST /api/v1/knowledge-chat/{session}`.
     fn ask(port: u16, key: &str, session: &str, body: &Value) -> Frames {
+        Frames::request(port, key, "POST", &format!("/api/v1/knowledge-chat/{session}"), &body.to_string())
+    }
+
+    /// Upstream's continue-stream: `GET /api/v1/sessions/continue-stream/{session}?message_id=`.
+    fn resume(port: u16, key: &str, session: &str, message: &str) -> Frames {
+        Frames::request(
+            port,
+            key,
+            "GET",
+            &format!("/api/v1/sessions/continue-stream/{session}?message_id={message}"),
+            "",
+        )
+    }
+
+    /// A request as HTTP/1.0, so the answer is not chunked.
+    fn request(port: u16, key: &str, method: &str, path: &str, body: &str) -> Frames {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let body = body.to_string();
         write!(
             stream,
-            "POST /api/v1/knowledge-chat/{session} HTTP/1.0\r\nHost: localhost\r\nX-API-Key: {key}\r\n\
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nX-API-Key: {key}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
@@ -313,7 +328,17 @@ struct Stack {
     log: tempfile::NamedTempFile,
     apps: Vec<Proc>,
     pg_url: String,
+    redis_port: u16,
     env: Vec<(String, String)>,
+}
+
+/// Deletes `key` from the stack's Redis (as its protocol spells `DEL key`).
+fn redis_del(stack: &Stack, key: &str) {
+    let mut conn = TcpStream::connect(("127.0.0.1", stack.redis_port)).unwrap();
+    write!(conn, "*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len()).unwrap();
+    let mut reply = String::new();
+    BufReader::new(conn).read_line(&mut reply).unwrap();
+    assert_eq!(reply.trim_end(), ":1", "{key} was kept in Redis");
 }
 
 impl Stack {
@@ -326,6 +351,7 @@ impl Stack {
         env.push(("MODELS_ENCRYPTION_KEY".into(), "a-test-encryption-key-of-some-length".into()));
         env.push(("LOG_LEVEL".into(), "debug".into()));
         let pg_url = pg.url("postgres");
+        let redis_port = redis.port;
         Stack {
             _pg: pg,
             _redis: redis,
@@ -334,6 +360,7 @@ impl Stack {
             log: tempfile::NamedTempFile::new().unwrap(),
             apps: Vec::new(),
             pg_url,
+            redis_port,
             env,
         }
     }
@@ -596,11 +623,11 @@ fn answers_stream_with_references_first_from_fake_openai_and_ollama_models_and_f
 }
 
 #[test]
-fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connection() {
+fn stops_on_any_replica_reconnects_failures_and_timeouts_end_answers_as_upstream_does() {
     let mut stack = Stack::start();
     let openai = FakeModel::start(Wire::OpenAi);
     // The built-in model (LLM_*), with short timeouts and one answer per tenant at a time.
-    let port = stack.app(&[
+    let builtin = [
         ("LLM_PROVIDER", "generic".into()),
         ("LLM_BASE_URL", openai.url()),
         ("LLM_MODEL_NAME", "builtin-chat".into()),
@@ -608,7 +635,8 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
         ("WEKNORA__CHAT__FIRST_TOKEN_TIMEOUT_SECS", "2".into()),
         ("WEKNORA__CHAT__TOTAL_TIMEOUT_SECS", "6".into()),
         ("WEKNORA__CHAT__MAX_CONCURRENT_PER_TENANT", "1".into()),
-    ]);
+    ];
+    let port = stack.app(&builtin);
     let (_, _, info) = get(port, "/api/v1/system/info", &[]);
     assert_eq!(info["data"]["chat"], json!({"answers": "model", "provider": "generic", "model": "builtin-chat"}));
     let kb = knowledge_base(port);
@@ -643,21 +671,62 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     let (_, _, stale) = call(port, "POST", &format!("/api/v1/sessions/{s}/stop"), &ADMIN, Some(&ended));
     assert_eq!(stale["data"]["stopped"], false, "a stop for an answer that ended stops nothing");
 
-    // The client goes away: the same.
-    openai.script(vec![Step::Piece("Partial"), Step::Endless]);
+    // The client goes away: the answer goes on, as upstream's do. A client that comes back,
+    // here to another replica, replays what it missed and follows the rest to the end.
+    let (go, hold) = channel();
+    openai.script(vec![Step::Piece("Partial"), Step::Hold(hold), Step::Piece(" and the rest."), Step::End]);
     let s = session(port, &kb);
     let mut frames = Frames::ask(port, ADMIN_KEY, &s, &ask);
+    let message = frames.until("agent_query")["assistant_message_id"].as_str().unwrap().to_string();
     assert_eq!(frames.until("answer")["content"], "Partial");
     drop(frames);
-    openai.wait_closed("client disconnect");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while messages(port, &s)[1]["status"] == "streaming" {
-        assert!(Instant::now() < deadline, "the abandoned answer was never stored");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let replica = stack.app(&builtin);
+    let mut resumed = Frames::resume(replica, ADMIN_KEY, &s, &message);
+    assert_eq!(resumed.status, 200, "{}", resumed.head);
+    let first = resumed.next().unwrap();
+    assert_eq!(
+        (first["response_type"].as_str(), first["assistant_message_id"].as_str()),
+        (Some("agent_query"), Some(&*message))
+    );
+    assert_eq!(resumed.until("answer")["content"], "Partial", "what the client missed is replayed");
+    go.send(()).unwrap();
+    let rest = resumed.all();
+    assert_eq!(answer_text(&rest), " and the rest.");
+    assert_eq!(kinds(&rest).last(), Some(&"complete"), "{rest:?}");
     let stored = messages(port, &s);
-    assert_eq!(stored[1]["status"], "stopped", "{stored:?}");
-    assert!(stored[1]["content"].as_str().unwrap().starts_with("Partial"));
+    assert_eq!(
+        (stored[1]["status"].as_str(), stored[1]["content"].as_str()),
+        (Some("completed"), Some("Partial and the rest."))
+    );
+    // A stop asked of another replica stops the answer where it runs.
+    openai.script(vec![Step::Piece("Long"), Step::Endless]);
+    let long = session(port, &kb);
+    let mut frames = Frames::ask(port, ADMIN_KEY, &long, &ask);
+    assert_eq!(frames.until("answer")["content"], "Long");
+    let (status, _, stopped) = call(replica, "POST", &format!("/api/v1/sessions/{long}/stop"), &ADMIN, None);
+    assert_eq!((status, stopped["data"]["stopped"].as_bool()), (200, Some(true)), "{stopped}");
+    let rest = frames.all();
+    assert_eq!(end(&rest)["data"]["status"], "stopped", "{:?}", kinds(&rest));
+    openai.wait_closed("stop asked of another replica");
+    assert_eq!(messages(port, &long)[1]["status"], "stopped");
+    // An answer that ended is replayed whole while its frames are kept.
+    let replayed = Frames::resume(port, ADMIN_KEY, &s, &message).all();
+    assert_eq!(kinds(&replayed), ["agent_query", "references", "session_title", "answer*", "answer(done)", "complete"]);
+    assert_eq!(answer_text(&replayed), "Partial and the rest.");
+    // No such answer in this session, and no message named: upstream's error bodies.
+    let other_session = session(port, &kb);
+    let missing = Frames::resume(port, ADMIN_KEY, &other_session, &message);
+    assert_eq!((missing.status, missing.error()["error"]["details"]["reason"].as_str()), (404, Some("not_found")));
+    let unnamed = Frames::request(port, ADMIN_KEY, "GET", &format!("/api/v1/sessions/continue-stream/{s}"), "");
+    assert_eq!(
+        (unnamed.status, unnamed.error()["error"]["details"]["reason"].as_str()),
+        (400, Some("invalid_argument"))
+    );
+    // Nothing kept (the answer ended before frames were kept, or Redis lost them): 404 saying so.
+    redis_del(&stack, &format!("weknora:answer:{message}"));
+    let gone = Frames::resume(port, ADMIN_KEY, &s, &message);
+    let body = gone.error();
+    assert_eq!(body["error"]["details"]["reason"], "no_stream_events", "{body}");
 
     // Failures: an error frame that says what failed, and the answer stored as failed.
     let failing = |steps: Vec<Step>, code: &str, says: &str| -> (Vec<Value>, Vec<Value>) {
@@ -713,7 +782,7 @@ fn stop_disconnect_failures_and_timeouts_end_answers_and_close_the_models_connec
     let (_, _, text) = get(port, "/metrics", &[]);
     let text = text.as_str().unwrap();
     assert!(metric(text, "weknora_chat_model_errors_total{code=\"model_timeout\"}") >= 2.0, "{text}");
-    assert!(metric(text, "weknora_chat_answers_total{outcome=\"stopped\",kind=\"model\"}") >= 2.0, "{text}");
+    assert!(metric(text, "weknora_chat_answers_total{outcome=\"stopped\",kind=\"model\"}") >= 1.0, "{text}");
     drop(stack.apps.drain(..));
     let log = std::fs::read_to_string(stack.log.path()).unwrap();
     assert!(!log.contains("sk-builtin-77aa"), "the built-in key is in the log");

@@ -1,9 +1,11 @@
 //! Upstream's knowledge chat: `POST /api/v1/knowledge-chat/{session_id}` answers a
 //! question as server-sent events (`event: message`, upstream's frames: references first,
 //! then the answer piece by piece, then `done` or `error`), and
-//! `POST /api/v1/sessions/{id}/stop` stops a session's running answer. What can be known
-//! before the answer starts (no session, no knowledge base, a busy session) is a plain
-//! JSON error; what happens after is an error frame.
+//! `POST /api/v1/sessions/{id}/stop` stops a session's running answer, and
+//! `GET /api/v1/sessions/continue-stream/{id}?message_id=` replays an answer's frames and
+//! follows the rest (on any replica). What can be known before the answer starts (no
+//! session, no knowledge base, a busy session) is a plain JSON error; what happens after is
+//! an error frame.
 
 use std::convert::Infallible;
 
@@ -12,23 +14,25 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id, id_list, null_as_default};
-use super::extract::{Caller, Json, OptionalJson, Path, REQUEST_ID};
+use super::extract::{Caller, Json, OptionalJson, Path, Query, REQUEST_ID};
 use crate::answers::Refused;
 use crate::chat::AskError;
 use crate::error::ApiError;
+use crate::replay::{self, FollowError};
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/knowledge-chat/{id}", post(knowledge_chat))
         .route("/api/v1/sessions/{id}/stop", post(stop))
+        .route("/api/v1/sessions/continue-stream/{id}", get(continue_stream))
 }
 
 impl From<AskError> for ApiError {
@@ -124,15 +128,75 @@ async fn knowledge_chat(
         model: body.summary_model_id,
     };
     let frames = crate::chat::ask(&state, question).await?;
-    let events = ReceiverStream::new(frames).map(|frame| {
-        let data = serde_json::to_string(&frame).unwrap_or_else(|_| "{}".into());
-        Ok::<_, Infallible>(Event::default().event("message").data(data))
-    });
+    Ok(event_stream(frames))
+}
+
+/// Frames (JSON) as server-sent events, each as it comes.
+fn event_stream(frames: tokio::sync::mpsc::Receiver<String>) -> Response {
+    let events =
+        ReceiverStream::new(frames).map(|data| Ok::<_, Infallible>(Event::default().event("message").data(data)));
     let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     // Proxies (nginx) pass each frame on as it comes.
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
+}
+
+#[derive(Deserialize)]
+struct Continue {
+    #[serde(default, deserialize_with = "blank_id")]
+    message_id: Option<Uuid>,
+}
+
+/// Upstream's continue-stream: the answer's frames from its first, then the rest as they
+/// come, until its last. An answer that ended is replayed while its frames are kept
+/// (`replay::KEPT_AFTER_SECS`).
+async fn continue_stream(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(session): Path<Uuid>,
+    Query(q): Query<Continue>,
+) -> Result<Response, ApiError> {
+    super::sessions::fetch(&state, &caller, session).await?;
+    let message = q.message_id.ok_or_else(|| {
+        ApiError::bad_request(
+            "message_id",
+            "name the answer to continue: its id, from agent_query or /messages/{session_id}/load",
+        )
+    })?;
+    let tenant = caller.tenant_id;
+    if crate::db::sessions::answer_status(&state.db, tenant, session, message).await?.is_none() {
+        return Err(ApiError::not_found("answer in this session (message_id)"));
+    }
+    let db = state.db.clone();
+    let running = move || {
+        let db = db.clone();
+        async move {
+            let status = crate::db::sessions::answer_status(&db, tenant, session, message).await;
+            matches!(status.as_ref().map(|s| s.as_deref()), Ok(Some("streaming")) | Err(_))
+        }
+    };
+    match replay::follow(&state, message, running).await {
+        Ok(frames) => Ok(event_stream(frames)),
+        Err(FollowError::NoFrames) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_stream_events",
+            format!(
+                "no frames are kept for this answer: they are kept {} s after it ends; read it with \
+                 GET /api/v1/messages/{{session_id}}/load",
+                replay::KEPT_AFTER_SECS
+            ),
+        )),
+        Err(FollowError::Redis(e)) => {
+            tracing::warn!(error = %e, "continue-stream: Redis does not answer");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_unavailable",
+                "the answer cannot be replayed: Redis, which keeps its frames, does not answer; read it with \
+                 GET /api/v1/messages/{session_id}/load",
+            ))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -147,8 +211,9 @@ struct Stop {
     message_id: Option<Uuid>,
 }
 
-/// Stops the session's running answer; with a `message_id`, only when that is the answer
-/// running (a stop meant for an answer that has ended stops nothing newer).
+/// Stops the session's running answer, on whichever replica runs it; with a `message_id`,
+/// only when that is the answer running (a stop meant for an answer that has ended stops
+/// nothing newer).
 async fn stop(
     State(state): State<SharedState>,
     caller: Caller,
@@ -156,10 +221,12 @@ async fn stop(
     OptionalJson(body): OptionalJson<Stop>,
 ) -> Result<Envelope<Stopped>, ApiError> {
     super::sessions::fetch(&state, &caller, id).await?;
-    if let Some(message) = body.and_then(|b| b.message_id)
-        && !crate::db::sessions::is_streaming(&state.db, caller.tenant_id, id, message).await?
-    {
+    let streaming = crate::db::sessions::streaming_answer(&state.db, caller.tenant_id, id).await?;
+    let named = body.and_then(|b| b.message_id);
+    let Some(message) = streaming.filter(|m| named.is_none_or(|n| n == *m)) else {
         return Ok(Envelope::new(Stopped { stopped: false }));
-    }
-    Ok(Envelope::new(Stopped { stopped: state.answers.stop(id) }))
+    };
+    // Here, or on the replica that runs it.
+    let stopped = state.answers.stop(id) || replay::ask_stop(&state, message).await;
+    Ok(Envelope::new(Stopped { stopped }))
 }

@@ -165,16 +165,28 @@ pub async fn first_question(db: &Db, tenant: Uuid, session: Uuid) -> Result<Opti
     .await
 }
 
-/// Whether `message` is the session's answer streaming now.
-pub async fn is_streaming(db: &Db, tenant: Uuid, session: Uuid, message: Uuid) -> Result<bool, sqlx::Error> {
+/// The session's answer streaming now, if any.
+pub async fn streaming_answer(db: &Db, tenant: Uuid, session: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM chat_messages WHERE id = $1 AND session_id = $2 AND tenant_id = $3 \
-         AND status = 'streaming')",
+        "SELECT id FROM chat_messages WHERE session_id = $1 AND tenant_id = $2 AND role = 'assistant' \
+         AND status = 'streaming' ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(session)
+    .bind(tenant)
+    .fetch_optional(db)
+    .await
+}
+
+/// How the session's answer `message` stands (`streaming`, `completed`, `stopped`,
+/// `failed`); None when the session has no such answer.
+pub async fn answer_status(db: &Db, tenant: Uuid, session: Uuid, message: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT status FROM chat_messages WHERE id = $1 AND session_id = $2 AND tenant_id = $3 AND role = 'assistant'",
     )
     .bind(message)
     .bind(session)
     .bind(tenant)
-    .fetch_one(db)
+    .fetch_optional(db)
     .await
 }
 
