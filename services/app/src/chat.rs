@@ -89,6 +89,23 @@ pub async fn choose(
     })
 }
 
+/// The whole of `model`'s answer to `messages`, within `secs`; what failed, as a sentence.
+async fn ask_whole(model: &ChatModel, messages: &[Message], secs: u64) -> Result<String, String> {
+    let asked = async {
+        let mut answer = model.ask(messages).await?;
+        let mut text = String::new();
+        while let Some(piece) = answer.next().await? {
+            text.push_str(&piece);
+        }
+        Ok::<_, LlmError>(text)
+    };
+    match tokio::time::timeout(Duration::from_secs(secs), asked).await {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("the chat model `{}` did not answer within {secs} s", model.name())),
+    }
+}
+
 /// A short title for a conversation that begins with `question`: the built-in chat model's
 /// (within 15 s), else the question cut to 60 characters. Never fails: a title is a nicety.
 pub async fn generate_title(state: &AppState, question: &str) -> String {
@@ -103,25 +120,61 @@ pub async fn generate_title(state: &AppState, question: &str) -> String {
         },
         Message { role: "user", content: question.chars().take(2000).collect() },
     ];
-    let asked = async {
-        let mut answer = model.ask(&messages).await?;
-        let mut text = String::new();
-        while let Some(piece) = answer.next().await? {
-            text.push_str(&piece);
-        }
-        Ok::<_, LlmError>(text)
-    };
-    match tokio::time::timeout(Duration::from_secs(15), asked).await {
-        Ok(Ok(text)) => {
+    match ask_whole(model, &messages, 15).await {
+        Ok(text) => {
             let title = db::sessions::title_of(text.trim().trim_matches(['"', '\'', '“', '”', '《', '》']));
             if title.is_empty() { fallback } else { title }
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!(error = %e, "chat: the model could not title the session; its question does");
             fallback
         }
-        Err(_) => fallback,
     }
+}
+
+/// How many follow-up questions are suggested after an answer.
+pub const SUGGESTIONS: usize = 3;
+
+/// Follow-up questions a reader of `answer` (to `question`) might ask next, by `model`
+/// within 20 s, in the question's language: the lines of its answer, numbering and quotes
+/// taken off, distinct, at most `SUGGESTIONS`.
+pub async fn suggest(model: &ChatModel, question: &str, answer: &str) -> Result<Vec<String>, String> {
+    let messages = [
+        Message {
+            role: "system",
+            content: format!(
+                "A reader asked a question and got the answer below. Suggest {SUGGESTIONS} short follow-up questions \
+                 the reader might ask next, answerable from the same documents, in the language of the question. \
+                 Answer with the questions only, one per line."
+            ),
+        },
+        Message {
+            role: "user",
+            content: format!(
+                "Question: {}\n\nAnswer: {}",
+                question.chars().take(2000).collect::<String>(),
+                answer.chars().take(4000).collect::<String>()
+            ),
+        },
+    ];
+    let text = ask_whole(model, &messages, 20).await?;
+    Ok(suggestions_of(&text, question))
+}
+
+/// The questions of a model's list: one per line, numbering, bullets and quotes taken off.
+fn suggestions_of(text: &str, question: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = without_marker(line.trim()).trim_matches(['"', '\'', '“', '”']).trim();
+        if line.is_empty() || line.chars().count() > 200 || line == question.trim() || out.iter().any(|q| q == line) {
+            continue;
+        }
+        out.push(line.to_string());
+        if out.len() == SUGGESTIONS {
+            break;
+        }
+    }
+    out
 }
 
 /// A question, ready to be answered.
@@ -446,4 +499,35 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
     let out = Out { client, log: replay::Log::open(state, message_id) };
     tokio::spawn(answer(state.clone(), running, asked, out));
     Ok(rx)
+}
+
+/// A list item without its bullet or number (`- `, `1. `, `2) `, `3、`).
+fn without_marker(line: &str) -> &str {
+    let line = line.trim_start_matches(['-', '*', '•', '·']).trim_start();
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    match line[digits..].strip_prefix(['.', ')', '、', '．']) {
+        Some(rest) if digits > 0 => rest.trim_start(),
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_are_the_lines_of_the_list_without_numbers_bullets_quotes_or_repeats() {
+        let text = "1. How long are copies kept?\n\n2) “Who runs the restore drill?”\n- How long are copies kept?\n\
+                    * When does the nightly backup run?\n• 备份保存在哪里？\nA fifth one";
+        assert_eq!(
+            suggestions_of(text, "When does the nightly backup run?"),
+            ["How long are copies kept?", "Who runs the restore drill?", "备份保存在哪里？"]
+        );
+        assert!(suggestions_of("\n  \n", "q").is_empty());
+        assert_eq!(
+            suggestions_of("3、2024 年的备份在哪里？", "q"),
+            ["2024 年的备份在哪里？"],
+            "a number that begins the question stays"
+        );
+    }
 }

@@ -771,6 +771,88 @@ fn stops_on_any_replica_reconnects_failures_and_timeouts_end_answers_as_upstream
     let (status, _, titled) = call(port, "POST", &path, &ADMIN, Some(&conversation));
     assert_eq!((status, titled["data"].as_str()), (200, Some("When does the nightly backup run?")), "{titled}");
 
+    // Upstream's follow-up suggestions: made by the built-in model when asked, then kept.
+    openai.script(vec![Step::Piece("The backup runs at 02:00 [1]."), Step::End]);
+    let s = session(port, &kb);
+    let frames = Frames::ask(port, ADMIN_KEY, &s, &ask).all();
+    let message = frames[0]["assistant_message_id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/sessions/{s}/messages/{message}/suggestions");
+    let (status, _, none) = get(port, &path, &ADMIN);
+    assert_eq!((status, none["error"]["details"]["reason"].as_str()), (404, Some("not_found")), "{none}");
+    openai.script(vec![
+        Step::Piece("1. How long are copies kept?\n2) “Who runs the "),
+        Step::Piece("restore drill?”\n- How long are copies kept?\n3. Where are the copies?"),
+        Step::End,
+    ]);
+    let (status, _, made) = call(port, "POST", &path, &ADMIN, Some(&json!({"regenerate": false})));
+    assert_eq!(status, 200, "{made}");
+    let made = made["data"].clone();
+    assert_eq!((made["status"].as_str(), made["allow_regenerate"].as_bool()), (Some("ready"), Some(true)), "{made}");
+    let texts: Vec<&str> = made["questions"].as_array().unwrap().iter().map(|q| q["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["How long are copies kept?", "Who runs the restore drill?", "Where are the copies?"]);
+    assert!(
+        made["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q["source"] == "llm" && q["id"].as_str().is_some_and(|i| i.len() == 36))
+    );
+    let asked = openai.requests().last().unwrap().body["messages"][1]["content"].as_str().unwrap().to_string();
+    assert!(
+        asked.contains("When does the nightly backup run?") && asked.contains("02:00"),
+        "the model sees the exchange: {asked}"
+    );
+    let calls = openai.requests().len();
+    let (_, _, read) = get(port, &path, &ADMIN);
+    let (_, _, again) = call(port, "POST", &path, &ADMIN, None);
+    assert_eq!((&read["data"], &again["data"]), (&made, &made), "kept, not made again");
+    assert_eq!(openai.requests().len(), calls, "no model call for a kept set");
+    openai.script(vec![Step::Piece("Is there an offsite copy?"), Step::End]);
+    let (_, _, remade) = call(port, "POST", &path, &ADMIN, Some(&json!({"regenerate": true})));
+    let remade = remade["data"].clone();
+    assert_eq!((&remade["id"], remade["questions"].as_array().unwrap().len()), (&made["id"], 1), "{remade}");
+    let question = remade["questions"][0]["id"].as_str().unwrap();
+    assert_ne!(question, made["questions"][0]["id"].as_str().unwrap(), "new questions, new ids");
+    // What readers did: recorded for the set's own questions only.
+    let events = format!("/api/v1/sessions/{s}/suggestion-events");
+    let click = json!({"suggestion_set_id": made["id"], "question_id": question, "event_type": "click"});
+    let (status, _, recorded) = call(port, "POST", &events, &ADMIN, Some(&click));
+    assert_eq!((status, recorded["data"]["recorded"].as_bool()), (200, Some(true)), "{recorded}");
+    let shown = json!({"suggestion_set_id": made["id"], "question_id": "", "event_type": "impression"});
+    assert_eq!(call(port, "POST", &events, &ADMIN, Some(&shown)).0, 200);
+    let stale =
+        json!({"suggestion_set_id": made["id"], "question_id": made["questions"][0]["id"], "event_type": "click"});
+    assert_eq!(call(port, "POST", &events, &ADMIN, Some(&stale)).0, 404, "a question of the set before");
+    let wrong = json!({"suggestion_set_id": made["id"], "event_type": "like"});
+    let (status, _, body) = call(port, "POST", &events, &ADMIN, Some(&wrong));
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("impression, click, dismiss, regenerate"), "{body}");
+    let elsewhere = format!("/api/v1/sessions/{long}/suggestion-events");
+    assert_eq!(call(port, "POST", &elsewhere, &ADMIN, Some(&click)).0, 404, "another session's set");
+    let counted = Command::new("psql")
+        .args([
+            &stack.pg_url,
+            "-XAtqc",
+            "SELECT event_type, question_id <> '' FROM message_suggestion_events ORDER BY id",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&counted.stdout), "click|t\nimpression|f\n");
+    // A model that fails: a failed set saying why, which the next request retries.
+    openai.script(vec![Step::Status(500, r#"{"error":{"message":"down"}}"#)]);
+    let (_, _, failed) = call(port, "POST", &path, &ADMIN, Some(&json!({"regenerate": true})));
+    assert_eq!(failed["data"]["status"], "failed", "{failed}");
+    assert!(failed["data"]["error"].as_str().unwrap().contains("500"), "{failed}");
+    openai.script(vec![Step::Piece("What is restored on Fridays?"), Step::End]);
+    let (_, _, retried) = call(port, "POST", &path, &ADMIN, None);
+    assert_eq!(retried["data"]["status"], "ready", "{retried}");
+    // Only a completed answer is followed by suggestions.
+    let stopped = messages(port, &long)[1]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/sessions/{long}/messages/{stopped}/suggestions");
+    let (status, _, refused) = call(port, "POST", &path, &ADMIN, None);
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("this answer is stopped"), "{refused}");
+
     // A model that is not there at all.
     let id = model(port, &format!("http://127.0.0.1:{}", free_port()), "openai", "");
     let s = session(port, &kb);

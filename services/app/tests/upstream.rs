@@ -278,6 +278,23 @@ fn a_client_written_for_upstream_works_unchanged() {
     frames[1]["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
     assert!(frames.iter().any(|f| f["response_type"] == "answer" && f["content"].as_str().unwrap().contains("02:00")));
 
+    // Suggestions with no chat model to make them: a set that says so, not an error.
+    let path = format!("/api/v1/sessions/{session_id}/messages/{message_id}/suggestions");
+    let (status, _, set) = call(port, "POST", &path, &ADMIN, Some(&json!({"regenerate": false})));
+    assert_eq!(status, 200, "{set}");
+    let set = &set["data"];
+    assert_eq!(
+        (set["status"].as_str(), set["suppression_reason"].as_str()),
+        (Some("suppressed"), Some("no_chat_model"))
+    );
+    assert_eq!((set["allow_regenerate"].as_bool(), set["questions"].as_array().map(Vec::len)), (Some(false), Some(0)));
+    assert_eq!(
+        (set["session_id"].as_str(), set["assistant_message_id"].as_str()),
+        (Some(session_id.as_str()), Some(message_id))
+    );
+    let (status, _, read) = get(port, &path, &ADMIN);
+    assert_eq!((status, &read["data"]["id"]), (200, &set["id"]), "{read}");
+
     // LoadMessages: the stored answer's references decode too.
     let (status, _, messages) = get(port, &format!("/api/v1/messages/{session_id}/load?limit=20"), &ADMIN);
     assert_eq!(status, 200, "{messages}");

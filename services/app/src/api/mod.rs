@@ -9,6 +9,7 @@ mod knowledge_bases;
 mod models;
 mod search;
 mod sessions;
+mod suggestions;
 mod system;
 mod tenants;
 
@@ -38,6 +39,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(search::routes())
         .merge(sessions::routes())
         .merge(chat::routes())
+        .merge(suggestions::routes())
         .merge(models::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,5 +8,6 @@ pub mod knowledge_bases;
 pub mod migrations;
 pub mod models;
 pub mod sessions;
+pub mod suggestions;
 pub mod system;
 pub mod tenants;

@@ -279,6 +279,26 @@ pub async fn messages(
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(session).bind(tenant).bind(before).bind(limit).fetch_all(db).await
 }
 
+/// The session's answer `message` with the question it answers: (status, question, answer).
+pub async fn exchange(
+    db: &Db,
+    tenant: Uuid,
+    session: Uuid,
+    message: Uuid,
+) -> Result<Option<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.status, coalesce(q.content, ''), a.content FROM chat_messages a \
+         LEFT JOIN LATERAL (SELECT content FROM chat_messages q WHERE q.session_id = a.session_id \
+                            AND q.role = 'user' AND q.request_id = a.request_id LIMIT 1) q ON true \
+         WHERE a.id = $1 AND a.session_id = $2 AND a.tenant_id = $3 AND a.role = 'assistant'",
+    )
+    .bind(message)
+    .bind(session)
+    .bind(tenant)
+    .fetch_optional(db)
+    .await
+}
+
 /// The session's last `turns` answered questions, oldest first: (question, answer).
 pub async fn history(db: &Db, session: Uuid, turns: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query_as(
