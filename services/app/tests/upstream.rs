@@ -2,40 +2,41 @@
 //! sends them (its whole objects with zeros, `""` ids and `null` lists for what is unset,
 //! fields we do not use), and answers checked for the names and JSON types its structs
 //! decode (an integer `match_type`, no UUID where it wants an integer `tenant_id`, integer
-//! error codes). The app, docreader, PostgreSQL and Redis are real; no chat model is
-//! configured, so answers are extractive.
+//! error codes): every answer is decoded into mirrors of the SDK's wire types (`wire`),
+//! strictly, so a wrong JSON type fails. The app, docreader, PostgreSQL and Redis are real;
+//! no chat model is configured, so answers are extractive.
 
 mod support;
+mod wire;
 
 use serde_json::{Value, json};
 use support::*;
 use weknora_testkit::{Pg, Redis};
+use wire::{Envelope, Paged, decode};
 
 const ADMIN: [(&str, &str); 1] = [("X-API-Key", ADMIN_KEY)];
 
-/// What the SDK's `SearchResult` decodes: integers where it has `int` fields.
+/// What the SDK's `SearchResult` decodes, with upstream's integer `match_type`.
 fn decodes_as_upstream_hit(hit: &Value) {
-    for field in ["id", "content", "knowledge_id", "knowledge_title", "knowledge_filename", "chunk_type"] {
-        assert!(hit[field].is_string(), "`{field}` is a string: {hit}");
-    }
-    assert!(hit["chunk_index"].is_i64() && hit["score"].is_number(), "{hit}");
-    assert!(matches!(hit["match_type"].as_i64(), Some(0 | 1)), "match_type is upstream's integer: {hit}");
+    let hit: wire::SearchResult = decode(hit);
+    assert!(matches!(hit.match_type, 0 | 1), "match_type is upstream's integer: {hit:?}");
 }
 
 /// The SDK's `Session` has `tenant_id uint64`: a UUID there fails its decoding.
 fn decodes_as_upstream_session(session: &Value) {
-    assert!(session["id"].is_string() && session["description"].is_string(), "{session}");
-    assert!(session["tenant_id"].as_u64().is_some_and(|t| t > 0), "tenant_id is an integer: {session}");
+    let s: wire::Session = decode(session);
+    assert!(s.tenant_id > 0, "{s:?}");
     assert!(session["is_pinned"].is_boolean(), "{session}");
 }
 
 /// Upstream's error body, and the top-level `code` the SDK's `APIError.Code` reads.
-fn upstream_error(body: &Value, code: u64, reason: &str) {
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!((body["code"].as_u64(), body["error"]["code"].as_u64()), (Some(code), Some(code)), "{body}");
-    assert_eq!(body["message"], body["error"]["message"], "{body}");
-    assert_eq!(body["error"]["details"]["reason"], reason, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+fn upstream_error(body: &Value, code: i64, reason: &str) {
+    let e: wire::ErrorBody = decode(body);
+    assert!(!e.success, "{body}");
+    assert_eq!((e.code, e.error.code), (code, code), "{body}");
+    assert_eq!(e.message, e.error.message, "{body}");
+    assert_eq!(e.error.details.unwrap_or_default().get("reason"), Some(&json!(reason)), "{body}");
+    assert!(!e.error.message.is_empty(), "{body}");
 }
 
 /// The `data:` lines of a `text/event-stream` answer, as JSON.
@@ -67,6 +68,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, created) = call(port, "POST", "/api/v1/knowledge-bases", &ADMIN, Some(&kb));
     assert_eq!(status, 201, "{created}");
     let kb = &created["data"];
+    decode::<Envelope<wire::KnowledgeBase>>(&created);
     assert_eq!(
         kb["chunking_config"],
         json!({"chunk_size": 300, "chunk_overlap": 30, "separators": kb["split_markers"]})
@@ -82,6 +84,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, updated) = call(port, "PUT", &format!("/api/v1/knowledge-bases/{kb_id}"), &ADMIN, Some(&update));
     assert_eq!(status, 200, "{updated}");
     let chunking = &updated["data"]["chunking_config"];
+    decode::<Envelope<wire::KnowledgeBase>>(&updated);
     assert_eq!(*chunking, json!({"chunk_size": 400, "chunk_overlap": 40, "separators": ["\n\n"]}), "{updated}");
     assert_eq!(updated["data"]["name"], "运维手册", "a blank name keeps the name");
 
@@ -91,8 +94,10 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, doc) =
         call(port, "POST", &format!("/api/v1/knowledge-bases/{kb_id}/knowledge/manual"), &ADMIN, Some(&manual));
     assert_eq!(status, 201, "{doc}");
+    decode::<Envelope<wire::Knowledge>>(&doc);
     let doc_id = doc["data"]["id"].as_str().unwrap().to_string();
     let doc = wait_parsed(port, ADMIN_KEY, &doc_id);
+    decode::<wire::Knowledge>(&doc);
     assert_eq!((doc["type"].as_str(), doc["enable_status"].as_str()), (Some("manual"), Some("enabled")), "{doc}");
     assert_eq!((doc["error_message"].as_str(), doc["file_size"].is_i64()), (Some(""), true), "{doc}");
 
@@ -101,9 +106,11 @@ fn a_client_written_for_upstream_works_unchanged() {
     let runbook = b"# Restore drills\n\nRestore drills run monthly on a fresh machine.\n";
     let (status, _, file) = upload(port, &file_path, ADMIN_KEY, "drills.md", runbook);
     assert_eq!(status, 201, "{file}");
+    decode::<Envelope<wire::Knowledge>>(&file);
     let file_id = file["data"]["id"].as_str().unwrap().to_string();
     let (status, _, again) = upload(port, &file_path, ADMIN_KEY, "drills-copy.md", runbook);
     assert_eq!((status, again["data"]["id"].as_str()), (409, Some(file_id.as_str())), "{again}");
+    decode::<wire::Knowledge>(&again["data"]);
     // Upstream answers this one with a word as its top-level code, which its SDK decodes.
     assert_eq!((again["code"].as_str(), again["error"]["code"].as_u64()), (Some("duplicate_file"), Some(1005)));
     assert!(again["message"].as_str().unwrap().contains("same content"), "{again}");
@@ -123,6 +130,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     // Listing filters, batch reads, renames.
     let list = |query: &str| get(port, &format!("/api/v1/knowledge-bases/{kb_id}/knowledge?{query}"), &ADMIN).2;
     assert_eq!(list("page=1&page_size=10")["total"], 2);
+    decode::<Paged<wire::Knowledge>>(&list("page=1&page_size=10"));
     let found = list("keyword=DRILL&file_type=md&parse_status=completed");
     assert_eq!(
         (found["total"].as_i64(), found["data"][0]["id"].as_str()),
@@ -131,13 +139,16 @@ fn a_client_written_for_upstream_works_unchanged() {
     );
     assert_eq!(list("keyword=100%25")["total"], 0, "`%` matches itself");
     let (_, _, batch) = get(port, &format!("/api/v1/knowledge/batch?ids={file_id}&ids={doc_id}"), &ADMIN);
+    decode::<Envelope<Vec<wire::Knowledge>>>(&batch);
     let ids: Vec<&str> = batch["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [file_id.as_str(), doc_id.as_str()], "in the order asked: {batch}");
     let renamed = json!({"id": file_id, "title": "Restore drills", "file_name": "drills.md", "file_size": 0});
     let (status, _, renamed) = call(port, "PUT", &format!("/api/v1/knowledge/{file_id}"), &ADMIN, Some(&renamed));
     assert_eq!((status, renamed["data"]["title"].as_str()), (200, Some("Restore drills")), "{renamed}");
+    decode::<Envelope<wire::Knowledge>>(&renamed);
     // Chunks under upstream's names, and one by its id.
     let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{file_id}?page=1&page_size=25"), &ADMIN);
+    decode::<Paged<wire::Chunk>>(&chunks);
     let chunk = &chunks["data"][0];
     assert_eq!(
         (chunk["chunk_index"].as_i64(), chunk["knowledge_id"].as_str()),
@@ -147,9 +158,11 @@ fn a_client_written_for_upstream_works_unchanged() {
     assert!(chunk["start_at"].is_i64() && chunk["end_at"].is_i64() && chunk["is_enabled"] == true, "{chunk}");
     let (status, _, one) = get(port, &format!("/api/v1/chunks/by-id/{}", chunk["id"].as_str().unwrap()), &ADMIN);
     assert_eq!((status, &one["data"]["content"]), (200, &chunk["content"]), "{one}");
+    decode::<Envelope<wire::Chunk>>(&one);
 
     // The knowledge base's counts and upstream's pin toggle.
     let (_, _, counted) = get(port, &format!("/api/v1/knowledge-bases/{kb_id}"), &ADMIN);
+    decode::<Envelope<wire::KnowledgeBase>>(&counted);
     let counts = (&counted["data"]["knowledge_count"], &counted["data"]["processing_count"]);
     assert_eq!(counts, (&json!(2), &json!(0)), "{counted}");
     assert!(counted["data"]["chunk_count"].as_i64().unwrap() >= 2, "{counted}");
@@ -157,6 +170,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, pinned) = call(port, "PUT", &pin, &ADMIN, None);
     assert_eq!((status, pinned["data"]["is_pinned"].as_bool()), (200, Some(true)), "{pinned}");
     assert!(pinned["data"]["pinned_at"].is_string(), "{pinned}");
+    decode::<Envelope<wire::KnowledgeBase>>(&pinned);
     let (_, _, unpinned) = call(port, "PUT", &pin, &ADMIN, None);
     assert_eq!((unpinned["data"]["is_pinned"].as_bool(), &unpinned["data"]["pinned_at"]), (Some(false), &Value::Null));
 
@@ -165,6 +179,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let edit = json!({"content": "Restore drills run weekly on a spare machine named kestrel.", "chunk_index": 0});
     let (status, _, edited) = call(port, "PUT", &chunk_path, &ADMIN, Some(&edit));
     assert_eq!((status, edited["data"]["content"].as_str()), (200, edit["content"].as_str()), "{edited}");
+    decode::<Envelope<wire::Chunk>>(&edited);
     let kestrel = json!({"query_text": "kestrel", "match_count": 5});
     let (_, _, hits) =
         call(port, "POST", &format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search"), &ADMIN, Some(&kestrel));
@@ -182,6 +197,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let dup = format!("/api/v1/knowledge-bases/{kb_id}/duplicate");
     let (status, _, copy) = call(port, "POST", &dup, &ADMIN, None);
     assert_eq!((status, copy["data"]["source_id"].as_str()), (201, Some(kb_id.as_str())), "{copy}");
+    decode::<Envelope<wire::DuplicateKnowledgeBaseResponse>>(&copy);
     let copied = &copy["data"]["knowledge_base"];
     assert_eq!(
         (copied["name"].as_str(), copied["knowledge_count"].as_i64()),
@@ -202,6 +218,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let path = format!("/api/v1/knowledge-bases/{kb_id}/hybrid-search");
     let (status, _, hits) = call(port, "POST", &path, &ADMIN, Some(&params));
     assert_eq!(status, 200, "{hits}");
+    decode::<Envelope<Vec<wire::SearchResult>>>(&hits);
     let hit = &hits["data"][0];
     decodes_as_upstream_hit(hit);
     assert_eq!((hit["match_type"].as_i64(), hit["knowledge_base_id"].as_str()), (Some(1), Some(kb_id.as_str())));
@@ -225,12 +242,14 @@ fn a_client_written_for_upstream_works_unchanged() {
     let search = json!({"query": "backup", "knowledge_ids": [doc_id], "knowledge_base_ids": null, "tag_ids": null});
     let (status, _, found) = call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&search));
     assert_eq!(status, 200, "{found}");
+    decode::<Envelope<Vec<wire::SearchResult>>>(&found);
     decodes_as_upstream_hit(&found["data"][0]);
 
     // CreateSession: upstream's sessions hold no knowledge base.
     let (status, _, session) =
         call(port, "POST", "/api/v1/sessions", &ADMIN, Some(&json!({"title": "", "description": "on-call"})));
     assert_eq!(status, 201, "{session}");
+    decode::<Envelope<wire::Session>>(&session);
     decodes_as_upstream_session(&session["data"]);
     assert_eq!(session["data"]["description"], "on-call");
     let session_id = session["data"]["id"].as_str().unwrap().to_string();
@@ -245,6 +264,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     assert_eq!((status, pinned["data"]["is_pinned"].as_bool()), (200, Some(true)), "{pinned}");
     let (_, _, listed) = get(port, "/api/v1/sessions", &ADMIN);
     assert_eq!((listed["page_size"].as_i64(), listed["total"].as_i64()), (Some(10), Some(13)), "{listed}");
+    decode::<Paged<wire::Session>>(&listed);
     assert_eq!(listed["data"][0]["id"], session_id.as_str(), "pinned first: {listed}");
     listed["data"].as_array().unwrap().iter().for_each(decodes_as_upstream_session);
     let (status, _, unpinned) = call(port, "DELETE", &format!("/api/v1/sessions/{session_id}/pin"), &ADMIN, None);
@@ -270,6 +290,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     .unwrap();
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     let frames = frames(&String::from_utf8_lossy(&reply.body));
+    frames.iter().for_each(|f| drop(decode::<wire::StreamResponse>(f)));
     let kinds: Vec<&str> = frames.iter().map(|f| f["response_type"].as_str().unwrap()).collect();
     assert_eq!(&kinds[..3], ["agent_query", "references", "session_title"], "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"complete"), "{kinds:?}");
@@ -282,6 +303,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let path = format!("/api/v1/sessions/{session_id}/messages/{message_id}/suggestions");
     let (status, _, set) = call(port, "POST", &path, &ADMIN, Some(&json!({"regenerate": false})));
     assert_eq!(status, 200, "{set}");
+    decode::<Envelope<wire::MessageSuggestionSet>>(&set);
     let set = &set["data"];
     assert_eq!(
         (set["status"].as_str(), set["suppression_reason"].as_str()),
@@ -298,6 +320,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     // LoadMessages: the stored answer's references decode too.
     let (status, _, messages) = get(port, &format!("/api/v1/messages/{session_id}/load?limit=20"), &ADMIN);
     assert_eq!(status, 200, "{messages}");
+    decode::<Envelope<Vec<wire::Message>>>(&messages);
     let answer = &messages["data"][1];
     assert_eq!(answer["id"], message_id, "the answer agent_query announced");
     answer["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
@@ -305,6 +328,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let search = json!({"query": "nightly backup", "mode": "hybrid", "limit": 10, "session_ids": [session_id]});
     let (status, _, found) = call(port, "POST", "/api/v1/messages/search", &ADMIN, Some(&search));
     assert_eq!((status, found["data"]["total"].as_i64()), (200, Some(1)), "{found}");
+    decode::<Envelope<wire::MessageSearchResult>>(&found);
     let item = &found["data"]["items"][0];
     assert_eq!(
         (item["session_id"].as_str(), item["match_type"].as_str()),
@@ -315,6 +339,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (_, _, none) = call(port, "POST", "/api/v1/messages/search", &ADMIN, Some(&elsewhere));
     assert_eq!(none["data"]["total"], 0, "{none}");
     let (_, _, stats) = get(port, "/api/v1/messages/chat-history-stats", &ADMIN);
+    decode::<Envelope<wire::ChatHistoryKBStats>>(&stats);
     assert_eq!(stats["data"]["enabled"], false, "{stats}");
 
     // GenerateTitle with no chat model: the first question, and a stop for an ended answer.
@@ -339,20 +364,25 @@ fn a_client_written_for_upstream_works_unchanged() {
 
     // Tenants and their keys by upstream's integer ids.
     let (_, _, tenants) = get(port, "/api/v1/tenants", &ADMIN);
+    decode::<Envelope<wire::TenantList>>(&tenants);
     let tenant = tenants["data"]["items"][0]["id"].as_u64().unwrap();
     assert_eq!(session["data"]["tenant_id"].as_u64(), Some(tenant), "{tenants}");
     let (status, _, read) = get(port, &format!("/api/v1/tenants/{tenant}"), &ADMIN);
     assert_eq!((status, read["data"]["name"].as_str()), (200, Some("default")), "{read}");
+    decode::<Envelope<wire::Tenant>>(&read);
     let (status, _, other) = get(port, &format!("/api/v1/tenants/{}", tenant + 1000), &ADMIN);
     assert_eq!(status, 404);
     upstream_error(&other, 1003, "not_found");
     let update = json!({"id": tenant, "name": "", "description": "ops team", "status": "active", "business": ""});
     let (status, _, updated) = call(port, "PUT", &format!("/api/v1/tenants/{tenant}"), &ADMIN, Some(&update));
     assert_eq!((status, updated["data"]["name"].as_str()), (200, Some("default")), "a blank name keeps it: {updated}");
+    decode::<Envelope<wire::Tenant>>(&updated);
     assert_eq!(updated["data"]["description"], "ops team");
     let keys_path = format!("/api/v1/tenants/{tenant}/api-keys");
     let (status, _, made) = call(port, "POST", &keys_path, &ADMIN, Some(&json!({"name": "ci", "role": "contributor"})));
     assert_eq!(status, 201, "{made}");
+    let key: wire::TenantAPIKey = decode::<Envelope<_>>(&made).data;
+    assert!(key.token.is_some_and(|t| t.starts_with("wk_")), "CreatedTenantAPIKey carries the token");
     let (token, key_id) = (made["data"]["token"].as_str().unwrap().to_string(), made["data"]["id"].as_u64().unwrap());
     assert_eq!(
         (made["data"]["role"].as_str(), made["data"]["tenant_id"].as_u64()),
@@ -366,6 +396,7 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (status, _, viewer) = call(port, "POST", &keys_path, &ADMIN, Some(&json!({"name": "ro", "role": "viewer"})));
     assert_eq!(status, 400, "never widened to a key that may write: {viewer}");
     let (_, _, listed) = get(port, &keys_path, &ADMIN);
+    decode::<Envelope<Vec<wire::TenantAPIKey>>>(&listed);
     let listed = listed["data"].as_array().unwrap().clone();
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(!format!("{listed:?}").contains(&token) && !format!("{listed:?}").contains(ADMIN_KEY), "{listed:?}");
@@ -383,19 +414,23 @@ fn a_client_written_for_upstream_works_unchanged() {
         "parameters": {"base_url": "http://127.0.0.1:9/v1", "api_key": "", "provider": "openai"}});
     let (status, _, model) = call(port, "POST", "/api/v1/models", &ADMIN, Some(&spec));
     assert_eq!((status, model["data"]["display_name"].as_str()), (201, Some("qwen2.5:7b")), "{model}");
+    decode::<Envelope<wire::Model>>(&model);
     assert!(model["data"].get("tenant_id").is_none_or(Value::is_u64), "{model}");
     let update =
         json!({"name": "", "display_name": "", "description": "local", "parameters": null, "is_default": false});
     let path = format!("/api/v1/models/{}", model["data"]["id"].as_str().unwrap());
     let (status, _, updated) = call(port, "PUT", &path, &ADMIN, Some(&update));
     assert_eq!((status, updated["data"]["name"].as_str()), (200, Some("qwen2.5:7b")), "{updated}");
+    decode::<Envelope<wire::Model>>(&updated);
     assert_eq!(updated["data"]["description"], "local");
     let (_, _, providers) = get(port, "/api/v1/models/providers?model_type=Embedding", &ADMIN);
+    decode::<Envelope<Vec<wire::ModelProvider>>>(&providers);
     let values: Vec<&str> =
         providers["data"].as_array().unwrap().iter().map(|p| p["value"].as_str().unwrap()).collect();
     assert_eq!(values, ["openai", "generic", "ollama"], "{providers}");
     // System info under upstream's names too.
     let (_, _, info) = get(port, "/api/v1/system/info", &[]);
+    decode::<Envelope<wire::SystemInfo>>(&info);
     assert_eq!(info["data"]["db_version"], info["data"]["schema_version"].to_string(), "{info}");
     assert_eq!(info["data"]["commit_id"], info["data"]["commit"], "{info}");
 

@@ -48,29 +48,37 @@ fn too_large(limit_mb: u64) -> ApiError {
 }
 
 /// A document as upstream's clients read it: ours, and the same facts under upstream's
-/// names (`type`, `file_name`, `file_size`, `file_hash`, `error_message` — `""` when there
-/// is none — and `enable_status`: `enabled` once it is searchable).
+/// names (`type`, `file_name`, `file_size`, `storage_size`, `file_hash`, `error_message` —
+/// `""` when there is none — and `enable_status`: `enabled` once it is searchable), with
+/// what upstream has and we do not as what it is: no `description`, no summary
+/// (`summary_status: "none"`).
 #[derive(Serialize)]
 pub struct View {
     #[serde(flatten)]
     doc: Knowledge,
     #[serde(rename = "type")]
     kind: String,
+    description: &'static str,
     file_name: String,
     file_size: i64,
+    storage_size: i64,
     file_hash: String,
     error_message: String,
     enable_status: &'static str,
+    summary_status: &'static str,
 }
 
 fn view(doc: Knowledge) -> View {
     View {
         kind: doc.source_type.clone(),
+        description: "",
         file_name: if doc.source_type == "file" { doc.source.clone() } else { String::new() },
         file_size: doc.size_bytes,
+        storage_size: doc.size_bytes,
         file_hash: doc.checksum.clone().unwrap_or_default(),
         error_message: doc.error.clone().unwrap_or_default(),
         enable_status: if doc.parse_status == "completed" { "enabled" } else { "disabled" },
+        summary_status: "none",
         doc,
     }
 }

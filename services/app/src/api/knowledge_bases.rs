@@ -95,12 +95,14 @@ struct View {
     #[serde(rename = "type")]
     kind: &'static str,
     is_temporary: bool,
+    is_processing: bool,
 }
 
 fn view(kb: KnowledgeBase) -> View {
     let chunking_config =
         Chunking { chunk_size: kb.chunk_size, chunk_overlap: kb.chunk_overlap, separators: kb.split_markers.clone() };
-    View { kb, chunking_config, kind: "document", is_temporary: false }
+    let is_processing = kb.processing_count > 0;
+    View { kb, chunking_config, kind: "document", is_temporary: false, is_processing }
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -234,6 +236,7 @@ async fn create(
         knowledge_count: 0,
         chunk_count: 0,
         processing_count: 0,
+        tenant_number: 0,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };

@@ -22,12 +22,28 @@ pub struct Chunk {
     pub end_at: i32,
     pub chunk_type: String,
     pub is_enabled: bool,
+    /// Upstream's names for its neighbours in the document, its parent and its content's
+    /// MD5 (`""` when there is none), and the tenant's integer id.
+    pub pre_chunk_id: String,
+    pub next_chunk_id: String,
+    pub parent_chunk_id: String,
+    pub content_hash: String,
+    pub image_info: String,
+    #[serde(rename = "tenant_id")]
+    pub tenant_number: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 const CHUNK: &str = "id, knowledge_id, knowledge_base_id, position, position AS chunk_index, content, start_offset, \
                      end_offset, start_offset AS start_at, end_offset AS end_at, 'text' AS chunk_type, \
-                     true AS is_enabled, created_at";
+                     true AS is_enabled, \
+                     coalesce((SELECT p.id::text FROM chunks p WHERE p.knowledge_id = chunks.knowledge_id \
+                               AND p.position < chunks.position ORDER BY p.position DESC LIMIT 1), '') AS pre_chunk_id, \
+                     coalesce((SELECT n.id::text FROM chunks n WHERE n.knowledge_id = chunks.knowledge_id \
+                               AND n.position > chunks.position ORDER BY n.position LIMIT 1), '') AS next_chunk_id, \
+                     coalesce(parent_id::text, '') AS parent_chunk_id, md5(content) AS content_hash, \
+                     '' AS image_info, (SELECT number FROM tenants t WHERE t.id = chunks.tenant_id) AS tenant_number, \
+                     created_at";
 
 /// A search result (also what the cache and stored answers keep), in upstream's shape.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
@@ -41,6 +57,18 @@ pub struct Hit {
     pub chunk_index: i32,
     pub knowledge_title: String,
     pub knowledge_filename: String,
+    /// Upstream's: where the passage is in its document, its place, the document's source
+    /// (file name or URL) and image (none). Absent from hits stored before they carried them.
+    #[serde(default)]
+    pub start_at: i32,
+    #[serde(default)]
+    pub end_at: i32,
+    #[serde(default)]
+    pub seq: i32,
+    #[serde(default)]
+    pub knowledge_source: String,
+    #[serde(default)]
+    pub image_info: String,
     pub score: f64,
     /// How it matched: upstream's `match_type` and our `match_kind` ([`Matched`]).
     #[serde(flatten)]
@@ -229,7 +257,9 @@ pub async fn list(
 pub async fn keyword_search(db: &Db, scope: &Scope<'_>, tsquery: &str, limit: i64) -> Result<Vec<Hit>, sqlx::Error> {
     sqlx::query_as(
         "SELECT c.id, c.content, c.knowledge_id, c.knowledge_base_id, c.position AS chunk_index, \
-         k.title AS knowledge_title, k.source AS knowledge_filename, ts_rank(c.search, q)::float8 AS score, \
+         k.title AS knowledge_title, k.source AS knowledge_filename, c.start_offset AS start_at, \
+         c.end_offset AS end_at, c.position AS seq, k.source AS knowledge_source, '' AS image_info, \
+         ts_rank(c.search, q)::float8 AS score, \
          'keyword' AS match_kind, \
          'text' AS chunk_type \
          FROM chunks c JOIN knowledge k ON k.id = c.knowledge_id, to_tsquery('simple', $1) q \
@@ -271,7 +301,8 @@ pub async fn vector_search(
     let sql = format!(
         "SELECT * FROM ( \
              SELECT c.id, c.content, c.knowledge_id, c.knowledge_base_id, c.position AS chunk_index, \
-             k.title AS knowledge_title, k.source AS knowledge_filename, \
+             k.title AS knowledge_title, k.source AS knowledge_filename, c.start_offset AS start_at, \
+             c.end_offset AS end_at, c.position AS seq, k.source AS knowledge_source, '' AS image_info, \
              (1 - (e.embedding::vector({dimensions}) <=> $1::vector({dimensions})))::float8 AS score, \
              'vector' AS match_kind, 'text' AS chunk_type \
              FROM chunk_embeddings e JOIN chunks c ON c.id = e.chunk_id JOIN knowledge k ON k.id = c.knowledge_id \

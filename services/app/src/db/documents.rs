@@ -26,15 +26,21 @@ pub struct Knowledge {
     pub vector_status: String,
     pub vector_error: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
     pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The tenant's integer id, as upstream's clients decode it.
+    #[serde(rename = "tenant_id")]
+    pub tenant_number: i64,
     /// Where the original is stored: internal, never answered.
     #[serde(skip)]
     pub object_key: Option<String>,
 }
 
+/// (`tenant_id` in the subquery is the document's: some statements name `knowledge` otherwise.)
 const COLUMNS: &str = "id, knowledge_base_id, source_type, source, title, file_type, size_bytes, checksum, \
-                       parse_status, error, chunk_count, vector_status, vector_error, created_at, processed_at, \
-                       object_key";
+                       parse_status, error, chunk_count, vector_status, vector_error, created_at, updated_at, \
+                       processed_at, object_key, \
+                       (SELECT number FROM tenants t WHERE t.id = tenant_id) AS tenant_number";
 
 /// A document to record.
 pub struct NewDocument<'a> {

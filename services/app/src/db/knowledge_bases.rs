@@ -19,9 +19,11 @@ pub struct KnowledgeBase {
     /// The embedding model and vector size its vectors were made with (None until the first).
     pub embedding_model: Option<String>,
     pub embedding_dimensions: Option<i32>,
-    /// The tenant's chat model its questions are answered with (None: the built-in one).
+    /// The tenant's chat model its questions are answered with (None, `""`: the built-in one).
+    #[serde(serialize_with = "id_or_blank")]
     pub summary_model_id: Option<Uuid>,
-    /// The tenant's embedding model its vectors are made with (None: the built-in one).
+    /// The tenant's embedding model its vectors are made with (None, `""`: the built-in one).
+    #[serde(serialize_with = "id_or_blank")]
     pub embedding_model_id: Option<Uuid>,
     pub is_pinned: bool,
     pub pinned_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -29,6 +31,9 @@ pub struct KnowledgeBase {
     pub knowledge_count: i64,
     pub chunk_count: i64,
     pub processing_count: i64,
+    /// The tenant's integer id, as upstream's clients decode it (0 before it is stored).
+    #[serde(rename = "tenant_id")]
+    pub tenant_number: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -42,6 +47,7 @@ const COLUMNS: &str = "id, name, description, chunk_size, chunk_overlap, split_m
                          WHERE k.knowledge_base_id = knowledge_bases.id) AS chunk_count, \
                        (SELECT count(*) FROM knowledge k WHERE k.knowledge_base_id = knowledge_bases.id \
                          AND k.parse_status IN ('pending', 'processing')) AS processing_count, \
+                       (SELECT number FROM tenants t WHERE t.id = knowledge_bases.tenant_id) AS tenant_number, \
                        created_at, updated_at";
 
 impl KnowledgeBase {
@@ -66,6 +72,7 @@ impl KnowledgeBase {
             knowledge_count: 0,
             chunk_count: 0,
             processing_count: 0,
+            tenant_number: self.tenant_number,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -278,4 +285,13 @@ pub async fn chat_model(db: &Db, tenant: Uuid, ids: &[Uuid]) -> Result<Option<Uu
     .bind(ids)
     .fetch_optional(db)
     .await
+}
+
+/// An optional id as upstream's clients read it: a string, empty when unset (their `string`
+/// fields take no `null`).
+fn id_or_blank<S: serde::Serializer>(id: &Option<uuid::Uuid>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_str(""),
+    }
 }

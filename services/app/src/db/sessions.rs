@@ -244,7 +244,8 @@ pub async fn delete(db: &Db, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error
 pub struct Message {
     pub id: Uuid,
     pub session_id: Uuid,
-    pub request_id: Option<String>,
+    /// `""` for messages that had none.
+    pub request_id: String,
     pub role: String,
     pub content: String,
     #[sqlx(rename = "sources")]
@@ -258,10 +259,13 @@ pub struct Message {
     pub first_token_ms: Option<i32>,
     pub duration_ms: Option<i32>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was last written: an answer when it ended.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-const MESSAGE: &str = "id, session_id, request_id, role, content, sources, status, status = 'completed' AS is_completed, \
-                       answer_kind, model, error, first_token_ms, duration_ms, created_at";
+const MESSAGE: &str = "id, session_id, coalesce(request_id, '') AS request_id, role, content, sources, status, \
+                       status = 'completed' AS is_completed, answer_kind, model, error, first_token_ms, duration_ms, \
+                       created_at, created_at + make_interval(secs => coalesce(duration_ms, 0) / 1000.0) AS updated_at";
 
 /// Up to `limit` messages before `before` (all when None), oldest first.
 pub async fn messages(
