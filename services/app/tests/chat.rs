@@ -5,6 +5,7 @@
 //! (`/api/chat`, JSON lines), whose every answer follows a script the test gives it.
 
 mod support;
+mod wire;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -257,7 +258,9 @@ impl Frames {
                     continue; // a keep-alive comment's end
                 }
                 assert_eq!(event, "message", "every frame is `event: message`");
-                return Some(serde_json::from_str(&data).unwrap());
+                let frame: Value = serde_json::from_str(&data).unwrap();
+                wire::decode::<wire::StreamResponse>(&frame); // as upstream's SDK reads it
+                return Some(frame);
             }
             if let Some(v) = line.strip_prefix("event:") {
                 event = v.trim().to_string();
