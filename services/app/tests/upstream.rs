@@ -39,6 +39,25 @@ fn upstream_error(body: &Value, code: i64, reason: &str) {
     assert!(!e.error.message.is_empty(), "{body}");
 }
 
+/// The frames of a `text/event-stream` answer as upstream's SDK's `ContinueStream` reads
+/// them: an `event:` line's value as written (no space dropped) must be `message`.
+fn sdk_frames(body: &str) -> Vec<Value> {
+    let (mut event, mut data, mut out) = ("", "", Vec::new());
+    for line in body.lines() {
+        if line.is_empty() {
+            if !data.is_empty() && event == "message" {
+                out.push(serde_json::from_str(data).unwrap());
+            }
+            (event, data) = ("", "");
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v;
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data = v;
+        }
+    }
+    out
+}
+
 /// The `data:` lines of a `text/event-stream` answer, as JSON.
 fn frames(body: &str) -> Vec<Value> {
     body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect()
@@ -298,6 +317,13 @@ fn a_client_written_for_upstream_works_unchanged() {
     let message_id = frames[0]["assistant_message_id"].as_str().unwrap();
     frames[1]["knowledge_references"].as_array().unwrap().iter().for_each(decodes_as_upstream_hit);
     assert!(frames.iter().any(|f| f["response_type"] == "answer" && f["content"].as_str().unwrap().contains("02:00")));
+
+    // ContinueStream: the ended answer replayed, frame for frame, as the SDK parses it.
+    let path = format!("/api/v1/sessions/continue-stream/{session_id}?message_id={message_id}");
+    let replay = exchange(port, "GET", &path, &ADMIN, None).unwrap();
+    assert_eq!(replay.status, 200, "{}", String::from_utf8_lossy(&replay.body));
+    assert_eq!(sdk_frames(&String::from_utf8_lossy(&replay.body)), frames, "the same frames, as the SDK reads them");
+    assert_eq!(sdk_frames(&String::from_utf8_lossy(&reply.body)), frames, "the answer itself, as the SDK reads it");
 
     // Suggestions with no chat model to make them: a set that says so, not an error.
     let path = format!("/api/v1/sessions/{session_id}/messages/{message_id}/suggestions");

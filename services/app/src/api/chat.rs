@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -131,14 +130,40 @@ async fn knowledge_chat(
     Ok(event_stream(frames))
 }
 
-/// Frames (JSON) as server-sent events, each as it comes.
-fn event_stream(frames: tokio::sync::mpsc::Receiver<String>) -> Response {
-    let events =
-        ReceiverStream::new(frames).map(|data| Ok::<_, Infallible>(Event::default().event("message").data(data)));
-    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+/// How often a quiet stream sends a comment, so that proxies keep it open.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Frames (JSON) as server-sent events, each as it comes, written as upstream's server
+/// writes them: `event:message` and `data:{...}` with no space after the colon. The SSE
+/// standard lets a parser drop one such space, and browsers do, but upstream's Go SDK
+/// compares `event:` with `message` as written (its `ContinueStream` skips every frame
+/// of `event: message`).
+fn event_stream(mut frames: tokio::sync::mpsc::Receiver<String>) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    tokio::spawn(async move {
+        let mut quiet = tokio::time::interval(KEEP_ALIVE);
+        quiet.tick().await;
+        loop {
+            let out = tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(json) => format!("event:message\ndata:{json}\n\n"),
+                    None => return,
+                },
+                _ = quiet.tick() => ":\n\n".to_string(),
+            };
+            // The client went away: the answer goes on without it.
+            if tx.send(out).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     // Proxies (nginx) pass each frame on as it comes.
-    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
