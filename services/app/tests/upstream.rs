@@ -284,6 +284,16 @@ fn a_client_written_for_upstream_works_unchanged() {
     let (_, _, listed) = get(port, "/api/v1/sessions", &ADMIN);
     assert_eq!((listed["page_size"].as_i64(), listed["total"].as_i64()), (Some(10), Some(13)), "{listed}");
     decode::<Paged<wire::Session>>(&listed);
+    // Upstream's keyword filter: words of the title or description; `%` matches itself.
+    let (_, _, found) = get(port, "/api/v1/sessions?keyword=ON-CALL", &ADMIN);
+    assert_eq!(
+        (found["total"].as_i64(), found["data"][0]["id"].as_str()),
+        (Some(1), Some(session_id.as_str())),
+        "{found}"
+    );
+    let (_, _, s1) = get(port, "/api/v1/sessions?keyword=s1&page_size=20", &ADMIN);
+    assert_eq!(s1["total"], 3, "s1, s10, s11: {s1}");
+    assert_eq!(get(port, "/api/v1/sessions?keyword=%25", &ADMIN).2["total"], 0);
     assert_eq!(listed["data"][0]["id"], session_id.as_str(), "pinned first: {listed}");
     listed["data"].as_array().unwrap().iter().for_each(decodes_as_upstream_session);
     let (status, _, unpinned) = call(port, "DELETE", &format!("/api/v1/sessions/{session_id}/pin"), &ADMIN, None);

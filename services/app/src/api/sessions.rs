@@ -75,14 +75,22 @@ fn checked_description(description: &str) -> Result<String, ApiError> {
     Ok(description.trim().to_string())
 }
 
+/// Upstream's session filter: words of the title (or description).
+#[derive(serde::Deserialize)]
+struct Filter {
+    keyword: Option<String>,
+}
+
 async fn list(
     State(state): State<SharedState>,
     caller: Caller,
     Query(page): Query<PageQuery>,
+    Query(filter): Query<Filter>,
 ) -> Result<Page<Session>, ApiError> {
     // Upstream lists ten sessions a page unless asked otherwise.
     let page = page.or_size(10);
-    let (rows, total) = db::sessions::list(&state.db, caller.tenant_id, page.size(), page.offset()).await?;
+    let keyword = filter.keyword.as_deref().map(str::trim).filter(|k| !k.is_empty());
+    let (rows, total) = db::sessions::list(&state.db, caller.tenant_id, keyword, page.size(), page.offset()).await?;
     Ok(Page::page(rows, page, total))
 }
 

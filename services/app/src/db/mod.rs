@@ -5,6 +5,7 @@ pub mod chunks;
 pub mod documents;
 pub mod jobs;
 pub mod knowledge_bases;
+pub mod like;
 pub mod migrations;
 pub mod models;
 pub mod sessions;

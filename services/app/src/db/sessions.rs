@@ -53,18 +53,31 @@ pub async fn get(db: &Db, tenant: Uuid, id: Uuid) -> Result<Option<Session>, sql
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(db).await
 }
 
-/// A page of the tenant's sessions, pinned ones first (the last pinned first), then the most
-/// recently active, and how many there are.
-pub async fn list(db: &Db, tenant: Uuid, limit: i64, offset: i64) -> Result<(Vec<Session>, i64), sqlx::Error> {
+/// A page of the tenant's sessions (those whose title or description contains `keyword`,
+/// when given), pinned ones first (the last pinned first), then the most recently active,
+/// and how many there are.
+pub async fn list(
+    db: &Db,
+    tenant: Uuid,
+    keyword: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Session>, i64), sqlx::Error> {
+    let like = keyword.map(super::like::containing);
+    const MATCHING: &str = "tenant_id = $1 AND ($2::text IS NULL OR title ILIKE $2 OR description ILIKE $2)";
     let sql = format!(
-        "SELECT {SESSION} FROM chat_sessions WHERE tenant_id = $1 \
-         ORDER BY is_pinned DESC, pinned_at DESC NULLS LAST, updated_at DESC, id LIMIT $2 OFFSET $3"
+        "SELECT {SESSION} FROM chat_sessions WHERE {MATCHING} \
+         ORDER BY is_pinned DESC, pinned_at DESC NULLS LAST, updated_at DESC, id LIMIT $3 OFFSET $4"
     );
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(limit).bind(offset).fetch_all(db).await?;
-    let total = sqlx::query_scalar("SELECT count(*) FROM chat_sessions WHERE tenant_id = $1")
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
-        .fetch_one(db)
+        .bind(&like)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
         .await?;
+    let count = format!("SELECT count(*) FROM chat_sessions WHERE {MATCHING}");
+    let total = sqlx::query_scalar(sqlx::AssertSqlSafe(count)).bind(tenant).bind(&like).fetch_one(db).await?;
     Ok((rows, total))
 }
 
@@ -106,10 +119,7 @@ pub async fn search(
     limit: i64,
 ) -> Result<(Vec<Found>, i64), sqlx::Error> {
     // `%` and `_` in a term match themselves.
-    let patterns: Vec<String> = terms
-        .iter()
-        .map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
-        .collect();
+    let patterns: Vec<String> = terms.iter().map(|t| super::like::containing(t)).collect();
     let scored = "SELECT * FROM (SELECT q.request_id, q.session_id, s.title AS session_title, \
                   q.content AS query_content, coalesce(a.content, '') AS answer_content, q.created_at, \
                   (SELECT count(*) FROM unnest($2::text[]) p \
