@@ -488,3 +488,96 @@ async fn sqlx_cli_and_xtask_agree_on_the_migrations_table() {
     assert!(ok && out.contains(&format!("applied {}", newest())), "{out}");
     assert!(!sqlx_cli(&pg, &["info"]).contains("pending"));
 }
+
+/// An existing stack's data, written before upstream's shapes (integer tenant and key ids,
+/// pins, descriptions, suggestions), is all there after the upgrade, and after going back.
+#[tokio::test]
+async fn data_written_before_upstreams_shapes_survives_the_upgrade_and_the_way_back() {
+    let pg = Pg::debian();
+    let before = "20261201000002";
+    assert!(migrate(&pg, &["up", "--to", before]).0);
+    let mut conn = connect(&pg).await;
+    let mut sessions = Vec::new();
+    for (n, name) in ["acme", "globex"].into_iter().enumerate() {
+        let tenant: String = sqlx::query_scalar("INSERT INTO tenants (name) VALUES ($1) RETURNING id::text")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (tenant_id, key_prefix, key_hash, role) VALUES ($1::uuid, 'wk_x', $2, 'admin')",
+        )
+        .bind(&tenant)
+        .bind(n.to_string().repeat(64))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let kb: String = sqlx::query_scalar(
+            "INSERT INTO knowledge_bases (tenant_id, name) VALUES ($1::uuid, 'docs') RETURNING id::text",
+        )
+        .bind(&tenant)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let session: String = sqlx::query_scalar(
+            "INSERT INTO chat_sessions (tenant_id, knowledge_base_id, title) VALUES ($1::uuid, $2::uuid, $3) \
+             RETURNING id::text",
+        )
+        .bind(&tenant)
+        .bind(&kb)
+        .bind(format!("{name} on-call"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        for (role, content) in [("user", "When is the backup?"), ("assistant", "At 02:00 [1].")] {
+            sqlx::query(
+                "INSERT INTO chat_messages (session_id, tenant_id, role, content, request_id) \
+                 VALUES ($1::uuid, $2::uuid, $3, $4, 'r1')",
+            )
+            .bind(&session)
+            .bind(&tenant)
+            .bind(role)
+            .bind(content)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        sessions.push(session);
+    }
+    async fn snapshot(conn: &mut PgConnection) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT t.name || '|' || s.title || '|' || m.role || '|' || m.content FROM chat_messages m \
+             JOIN chat_sessions s ON s.id = m.session_id JOIN tenants t ON t.id = m.tenant_id \
+             ORDER BY t.name, m.role DESC",
+        )
+        .fetch_all(conn)
+        .await
+        .unwrap()
+    }
+    let written = snapshot(&mut conn).await;
+    assert_eq!(written.len(), 4);
+
+    assert!(migrate(&pg, &["up"]).0);
+    assert_eq!(snapshot(&mut conn).await, written, "the upgrade lost or changed something");
+    let mut numbers: Vec<i64> = sqlx::query_scalar("SELECT number FROM tenants").fetch_all(&mut conn).await.unwrap();
+    numbers.sort();
+    assert_eq!(numbers, [1, 2], "every tenant has upstream's integer id");
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT number) FROM api_keys").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(keys, 2, "every key has one too");
+    let shaped: Vec<(String, bool)> =
+        sqlx::query_as("SELECT description, is_pinned FROM chat_sessions").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(shaped, vec![(String::new(), false); 2], "sessions: no description, not pinned");
+    let sets: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM message_suggestion_sets").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(sets, 0);
+
+    assert!(migrate(&pg, &["down", "--to", before, "--yes"]).0);
+    assert_eq!(snapshot(&mut conn).await, written, "going back lost or changed something");
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_sessions WHERE id::text = ANY($1)")
+        .bind(&sessions)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(still, 2);
+}
