@@ -25,5 +25,6 @@ pub mod remote;
 pub mod retrieval;
 pub mod state;
 pub mod storage;
+pub mod transfers;
 
 pub use db::migrations::MIGRATOR;

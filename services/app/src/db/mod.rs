@@ -3,6 +3,7 @@
 
 pub mod chunks;
 pub mod documents;
+pub mod folders;
 pub mod jobs;
 pub mod knowledge_bases;
 pub mod migrations;
@@ -10,3 +11,4 @@ pub mod models;
 pub mod sessions;
 pub mod system;
 pub mod tenants;
+pub mod transfers;
