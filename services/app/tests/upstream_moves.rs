@@ -308,6 +308,41 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     );
     assert!(spec_doc["chunk_count"].as_i64().unwrap() > spec_chunks, "chunked at 100: {spec_doc}");
 
+    // A document that is gone by the time the worker comes to it is counted as failed, with
+    // the reason; the others move. (The task is written as the API writes one, so that the
+    // document is gone for sure.)
+    let tenant = &psql(&pg, &format!("SELECT tenant_id FROM knowledge_bases WHERE id = '{src}'"))[0][0];
+    let ghost = "0b5e0b5e-0000-4000-8000-000000000001";
+    psql(
+        &pg,
+        &format!(
+            "INSERT INTO transfer_tasks (tenant_id, id, kind, source_kb_id, target_kb_id, knowledge_ids, mode) \
+             VALUES ('{tenant}', 'kg_move_ghost', 'move', '{src}', '{dst}', ARRAY['{ghost}', '{memo}']::uuid[], \
+             'reuse_vectors')"
+        ),
+    );
+    let mixed = wait_task(port, ADMIN_KEY, "/api/v1/knowledge/move/progress/kg_move_ghost");
+    assert_eq!(
+        (mixed["status"].as_str(), mixed["processed"].as_i64(), mixed["failed"].as_i64()),
+        (Some("completed"), Some(2), Some(1)),
+        "{mixed}"
+    );
+    assert!(
+        mixed["message"].as_str().unwrap().contains("1 failed, the first because the document was deleted"),
+        "{mixed}"
+    );
+    assert_eq!(doc(port, ADMIN_KEY, &memo)["knowledge_base_id"], dst.as_str());
+    psql(
+        &pg,
+        &format!(
+            "INSERT INTO transfer_tasks (tenant_id, id, kind, source_kb_id, target_kb_id, knowledge_ids, mode) \
+             VALUES ('{tenant}', 'kg_move_lost', 'move', '{src}', '{dst}', ARRAY['{ghost}']::uuid[], 'reparse')"
+        ),
+    );
+    let lost = wait_task(port, ADMIN_KEY, "/api/v1/knowledge/move/progress/kg_move_lost");
+    assert_eq!((lost["status"].as_str(), lost["failed"].as_i64()), (Some("failed"), Some(1)), "all failed: {lost}");
+    assert!(lost["error"].as_str().unwrap().contains("deleted"), "{lost}");
+
     // ---- copies ----
     let copy = |key: &str, body: Value| {
         call(
@@ -336,7 +371,7 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
             copied["processed"].as_i64(),
             copied["progress"].as_i64()
         ),
-        (Some("completed"), Some(2), Some(2), Some(100)),
+        (Some("completed"), Some(3), Some(3), Some(100)),
         "{copied}"
     );
     assert_eq!(copied["source_id"], dst.as_str());
@@ -344,11 +379,11 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     let (_, _, kb) = get(port, &format!("/api/v1/knowledge-bases/{copy_kb}"), &ADMIN);
     assert_eq!(
         (kb["data"]["name"].as_str(), kb["data"]["chunk_size"].as_i64(), kb["data"]["knowledge_count"].as_i64()),
-        (Some("archive Copy"), Some(100), Some(2)),
+        (Some("archive Copy"), Some(100), Some(3)),
         "the copy has the source's settings and documents: {kb}"
     );
     let copies = listed(port, ADMIN_KEY, &copy_kb, "");
-    assert_eq!(titles(&copies), ["intro.md", "spec.md"]);
+    assert_eq!(titles(&copies), ["intro.md", "memo", "spec.md"]);
     let copy_of =
         |title: &str| copies["data"].as_array().unwrap().iter().find(|d| d["title"] == title).unwrap().clone();
     let (intro_copy, spec_copy) = (copy_of("intro.md"), copy_of("spec.md"));
@@ -361,6 +396,16 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     let intro_copy = intro_copy["id"].as_str().unwrap().to_string();
     assert_eq!(download(port, ADMIN_KEY, &intro_copy), (200, INTRO.to_vec()));
     assert!(found(port, ADMIN_KEY, &copy_kb, "pumps").iter().any(|c| c.contains("diesel pumps")));
+    // A task taken over from a worker that died (its lease ran out) carries on where it
+    // stopped: the documents it did are not copied twice.
+    psql(
+        &pg,
+        "UPDATE transfer_tasks SET status = 'processing', lease_owner = 'dead-worker', \
+         lease_expires_at = now() - interval '1 second' WHERE id = 'harbour-copy-1'",
+    );
+    let resumed = wait_task(port, ADMIN_KEY, "/api/v1/knowledge-bases/copy/progress/harbour-copy-1");
+    assert_eq!((resumed["status"].as_str(), resumed["processed"].as_i64()), (Some("completed"), Some(3)), "{resumed}");
+    assert_eq!(listed(port, ADMIN_KEY, &copy_kb, "")["total"], 3, "nothing copied twice");
     // Files of their own, not shared: deleting the copy's file leaves the original's.
     let keys =
         psql(&pg, &format!("SELECT object_key FROM knowledge WHERE id IN ('{intro}', '{intro_copy}') ORDER BY id"));
@@ -377,7 +422,7 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     let path = format!("/api/v1/knowledge-bases/copy/progress/{}", started["data"]["task_id"].as_str().unwrap());
     let again = wait_task(port, ADMIN_KEY, &path);
     assert_eq!((again["status"].as_str(), again["total"].as_i64()), (Some("completed"), Some(1)), "{again}");
-    assert_eq!(titles(&listed(port, ADMIN_KEY, &copy_kb, "")), ["intro.md", "spec.md"]);
+    assert_eq!(titles(&listed(port, ADMIN_KEY, &copy_kb, "")), ["intro.md", "memo", "spec.md"]);
     let (status, _, refused) = copy(ADMIN_KEY, json!({"source_id": dst, "target_id": other_model}));
     assert_eq!(status, 400, "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("different embedding models"), "{refused}");
@@ -387,8 +432,13 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     assert_eq!(status, 200);
     let copies = listed(port, ADMIN_KEY, &copy_kb, "");
     for d in copies["data"].as_array().unwrap() {
-        let (status, bytes) = download(port, ADMIN_KEY, d["id"].as_str().unwrap());
-        assert!(status == 200 && !bytes.is_empty(), "{d}");
+        let id = d["id"].as_str().unwrap();
+        if d["type"] == "file" {
+            let (status, bytes) = download(port, ADMIN_KEY, id);
+            assert!(status == 200 && !bytes.is_empty(), "{d}");
+        }
+        let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{id}"), &ADMIN);
+        assert_eq!(chunks["total"], d["chunk_count"], "{d}: {chunks}");
     }
     assert!(found(port, ADMIN_KEY, &copy_kb, "lighthouse").iter().any(|c| c.contains("lighthouse keeper")));
     // Tasks keep answering after their knowledge bases are gone.
@@ -451,6 +501,9 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     assert_eq!(status, 200, "{mine}");
     let b_copy = wait_task(port, &b_key, "/api/v1/knowledge-bases/copy/progress/harbour-copy-1");
     assert_eq!((b_copy["source_id"].as_str(), b_copy["status"].as_str()), (Some(b_one.as_str()), Some("completed")));
+    let b_copies = listed(port, &b_key, b_copy["target_id"].as_str().unwrap(), "");
+    let b_copied = b_copies["data"][0]["id"].as_str().unwrap();
+    assert_eq!(wait_parsed(port, &b_key, b_copied)["parse_status"], "completed", "{b_copies}");
     let (_, _, a_copy) = get(port, "/api/v1/knowledge-bases/copy/progress/harbour-copy-1", &ADMIN);
     assert_eq!(a_copy["data"]["source_id"], dst.as_str(), "A's task is A's: {a_copy}");
 }
