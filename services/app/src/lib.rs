@@ -26,5 +26,6 @@ pub mod replay;
 pub mod retrieval;
 pub mod state;
 pub mod storage;
+pub mod transfers;
 
 pub use db::migrations::MIGRATOR;

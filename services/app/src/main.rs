@@ -296,6 +296,7 @@ async fn serve(config: Config) -> Result<()> {
     });
     weknora_app::ingest::report_unfinished(&state).await;
     weknora_app::ingest::spawn_workers(state.clone());
+    weknora_app::transfers::spawn_worker(state.clone());
     let app = weknora_app::api::router(state.clone());
     axum::serve(listener, app).with_graceful_shutdown(drain(state)).await?;
     tracing::info!("weknora-app stopped");

@@ -140,6 +140,7 @@ fn shortened(name: &str) -> String {
 /// Stores the bytes, then records the document and its job together; if recording fails
 /// the stored object is removed again. `content` is None for URL documents, which
 /// docreader fetches itself. The name is kept as sent, for display only.
+#[allow(clippy::too_many_arguments)]
 async fn ingest(
     state: &AppState,
     caller: &Caller,
@@ -148,6 +149,7 @@ async fn ingest(
     file_name: &str,
     title: &str,
     content: Option<Bytes>,
+    folder_path: &str,
 ) -> Result<Knowledge, ApiError> {
     let id = Uuid::new_v4();
     let key = content.as_ref().map(|_| object_key(caller.tenant_id, kb, id, file_name));
@@ -190,6 +192,7 @@ async fn ingest(
         object_key: key.as_deref(),
         size_bytes: size,
         checksum: checksum.as_deref(),
+        folder_path,
     };
     match db::documents::insert_with_job(&state.db, &doc, state.config.ingest.max_attempts).await {
         Ok(k) => {
@@ -233,9 +236,19 @@ async fn upload_file(
             ))
         }
     };
+    // The file, and upstream's `fileName`: the file's path in a folder upload
+    // (`docs/intro.md`), which files it in that folder. The SDK sends it after the file.
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut relative: Option<String> = None;
     while let Some(mut field) = form.next_field().await.map_err(multipart)? {
-        if field.name() != Some("file") {
-            continue;
+        match field.name() {
+            Some("file") if file.is_none() => {}
+            Some("fileName") if relative.is_none() => {
+                let text = field.text().await.map_err(multipart)?;
+                relative = Some(text).filter(|t| !t.trim().is_empty());
+                continue;
+            }
+            _ => continue,
         }
         let name = field.file_name().filter(|n| !n.trim().is_empty()).unwrap_or("upload").to_string();
         let mut data = Vec::new();
@@ -248,10 +261,23 @@ async fn upload_file(
         if data.is_empty() {
             return Err(bad("the file is empty"));
         }
-        let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data))).await?;
-        return Ok(Envelope::created(view(k)));
+        file = Some((name, data));
     }
-    Err(bad("send the file as the multipart field `file`"))
+    let Some((mut name, data)) = file else {
+        return Err(bad("send the file as the multipart field `file`"));
+    };
+    let mut folder = String::new();
+    if let Some(relative) = relative {
+        let (dir, base) = relative.rsplit_once(['/', '\\']).unwrap_or(("", relative.as_str()));
+        folder = super::folders::normalize(dir).map_err(|_| {
+            ApiError::bad_request("fileName", "the file's path has control characters: send it without them")
+        })?;
+        if !base.trim().is_empty() {
+            name = base.trim().to_string();
+        }
+    }
+    let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data)), &folder).await?;
+    Ok(Envelope::created(view(k)))
 }
 
 #[derive(Deserialize)]
@@ -271,8 +297,8 @@ async fn upload_manual(
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
     let title = if body.title.trim().is_empty() { "manual" } else { body.title.trim() };
-    let k =
-        ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, Some(Bytes::from(body.content))).await?;
+    let content = Some(Bytes::from(body.content));
+    let k = ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, content, "").await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -296,7 +322,7 @@ async fn upload_url(
         return Err(ApiError::bad_request("url", "give an http:// or https:// URL"));
     }
     let title = if body.title.trim().is_empty() { url } else { body.title.trim() };
-    let k = ingest(&state, &caller, kb, "url", url, title, None).await?;
+    let k = ingest(&state, &caller, kb, "url", url, title, None, "").await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -351,6 +377,9 @@ struct ListFilter {
     keyword: Option<String>,
     file_type: Option<String>,
     parse_status: Option<String>,
+    /// Present (even empty: the root) only to list one folder.
+    folder_path: Option<String>,
+    folder_recursive: Option<String>,
 }
 
 /// A knowledge base's documents, newest first, paged like the chunks, filtered as asked.
@@ -364,10 +393,13 @@ async fn list(
     own_knowledge_base(&state, &caller, kb).await?;
     let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let (keyword, file_type, parse_status) = (set(&f.keyword), set(&f.file_type), set(&f.parse_status));
+    let folder = f.folder_path.as_deref().map(super::folders::normalize_filter);
     let filter = db::documents::Filter {
         keyword: keyword.as_deref(),
         file_type: file_type.as_deref(),
         parse_status: parse_status.as_deref(),
+        folder_path: folder.as_deref(),
+        folder_recursive: f.folder_recursive.as_deref().is_some_and(|r| matches!(r.trim(), "true" | "1")),
     };
     let (rows, total) =
         db::documents::list(&state.db, caller.tenant_id, kb, &filter, page.size(), page.offset()).await?;

@@ -88,7 +88,7 @@ fn some_or_null_unless_blank<'de, D: serde::Deserializer<'de>>(d: D) -> Result<O
 /// A knowledge base as upstream's clients read it: ours, plus upstream's `chunking_config`
 /// and the fields its objects always carry (`type`, `is_temporary`).
 #[derive(Serialize)]
-struct View {
+pub(super) struct View {
     #[serde(flatten)]
     kb: KnowledgeBase,
     chunking_config: Chunking,
@@ -98,7 +98,7 @@ struct View {
     is_processing: bool,
 }
 
-fn view(kb: KnowledgeBase) -> View {
+pub(super) fn view(kb: KnowledgeBase) -> View {
     let chunking_config =
         Chunking { chunk_size: kb.chunk_size, chunk_overlap: kb.chunk_overlap, separators: kb.split_markers.clone() };
     let is_processing = kb.processing_count > 0;

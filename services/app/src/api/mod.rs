@@ -5,6 +5,7 @@ mod body;
 mod chat;
 mod documents;
 mod extract;
+mod folders;
 mod knowledge_bases;
 mod models;
 mod search;
@@ -12,6 +13,7 @@ mod sessions;
 mod suggestions;
 mod system;
 mod tenants;
+mod transfers;
 
 use std::time::Instant;
 
@@ -36,6 +38,8 @@ pub fn router(state: SharedState) -> Router {
         .merge(tenants::routes())
         .merge(knowledge_bases::routes())
         .merge(documents::routes(max_file_bytes))
+        .merge(folders::routes())
+        .merge(transfers::routes())
         .merge(search::routes())
         .merge(sessions::routes())
         .merge(chat::routes())

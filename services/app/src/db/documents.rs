@@ -25,6 +25,8 @@ pub struct Knowledge {
     /// completed or failed (with `vector_error` saying why; keyword search still works).
     pub vector_status: String,
     pub vector_error: Option<String>,
+    /// Upstream's folder: `docs/spec`, or `""` at the knowledge base's root.
+    pub folder_path: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -38,8 +40,8 @@ pub struct Knowledge {
 
 /// (`tenant_id` in the subquery is the document's: some statements name `knowledge` otherwise.)
 const COLUMNS: &str = "id, knowledge_base_id, source_type, source, title, file_type, size_bytes, checksum, \
-                       parse_status, error, chunk_count, vector_status, vector_error, created_at, updated_at, \
-                       processed_at, object_key, \
+                       parse_status, error, chunk_count, vector_status, vector_error, folder_path, created_at, \
+                       updated_at, processed_at, object_key, \
                        (SELECT number FROM tenants t WHERE t.id = tenant_id) AS tenant_number";
 
 /// A document to record.
@@ -54,14 +56,16 @@ pub struct NewDocument<'a> {
     pub object_key: Option<&'a str>,
     pub size_bytes: i64,
     pub checksum: Option<&'a str>,
+    /// Its folder (normalized), `""` for the root.
+    pub folder_path: &'a str,
 }
 
 /// Records the document and queues its ingest job, in one transaction.
 pub async fn insert_with_job(db: &Db, doc: &NewDocument<'_>, max_attempts: i32) -> Result<Knowledge, sqlx::Error> {
     let mut tx = db.begin().await?;
     let sql = format!(
-        "INSERT INTO knowledge (id, tenant_id, knowledge_base_id, source_type, source, title, file_type, object_key, size_bytes, checksum) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+        "INSERT INTO knowledge (id, tenant_id, knowledge_base_id, source_type, source, title, file_type, object_key, size_bytes, checksum, folder_path) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     );
     let k: Knowledge = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(doc.id)
@@ -74,6 +78,7 @@ pub async fn insert_with_job(db: &Db, doc: &NewDocument<'_>, max_attempts: i32) 
         .bind(doc.object_key)
         .bind(doc.size_bytes)
         .bind(doc.checksum)
+        .bind(doc.folder_path)
         .fetch_one(&mut *tx)
         .await?;
     super::jobs::queue(&mut tx, Kind::Parse, doc.tenant, doc.id, max_attempts).await?;
@@ -123,6 +128,9 @@ pub struct Filter<'a> {
     pub keyword: Option<&'a str>,
     pub file_type: Option<&'a str>,
     pub parse_status: Option<&'a str>,
+    /// In this folder (`""`: the root), and with `folder_recursive` in its subfolders too.
+    pub folder_path: Option<&'a str>,
+    pub folder_recursive: bool,
 }
 
 pub async fn list(
@@ -137,15 +145,19 @@ pub async fn list(
     let like = filter.keyword.map(|k| format!("%{}%", k.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
     let matching = "knowledge_base_id = $1 AND tenant_id = $2 \
                     AND ($3::text IS NULL OR title ILIKE $3 OR source ILIKE $3) \
-                    AND ($4::text IS NULL OR file_type = lower($4)) AND ($5::text IS NULL OR parse_status = $5)";
+                    AND ($4::text IS NULL OR file_type = lower($4)) AND ($5::text IS NULL OR parse_status = $5) \
+                    AND ($6::text IS NULL OR folder_path = $6 \
+                         OR ($7 AND ($6 = '' OR starts_with(folder_path, $6 || '/'))))";
     let sql =
-        format!("SELECT {COLUMNS} FROM knowledge WHERE {matching} ORDER BY created_at DESC, id LIMIT $6 OFFSET $7");
+        format!("SELECT {COLUMNS} FROM knowledge WHERE {matching} ORDER BY created_at DESC, id LIMIT $8 OFFSET $9");
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(kb)
         .bind(tenant)
         .bind(&like)
         .bind(filter.file_type)
         .bind(filter.parse_status)
+        .bind(filter.folder_path)
+        .bind(filter.folder_recursive)
         .bind(limit)
         .bind(offset)
         .fetch_all(db)
@@ -156,6 +168,8 @@ pub async fn list(
         .bind(&like)
         .bind(filter.file_type)
         .bind(filter.parse_status)
+        .bind(filter.folder_path)
+        .bind(filter.folder_recursive)
         .fetch_one(db)
         .await?;
     Ok((rows, total))

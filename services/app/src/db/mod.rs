@@ -3,6 +3,7 @@
 
 pub mod chunks;
 pub mod documents;
+pub mod folders;
 pub mod jobs;
 pub mod knowledge_bases;
 pub mod like;
@@ -12,3 +13,4 @@ pub mod sessions;
 pub mod suggestions;
 pub mod system;
 pub mod tenants;
+pub mod transfers;
