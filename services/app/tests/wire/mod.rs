@@ -182,8 +182,7 @@ pub struct Knowledge {
     #[serde(default)]
     pub embedding_model_id: Option<String>, // not sent: the knowledge base's model makes its vectors
     pub file_name: String,
-    #[serde(default)]
-    pub folder_path: Option<String>,
+    pub folder_path: String,
     pub file_type: String,
     pub file_size: i64,
     pub file_hash: String,
@@ -196,6 +195,84 @@ pub struct Knowledge {
     pub updated_at: Time,
     pub processed_at: Option<Time>,
     pub error_message: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct KnowledgeFolderTree {
+    pub root_document_count: i64,
+    pub total_document_count: i64,
+    pub folders: Option<Vec<KnowledgeFolderNode>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct KnowledgeFolderNode {
+    pub path: String,
+    pub name: String,
+    pub document_count: i64,
+    pub total_count: i64,
+    #[serde(default)]
+    pub children: Option<Vec<KnowledgeFolderNode>>,
+}
+
+/// `MoveKnowledgeToFolderResponse` and `RenameKnowledgeFolderResponse`, which are alike.
+#[derive(Deserialize, Debug)]
+pub struct FolderMoved {
+    pub moved_count: i64,
+    pub folder_path: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct MoveTarget {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct MoveKnowledgeResponse {
+    pub task_id: String,
+    pub source_kb_id: String,
+    pub target_kb_id: String,
+    pub knowledge_count: i64,
+    pub message: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct KnowledgeMoveProgress {
+    pub task_id: String,
+    pub status: String,
+    pub progress: i64,
+    pub total: i64,
+    pub processed: i64,
+    pub message: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct CopyKnowledgeBaseResponse {
+    pub task_id: String,
+    pub source_id: String,
+    pub target_id: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct KBCloneProgress {
+    pub task_id: String,
+    pub source_id: String,
+    pub target_id: String,
+    pub status: String,
+    pub progress: i64,
+    pub total: i64,
+    pub processed: i64,
+    pub message: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 // --- chunks -------------------------------------------------------------------------------
