@@ -7,8 +7,10 @@ mod documents;
 mod extract;
 mod knowledge_bases;
 mod models;
+mod questions;
 mod search;
 mod sessions;
+mod settings;
 mod system;
 mod tenants;
 
@@ -33,8 +35,10 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(tenants::routes())
+        .merge(settings::routes())
         .merge(knowledge_bases::routes())
         .merge(documents::routes(max_file_bytes))
+        .merge(questions::routes())
         .merge(search::routes())
         .merge(sessions::routes())
         .merge(chat::routes())
