@@ -530,3 +530,59 @@ fn the_system_routes_ask_the_docreader_and_the_storage() {
     std::fs::create_dir(&storage).unwrap();
     assert_eq!(check(json!({})).2["data"]["ok"], true);
 }
+
+#[test]
+fn with_minio_the_storage_checks_and_a_tenants_deletion_reach_the_bucket() {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (_docreader, dr_port) = docreader();
+    let s3 = weknora_testkit::S3Server::start(std::net::Ipv4Addr::LOCALHOST.into(), "weknora");
+    let mut env = app_env(pg.port, &redis.addr(), dr_port, weknora_testkit::free_port());
+    env.extend(s3.env("weknora", weknora_testkit::S3Server::SECRET_KEY));
+    env.push(("ADMIN_API_KEY".into(), ADMIN_KEY.into()));
+    let (_app, port) = start_app(&env);
+
+    let (status, _, engines) = get(port, "/api/v1/system/storage-engine-status", &ADMIN);
+    assert_eq!(status, 200, "{engines}");
+    let data = &engines["data"];
+    assert_eq!(
+        (data["allowed_providers"].clone(), data["minio_env_available"].as_bool()),
+        (json!(["minio"]), Some(true))
+    );
+    let minio = data["engines"].as_array().unwrap().iter().find(|e| e["name"] == "minio").unwrap().clone();
+    assert_eq!((minio["allowed"].as_bool(), minio["available"].as_bool()), (Some(true), Some(true)), "{minio}");
+
+    // A tenant with a file in the bucket; the check leaves nothing behind.
+    let (tenant, key) = new_tenant(port, "initech");
+    let h = [("X-API-Key", key.as_str())];
+    let (_, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &h, Some(&json!({"name": "ops"})));
+    let kb = kb["data"]["id"].as_str().unwrap().to_string();
+    let (status, _, doc) = upload(
+        port,
+        &format!("/api/v1/knowledge-bases/{kb}/knowledge/file"),
+        &key,
+        "tps.md",
+        b"# TPS\n\nCover sheets.\n",
+    );
+    assert_eq!(status, 201, "{doc}");
+    wait_parsed(port, &key, doc["data"]["id"].as_str().unwrap());
+    let check =
+        || call(port, "POST", "/api/v1/system/storage-engine-check", &ADMIN, Some(&json!({"provider": "minio"})));
+    let (status, _, checked) = check();
+    assert_eq!((status, checked["data"]["ok"].as_bool()), (200, Some(true)), "{checked}");
+    let objects: Vec<String> = s3.objects("weknora").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(objects.len(), 1, "the tenant's file only: {objects:?}");
+    assert!(objects[0].ends_with("/tps.md"), "{objects:?}");
+
+    // Deleting the tenant empties its part of the bucket.
+    let (status, _, deleted) = call(port, "DELETE", &format!("/api/v1/tenants/{tenant}"), &ADMIN, None);
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(s3.objects("weknora"), vec![], "the tenant's files are gone from the bucket");
+
+    // The bucket unusable (a file where its folder was): the check fails, naming the step.
+    std::fs::remove_dir_all(s3.root.path().join("weknora")).unwrap();
+    std::fs::write(s3.root.path().join("weknora"), b"not a bucket").unwrap();
+    let (status, _, failed) = check();
+    assert_eq!((status, failed["data"]["ok"].as_bool()), (200, Some(false)), "{failed}");
+    assert!(failed["data"]["message"].as_str().unwrap().contains("writing a test file failed"), "{failed}");
+}
