@@ -168,6 +168,12 @@ fn tenants_across_the_deployment_and_their_settings() {
     let (status, _, other) = get(port, &format!("/api/v1/tenants/{acme}"), &globex_h);
     assert_eq!(status, 404, "{other}");
     upstream_error(&other, 1003, "not_found");
+    // UpdateTenant likewise: the deployment's key any, a tenant's key its own.
+    let update = json!({"id": acme, "name": "", "description": "acme ops", "status": "active", "business": ""});
+    let (status, _, updated) = call(port, "PUT", &format!("/api/v1/tenants/{acme}"), &ADMIN, Some(&update));
+    assert_eq!((status, updated["data"]["description"].as_str()), (200, Some("acme ops")), "{updated}");
+    assert_eq!(updated["data"]["name"], "acme", "a blank name keeps it");
+    assert_eq!(call(port, "PUT", &format!("/api/v1/tenants/{acme}"), &globex_h, Some(&update)).0, 404);
 
     // Acme's data: a knowledge base with a file and a text, a session, a model, a second
     // key, a setting.
