@@ -139,6 +139,7 @@ async fn full_cycle(pg: &Pg) {
         "chunks",
         "chat_sessions",
         "chat_messages",
+        "tenant_settings",
     ] {
         assert!(t.contains(&table.to_string()), "{table} missing from {t:?}");
     }

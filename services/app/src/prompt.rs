@@ -53,12 +53,12 @@ fn clip(text: &str, budget: usize) -> String {
     out
 }
 
-const SYSTEM_EN: &str = "You answer questions using only the numbered passages below, taken from the user's documents. \
+pub const SYSTEM_EN: &str = "You answer questions using only the numbered passages below, taken from the user's documents. \
 Cite the passages you use with their numbers in square brackets, like [1] or [2][3], right after the statement they \
 support. If the passages do not contain the answer, say so plainly instead of guessing. Answer in the language of the \
 question.";
 
-const SYSTEM_ZH: &str = "你只根据下面带编号的段落回答问题，这些段落来自用户的文档。在所依据的陈述后用方括号标注段落编号，\
+pub const SYSTEM_ZH: &str = "你只根据下面带编号的段落回答问题，这些段落来自用户的文档。在所依据的陈述后用方括号标注段落编号，\
 例如 [1] 或 [2][3]。如果段落中没有答案，请直接说明，不要猜测。用提问所用的语言（中文）回答。";
 
 /// The passage as the model sees it: its number, its document's title, its text.

@@ -66,6 +66,26 @@ pub async fn open(config: &Storage) -> Result<Operator> {
     ))
 }
 
+/// Whether the storage works now: a small file is written, read back and deleted, within
+/// `timeout`; what failed, and at which step, otherwise.
+pub async fn probe(op: &Operator, timeout: Duration) -> Result<(), String> {
+    let key = format!("weknora-storage-check-{}", uuid::Uuid::new_v4().simple());
+    let bytes = format!("weknora storage check {key}").into_bytes();
+    let steps = async {
+        op.write(&key, bytes.clone()).await.map_err(|e| format!("writing a test file failed: {e}"))?;
+        let read = op.read(&key).await.map_err(|e| format!("reading the test file back failed: {e}"));
+        let deleted = op.delete(&key).await.map_err(|e| format!("deleting the test file failed: {e}"));
+        if read?.to_vec() != bytes {
+            return Err("the test file read back differs from what was written".to_string());
+        }
+        deleted
+    };
+    match tokio::time::timeout(timeout, steps).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+    }
+}
+
 /// The folder every stored file goes under in an export (the backup archive's layout).
 pub const EXPORT_PREFIX: &str = "files/";
 

@@ -23,6 +23,9 @@ pub const JSON_BODY_LIMIT: usize = 2 << 20;
 pub struct Caller {
     pub tenant_id: Uuid,
     pub admin: bool,
+    /// The key is the deployment's own, ADMIN_API_KEY: the operator's, who may see and
+    /// manage every tenant (upstream's cross-tenant access).
+    pub deployment: bool,
 }
 
 impl FromRequestParts<SharedState> for Caller {
@@ -39,8 +42,16 @@ impl FromRequestParts<SharedState> for Caller {
         let (tenant_id, role) = db::tenants::authenticate(&state.db, key)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
-        Ok(Caller { tenant_id, admin: role == "admin" })
+        let admin = role == "admin";
+        let deployment = admin && is_deployment_key(key, &state.config.auth.admin_api_key.0);
+        Ok(Caller { tenant_id, admin, deployment })
     }
+}
+
+/// Whether `key` is the configured ADMIN_API_KEY (never when none is configured). The
+/// hashes are compared, so the comparison's time says nothing of the key.
+fn is_deployment_key(key: &str, configured: &str) -> bool {
+    !configured.is_empty() && crate::keys::hash(key) == crate::keys::hash(configured)
 }
 
 impl Caller {
@@ -49,6 +60,23 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this needs an admin API key"))
+        }
+    }
+
+    /// For what reaches past the caller's own tenant (`what`: "listing every tenant"): only
+    /// the deployment's key may.
+    pub fn require_deployment(&self, what: &str) -> Result<(), ApiError> {
+        if self.deployment {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{what} needs cross-tenant access: the deployment's admin key (ADMIN_API_KEY); a tenant's own \
+                     keys reach their own tenant only"
+                ),
+            ))
         }
     }
 }

@@ -8,8 +8,10 @@ mod extract;
 mod folders;
 mod knowledge_bases;
 mod models;
+mod questions;
 mod search;
 mod sessions;
+mod settings;
 mod suggestions;
 mod system;
 mod tenants;
@@ -36,10 +38,12 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(tenants::routes())
+        .merge(settings::routes())
         .merge(knowledge_bases::routes())
         .merge(documents::routes(max_file_bytes))
         .merge(folders::routes())
         .merge(transfers::routes())
+        .merge(questions::routes())
         .merge(search::routes())
         .merge(sessions::routes())
         .merge(chat::routes())

@@ -1,16 +1,20 @@
-//! Health, readiness (naming what is down), system information and the metrics page.
+//! Health, readiness (naming what is down), system information and the metrics page; and
+//! upstream's system routes, answered for this deployment: its capabilities, its document
+//! reader (docreader, over gRPC) and its file storage, each checked when asked.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use serde_json::Value;
 use weknora_buildinfo::BUILD;
 
 use super::body::Envelope;
+use super::extract::{Caller, OptionalJson};
 use crate::db;
 use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
@@ -22,6 +26,12 @@ pub fn routes() -> Router<SharedState> {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/v1/system/info", get(info))
+        .route("/api/v1/system/capabilities", get(capabilities))
+        .route("/api/v1/system/parser-engines", get(parser_engines))
+        .route("/api/v1/system/parser-engines/check", post(check_parser_engines))
+        .route("/api/v1/system/docreader/reconnect", post(reconnect_docreader))
+        .route("/api/v1/system/storage-engine-status", get(storage_status))
+        .route("/api/v1/system/storage-engine-check", post(check_storage))
         .route("/metrics", get(metrics))
 }
 
@@ -280,4 +290,217 @@ async fn metrics(State(state): State<SharedState>) -> Response {
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the backups"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// Upstream's deployment capabilities (what its web interface shows), each with the family
+/// of upstream's routes it stands for where weknora does not provide it (those answer 501):
+/// `None` where it does.
+const CAPABILITIES: [(&str, Option<&str>); 10] = [
+    ("organizations", Some("organizations")),
+    ("agents", Some("agents")),
+    ("integrations.im", Some("im-channels")),
+    ("integrations.embed", Some("embed-channels")),
+    // API keys: /api/v1/tenants/{id}/api-keys.
+    ("integrations.api", None),
+    ("settings.mcp", Some("mcp-services")),
+    ("settings.websearch", Some("web-search")),
+    ("settings.vectorstore", Some("vector-stores")),
+    ("settings.storage", Some("storage-backends")),
+    ("settings.sandbox", Some("sandbox-configs")),
+];
+
+#[derive(Serialize)]
+struct Capability {
+    supported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct DeploymentCapabilities {
+    edition: &'static str,
+    capabilities: std::collections::BTreeMap<&'static str, Capability>,
+}
+
+/// Any key: which of upstream's features this deployment has (`route_not_registered`, as
+/// upstream says, where it has not).
+async fn capabilities(_caller: Caller) -> Envelope<DeploymentCapabilities> {
+    let capabilities = CAPABILITIES
+        .iter()
+        .map(|(name, missing)| {
+            let capability =
+                Capability { supported: missing.is_none(), reason: missing.map(|_| "route_not_registered") };
+            (*name, capability)
+        })
+        .collect();
+    Envelope::new(DeploymentCapabilities { edition: "weknora", capabilities })
+}
+
+/// A document parser as upstream lists them.
+#[derive(Serialize)]
+struct ParserEngine {
+    name: &'static str,
+    label: &'static str,
+    description: String,
+    available: bool,
+}
+
+/// The docreader, asked now whether it serves.
+async fn docreader_engine(state: &AppState) -> ParserEngine {
+    let checked = state.docreader.check(CHECK_TIMEOUT).await;
+    let description = match &checked {
+        Ok(()) => "weknora's document reader (gRPC, DOCREADER_ADDR): files and web pages into markdown".to_string(),
+        Err(e) => format!("weknora's document reader (gRPC, DOCREADER_ADDR) does not answer: {e}"),
+    };
+    ParserEngine { name: "docreader", label: "DocReader", description, available: checked.is_ok() }
+}
+
+#[derive(Serialize)]
+struct Connected {
+    connected: bool,
+}
+
+/// Any key: weknora's one parser, the docreader, and whether it answers now.
+async fn parser_engines(State(state): State<SharedState>, _caller: Caller) -> Envelope<Vec<ParserEngine>, Connected> {
+    let engine = docreader_engine(&state).await;
+    let connected = engine.available;
+    Envelope::with(vec![engine], Connected { connected })
+}
+
+/// `addr` without its scheme and trailing slash: `http://docreader:50051/` -> `docreader:50051`.
+fn bare(addr: &str) -> &str {
+    addr.split_once("://").map_or(addr, |(_, rest)| rest).trim().trim_end_matches('/')
+}
+
+/// A body naming a docreader (`addr`) must name the deployment's: weknora reads documents
+/// with DOCREADER_ADDR's only, and contacts no other address it is given.
+fn the_deployments_docreader(state: &AppState, body: Option<&Value>) -> Result<(), ApiError> {
+    let asked = body.and_then(|b| b.get("addr")).and_then(Value::as_str).map(str::trim).filter(|a| !a.is_empty());
+    let ours = &state.config.docreader.addr;
+    match asked {
+        Some(addr) if bare(addr) != bare(ours) => Err(ApiError::bad_request(
+            "addr",
+            &format!(
+                "weknora reads documents with the deployment's docreader only (DOCREADER_ADDR, `{ours}`); it does not \
+                 contact `{addr}`: change DOCREADER_ADDR and restart to use another"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Admin keys: the docreader checked now (an `addr` must be the deployment's).
+async fn check_parser_engines(
+    State(state): State<SharedState>,
+    caller: Caller,
+    OptionalJson(body): OptionalJson<Value>,
+) -> Result<Envelope<Vec<ParserEngine>>, ApiError> {
+    caller.require_admin()?;
+    the_deployments_docreader(&state, body.as_ref())?;
+    Ok(Envelope::new(vec![docreader_engine(&state).await]))
+}
+
+#[derive(Serialize)]
+struct Reconnected {
+    addr: String,
+    connected: bool,
+}
+
+/// Admin keys: connects to the deployment's docreader now (its connection is also
+/// re-established by itself when it drops), and answers whether it serves; 503 naming the
+/// failure when it does not. An `addr` must be the deployment's.
+async fn reconnect_docreader(
+    State(state): State<SharedState>,
+    caller: Caller,
+    OptionalJson(body): OptionalJson<Value>,
+) -> Result<Envelope<Reconnected>, ApiError> {
+    caller.require_admin()?;
+    the_deployments_docreader(&state, body.as_ref())?;
+    let addr = state.config.docreader.addr.clone();
+    match state.docreader.check(CHECK_TIMEOUT).await {
+        Ok(()) => Ok(Envelope::new(Reconnected { addr, connected: true })),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "docreader_unavailable",
+            format!("the docreader at {addr} (DOCREADER_ADDR) does not answer: {e}"),
+        )),
+    }
+}
+
+/// The storage engines weknora has (STORAGE_TYPE), by upstream's names.
+const STORAGE_ENGINES: [(&str, &str); 3] =
+    [("local", "a folder on the app's volume"), ("minio", "MinIO object storage"), ("s3", "AWS S3 object storage")];
+
+#[derive(Serialize)]
+struct StorageEngine {
+    name: &'static str,
+    allowed: bool,
+    available: bool,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct StorageStatus {
+    engines: Vec<StorageEngine>,
+    allowed_providers: Vec<String>,
+    minio_env_available: bool,
+}
+
+/// Any key: the deployment's storage (STORAGE_TYPE, the only one allowed: files are stored
+/// where the deployment says) and whether it works now (it takes a small file, gives it back
+/// and deletes it); the engines it could be set to instead, neither allowed nor available.
+async fn storage_status(State(state): State<SharedState>, _caller: Caller) -> Envelope<StorageStatus> {
+    let kind = state.config.storage.kind.as_str();
+    let answers = crate::storage::probe(&state.storage, CHECK_TIMEOUT).await;
+    let engines = STORAGE_ENGINES
+        .iter()
+        .map(|(name, what)| {
+            let ours = *name == kind;
+            let description = match (ours, &answers) {
+                (true, Ok(())) => format!("{what} (STORAGE_TYPE={kind})"),
+                (true, Err(e)) => format!("{what} (STORAGE_TYPE={kind}) does not answer: {e}"),
+                (false, _) => format!("{what}: not this deployment's (STORAGE_TYPE={kind})"),
+            };
+            StorageEngine { name, allowed: ours, available: ours && answers.is_ok(), description }
+        })
+        .collect();
+    Envelope::new(StorageStatus {
+        engines,
+        allowed_providers: vec![kind.to_string()],
+        minio_env_available: kind == "minio",
+    })
+}
+
+#[derive(Serialize)]
+struct StorageCheck {
+    ok: bool,
+    message: String,
+    bucket_created: bool,
+}
+
+/// Admin keys: the deployment's storage checked now, by writing a small file, reading it
+/// back and deleting it. A `provider` must be the deployment's; the settings of another
+/// engine in the body are not used (weknora contacts no storage it is given).
+async fn check_storage(
+    State(state): State<SharedState>,
+    caller: Caller,
+    OptionalJson(body): OptionalJson<Value>,
+) -> Result<Envelope<StorageCheck>, ApiError> {
+    caller.require_admin()?;
+    let kind = &state.config.storage.kind;
+    let provider = body.as_ref().and_then(|b| b.get("provider")).and_then(Value::as_str).map(str::trim);
+    if let Some(provider) = provider.filter(|p| !p.is_empty() && p != kind) {
+        return Err(ApiError::bad_request(
+            "provider",
+            &format!(
+                "weknora stores files where the deployment says (STORAGE_TYPE={kind}); it does not check `{provider}`"
+            ),
+        ));
+    }
+    let checked = crate::storage::probe(&state.storage, CHECK_TIMEOUT * 5).await;
+    let message = match &checked {
+        Ok(()) => format!("the deployment's storage (STORAGE_TYPE={kind}) took a file, gave it back and deleted it"),
+        Err(e) => format!("the deployment's storage (STORAGE_TYPE={kind}) failed: {e}"),
+    };
+    Ok(Envelope::new(StorageCheck { ok: checked.is_ok(), message, bucket_created: false }))
 }

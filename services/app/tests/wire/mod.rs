@@ -419,16 +419,14 @@ pub struct Tenant {
     pub id: u64,
     pub name: String,
     pub description: String,
+    pub status: String,
     #[serde(default)]
-    pub status: Option<String>, // PENDING
+    pub retriever_engines: Option<RetrieverEngines>, // not sent: retrieval is set per deployment
     #[serde(default)]
-    pub retriever_engines: Option<RetrieverEngines>, // PENDING
+    pub business: Option<String>, // not sent: no business field
     #[serde(default)]
-    pub business: Option<String>, // PENDING
-    #[serde(default)]
-    pub storage_quota: Option<i64>, // PENDING
-    #[serde(default)]
-    pub storage_used: Option<i64>, // PENDING
+    pub storage_quota: Option<i64>, // not sent: no quotas
+    pub storage_used: i64,
     #[serde(default)]
     pub api_key: Option<String>,
     pub created_at: Time,
