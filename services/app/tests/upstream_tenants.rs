@@ -6,6 +6,7 @@
 //! are real.
 
 mod support;
+mod wire;
 
 use std::path::Path;
 
@@ -29,12 +30,8 @@ fn message(body: &Value) -> &str {
 
 /// What the SDK's `Tenant` decodes: an integer id, its strings, integer bytes used.
 fn decodes_as_upstream_tenant(tenant: &Value) {
-    assert!(tenant["id"].as_u64().is_some_and(|id| id > 0), "id is an integer: {tenant}");
-    for field in ["name", "description", "status", "created_at", "updated_at"] {
-        assert!(tenant[field].is_string(), "`{field}` is a string: {tenant}");
-    }
-    assert_eq!(tenant["status"], "active", "{tenant}");
-    assert!(tenant["storage_used"].is_i64(), "storage_used is an integer: {tenant}");
+    let t: wire::Tenant = wire::decode(tenant);
+    assert!(t.id > 0 && t.status == "active", "{tenant}");
 }
 
 /// A new tenant made by the deployment's key: its id and its admin key.
@@ -143,7 +140,7 @@ fn tenants_across_the_deployment_and_their_settings() {
         let (status, _, found) = get(port, &format!("/api/v1/tenants/search?{query}"), &ADMIN);
         assert_eq!(status, 200, "{query}: {found}");
         let data = &found["data"];
-        assert!(data["total"].is_i64() && data["page"].is_i64() && data["page_size"].is_i64(), "{found}");
+        wire::decode::<wire::TenantSearch>(data);
         data["items"].as_array().unwrap().iter().for_each(decodes_as_upstream_tenant);
         data.clone()
     };
@@ -297,6 +294,7 @@ fn tenants_across_the_deployment_and_their_settings() {
     let principal = format!("/api/v1/tenants/{acme}/api-principal-config");
     let (status, _, config) = get(port, &principal, &acme_h);
     assert_eq!(status, 200, "{config}");
+    wire::decode::<wire::APIPrincipalConfig>(&config["data"]);
     assert_eq!(
         config["data"],
         json!({"mode": "tenant", "direct_header_name": "X-External-User-ID",
@@ -444,6 +442,7 @@ fn the_system_routes_ask_the_docreader_and_the_storage() {
     // Capabilities: what is unsupported is what answers 501.
     let (status, _, caps) = get(port, "/api/v1/system/capabilities", &member_h);
     assert_eq!((status, caps["data"]["edition"].as_str()), (200, Some("weknora")), "{caps}");
+    wire::decode::<wire::DeploymentCapabilitiesData>(&caps["data"]);
     let caps = caps["data"]["capabilities"].as_object().unwrap().clone();
     assert_eq!(caps.len(), 10, "upstream's ten: {caps:?}");
     for (name, capability) in &caps {
@@ -471,6 +470,7 @@ fn the_system_routes_ask_the_docreader_and_the_storage() {
     // Parser engines: the docreader, asked now.
     let (status, _, engines) = get(port, "/api/v1/system/parser-engines", &member_h);
     assert_eq!((status, engines["connected"].as_bool()), (200, Some(true)), "{engines}");
+    wire::decode::<Vec<wire::ParserEngine>>(&engines["data"]);
     let engine = &engines["data"][0];
     assert_eq!((engine["name"].as_str(), engine["available"].as_bool()), (Some("docreader"), Some(true)), "{engine}");
     assert!(engine["label"].is_string() && engine["description"].is_string(), "{engine}");
@@ -504,6 +504,7 @@ fn the_system_routes_ask_the_docreader_and_the_storage() {
     let (status, _, status_body) = get(port, "/api/v1/system/storage-engine-status", &member_h);
     assert_eq!(status, 200, "{status_body}");
     let data = &status_body["data"];
+    wire::decode::<wire::StorageEngineStatusResponse>(data);
     assert_eq!(
         (data["allowed_providers"].clone(), data["minio_env_available"].as_bool()),
         (json!(["local"]), Some(false))
@@ -516,6 +517,7 @@ fn the_system_routes_ask_the_docreader_and_the_storage() {
     let check = |body: Value| call(port, "POST", "/api/v1/system/storage-engine-check", &ADMIN, Some(&body));
     let (status, _, checked) = check(json!({"provider": "local"}));
     assert_eq!(status, 200, "{checked}");
+    wire::decode::<wire::StorageCheckResponse>(&checked["data"]);
     assert_eq!((checked["data"]["ok"].as_bool(), checked["data"]["message"].is_string()), (Some(true), true));
     assert!(files_under(&storage).is_empty(), "the check's file is deleted: {:?}", files_under(&storage));
     let (status, _, refused) = check(json!({"provider": "minio", "minio": {"endpoint": "10.0.0.1:9000"}}));

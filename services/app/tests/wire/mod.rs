@@ -449,6 +449,26 @@ pub struct TenantList {
     pub items: Option<Vec<Tenant>>,
 }
 
+/// `TenantSearchResponse`'s data.
+#[derive(Deserialize, Debug)]
+pub struct TenantSearch {
+    pub items: Option<Vec<Tenant>>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct APIPrincipalConfig {
+    pub mode: String,
+    pub direct_header_name: String,
+    pub signed_token_header_name: String,
+    pub require_direct_header: bool,
+    pub has_hmac_secret: bool,
+    #[serde(default)]
+    pub hmac_secret: Option<String>,
+}
+
 #[derive(Deserialize, Debug)]
 pub struct TenantAPIKey {
     pub id: u64,
@@ -529,4 +549,48 @@ pub struct SystemInfo {
     pub started_at: Option<String>,
     #[serde(default)]
     pub uptime_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct ParserEngine {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    pub available: bool,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct StorageEngineStatusResponse {
+    pub engines: Option<Vec<StorageEngineStatusItem>>,
+    pub allowed_providers: Option<Vec<String>>,
+    pub minio_env_available: bool,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct StorageEngineStatusItem {
+    pub name: String,
+    pub allowed: bool,
+    pub available: bool,
+    pub description: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct StorageCheckResponse {
+    pub ok: bool,
+    pub message: String,
+    #[serde(default)]
+    pub bucket_created: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct DeploymentCapabilitiesData {
+    pub edition: String,
+    pub capabilities: Option<HashMap<String, DeploymentCapability>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct DeploymentCapability {
+    pub supported: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
