@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::{Connection, PgConnection, Row};
 use support::{PASSWORD, Pg, xtask};
 
-const MIGRATION_COUNT: usize = 12;
+const MIGRATION_COUNT: usize = 13;
 
 fn migrate(pg: &Pg, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["migrate"];
@@ -138,7 +138,7 @@ async fn full_cycle(pg: &Pg) {
     // One step by default.
     let (ok, out, _) = migrate(pg, &["down", "--yes"]);
     assert!(ok);
-    assert_eq!(out.trim(), "reverted 20261207000001 upstream sessions");
+    assert_eq!(out.trim(), "reverted 20261207200000 parse cancelled");
 
     let (ok, _, err) = migrate(pg, &["down", "--to", "0", "--yes"]);
     assert!(ok, "{err}");
@@ -463,9 +463,9 @@ async fn sqlx_cli_and_xtask_agree_on_the_migrations_table() {
     assert_eq!(s["ok"], true, "{s}");
     assert!(states(&s).iter().all(|st| st == "applied"));
     let revert = sqlx_cli(&pg, &["revert"]);
-    assert!(revert.contains("20261207000001"), "{revert}");
-    assert_eq!(states(&status(&pg, None))[11], "pending");
+    assert!(revert.contains("20261207200000"), "{revert}");
+    assert_eq!(states(&status(&pg, None))[12], "pending");
     let (ok, out, _) = migrate(&pg, &["up"]);
-    assert!(ok && out.contains("applied 20261207000001 upstream sessions"), "{out}");
+    assert!(ok && out.contains("applied 20261207200000 parse cancelled"), "{out}");
     assert!(!sqlx_cli(&pg, &["info"]).contains("pending"));
 }

@@ -24,7 +24,7 @@ fn ready_with_every_dependency_up_and_info_reports_the_schema() {
     assert_eq!(status, 200, "{body}");
     let info = &body["data"];
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(info["schema_version"], 20261207000001i64, "AUTO_MIGRATE applied every migration");
+    assert_eq!(info["schema_version"], 20261207200000i64, "AUTO_MIGRATE applied every migration");
     assert_eq!(info["capabilities"]["pgvector"], false, "plain PostgreSQL 15 has no pgvector");
     assert_eq!(info["capabilities"]["storage"], "local");
     assert_eq!(info["chat"], serde_json::json!({"answers": "extractive", "provider": null, "model": null}));
@@ -79,7 +79,7 @@ fn a_replica_is_not_ready_until_the_schema_is_migrated_for_it() {
     assert_eq!(status, 503, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("schema is behind this build (not migrated, needs 20261207000001)")
+        message.contains("schema is behind this build (not migrated, needs 20261207200000)")
             && message.contains("run the migrations"),
         "{message}"
     );

@@ -3,6 +3,7 @@
 
 mod body;
 mod chat;
+mod document_sets;
 mod documents;
 mod extract;
 mod knowledge_bases;
@@ -35,6 +36,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(tenants::routes())
         .merge(knowledge_bases::routes())
         .merge(documents::routes(max_file_bytes))
+        .merge(document_sets::routes())
         .merge(search::routes())
         .merge(sessions::routes())
         .merge(chat::routes())
@@ -103,11 +105,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         None => None,
     };
     if let Some((name, what)) = family.and_then(|f| NOT_PROVIDED.iter().find(|(name, _)| *name == f)) {
-        return ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_provided",
-            format!("weknora does not provide {what}: upstream's /{name} API"),
-        );
+        return ApiError::not_provided(what, &format!("/{name}"));
     }
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
