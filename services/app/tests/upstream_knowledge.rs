@@ -323,11 +323,30 @@ fn upstreams_knowledge_routes_edit_preview_search_and_batch() {
     assert_eq!(tags["message"], "weknora does not provide tags: upstream's /knowledge/tags API");
     let (status, _, family) = get(port, "/api/v1/tags", &ADMIN);
     assert_eq!((status, &family["error"]["details"]), (501, &tags["error"]["details"]), "{family}");
-    let image = format!("/api/v1/knowledge/image/{handbook_id}/{}", uuid::Uuid::new_v4());
-    let (status, _, image) = call(port, "PUT", &image, &ADMIN, Some(&json!({"image_info": "{\"alt_text\":\"tail\"}"})));
-    assert_eq!(status, 501, "{image}");
-    upstream_error(&image, 1004, "not_provided");
-    assert!(image["message"].as_str().unwrap().contains("no chunk has an image"), "{image}");
+    let (status, _, refused) = call(port, "PUT", "/api/v1/knowledge/tags", &ADMIN, Some(&json!({"updates": {}})));
+    assert_eq!(status, 400, "what upstream refuses is refused: {refused}");
+    upstream_error(&refused, 1000, "invalid_argument");
+    assert_eq!(call(port, "PUT", "/api/v1/knowledge/tags", &[], Some(&json!({"updates": {"x": null}}))).0, 401);
+    // Image information: for a chunk of the caller's document, 501 naming why; else 404.
+    let (_, _, chunks) = get(port, &format!("/api/v1/chunks/{handbook_id}"), &ADMIN);
+    let chunk = chunks["data"][0]["id"].as_str().unwrap().to_string();
+    let image_info = json!({"image_info": "{\"alt_text\":\"tail\"}"});
+    let image = |doc: &str, chunk: &str, headers: &[(&str, &str)]| {
+        call(port, "PUT", &format!("/api/v1/knowledge/image/{doc}/{chunk}"), headers, Some(&image_info))
+    };
+    let (status, _, lacking) = image(&handbook_id, &chunk, &ADMIN);
+    assert_eq!(status, 501, "{lacking}");
+    upstream_error(&lacking, 1004, "not_provided");
+    assert!(lacking["message"].as_str().unwrap().contains("no chunk has an image"), "{lacking}");
+    for (doc, chunk, headers) in [
+        (handbook_id.as_str(), chunk.as_str(), &other[..]),
+        (url_id.as_str(), chunk.as_str(), &ADMIN[..]),
+        (handbook_id.as_str(), nobody.as_str(), &ADMIN[..]),
+    ] {
+        let (status, _, missing) = image(doc, chunk, headers);
+        assert_eq!(status, 404, "{missing}");
+        upstream_error(&missing, 1003, "not_found");
+    }
 }
 
 /// Cancelling parses that are queued and running, and editing a manual entry under parse,

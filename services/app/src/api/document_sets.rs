@@ -9,7 +9,7 @@
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge/search", get(search))
         .route("/api/v1/knowledge/batch-reparse", post(batch_reparse))
         .route("/api/v1/knowledge/batch-delete", post(batch_delete))
-        .route("/api/v1/knowledge/tags", any(tags))
+        .route("/api/v1/knowledge/tags", put(tags))
 }
 
 /// The most documents a batch names, as upstream allows.
@@ -247,9 +247,15 @@ async fn batch_reparse(
     Ok(Envelope::with(data, Message { message: "Batch reparse queued" }))
 }
 
-/// Upstream's `PUT /knowledge/tags` sets documents' tags: tags are not provided (as
-/// upstream's `/tags` API answers).
-async fn tags() -> ApiError {
+/// Upstream's `PUT /knowledge/tags` sets documents' tags (`{updates: {<document id>: <tag
+/// id or null>}, kb_id}`): tags are not provided, so a request upstream would take is a 501
+/// naming them, as upstream's `/tags` API answers here; one it would refuse (no
+/// `updates` object, or an empty one) is a 400, as upstream's.
+async fn tags(_caller: Caller, Json(body): Json<serde_json::Value>) -> ApiError {
+    let updates = body.get("updates").and_then(serde_json::Value::as_object);
+    if updates.is_none_or(|u| u.is_empty()) {
+        return ApiError::bad_request("updates", "map document ids to tag ids (null clears one)");
+    }
     ApiError::not_provided("tags", "/knowledge/tags")
 }
 

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{any, get, post, put};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -38,7 +38,7 @@ pub fn routes(max_bytes: usize) -> Router<SharedState> {
         .route("/api/v1/knowledge/{id}", get(read).put(rename).delete(remove))
         .route("/api/v1/knowledge/{id}/download", get(download))
         .route("/api/v1/knowledge/{id}/preview", get(preview))
-        .route("/api/v1/knowledge/image/{id}/{chunk_id}", any(image_info))
+        .route("/api/v1/knowledge/image/{id}/{chunk_id}", put(image_info))
         .route("/api/v1/chunks/{knowledge_id}", get(chunks).delete(remove_chunks))
         .route("/api/v1/chunks/{knowledge_id}/{id}", axum::routing::put(edit_chunk).delete(remove_chunk))
         .route("/api/v1/chunks/by-id/{id}", get(chunk))
@@ -711,8 +711,20 @@ fn preview_type(file_name: &str) -> Option<&'static str> {
 
 /// Upstream's `PUT /knowledge/image/{id}/{chunk_id}` updates the image a chunk was cut
 /// from. Weknora's parse keeps a document's text only, so no chunk has an image to
-/// describe: 501, naming why.
-async fn image_info() -> ApiError {
+/// describe: for a chunk of the caller's document, 501 naming why (another's, or none, is
+/// a 404 as everywhere).
+async fn image_info(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((knowledge_id, chunk_id)): Path<(Uuid, Uuid)>,
+) -> ApiError {
+    let found = match db::chunks::get(&state.db, caller.tenant_id, chunk_id).await {
+        Ok(found) => found,
+        Err(e) => return e.into(),
+    };
+    if found.is_none_or(|c| c.knowledge_id != knowledge_id) {
+        return ApiError::not_found("chunk of this document");
+    }
     ApiError::not_provided(
         "image information for chunks (its parse keeps a document's text: no chunk has an image)",
         "/knowledge/image",
