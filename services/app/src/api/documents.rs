@@ -6,7 +6,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -647,35 +647,27 @@ async fn original(
         tracing::error!(error = %e, key, "reading a stored file failed");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the stored file cannot be read now")
     })?;
-    let (content_type, inline) = match inline {
-        true => match preview_type(&name) {
-            Some(shown) => (shown, true),
-            None => ("application/octet-stream", false),
-        },
-        false => ("application/octet-stream", false),
-    };
-    // The name as sent, made safe for the header: no quotes, no control characters.
-    let name: String = name.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    let shown = if inline { preview_type(&name) } else { None };
+    let (content_type, inline) = shown.map_or(("application/octet-stream", false), |shown| (shown, true));
+    // The name's last component (a title or a name sent with folders may have more), made
+    // safe for the header: no quotes, no control characters; the rest of Unicode encoded.
+    let name: String = base_name(&name).chars().filter(|c| !c.is_control() && *c != '"').collect();
     let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
     let disposition = format!(
         "{}; filename=\"{}\"; filename*=UTF-8''{encoded}",
         if inline { "inline" } else { "attachment" },
         name.replace(|c: char| !c.is_ascii(), "_")
     );
-    let mut headers = vec![
-        (header::CONTENT_TYPE, content_type.to_string()),
-        (header::CONTENT_DISPOSITION, disposition),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
-    ];
-    if inline {
-        headers.push((header::CACHE_CONTROL, "private, max-age=3600".to_string()));
-    }
     let mut response = bytes.to_bytes().into_response();
-    for (name, value) in headers {
-        // Every value is ASCII: the name's other characters are only in `filename*`, encoded.
-        if let Ok(value) = header::HeaderValue::try_from(value) {
-            response.headers_mut().insert(name, value);
-        }
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if inline {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    }
+    // Printable ASCII only, as built above: it always converts.
+    if let Ok(disposition) = HeaderValue::try_from(disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
     Ok(response)
 }
