@@ -50,6 +50,16 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 501: a feature of upstream's API that weknora does not provide, and the API of
+    /// upstream's that it is (`/tags`), so a client written for upstream hears why.
+    pub fn not_provided(what: &str, api: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_provided",
+            format!("weknora does not provide {what}: upstream's {api} API"),
+        )
+    }
+
     pub fn unauthorized(message: &str) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

@@ -123,6 +123,12 @@ pub fn id_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<uuid::Uuid>
         .collect()
 }
 
+/// A sentence beside `data`, as upstream puts one in some answers: `{"message": ...}`.
+#[derive(Serialize)]
+pub struct Message {
+    pub message: &'static str,
+}
+
 /// What a delete answers: `{"id": ..., "deleted": true}`.
 #[derive(Serialize)]
 pub struct Deleted {

@@ -1,22 +1,23 @@
 //! Documents in a knowledge base: upload (file, text or URL), status, listing, chunks,
-//! reparse and delete. An upload is stored before anything is recorded, and recorded with
-//! its ingest job in one transaction, so nothing is lost between the two.
+//! editing typed text, reparse, cancelling a parse, download, preview and delete. An upload
+//! (or an edit's new text) is stored before anything is recorded, and recorded with its
+//! ingest job in one transaction, so nothing is lost between the two.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::body::{Deleted, Envelope, Page, PageQuery};
+use super::body::{Deleted, Envelope, Message, Page, PageQuery};
 use super::extract::{Caller, Json, Multipart, Path, Query};
 use super::knowledge_bases::own_knowledge_base;
 use crate::db;
 use crate::db::chunks::Chunk;
-use crate::db::documents::{Knowledge, NewDocument};
+use crate::db::documents::{Cancel, Knowledge, ManualRevision, NewDocument};
 use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
@@ -31,9 +32,13 @@ pub fn routes(max_bytes: usize) -> Router<SharedState> {
         .route("/api/v1/knowledge-bases/{id}/knowledge/manual", post(upload_manual))
         .route("/api/v1/knowledge-bases/{id}/knowledge/url", post(upload_url))
         .route("/api/v1/knowledge/{id}/reparse", post(reparse))
+        .route("/api/v1/knowledge/{id}/cancel-parse", post(cancel_parse))
+        .route("/api/v1/knowledge/manual/{id}", put(update_manual))
         .route("/api/v1/knowledge/batch", get(batch))
         .route("/api/v1/knowledge/{id}", get(read).put(rename).delete(remove))
         .route("/api/v1/knowledge/{id}/download", get(download))
+        .route("/api/v1/knowledge/{id}/preview", get(preview))
+        .route("/api/v1/knowledge/image/{id}/{chunk_id}", put(image_info))
         .route("/api/v1/chunks/{knowledge_id}", get(chunks).delete(remove_chunks))
         .route("/api/v1/chunks/{knowledge_id}/{id}", axum::routing::put(edit_chunk).delete(remove_chunk))
         .route("/api/v1/chunks/by-id/{id}", get(chunk))
@@ -53,7 +58,7 @@ fn too_large(limit_mb: u64) -> ApiError {
 /// what upstream has and we do not as what it is: no `description`, no summary
 /// (`summary_status: "none"`).
 #[derive(Serialize)]
-pub struct View {
+pub(super) struct View {
     #[serde(flatten)]
     doc: Knowledge,
     #[serde(rename = "type")]
@@ -68,7 +73,7 @@ pub struct View {
     summary_status: &'static str,
 }
 
-fn view(doc: Knowledge) -> View {
+pub(super) fn view(doc: Knowledge) -> View {
     View {
         kind: doc.source_type.clone(),
         description: "",
@@ -109,12 +114,24 @@ const MAX_STORED_NAME: usize = 200;
 /// A storage key that keeps the file's name readable but cannot escape its folder, and
 /// fits a file system's limit (a long name keeps its start and its extension).
 fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
+    format!("{tenant}/{kb}/{knowledge}/{}", stored_name(file_name))
+}
+
+/// A new key for another version of the document's file, in a folder of its own: never
+/// the key of any earlier version.
+fn revision_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
+    let revision = Uuid::new_v4().simple().to_string();
+    format!("{tenant}/{kb}/{knowledge}/{}/{}", &revision[..12], stored_name(file_name))
+}
+
+/// The file's own name, made safe to store.
+fn stored_name(file_name: &str) -> String {
     let safe: String = base_name(file_name)
         .chars()
         .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
         .collect();
     let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
-    format!("{tenant}/{kb}/{knowledge}/{}", shortened(&safe))
+    shortened(&safe)
 }
 
 /// `name` cut to `MAX_STORED_NAME` bytes on a character boundary, keeping its extension.
@@ -171,15 +188,8 @@ async fn ingest(
         let word = if url.is_some() { "duplicate_url" } else { "duplicate_file" };
         return Err(ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(view(there), word));
     }
-    if let (Some(key), Some(bytes)) = (&key, content)
-        && let Err(e) = state.storage.write(key, bytes).await
-    {
-        tracing::error!(error = %e, key, "storage write failed");
-        // A failed write can leave part of the file behind: nothing half-written stays.
-        if let Err(e) = state.storage.delete(key).await {
-            tracing::warn!(error = %e, key, "removing a partly written file failed");
-        }
-        return Err(crate::storage::write_error(&e));
+    if let (Some(key), Some(bytes)) = (&key, content) {
+        store(state, key, bytes).await?;
     }
     let doc = NewDocument {
         id,
@@ -205,6 +215,23 @@ async fn ingest(
             }
             Err(e.into())
         }
+    }
+}
+
+/// Writes the bytes under `key`; a failed write leaves nothing half-written behind.
+async fn store(state: &AppState, key: &str, bytes: Bytes) -> Result<(), ApiError> {
+    let Err(e) = state.storage.write(key, bytes).await else { return Ok(()) };
+    tracing::error!(error = %e, key, "storage write failed");
+    if let Err(e) = state.storage.delete(key).await {
+        tracing::warn!(error = %e, key, "removing a partly written file failed");
+    }
+    Err(crate::storage::write_error(&e))
+}
+
+/// Removes a stored file nothing refers to any more; a failure leaves an orphan, logged.
+async fn discard(state: &AppState, key: &str) {
+    if let Err(e) = state.storage.delete(key).await {
+        tracing::warn!(error = %e, key, "a stored file nothing refers to could not be removed");
     }
 }
 
@@ -302,6 +329,100 @@ async fn upload_manual(
     Ok(Envelope::created(view(k)))
 }
 
+/// Upstream's manual update: every field optional. `content` replaces the text (parsed
+/// again); `title` renames (blank keeps it). Its `tag_id` and `channel` are ignored; its
+/// `status` may not be `draft`, which weknora does not keep.
+#[derive(Deserialize)]
+struct ManualEdit {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// What a parse is cancelled with, as the document's error.
+const CANCELLED: &str = "parse cancelled by the user";
+
+/// Upstream's `PUT /knowledge/manual/{id}`: new text for a manual entry. The new text is
+/// stored under a key of its own, then the entry is pointed at it and its parse queued in
+/// one transaction (a parse or embedding under way is ended): until then the entry is as
+/// it was, and if that fails the new text is removed. Without `content`, only the title.
+async fn update_manual(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ManualEdit>,
+) -> Result<Envelope<View>, ApiError> {
+    let doc = fetch(&state, &caller, id).await?;
+    if doc.source_type != "manual" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_manual",
+            format!(
+                "only a manual entry (markdown typed in) can be edited; this document came from a {}: \
+                 PUT /api/v1/knowledge/{id} renames it, and a new upload replaces its content",
+                if doc.source_type == "url" { "URL" } else { "file" }
+            ),
+        ));
+    }
+    if body.status.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case("draft")) {
+        return Err(ApiError::bad_request(
+            "status",
+            "drafts are not provided: weknora parses the text of every manual entry it keeps; \
+             send `publish` or no status",
+        ));
+    }
+    let title = body.title.as_deref().map(str::trim).unwrap_or_default();
+    if title.chars().count() > 500 {
+        return Err(ApiError::bad_request("title", "a title has at most 500 characters"));
+    }
+    let title = if title.is_empty() { doc.title.as_str() } else { title };
+    let Some(content) = body.content else {
+        let renamed = db::documents::rename(&state.db, caller.tenant_id, id, title)
+            .await?
+            .ok_or_else(|| ApiError::not_found("document"))?;
+        crate::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
+        return Ok(Envelope::new(view(renamed)));
+    };
+    if content.trim().is_empty() {
+        return Err(ApiError::bad_request("content", "the text is empty"));
+    }
+    let source = format!("{title}.md");
+    // A key no other version of the text has: the old text stays whole until the switch.
+    let key = revision_key(caller.tenant_id, doc.knowledge_base_id, id, &source);
+    let checksum: String = Sha256::digest(content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let rev = ManualRevision {
+        title,
+        source: &source,
+        file_type: &file_type(&source),
+        object_key: &key,
+        size_bytes: content.len() as i64,
+        checksum: &checksum,
+    };
+    store(&state, &key, Bytes::from(content)).await?;
+    let revised =
+        db::documents::revise_manual(&state.db, caller.tenant_id, id, &rev, state.config.ingest.max_attempts).await;
+    let (revised, old_key) = match revised {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            discard(&state, &key).await;
+            return Err(ApiError::not_found("document"));
+        }
+        Err(e) => {
+            discard(&state, &key).await;
+            return Err(e.into());
+        }
+    };
+    state.new_job.notify_one();
+    crate::cache::knowledge_base_changed(&state, revised.knowledge_base_id).await;
+    if let Some(old) = old_key.filter(|old| *old != key) {
+        discard(&state, &old).await;
+    }
+    Ok(Envelope::new(view(revised)))
+}
+
 #[derive(Deserialize)]
 struct FromUrl {
     url: String,
@@ -344,6 +465,33 @@ async fn reparse(
     }
     state.new_job.notify_one();
     Ok(Envelope::accepted(Reparse { id, parse_status: "pending" }))
+}
+
+/// Upstream's cancel: a queued or running parse stops (`cancelled`, with the reason as
+/// `error_message`); the chunks an earlier parse made stay, and a reparse parses it
+/// again. Cancelling again answers the document as it is; a parse that has ended (completed
+/// or failed) cannot be cancelled: 400, as upstream answers.
+async fn cancel_parse(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Envelope<View, Message>, ApiError> {
+    let doc = match db::documents::cancel_parse(&state.db, caller.tenant_id, id, CANCELLED).await? {
+        Cancel::Cancelled(doc) | Cancel::Already(doc) => doc,
+        Cancel::Ended(doc) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "parse_ended",
+                format!(
+                    "the parse has ended ({}): there is nothing to cancel; POST /api/v1/knowledge/{id}/reparse \
+                     parses it again",
+                    doc.parse_status
+                ),
+            ));
+        }
+        Cancel::NotFound => return Err(ApiError::not_found("document")),
+    };
+    Ok(Envelope::with(view(doc), Message { message: "Knowledge parse cancelled" }))
 }
 
 async fn read(
@@ -432,7 +580,7 @@ async fn batch(
 }
 
 /// A query string's `key=value` pairs, decoded (`+` is a space).
-fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
     query.split('&').filter(|p| !p.is_empty()).map(move |pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -491,34 +639,128 @@ async fn clear(
     Ok(Envelope::new(Cleared { id: kb, deleted }))
 }
 
-/// The original file as uploaded (upstream's download), named as it was sent. Documents
-/// from a URL or typed in have no file: 404 says so.
+/// The original file as uploaded (upstream's download), named as it was sent, as an
+/// attachment; a manual entry's text as `<title>.md`, as upstream serves it. Documents from
+/// a URL have no file: 404 says so.
 async fn download(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<axum::response::Response, ApiError> {
+    original(&state, &caller, id, false).await
+}
+
+/// Upstream's preview: the same file, inline, its `Content-Type` by its extension, and
+/// cached privately for an hour. Files a browser would run as part of the page (HTML,
+/// SVG, XML, scripts, style sheets) are not shown inline: they come as a download.
+async fn preview(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    original(&state, &caller, id, true).await
+}
+
+/// The document's stored file (or text), as an attachment or, with `inline`, for display.
+async fn original(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    inline: bool,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let doc = fetch(&state, &caller, id).await?;
-    let Some(key) = doc.object_key.as_deref().filter(|_| doc.source_type == "file") else {
+    let doc = fetch(state, caller, id).await?;
+    let name = match doc.source_type.as_str() {
+        "file" => doc.source.clone(),
+        "manual" if doc.title.to_ascii_lowercase().ends_with(".md") => doc.title.clone(),
+        "manual" => format!("{}.md", doc.title),
+        _ => String::new(),
+    };
+    let Some(key) = doc.object_key.as_deref().filter(|_| !name.is_empty()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "this document has no uploaded file (it came from a URL or was typed in): read its chunks",
+            "this document came from a URL: it has no stored file; read its chunks",
         ));
     };
     let bytes = state.storage.read(key).await.map_err(|e| {
         tracing::error!(error = %e, key, "reading a stored file failed");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the stored file cannot be read now")
     })?;
-    // The name as sent, made safe for the header: no quotes, no control characters.
-    let name: String = doc.source.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    let shown = if inline { preview_type(&name) } else { None };
+    let (content_type, inline) = shown.map_or(("application/octet-stream", false), |shown| (shown, true));
+    // The name's last component (a title or a name sent with folders may have more), made
+    // safe for the header: no quotes, no control characters; the rest of Unicode encoded.
+    let name: String = base_name(&name).chars().filter(|c| !c.is_control() && *c != '"').collect();
     let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
-    let disposition =
-        format!("attachment; filename=\"{}\"; filename*=UTF-8''{encoded}", name.replace(|c: char| !c.is_ascii(), "_"));
-    let headers =
-        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_DISPOSITION, disposition)];
-    Ok((headers, bytes.to_bytes()).into_response())
+    let disposition = format!(
+        "{}; filename=\"{}\"; filename*=UTF-8''{encoded}",
+        if inline { "inline" } else { "attachment" },
+        name.replace(|c: char| !c.is_ascii(), "_")
+    );
+    let mut response = bytes.to_bytes().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if inline {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    }
+    // Printable ASCII only, as built above: it always converts.
+    if let Ok(disposition) = HeaderValue::try_from(disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    Ok(response)
+}
+
+/// The `Content-Type` a file is shown inline with, by its extension (text with its
+/// charset; an unknown extension as plain bytes); None for what a browser would run as
+/// part of the page, which is only ever downloaded.
+fn preview_type(file_name: &str) -> Option<&'static str> {
+    Some(match file_type(file_name).as_str() {
+        "html" | "htm" | "xhtml" | "xml" | "svg" | "svgz" | "js" | "mjs" | "css" => return None,
+        "pdf" => "application/pdf",
+        "txt" | "log" => "text/plain; charset=utf-8",
+        "md" | "markdown" => "text/markdown; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "json" => "application/json; charset=utf-8",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    })
+}
+
+/// Upstream's `PUT /knowledge/image/{id}/{chunk_id}` updates the image a chunk was cut
+/// from. Weknora's parse keeps a document's text only, so no chunk has an image to
+/// describe: for a chunk of the caller's document, 501 naming why (another's, or none, is
+/// a 404 as everywhere).
+async fn image_info(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((knowledge_id, chunk_id)): Path<(Uuid, Uuid)>,
+) -> ApiError {
+    let found = match db::chunks::get(&state.db, caller.tenant_id, chunk_id).await {
+        Ok(found) => found,
+        Err(e) => return e.into(),
+    };
+    if found.is_none_or(|c| c.knowledge_id != knowledge_id) {
+        return ApiError::not_found("chunk of this document");
+    }
+    ApiError::not_provided(
+        "image information for chunks (its parse keeps a document's text: no chunk has an image)",
+        "/knowledge/image",
+    )
 }
 
 async fn chunk(
@@ -614,6 +856,26 @@ mod tests {
         assert_eq!(file_type(".bashrc"), "");
         assert_eq!(file_type("weird.t/x"), "");
         assert_eq!(file_type("a.tar.gz"), "gz");
+    }
+
+    #[test]
+    fn a_preview_shows_what_is_safe_to_show_inline() {
+        assert_eq!(preview_type("彗星.TXT"), Some("text/plain; charset=utf-8"));
+        assert_eq!(preview_type("a.pdf"), Some("application/pdf"));
+        assert_eq!(preview_type("notes.md"), Some("text/markdown; charset=utf-8"));
+        assert_eq!(preview_type("photo.jpeg"), Some("image/jpeg"));
+        assert_eq!(preview_type("README"), Some("application/octet-stream"));
+        for active in ["page.html", "x.HTM", "logo.svg", "feed.xml", "app.js", "style.css"] {
+            assert_eq!(preview_type(active), None, "{active}");
+        }
+    }
+
+    #[test]
+    fn each_revision_of_a_file_has_a_key_of_its_own() {
+        let id = Uuid::nil();
+        let first = object_key(id, id, id, "notes/plan.md");
+        let (a, b) = (revision_key(id, id, id, "notes/plan.md"), revision_key(id, id, id, "notes/plan.md"));
+        assert!(a != b && a != first && a.ends_with("/plan.md") && a.starts_with(first.trim_end_matches("plan.md")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod body;
 mod chat;
+mod document_sets;
 mod documents;
 mod extract;
 mod folders;
@@ -44,6 +45,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(folders::routes())
         .merge(transfers::routes())
         .merge(questions::routes())
+        .merge(document_sets::routes())
         .merge(search::routes())
         .merge(sessions::routes())
         .merge(chat::routes())
@@ -113,11 +115,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         None => None,
     };
     if let Some((name, what)) = family.and_then(|f| NOT_PROVIDED.iter().find(|(name, _)| *name == f)) {
-        return ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_provided",
-            format!("weknora does not provide {what}: upstream's /{name} API"),
-        );
+        return ApiError::not_provided(what, &format!("/{name}"));
     }
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }

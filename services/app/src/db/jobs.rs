@@ -55,6 +55,16 @@ pub enum Kind {
     Embed,
 }
 
+impl Kind {
+    /// The job's `kind` column.
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Parse => "parse",
+            Kind::Embed => "embed",
+        }
+    }
+}
+
 /// Queues a job of `kind` for the document, in the trace of the current span (the upload's
 /// request, or the parse job that queues the embedding).
 pub async fn queue(
@@ -64,10 +74,7 @@ pub async fn queue(
     knowledge: Uuid,
     max_attempts: i32,
 ) -> Result<(), sqlx::Error> {
-    let kind = match kind {
-        Kind::Parse => "parse",
-        Kind::Embed => "embed",
-    };
+    let kind = kind.as_str();
     let traceparent = weknora_telemetry::traceparent(&tracing::Span::current());
     sqlx::query(
         "INSERT INTO ingest_jobs (tenant_id, knowledge_id, max_attempts, kind, traceparent) VALUES ($1, $2, $3, $4, $5)",
@@ -80,6 +87,46 @@ pub async fn queue(
         .execute(tx)
         .await?;
     Ok(())
+}
+
+/// Locks the live (queued or running) jobs of these documents, in the order an ingest
+/// worker locks rows (its job, then the document): whoever changes a document's parse
+/// takes these first, and a worker finishing one waits, or is waited for.
+pub async fn lock_live(
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    knowledge: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT knowledge_id FROM ingest_jobs WHERE knowledge_id = ANY($1) AND tenant_id = $2 \
+         AND state IN ('queued', 'running') ORDER BY id FOR UPDATE",
+    )
+    .bind(knowledge)
+    .bind(tenant)
+    .fetch_all(tx)
+    .await
+}
+
+/// Ends the document's live jobs (of `kind`, or of any kind) as failed with `reason`, their
+/// leases dropped: a worker running one finds its lease gone and writes nothing.
+pub async fn end_live(
+    tx: &mut sqlx::PgConnection,
+    knowledge: Uuid,
+    kind: Option<Kind>,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let kind = kind.map(Kind::as_str);
+    let ended = sqlx::query(
+        "UPDATE ingest_jobs SET state = 'failed', last_error = $2, finished_at = now(), lease_owner = NULL, \
+         lease_expires_at = NULL \
+         WHERE knowledge_id = $1 AND state IN ('queued', 'running') AND ($3::text IS NULL OR kind = $3)",
+    )
+    .bind(knowledge)
+    .bind(reason)
+    .bind(kind)
+    .execute(tx)
+    .await?;
+    Ok(ended.rows_affected())
 }
 
 /// Takes the next due job (or one whose lease ran out) for `owner` for `lease_secs`, and
