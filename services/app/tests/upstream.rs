@@ -482,6 +482,12 @@ fn a_client_written_for_upstream_works_unchanged() {
         call(port, "POST", "/api/v1/knowledge-search", &ADMIN, Some(&json!({"query": 7, "knowledge_ids": [doc_id]})));
     assert_eq!(status, 400, "{wrong}");
     upstream_error(&wrong, 1000, "invalid_argument");
+    // ReparseKnowledge decodes the document, queued again.
+    let (status, _, reparsed) = call(port, "POST", &format!("/api/v1/knowledge/{doc_id}/reparse"), &ADMIN, None);
+    assert_eq!(status, 202, "{reparsed}");
+    let reparsed: wire::Knowledge = decode::<Envelope<_>>(&reparsed).data;
+    assert_eq!((reparsed.id.as_str(), reparsed.parse_status.as_str()), (doc_id.as_str(), "pending"));
+    wait_parsed(port, ADMIN_KEY, &doc_id);
     // Clearing a knowledge base's documents keeps the knowledge base.
     let (status, _, cleared) =
         call(port, "DELETE", &format!("/api/v1/knowledge-bases/{kb_id}/knowledge"), &ADMIN, None);

@@ -447,24 +447,19 @@ async fn upload_url(
     Ok(Envelope::created(view(k)))
 }
 
-#[derive(Serialize)]
-struct Reparse {
-    id: Uuid,
-    parse_status: &'static str,
-}
-
-/// Parses a document again (after a failure, or with new chunk settings).
+/// Parses a document again (after a failure, or with new chunk settings): 202 with the
+/// document, `pending`, as upstream's clients read it (its `ReparseKnowledge` decodes one).
 async fn reparse(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Envelope<Reparse>, ApiError> {
+) -> Result<Envelope<View>, ApiError> {
     fetch(&state, &caller, id).await?;
     if !db::documents::reparse(&state.db, caller.tenant_id, id, state.config.ingest.max_attempts).await? {
         return Err(ApiError::conflict("the document is already being parsed"));
     }
     state.new_job.notify_one();
-    Ok(Envelope::accepted(Reparse { id, parse_status: "pending" }))
+    Ok(Envelope::accepted(view(fetch(&state, &caller, id).await?)))
 }
 
 /// Upstream's cancel: a queued or running parse stops (`cancelled`, with the reason as

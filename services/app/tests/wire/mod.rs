@@ -197,6 +197,14 @@ pub struct Knowledge {
     pub error_message: String,
 }
 
+/// What the SDK's `FilterKnowledge` (`GET /knowledge/search`) decodes.
+#[derive(Deserialize, Debug)]
+pub struct FilterKnowledgeResponse {
+    pub success: bool,
+    pub data: Option<Vec<Knowledge>>,
+    pub has_more: bool,
+}
+
 #[derive(Deserialize, Debug)]
 pub struct KnowledgeFolderTree {
     pub root_document_count: i64,
