@@ -13,20 +13,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::*;
 use weknora_testkit::{Pg, Redis};
+use wire::upstream_error;
 
 const ADMIN: [(&str, &str); 1] = [("X-API-Key", ADMIN_KEY)];
 
 /// What the SDK's `Knowledge` decodes, strictly (`tests/wire`).
 fn decodes_as_upstream_knowledge(k: &Value) {
     wire::decode::<wire::Knowledge>(k);
-}
-
-/// Upstream's error body, and the top-level `code` the SDK's `APIError.Code` reads.
-fn upstream_error(body: &Value, code: u64, reason: &str) {
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!((body["code"].as_u64(), body["error"]["code"].as_u64()), (Some(code), Some(code)), "{body}");
-    assert_eq!(body["message"], body["error"]["message"], "{body}");
-    assert_eq!(body["error"]["details"]["reason"], reason, "{body}");
 }
 
 /// A second tenant and its API key.

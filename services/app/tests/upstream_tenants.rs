@@ -13,16 +13,9 @@ use std::path::Path;
 use serde_json::{Value, json};
 use support::*;
 use weknora_testkit::{Pg, Redis};
+use wire::upstream_error;
 
 const ADMIN: [(&str, &str); 1] = [("X-API-Key", ADMIN_KEY)];
-
-/// Upstream's error body with its integer code, and our word for what went wrong.
-fn upstream_error(body: &Value, code: u64, reason: &str) {
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!((body["code"].as_u64(), body["error"]["code"].as_u64()), (Some(code), Some(code)), "{body}");
-    assert_eq!(body["message"], body["error"]["message"], "{body}");
-    assert_eq!(body["error"]["details"]["reason"], reason, "{body}");
-}
 
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()

@@ -458,8 +458,9 @@ async fn reparse(
     if !db::documents::reparse(&state.db, caller.tenant_id, id, state.config.ingest.max_attempts).await? {
         return Err(ApiError::conflict("the document is already being parsed"));
     }
+    let queued = fetch(&state, &caller, id).await?;
     state.new_job.notify_one();
-    Ok(Envelope::accepted(view(fetch(&state, &caller, id).await?)))
+    Ok(Envelope::accepted(view(queued)))
 }
 
 /// Upstream's cancel: a queued or running parse stops (`cancelled`, with the reason as

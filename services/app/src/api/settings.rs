@@ -12,7 +12,7 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::body::Envelope;
+use super::body::{Envelope, Message};
 use super::extract::{Caller, Json, Path};
 use crate::db;
 use crate::error::ApiError;
@@ -287,11 +287,6 @@ async fn read(
         _ => zero(setting.fields),
     };
     Ok(Envelope::new(Value::Object(value)))
-}
-
-#[derive(Serialize)]
-struct Message {
-    message: &'static str,
 }
 
 /// Replaces a stored setting (upstream's PUT sends the whole of it): admin keys only.

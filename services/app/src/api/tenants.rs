@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use super::body::Envelope;
+use super::body::{Envelope, Message};
 use super::extract::{Caller, Json, OptionalJson, Path, Query};
 use crate::db;
 use crate::db::tenants::{Key, Removed, Tenant};
@@ -174,12 +174,6 @@ struct DeletedTenant {
     deleted: bool,
     /// How many of each went with it.
     removed: Removed,
-}
-
-/// Upstream's `message` beside the data.
-#[derive(Serialize)]
-struct Message {
-    message: &'static str,
 }
 
 /// Deletes a tenant with everything it has (knowledge bases, documents, chunks, sessions,

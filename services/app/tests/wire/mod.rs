@@ -41,6 +41,19 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
+/// Upstream's error body with its integer `code` (at the top level, which the SDK's
+/// `APIError.Code` reads, and under `error`), the message at both places, and our word for
+/// what went wrong as `details.reason`.
+#[track_caller]
+pub fn upstream_error(body: &Value, code: i64, reason: &str) {
+    let e: ErrorBody = decode(body);
+    assert!(!e.success, "{body}");
+    assert_eq!((e.code, e.error.code), (code, code), "{body}");
+    assert_eq!(e.message, e.error.message, "{body}");
+    assert!(!e.error.message.is_empty(), "{body}");
+    assert_eq!(e.error.details.unwrap_or_default().get("reason"), Some(&Value::from(reason)), "{body}");
+}
+
 /// `{success, data}`: the envelope of every answer.
 #[derive(Deserialize, Debug)]
 pub struct Envelope<T> {
