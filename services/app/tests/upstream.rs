@@ -11,7 +11,6 @@ mod wire;
 
 use serde_json::{Value, json};
 use support::*;
-use weknora_testkit::{Pg, Redis};
 use wire::{Envelope, Paged, decode, upstream_error};
 
 const ADMIN: [(&str, &str); 1] = [("X-API-Key", ADMIN_KEY)];
@@ -55,12 +54,8 @@ fn frames(body: &str) -> Vec<Value> {
 
 #[test]
 fn a_client_written_for_upstream_works_unchanged() {
-    let pg = Pg::debian();
-    let redis = Redis::start();
-    let (_docreader, dr_port) = docreader();
-    let files = tempfile::tempdir().unwrap();
-    let env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
-    let (_app, port) = start_app(&env);
+    let stack = admin_stack();
+    let port = stack.port;
 
     // CreateKnowledgeBase sends its whole object: "" model ids, zero counts and ids, null
     // configs, and the chunking settings nested.

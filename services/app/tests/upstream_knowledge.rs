@@ -69,12 +69,8 @@ fn doc(port: u16, id: &str) -> Value {
 
 #[test]
 fn upstreams_knowledge_routes_edit_preview_search_and_batch() {
-    let pg = Pg::debian();
-    let redis = Redis::start();
-    let (_docreader, dr_port) = docreader();
-    let files = tempfile::tempdir().unwrap();
-    let env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
-    let (_app, port) = start_app(&env);
+    let stack = admin_stack();
+    let (port, files) = (stack.port, &stack.files);
     let other_key = other_tenant(port, "rival");
     let other = [("X-API-Key", other_key.as_str())];
     let (kb1, kb2) = (kb(port, "comets"), kb(port, "handbooks"));

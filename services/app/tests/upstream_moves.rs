@@ -121,12 +121,8 @@ const SPEC: &str = "The flood gate opens at high tide. The pump room holds three
 
 #[test]
 fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
-    let pg = Pg::debian();
-    let redis = Redis::start();
-    let (_docreader, dr_port) = docreader();
-    let files = tempfile::tempdir().unwrap();
-    let env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
-    let (_app, port) = start_app(&env);
+    let stack = admin_stack();
+    let (port, pg) = (stack.port, &stack.pg);
 
     let src = new_kb(port, ADMIN_KEY, json!({"name": "harbour"}));
     // A different chunking, so that a move that parses again shows it.
@@ -318,10 +314,10 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     // A document that is gone by the time the worker comes to it is counted as failed, with
     // the reason; the others move. (The task is written as the API writes one, so that the
     // document is gone for sure.)
-    let tenant = &psql(&pg, &format!("SELECT tenant_id FROM knowledge_bases WHERE id = '{src}'"))[0][0];
+    let tenant = &psql(pg, &format!("SELECT tenant_id FROM knowledge_bases WHERE id = '{src}'"))[0][0];
     let ghost = "0b5e0b5e-0000-4000-8000-000000000001";
     psql(
-        &pg,
+        pg,
         &format!(
             "INSERT INTO transfer_tasks (tenant_id, id, kind, source_kb_id, target_kb_id, knowledge_ids, mode) \
              VALUES ('{tenant}', 'kg_move_ghost', 'move', '{src}', '{dst}', ARRAY['{ghost}', '{memo}']::uuid[], \
@@ -340,7 +336,7 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     );
     assert_eq!(doc(port, ADMIN_KEY, &memo)["knowledge_base_id"], dst.as_str());
     psql(
-        &pg,
+        pg,
         &format!(
             "INSERT INTO transfer_tasks (tenant_id, id, kind, source_kb_id, target_kb_id, knowledge_ids, mode) \
              VALUES ('{tenant}', 'kg_move_lost', 'move', '{src}', '{dst}', ARRAY['{ghost}']::uuid[], 'reparse')"
@@ -407,7 +403,7 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     // A task taken over from a worker that died (its lease ran out) carries on where it
     // stopped: the documents it did are not copied twice.
     psql(
-        &pg,
+        pg,
         "UPDATE transfer_tasks SET status = 'processing', lease_owner = 'dead-worker', \
          lease_expires_at = now() - interval '1 second' WHERE id = 'harbour-copy-1'",
     );
@@ -416,7 +412,7 @@ fn folders_moves_and_copies_work_as_upstreams_clients_call_them() {
     assert_eq!(listed(port, ADMIN_KEY, &copy_kb, "")["total"], 3, "nothing copied twice");
     // Files of their own, not shared: deleting the copy's file leaves the original's.
     let keys =
-        psql(&pg, &format!("SELECT object_key FROM knowledge WHERE id IN ('{intro}', '{intro_copy}') ORDER BY id"));
+        psql(pg, &format!("SELECT object_key FROM knowledge WHERE id IN ('{intro}', '{intro_copy}') ORDER BY id"));
     assert_eq!(keys.len(), 2);
     assert_ne!(keys[0][0], keys[1][0], "{keys:?}");
     let (status, _, _) = call(port, "DELETE", &format!("/api/v1/knowledge/{intro_copy}"), &ADMIN, None);

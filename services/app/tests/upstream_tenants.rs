@@ -96,12 +96,8 @@ fn stored(files: &Path) -> Vec<String> {
 
 #[test]
 fn tenants_across_the_deployment_and_their_settings() {
-    let pg = Pg::debian();
-    let redis = Redis::start();
-    let (_docreader, dr_port) = docreader();
-    let files = tempfile::tempdir().unwrap();
-    let env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
-    let (_app, port) = start_app(&env);
+    let stack = admin_stack();
+    let (port, pg, files) = (stack.port, &stack.pg, &stack.files);
 
     // CreateTenant by the deployment's key: the tenant with its first admin key.
     let (acme, acme_key) = new_tenant(port, "acme");
@@ -331,7 +327,7 @@ fn tenants_across_the_deployment_and_their_settings() {
     }
 
     // DeleteTenant. Another tenant's key: 404, and nothing of acme's goes.
-    let before = rows_of(&pg, acme);
+    let before = rows_of(pg, acme);
     assert!(before.iter().all(|(_, n)| *n > 0), "acme has something in every table: {before:?}");
     let (status, _, theirs) = call(port, "DELETE", &format!("/api/v1/tenants/{acme}"), &globex_h, None);
     assert_eq!(status, 404, "{theirs}");
@@ -341,7 +337,7 @@ fn tenants_across_the_deployment_and_their_settings() {
     // A contributor key does not delete its tenant.
     let (status, _, refused) = call(port, "DELETE", &format!("/api/v1/tenants/{acme}"), &member_h, None);
     assert_eq!(status, 403, "{refused}");
-    assert_eq!(rows_of(&pg, acme), before, "nothing of acme's went");
+    assert_eq!(rows_of(pg, acme), before, "nothing of acme's went");
     // The tenant holding the deployment's key stays.
     let (status, _, kept) = call(port, "DELETE", &format!("/api/v1/tenants/{default}"), &ADMIN, None);
     assert_eq!(status, 409, "{kept}");
@@ -376,8 +372,8 @@ fn tenants_across_the_deployment_and_their_settings() {
         json!({"knowledge_bases": 1, "documents": 2, "chunks": before.iter().find(|(t, _)| t == "chunks").unwrap().1,
                "sessions": 1, "models": 1, "api_keys": 2})
     );
-    assert!(rows_of(&pg, acme).iter().all(|(_, n)| *n == 0));
-    assert_eq!(orphans(&pg), 0, "no row is left without its tenant");
+    assert!(rows_of(pg, acme).iter().all(|(_, n)| *n == 0));
+    assert_eq!(orphans(pg), 0, "no row is left without its tenant");
     let files_after = stored(files.path());
     assert_eq!(files_after.len(), 1, "acme's file is gone, globex's stays: {files_after:?}");
     assert!(files_before.contains(&files_after[0]));
@@ -396,7 +392,7 @@ fn tenants_across_the_deployment_and_their_settings() {
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(get(port, "/api/v1/knowledge-bases", &globex_h).0, 401);
     assert!(stored(files.path()).is_empty(), "{:?}", stored(files.path()));
-    assert_eq!(orphans(&pg), 0);
+    assert_eq!(orphans(pg), 0);
     let (_, _, all) = get(port, "/api/v1/tenants/all", &ADMIN);
     assert_eq!(all["data"]["items"][0]["id"].as_u64(), Some(default), "{all}");
 }

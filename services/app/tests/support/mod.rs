@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weknora_testkit::{PASSWORD, Pg, USER, free_port};
+use weknora_testkit::{PASSWORD, Pg, Redis, USER, free_port};
 
 pub const APP: &str = env!("CARGO_BIN_EXE_weknora-app");
 
@@ -125,6 +125,29 @@ pub fn create_kb(port: u16, name: &str) -> String {
     let (status, _, kb) = call(port, "POST", "/api/v1/knowledge-bases", &[("X-API-Key", ADMIN_KEY)], Some(&body));
     assert_eq!(status, 201, "{kb}");
     format!("/api/v1/knowledge-bases/{}", kb["data"]["id"].as_str().unwrap())
+}
+
+/// The app with the deployment's admin key (`ADMIN_KEY`) on real PostgreSQL and Redis, with
+/// a docreader and uploads in a folder of its own; all stopped when dropped (the app first).
+pub struct AdminStack {
+    pub port: u16,
+    pub app: Proc,
+    pub env: Vec<(String, String)>,
+    pub dr_port: u16,
+    pub docreader: Proc,
+    pub files: tempfile::TempDir,
+    pub redis: Redis,
+    pub pg: Pg,
+}
+
+pub fn admin_stack() -> AdminStack {
+    let pg = Pg::debian();
+    let redis = Redis::start();
+    let (docreader, dr_port) = docreader();
+    let files = tempfile::tempdir().unwrap();
+    let env = admin_env(pg.port, &redis.addr(), dr_port, files.path());
+    let (app, port) = start_app(&env);
+    AdminStack { port, app, env, dr_port, docreader, files, redis, pg }
 }
 
 pub fn start_app(env: &[(String, String)]) -> (Proc, u16) {
