@@ -12,7 +12,6 @@ use crate::containers::containers;
 use crate::docker::{self, ComposeCli};
 use crate::dotenv::Vars;
 use crate::paths;
-use crate::start::ollama_chat_env;
 
 /// Our services, built from this repository.
 pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
@@ -203,6 +202,33 @@ pub fn migrate(stack: &Stack) -> Result<()> {
         .context("migrating failed; the stack's other services were not started (database and redis are up)")
 }
 
+/// The chat model `start --ollama` gave the running app (its LLM_* environment), so that a
+/// command recreating the app keeps it. None when `.env` names a chat model (compose gives
+/// that one anyway) or the app has none from Ollama.
+pub async fn ollama_chat_env(docker: &Docker, project: &str) -> Result<Option<Vec<(String, String)>>> {
+    if Vars::load().get("LLM_BASE_URL").is_some() {
+        return Ok(None);
+    }
+    let Some(app) =
+        containers(docker, project).await?.into_iter().find(|c| c.service == "app" || c.service == "app-dev")
+    else {
+        return Ok(None);
+    };
+    let env = docker.inspect_container(&app.id, None).await?.config.and_then(|c| c.env).unwrap_or_default();
+    Ok(ollama_chat_of(&env))
+}
+
+/// The LLM_* variables of a container's environment (`KEY=value` lines) when they name an
+/// Ollama chat model.
+fn ollama_chat_of(env: &[String]) -> Option<Vec<(String, String)>> {
+    let get = |key: &str| env.iter().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).filter(|v| !v.is_empty());
+    if get("LLM_PROVIDER")? != "ollama" {
+        return None;
+    }
+    let keys = ["LLM_PROVIDER", "LLM_BASE_URL", "LLM_MODEL_NAME"];
+    keys.iter().map(|k| Some((k.to_string(), get(k)?.to_string()))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +294,22 @@ mod tests {
         assert!(!embedder_bundled(&vars("http://ollama:11434")));
         let compose = std::fs::read_to_string(crate::paths::compose_file()).unwrap();
         assert!(compose.contains(&format!("EMBEDDING_BASE_URL: ${{EMBEDDING_BASE_URL:-{BUNDLED_EMBEDDER_URL}}}")));
+    }
+
+    #[test]
+    fn a_recreated_app_keeps_the_chat_model_start_ollama_gave_it() {
+        let env = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let ollama = env(&[
+            "PATH=/usr/bin",
+            "LLM_PROVIDER=ollama",
+            "LLM_BASE_URL=http://host.docker.internal:11434",
+            "LLM_MODEL_NAME=qwen2.5:0.5b",
+            "LLM_API_KEY=",
+        ]);
+        let kept = ollama_chat_of(&ollama).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[1], ("LLM_BASE_URL".to_string(), "http://host.docker.internal:11434".to_string()));
+        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=openai", "LLM_BASE_URL=https://api.openai.com/v1"])), None);
+        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=ollama", "LLM_BASE_URL="])), None, "no model: nothing to keep");
     }
 }

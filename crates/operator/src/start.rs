@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use bollard::Docker;
 
 use crate::compose::{OURS, Stack, migrate};
-use crate::containers::{containers, wait_healthy};
+use crate::containers::wait_healthy;
 use crate::docker;
 use crate::dotenv::{Vars, ensure_env_file};
 use crate::images::{begin_ours, ensure_ours, resolve_images};
@@ -138,52 +138,4 @@ async fn ollama_for_the_app(docker: &Docker) -> Result<Vec<(String, String)>> {
     }
     eprintln!("==> the app's chat model: {} on Ollama ({})", chat.model, chat.base_url);
     Ok(chat.app_env())
-}
-
-/// The chat model `start --ollama` gave the running app (its LLM_* environment), so that a
-/// command recreating the app keeps it. None when `.env` names a chat model (compose gives
-/// that one anyway) or the app has none from Ollama.
-pub async fn ollama_chat_env(docker: &Docker, project: &str) -> Result<Option<Vec<(String, String)>>> {
-    if Vars::load().get("LLM_BASE_URL").is_some() {
-        return Ok(None);
-    }
-    let Some(app) =
-        containers(docker, project).await?.into_iter().find(|c| c.service == "app" || c.service == "app-dev")
-    else {
-        return Ok(None);
-    };
-    let env = docker.inspect_container(&app.id, None).await?.config.and_then(|c| c.env).unwrap_or_default();
-    Ok(ollama_chat_of(&env))
-}
-
-/// The LLM_* variables of a container's environment (`KEY=value` lines) when they name an
-/// Ollama chat model.
-fn ollama_chat_of(env: &[String]) -> Option<Vec<(String, String)>> {
-    let get = |key: &str| env.iter().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).filter(|v| !v.is_empty());
-    if get("LLM_PROVIDER")? != "ollama" {
-        return None;
-    }
-    let keys = ["LLM_PROVIDER", "LLM_BASE_URL", "LLM_MODEL_NAME"];
-    keys.iter().map(|k| Some((k.to_string(), get(k)?.to_string()))).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn a_recreated_app_keeps_the_chat_model_start_ollama_gave_it() {
-        let env = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
-        let ollama = env(&[
-            "PATH=/usr/bin",
-            "LLM_PROVIDER=ollama",
-            "LLM_BASE_URL=http://host.docker.internal:11434",
-            "LLM_MODEL_NAME=qwen2.5:0.5b",
-            "LLM_API_KEY=",
-        ]);
-        let kept = ollama_chat_of(&ollama).unwrap();
-        assert_eq!(kept.len(), 3);
-        assert_eq!(kept[1], ("LLM_BASE_URL".to_string(), "http://host.docker.internal:11434".to_string()));
-        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=openai", "LLM_BASE_URL=https://api.openai.com/v1"])), None);
-        assert_eq!(ollama_chat_of(&env(&["LLM_PROVIDER=ollama", "LLM_BASE_URL="])), None, "no model: nothing to keep");
-    }
 }

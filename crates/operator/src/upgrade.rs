@@ -20,7 +20,7 @@ use crate::backup::{self, Parts};
 use crate::compose::{OURS, Stack};
 use crate::containers::{self, Container};
 use crate::dotenv::{self, Vars};
-use crate::start::{self, Start};
+use crate::start::Start;
 
 /// The tag the images that ran before an upgrade keep.
 pub const KEPT: &str = "pre-upgrade";
@@ -149,7 +149,7 @@ impl Upgrade {
         let profiles: Vec<String> =
             all.iter().filter_map(|c| crate::compose::profile_of(&c.service)).map(str::to_string).collect();
         // An app given its chat model by `start --ollama` keeps it.
-        let ollama = start::ollama_chat_env(&docker, &stack.project).await?.is_some();
+        let ollama = crate::compose::ollama_chat_env(&docker, &stack.project).await?.is_some();
         let mut plan = vec![
             format!("keep the images that run now ({}) as weknora/<service>:{KEPT}", short(&from_revision)),
             match &staged {
