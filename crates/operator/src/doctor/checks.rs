@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::probe::{DevFacts, EnvFact, Facts, PortState};
+use super::probe::{COMPOSE_LINT_VERSION, DevFacts, EnvFact, Facts, PortState, SQLX_CLI_VERSION};
 use crate::dotenv::EnvReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -434,8 +434,10 @@ fn test_servers(f: &DevFacts) -> Check {
     }
 }
 
-/// The sqlx-cli version the migrations are tested against.
-pub const SQLX_CLI_VERSION: &str = "0.9.0";
+/// Whether the pinned compose-lint is installed.
+pub fn compose_lint_ok(d: &DevFacts) -> bool {
+    d.compose_lint.as_deref() == Some(&format!("compose-lint {COMPOSE_LINT_VERSION}"))
+}
 
 fn dev_tools(f: &DevFacts) -> Check {
     let (id, name) = ("dev-tools", "dev tools");
@@ -456,8 +458,8 @@ fn dev_tools(f: &DevFacts) -> Check {
             "the Python reference parsers of `cargo xtask bench` (services/docreader/bench/requirements.txt)".into(),
         );
     }
-    if !super::fix::compose_lint_ok(f) {
-        missing.push(format!("compose-lint {} (lints the compose files)", super::COMPOSE_LINT_VERSION));
+    if !compose_lint_ok(f) {
+        missing.push(format!("compose-lint {COMPOSE_LINT_VERSION} (lints the compose files)"));
     }
     if f.kubectl_minor.is_none_or(|m| m < 21) {
         // Debian's kubernetes-client is 1.20, too old: nothing here installs a newer one.
@@ -529,7 +531,7 @@ pub mod tests {
                 nix: true,
                 sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
                 bench_python: true,
-                compose_lint: Some(format!("compose-lint {}", super::super::COMPOSE_LINT_VERSION)),
+                compose_lint: Some(format!("compose-lint {COMPOSE_LINT_VERSION}")),
                 kubectl_minor: Some(32),
             }),
         }

@@ -12,8 +12,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use super::checks::SQLX_CLI_VERSION;
-use super::probe::{DevFacts, Facts};
+use super::checks::compose_lint_ok;
+use super::probe::{Facts, SQLX_CLI_VERSION};
 use crate::docker;
 use crate::poll::poll;
 use crate::process::stdout_of;
@@ -186,11 +186,6 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
         steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
     }
     steps
-}
-
-/// Whether the pinned compose-lint is installed.
-pub fn compose_lint_ok(d: &DevFacts) -> bool {
-    d.compose_lint.as_deref() == Some(&format!("compose-lint {}", super::COMPOSE_LINT_VERSION))
 }
 
 /// Whether this process may install packages itself.

@@ -13,17 +13,9 @@ use serde_json::json;
 use checks::{Check, Status};
 pub use fix::Scope;
 use fix::Step;
+pub use probe::{COMPOSE_LINT_VERSION, PYTHON_MODULES};
 
 use crate::process::HostTool;
-
-/// The Python modules the docreader benchmark's reference.py and make_corpus.py import
-/// (`doctor --fix --dev` installs them).
-pub const PYTHON_MODULES: &str =
-    "pypdf, docx, openpyxl, xlrd, xlwt, odf, pptx, fpdf, ebooklib, bs4, lxml, charset_normalizer, PIL";
-
-/// compose-lint, the security linter the tests run over both compose files
-/// (xtask/requirements.txt pins the same version; `doctor --fix --dev` installs it).
-pub const COMPOSE_LINT_VERSION: &str = "0.36.2";
 
 #[derive(clap::Args)]
 pub struct Doctor {

@@ -13,6 +13,18 @@ use crate::dotenv::{EnvFile, Vars};
 use crate::paths;
 use crate::process::{on_path, stdout_of};
 
+/// The Python modules the docreader benchmark's reference.py and make_corpus.py import
+/// (`doctor --fix --dev` installs them).
+pub const PYTHON_MODULES: &str =
+    "pypdf, docx, openpyxl, xlrd, xlwt, odf, pptx, fpdf, ebooklib, bs4, lxml, charset_normalizer, PIL";
+
+/// compose-lint, the security linter the tests run over both compose files
+/// (xtask/requirements.txt pins the same version; `doctor --fix --dev` installs it).
+pub const COMPOSE_LINT_VERSION: &str = "0.36.2";
+
+/// The sqlx-cli version the migrations are tested against.
+pub const SQLX_CLI_VERSION: &str = "0.9.0";
+
 /// A port the stack publishes, and which variable moves it.
 #[derive(Debug, Clone, Copy)]
 pub struct PortSpec {
@@ -225,7 +237,7 @@ fn dev_facts() -> DevFacts {
         debootstrap: on_path("debootstrap") || Path::new("/usr/sbin/debootstrap").exists(),
         nix: on_path("nix-instantiate"),
         sqlx_cli: stdout_of("sqlx", &["--version"]),
-        bench_python: stdout_of("python3", &["-c", &format!("import {}", super::PYTHON_MODULES)]).is_some(),
+        bench_python: stdout_of("python3", &["-c", &format!("import {PYTHON_MODULES}")]).is_some(),
         compose_lint: stdout_of("python3", &["-m", "compose_lint", "--version"]),
         kubectl_minor: stdout_of("kubectl", &["version", "--client", "-o", "json"]).and_then(|json| {
             let v: serde_json::Value = serde_json::from_str(&json).ok()?;
