@@ -33,7 +33,7 @@ struct Step {
 impl Ci {
     pub fn run(self) -> Result<ExitCode> {
         // A fresh machine is set up first: the engine, and every tool the tests use.
-        weknora_operator::runtime()?
+        weknora_operator::host::runtime()?
             .block_on(weknora_operator::doctor::set_up(weknora_operator::doctor::Scope::Dev, "ci"))?;
         let mut tests = words("test --workspace --locked --no-fail-fast --");
         if !self.no_docker {

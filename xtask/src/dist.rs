@@ -10,11 +10,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use weknora_operator::bundle::{ImageArchive, Manifest, sha256_file};
+use weknora_operator::bundle::{ImageArchive, Manifest};
 use weknora_operator::compose::{OURS, profile_of};
+use weknora_operator::digest::sha256_file;
 use weknora_operator::dotenv::Vars;
+use weknora_operator::host::Images;
 use weknora_operator::third_party::{self, Resolver, Source};
-use weknora_operator::{Images, disk, docker};
+use weknora_operator::{disk, docker};
 
 use crate::images::checkout::CheckoutImages;
 use crate::images::{BuildMeta, Platform, Workspace, cargo_build};
@@ -80,7 +82,7 @@ impl Dist {
             let staging = tempfile::Builder::new().prefix("weknora-dist").tempdir_in(&workspace.target_dir)?;
             let top = staging.path().join(&name);
             let archives = if self.images {
-                weknora_operator::runtime()?.block_on(save_images(&top))?
+                weknora_operator::host::runtime()?.block_on(save_images(&top))?
             } else {
                 (None, Vec::new())
             };

@@ -12,7 +12,7 @@ mod paths;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weknora_operator::Host;
+use weknora_operator::host::Host;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Build, run and operate the weknora stack", version)]
@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
-    Operator(weknora_operator::Command),
+    Operator(weknora_operator::cli::Command),
     /// Build our images (reproducible, labelled, per platform), the local stand-ins for
     /// third-party images, push them, or clean them away.
     BuildImages(images::BuildImages),
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             images::abandon_ahead();
-            weknora_operator::report_error(&err);
+            weknora_operator::host::report_error(&err);
             ExitCode::FAILURE
         }
     }
@@ -53,7 +53,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // Every command works relative to the repository root, wherever it was started from.
     let images = Box::new(images::checkout::CheckoutImages);
-    weknora_operator::install(Host { name: "cargo xtask", root: paths::project_root(), images })?;
+    weknora_operator::host::install(Host { name: "cargo xtask", root: paths::project_root(), images })?;
     match cli.command {
         Command::Operator(cmd) => cmd.run(),
         Command::BuildImages(cmd) => cmd.run(),

@@ -12,9 +12,10 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::{Images, Release, paths};
+use crate::digest::sha256_file;
+use crate::host::{Images, Release};
+use crate::paths;
 
 /// `bundle.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,14 +65,6 @@ impl Manifest {
     fn archive_of(&self, image: &str) -> Option<&ImageArchive> {
         self.images.iter().find(|a| a.tags.iter().any(|t| t == image))
     }
-}
-
-/// SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
-    Ok(crate::hex(&hasher.finalize()))
 }
 
 /// Checks an archive against the manifest: present, same size, same SHA-256.
@@ -320,7 +313,7 @@ impl Bundle {
                 }
                 println!("{} image archives match bundle.json", manifest.images.len());
             }
-            Action::Import => crate::runtime()?.block_on(async {
+            Action::Import => crate::host::runtime()?.block_on(async {
                 let docker = crate::docker::connect_for_transfers().await?;
                 for a in &manifest.images {
                     for tag in &a.tags {

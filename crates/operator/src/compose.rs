@@ -65,7 +65,7 @@ impl Stack {
         };
         let version = match vars.get("WEKNORA_VERSION") {
             Some(v) => v.to_string(),
-            None => crate::host().images.release()?.version,
+            None => crate::host::host().images.release()?.version,
         };
         for p in profiles {
             if p != "full" && !OPTIONAL.iter().any(|(_, profile)| profile == p) {

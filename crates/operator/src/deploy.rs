@@ -30,7 +30,7 @@ pub enum Deploy {
 impl Deploy {
     pub fn run(self) -> Result<ExitCode> {
         match self {
-            Deploy::Swarm(cmd) => crate::runtime()?.block_on(cmd.run()),
+            Deploy::Swarm(cmd) => crate::host::runtime()?.block_on(cmd.run()),
         }
     }
 }

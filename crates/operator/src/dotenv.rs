@@ -237,7 +237,7 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
     use std::io::Read;
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(crate::hex(&buf))
+    Ok(crate::digest::hex(&buf))
 }
 
 /// What is wrong with a `.env` compared with the `.env.example` it came from.
@@ -304,7 +304,8 @@ pub fn ensure_env_file(path: &Path, by: &str) -> Result<bool> {
         .with_context(|| format!("reading {}", paths::env_example().display()))?;
     if path.exists() {
         let env = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let stamp = crate::in_host_words(&format!("`cargo xtask {by}` at {}", crate::utc::rfc3339(crate::utc::now())));
+        let stamp =
+            crate::host::in_host_words(&format!("`cargo xtask {by}` at {}", crate::utc::rfc3339(crate::utc::now())));
         let Some((text, keys)) =
             missing_secrets(&env, &example, &stamp).context("generating secrets from /dev/urandom")?
         else {

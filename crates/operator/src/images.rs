@@ -1,4 +1,4 @@
-//! The images a start runs: ours from the front end's [`crate::Images`] (built from a
+//! The images a start runs: ours from the front end's [`crate::host::Images`] (built from a
 //! checkout, or imported from a bundle), the third-party ones from the source `.env`
 //! records (IMAGE_SOURCE), never another database engine under an existing database.
 
@@ -19,7 +19,7 @@ pub async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[Stri
     let recorded = Source::parse(vars.get("IMAGE_SOURCE"))?;
     // A stack from before IMAGE_SOURCE existed keeps what its database runs on.
     let running = containers(docker, &stack.project).await?.into_iter().find(|c| c.service == "postgres");
-    let carried = Source::parse(crate::host().images.release()?.image_source.as_deref())?;
+    let carried = Source::parse(crate::host::host().images.release()?.image_source.as_deref())?;
     let given = recorded.or(running.as_ref().map(|c| Source::of(&c.image))).or(carried);
     let mut resolver = Resolver::new(docker, given);
     let active: Vec<ThirdParty> =
@@ -49,7 +49,7 @@ pub async fn resolve_images(docker: &Docker, stack: &mut Stack, services: &[Stri
 fn record_image_source(source: Source) -> Result<()> {
     let path = paths::env_file();
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let why = crate::in_host_words(&format!(
+    let why = crate::host::in_host_words(&format!(
         "the first `cargo xtask start` at {}: where the third-party images come from (upstream: their \
          registries; local: stand-ins built here or carried by the bundle). start never switches by itself; see \
          docs/operations.md",
@@ -61,10 +61,10 @@ fn record_image_source(source: Source) -> Result<()> {
     Ok(())
 }
 
-/// Starts on our images of `wanted` ([`crate::Images::begin_ours`]) before the third-party
+/// Starts on our images of `wanted` ([`crate::host::Images::begin_ours`]) before the third-party
 /// ones are resolved; nothing for a pinned WEKNORA_VERSION (its images are never built).
 pub async fn begin_ours(docker: &Docker, stack: &Stack, wanted: &[&str], no_build: bool) -> Result<()> {
-    let images = &crate::host().images;
+    let images = &crate::host::host().images;
     if stack.version() != images.release()?.version {
         return Ok(());
     }
@@ -73,9 +73,9 @@ pub async fn begin_ours(docker: &Docker, stack: &Stack, wanted: &[&str], no_buil
 
 /// Makes our images of `wanted` present: a WEKNORA_VERSION other than the release's pins
 /// images built elsewhere (or kept by `upgrade`), which must exist and are never built;
-/// otherwise the host's [`crate::Images`] builds or imports them (with `rebuild`, again).
+/// otherwise the host's [`crate::host::Images`] builds or imports them (with `rebuild`, again).
 pub async fn ensure_ours(docker: &Docker, stack: &Stack, wanted: &[&str], rebuild: bool, no_build: bool) -> Result<()> {
-    let images = &crate::host().images;
+    let images = &crate::host::host().images;
     let release = images.release()?;
     if stack.version() == release.version {
         return images.ensure_ours(docker, wanted, rebuild, no_build).await;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weknora_operator::{Command, Host, bundle};
+use weknora_operator::bundle;
+use weknora_operator::cli::Command;
+use weknora_operator::host::Host;
 
 #[derive(Parser)]
 #[command(name = "weknora", about = "Run and operate a weknora stack from its release bundle", version = weknora_buildinfo::BUILD.version)]
@@ -36,14 +38,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let run = || -> anyhow::Result<ExitCode> {
         let host = Host { name: "./weknora", root: root()?, images: Box::new(bundle::BundleImages) };
-        weknora_operator::install(host)?;
+        weknora_operator::host::install(host)?;
         match cli.command {
             Top::Operator(cmd) => cmd.run(),
             Top::Bundle(cmd) => cmd.run(),
         }
     };
     run().unwrap_or_else(|err| {
-        weknora_operator::report_error(&err);
+        weknora_operator::host::report_error(&err);
         ExitCode::FAILURE
     })
 }

@@ -74,7 +74,7 @@ impl Migrate {
         if let MigrateCommand::Create { name } = &self.command {
             return create(&self.source(), name, now_stamp()).map(|_| ExitCode::SUCCESS);
         }
-        let rt = crate::runtime()?;
+        let rt = crate::host::runtime()?;
         rt.block_on(self.run_db())
     }
 

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// The root the running tool was given (`crate::install`); in this crate's own tests, the
+/// The root the running tool was given (`crate::host::install`); in this crate's own tests, the
 /// checkout.
 pub fn project_root() -> PathBuf {
-    match crate::HOST.get() {
+    match crate::host::HOST.get() {
         Some(host) => host.root.clone(),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the checkout"),
     }

@@ -20,7 +20,7 @@ pub struct Reindex {
 
 impl Reindex {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, None, &[]).await?;
             // In development the binary is the one app-dev's watcher built.

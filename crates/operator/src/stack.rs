@@ -81,7 +81,7 @@ pub struct Pull {
 
 impl Stop {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let found = containers(&docker, &stack.project).await?;
@@ -111,7 +111,7 @@ impl Stop {
 
 impl Restart {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let mut stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let running: Vec<String> =
@@ -148,7 +148,7 @@ impl Restart {
 
 impl Ps {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let project = docker::project_name(&Vars::load()).to_ascii_lowercase();
             let list = containers(&docker, &project).await?;
@@ -157,7 +157,7 @@ impl Ps {
             } else if list.is_empty() {
                 eprintln!(
                     "{}",
-                    crate::in_host_words(&format!(
+                    crate::host::in_host_words(&format!(
                         "project {project} has no containers (start it with `cargo xtask start`)"
                     ))
                 );
@@ -181,7 +181,7 @@ impl Ps {
 
 impl Logs {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, None, &["full".to_string()]).await?;
             let mut args = vec!["logs", "--no-color", "--tail", &self.tail];
@@ -205,7 +205,7 @@ impl Pull {
         // The compose file needs `.env`'s secrets to resolve; pull before the first start
         // creates it as start would.
         ensure_env_file(&paths::env_file(), "pull")?;
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, Some(false), &self.profiles).await?;
             Pull::pull(&stack, &stack.services()?)?;
@@ -231,7 +231,7 @@ impl Pull {
 
 impl Check {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let ok =
                 if self.deep { self.deep().await? } else { crate::doctor::stack_checks(self.dev, self.json).await? };
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

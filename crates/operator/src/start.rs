@@ -49,7 +49,7 @@ impl Start {
     }
 
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(self.run_async())
+        crate::host::runtime()?.block_on(self.run_async())
     }
 
     pub async fn run_async(self) -> Result<ExitCode> {
@@ -83,7 +83,7 @@ impl Start {
             stack.env.extend(prepared);
         }
         if stack.dev() {
-            crate::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;
+            crate::host::host().images.ensure_dev(&docker, &format!("weknora/app-dev:{}", stack.version())).await?;
         }
         let timeout = Duration::from_secs(self.timeout);
         let deps = ["postgres".to_string(), "redis".to_string()];

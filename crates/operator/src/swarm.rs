@@ -244,7 +244,7 @@ fn environment(
             env.insert(var.clone(), value.clone());
             continue;
         }
-        let hash = crate::hex(&Sha256::digest(text.as_bytes()))[..12].to_string();
+        let hash = crate::digest::hex(&Sha256::digest(text.as_bytes()))[..12].to_string();
         let name = format!("{project}_{}_{hash}", var.to_ascii_lowercase());
         secrets.insert(var.clone(), Secret { var: var.clone(), name, value: text.to_string() });
         if reads_files {

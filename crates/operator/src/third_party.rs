@@ -113,7 +113,7 @@ impl Source {
 /// source. Undecided (no IMAGE_SOURCE yet): the upstream image when Docker has it or can
 /// pull it, else the local stand-ins, and `chosen` says which it became. The first failed
 /// pull is reported once; later images do not try the registry again. Stand-ins come from
-/// the host's [`crate::Images`] each time they are picked (a checkout builds them through
+/// the host's [`crate::host::Images`] each time they are picked (a checkout builds them through
 /// Docker's build cache, a bundle imports them when missing).
 pub struct Resolver<'a> {
     docker: &'a Docker,
@@ -128,7 +128,7 @@ impl<'a> Resolver<'a> {
     }
 
     async fn local(&self, image: &str) -> Result<String> {
-        crate::host().images.ensure_local(self.docker, image).await?;
+        crate::host::host().images.ensure_local(self.docker, image).await?;
         Ok(image.to_string())
     }
 

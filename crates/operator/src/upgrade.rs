@@ -86,7 +86,7 @@ fn short(revision: &str) -> &str {
 
 impl Upgrade {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(self.run_async())
+        crate::host::runtime()?.block_on(self.run_async())
     }
 
     async fn run_async(self) -> Result<ExitCode> {
@@ -100,7 +100,7 @@ impl Upgrade {
         };
         let release = match &staged {
             Some(s) => s.manifest.release(),
-            None => crate::host().images.release()?,
+            None => crate::host::host().images.release()?,
         };
         let migrations = match &staged {
             Some(s) => s.dir.join("migrations"),
@@ -240,7 +240,7 @@ impl Upgrade {
                 short(&from_revision),
                 record.at
             );
-            println!("{}", crate::in_host_words(&done));
+            println!("{}", crate::host::in_host_words(&done));
             return Ok(ExitCode::SUCCESS);
         };
         if self.no_rollback {
@@ -302,7 +302,7 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
     stack.run(&args)?;
     containers::wait_healthy(docker, &stack.project, &services, timeout).await?;
     // `start` stays on these images until the operator upgrades again.
-    let why = crate::in_host_words(&format!(
+    let why = crate::host::in_host_words(&format!(
         "a rollback at {}: `start` runs the images of before the upgrade (weknora/<service>:{KEPT}); \
          `cargo xtask upgrade` moves on and removes this",
         crate::utc::rfc3339(crate::utc::now())
@@ -317,7 +317,7 @@ async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Resul
 
 impl Rollback {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             let path = record_path();
             let text = std::fs::read_to_string(&path).map_err(|_| {
                 anyhow::anyhow!(
@@ -353,7 +353,7 @@ impl Rollback {
                 record.at,
                 short(&record.to_revision),
             );
-            println!("{}", crate::in_host_words(&done));
+            println!("{}", crate::host::in_host_words(&done));
             Ok(ExitCode::SUCCESS)
         })
     }

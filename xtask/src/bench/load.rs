@@ -786,7 +786,7 @@ fn wait_indexed(api: &Api, ids: &[String], timeout: Duration, what: &str) -> Res
     let mut failed = Vec::new();
     let total = ids.len();
     let mut last_said = Instant::now();
-    let waited = weknora_operator::runtime()?.block_on(poll(what, timeout, Duration::from_millis(500), || {
+    let waited = weknora_operator::host::runtime()?.block_on(poll(what, timeout, Duration::from_millis(500), || {
         let mut still = HashSet::new();
         for id in pending.iter().copied() {
             match api.document_state(id) {
@@ -1118,7 +1118,7 @@ impl LoadBench {
         let sampler = {
             let (project, stop) = (stack.project.clone(), stop.clone());
             std::thread::spawn(move || -> Result<Vec<ServiceMemory>> {
-                weknora_operator::runtime()?.block_on(sample_memory(&project, &stop))
+                weknora_operator::host::runtime()?.block_on(sample_memory(&project, &stop))
             })
         };
         // The sampler stops with the run, whatever ends it.

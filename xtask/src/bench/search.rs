@@ -133,7 +133,7 @@ impl SearchBench {
         if sizes.is_empty() || sizes[0] == 0 {
             bail!("--chunks needs sizes above 0");
         }
-        weknora_operator::runtime()?.block_on(self.measure(sizes))
+        weknora_operator::host::runtime()?.block_on(self.measure(sizes))
     }
 
     async fn measure(self, sizes: Vec<usize>) -> Result<ExitCode> {

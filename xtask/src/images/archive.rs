@@ -50,7 +50,7 @@ pub struct Runtime {
 
 /// `sha256:<hex>` of some bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", weknora_operator::hex(&Sha256::digest(bytes)))
+    format!("sha256:{}", weknora_operator::digest::hex(&Sha256::digest(bytes)))
 }
 
 /// Every directory an entry needs, as root-owned 0755 entries, unless listed explicitly.

@@ -6,7 +6,7 @@ use bollard::Docker;
 use futures_util::future::BoxFuture;
 use weknora_operator::containers::image_revision;
 use weknora_operator::dotenv::Vars;
-use weknora_operator::{Images, Release};
+use weknora_operator::host::{Images, Release};
 
 use std::path::PathBuf;
 

@@ -35,7 +35,7 @@ pub async fn ensure_local_image(docker: &bollard::Docker, image: &str) -> anyhow
     if docker.inspect_image(image).await.is_ok() {
         return Ok(());
     }
-    weknora_operator::Images::ensure_local(&checkout::CheckoutImages, docker, image).await
+    weknora_operator::host::Images::ensure_local(&checkout::CheckoutImages, docker, image).await
 }
 pub use meta::BuildMeta;
 pub use platform::Platform;
@@ -107,7 +107,7 @@ pub struct Built {
 
 impl BuildImages {
     pub fn run(self) -> Result<ExitCode> {
-        let rt = weknora_operator::runtime()?;
+        let rt = weknora_operator::host::runtime()?;
         rt.block_on(self.run_async())
     }
 

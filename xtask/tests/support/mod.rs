@@ -36,7 +36,7 @@ pub fn docker(args: &[&str]) -> String {
 /// The host's address on Docker's default bridge, where a server the test runs on the host
 /// is reachable from containers (the operator's own reading of it).
 pub fn docker_host_address() -> std::net::IpAddr {
-    let found = weknora_operator::runtime().unwrap().block_on(async {
+    let found = weknora_operator::host::runtime().unwrap().block_on(async {
         let docker = weknora_operator::docker::connect().await?;
         weknora_operator::docker::bridge_address(&docker).await
     });

@@ -63,7 +63,7 @@ impl<T> Hashing<T> {
     }
 
     fn sum(self) -> Sum {
-        Sum { bytes: self.bytes, sha256: crate::hex(&self.hasher.finalize()) }
+        Sum { bytes: self.bytes, sha256: crate::digest::hex(&self.hasher.finalize()) }
     }
 }
 

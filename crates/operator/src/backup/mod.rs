@@ -517,7 +517,7 @@ pg_restore --exit-on-error --no-owner --no-privileges -U "$POSTGRES_USER" -d "$1
 
 impl Backup {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(async {
+        crate::host::runtime()?.block_on(async {
             match self.command {
                 Some(BackupCommand::Verify { archive: Some(archive), image, identity, json, .. }) => {
                     let key = identity.as_deref().map(Key::load).transpose()?;
@@ -601,7 +601,7 @@ fn report_backup(path: &Path, manifest: &Manifest, base: Option<&str>, json: boo
             manifest.rows.get("knowledge").copied().unwrap_or(0),
             path.display()
         );
-        eprintln!("{}", crate::in_host_words(&summary));
+        eprintln!("{}", crate::host::in_host_words(&summary));
         if let Some(base) = base {
             eprintln!("base backup {base} taken: point-in-time recovery reaches back to now");
         }
@@ -676,7 +676,7 @@ async fn verify(archive: &Archive<'_>, image: Option<&str>, json: bool) -> Resul
 
 impl Restore {
     pub fn run(self) -> Result<ExitCode> {
-        crate::runtime()?.block_on(self.run_async())
+        crate::host::runtime()?.block_on(self.run_async())
     }
 
     async fn run_async(self) -> Result<ExitCode> {
@@ -751,7 +751,7 @@ impl Restore {
             Some(path)
         };
         let undo = match &safety {
-            Some(p) => crate::in_host_words(&format!(
+            Some(p) => crate::host::in_host_words(&format!(
                 "the state before is in {} (cargo xtask restore {} --yes)",
                 p.display(),
                 p.display()

@@ -28,8 +28,8 @@ use bollard::Docker;
 use super::archive::{recipients, seal};
 use super::retention::{self, Policy};
 use super::{Archive, Files, Pg, Source, check, drill_beside, record_and_base, write_backup};
-use crate::bundle::sha256_file;
 use crate::compose::Stack;
+use crate::digest::sha256_file;
 use crate::dotenv::Vars;
 use crate::{docker, paths};
 
@@ -111,7 +111,7 @@ pub async fn prepare(docker: &Docker, stack: &Stack, vars: &Vars) -> Result<Vec<
         Some(copy) => PathBuf::from(copy),
         None => dir.canonicalize()?,
     };
-    let binary = crate::host().images.operator_binary()?;
+    let binary = crate::host::host().images.operator_binary()?;
     let app_dir = paths::backup_service_app();
     std::fs::create_dir_all(&app_dir).with_context(|| format!("creating {}", app_dir.display()))?;
     if vars.get("STORAGE_TYPE").is_some_and(|s| s != "local") && !stack.dev() {
@@ -177,7 +177,7 @@ pub async fn run(once: bool) -> Result<ExitCode> {
         return Ok(match cycle(&cfg).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                crate::report_error(&e);
+                crate::host::report_error(&e);
                 ExitCode::FAILURE
             }
         });

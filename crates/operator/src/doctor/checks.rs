@@ -40,7 +40,7 @@ pub struct Check {
 
 /// A row; its fix names commands as the operator types them here (`./weknora` in a bundle).
 fn check(id: &'static str, name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
-    Check { id, name, status, detail: detail.into(), fix: fix.map(crate::in_host_words) }
+    Check { id, name, status, detail: detail.into(), fix: fix.map(crate::host::in_host_words) }
 }
 
 const FIX: &str = "cargo xtask doctor --fix";

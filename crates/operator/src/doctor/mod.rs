@@ -37,7 +37,7 @@ pub struct Doctor {
 
 impl Doctor {
     pub fn run(self) -> Result<ExitCode> {
-        let rt = crate::runtime()?;
+        let rt = crate::host::runtime()?;
         rt.block_on(self.run_async())
     }
 
@@ -45,7 +45,7 @@ impl Doctor {
         if self.dev && !crate::paths::rust_toolchain().exists() {
             bail!(
                 "{}",
-                crate::in_host_words(
+                crate::host::in_host_words(
                     "`--dev` checks a development checkout (building and testing the stack), and this is none: \
                      `cargo xtask doctor` checks what running the stack needs"
                 )
@@ -87,7 +87,7 @@ impl Doctor {
         } else {
             let hint =
                 if self.fix { "see the FIX column" } else { "run `cargo xtask doctor --fix`, or see the FIX column" };
-            eprintln!("{}", crate::in_host_words(&format!("doctor: a required check failed: {hint}")));
+            eprintln!("{}", crate::host::in_host_words(&format!("doctor: a required check failed: {hint}")));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -162,7 +162,7 @@ fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
     } else {
         eprintln!(
             "{}",
-            crate::in_host_words(
+            crate::host::in_host_words(
                 "doctor --fix: installing needs root; run these commands, then `cargo xtask doctor` again"
             )
         );
@@ -202,7 +202,9 @@ async fn apply_set_up(facts: &probe::Facts, scope: Scope, by: &str) -> Result<bo
     let again = again(scope);
     eprintln!(
         "{}",
-        crate::in_host_words(&format!("==> {by}: setting this machine up first (what `cargo xtask {again}` does):"))
+        crate::host::in_host_words(&format!(
+            "==> {by}: setting this machine up first (what `cargo xtask {again}` does):"
+        ))
     );
     steps.iter().for_each(|s| eprintln!("    - {}", s.describe()));
     let failures = fix::apply(&steps).await;
