@@ -13,9 +13,9 @@ use futures_util::StreamExt;
 
 use crate::backup::{FILES_IN_APP, download, psql};
 use crate::containers::{Container, containers};
-use crate::disk::{self, human_bytes};
-use crate::doctor::checks::{Check, DISK_FAIL_BYTES, DISK_WARN_BYTES, Status};
+use crate::disk::{self, DISK_FAIL_BYTES, DISK_WARN_BYTES, human_bytes};
 use crate::dotenv::Vars;
+use crate::report::{Check, Status};
 
 /// How long a statement may run, and how far back the logs are read.
 pub struct Limits {

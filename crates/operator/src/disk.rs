@@ -7,6 +7,10 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 pub const GIB: u64 = 1024 * 1024 * 1024;
+/// Below this, image builds and the database will run out of room: fail.
+pub const DISK_FAIL_BYTES: u64 = 2 * GIB;
+/// Below this, a full build plus a few backups will not fit: warn.
+pub const DISK_WARN_BYTES: u64 = 10 * GIB;
 
 /// The filesystem holding `path` (or, for a path not made yet, its nearest existing
 /// ancestor): its id and the bytes an unprivileged writer may still use.

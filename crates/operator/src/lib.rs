@@ -27,6 +27,7 @@ pub mod paths;
 pub mod poll;
 pub mod process;
 pub mod reindex;
+pub mod report;
 pub mod stack;
 pub mod start;
 pub mod swarm;

@@ -248,11 +248,11 @@ impl Check {
             logs: Duration::from_secs(self.log_minutes * 60),
         };
         let findings = crate::deep::findings(&docker, &stack.project, &limits).await?;
-        let ok = findings.iter().all(|c| c.status != crate::doctor::checks::Status::Fail);
+        let ok = findings.iter().all(|c| c.status != crate::report::Status::Fail);
         if self.json {
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": ok, "checks": findings }))?);
         } else {
-            eprint!("{}", crate::doctor::render_table(&findings));
+            eprint!("{}", crate::report::render_table(&findings));
         }
         Ok(ok)
     }

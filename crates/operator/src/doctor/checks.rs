@@ -1,56 +1,14 @@
 //! Verdicts: turns the facts into the rows of doctor's table. Pure functions, so every
 //! decision is unit-tested without touching the machine.
 
-use serde::Serialize;
-
 use super::probe::{COMPOSE_LINT_VERSION, DevFacts, EnvFact, Facts, PortState, SQLX_CLI_VERSION};
 use crate::dotenv::EnvReport;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-    Skip,
-}
-
-impl Status {
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-            Status::Skip => "skip",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// Stable identifier, for scripts reading `--json`.
-    pub id: &'static str,
-    pub name: &'static str,
-    pub status: Status,
-    pub detail: String,
-    /// How to fix it, when it is not ok.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-/// A row; its fix names commands as the operator types them here (`./weknora` in a bundle).
-fn check(id: &'static str, name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
-    Check { id, name, status, detail: detail.into(), fix: fix.map(crate::host::in_host_words) }
-}
+use crate::report::{Check, Status, check};
 
 const FIX: &str = "cargo xtask doctor --fix";
 /// The fix of what only building and testing need.
 const FIX_DEV: &str = "cargo xtask doctor --fix --dev";
-use crate::disk::{GIB, human_bytes};
-/// Below this, image builds and the database will run out of room: fail.
-pub const DISK_FAIL_BYTES: u64 = 2 * GIB;
-/// Below this, a full build plus a few backups will not fit: warn.
-pub const DISK_WARN_BYTES: u64 = 10 * GIB;
+use crate::disk::{DISK_FAIL_BYTES, DISK_WARN_BYTES, GIB, human_bytes};
 /// The stack idles at about 1.5 GiB and peaks near 4 GiB while parsing large documents.
 pub const MEMORY_WARN_BYTES: u64 = 4 * GIB;
 

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use checks::{Check, Status};
 pub use fix::Scope;
 use fix::Step;
 pub use probe::{COMPOSE_LINT_VERSION, PYTHON_MODULES};
 
 use crate::process::HostTool;
+use crate::report::{Check, Status, render_table};
 
 #[derive(clap::Args)]
 pub struct Doctor {
@@ -233,39 +233,6 @@ fn set_up_steps(facts: &probe::Facts, scope: Scope, by: &str) -> Result<Vec<Step
         );
     }
     Ok(steps)
-}
-
-/// A plain aligned table: CHECK, STATUS, DETAIL, FIX.
-pub(crate) fn render_table(checks: &[Check]) -> String {
-    let rows: Vec<[String; 4]> = checks
-        .iter()
-        .map(|c| {
-            [c.name.to_string(), c.status.label().to_string(), c.detail.clone(), c.fix.clone().unwrap_or_default()]
-        })
-        .collect();
-    let header = ["CHECK", "STATUS", "DETAIL", "FIX"].map(String::from);
-    let mut widths = [0usize; 3];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
