@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
@@ -164,4 +164,34 @@ pub async fn last_log_lines(docker: &Docker, container: &str, n: usize) -> Strin
 pub async fn image_revision(docker: &Docker, image: &str) -> Option<String> {
     let labels = docker.inspect_image(image).await.ok()?.config?.labels?;
     labels.get("org.opencontainers.image.revision").cloned()
+}
+
+/// The app's volume, and the uploads in it with STORAGE_TYPE=local (config.yaml's
+/// `./data/files` from the image's working directory), inside the app's container.
+pub const DATA_IN_APP: &str = "/var/lib/weknora/data";
+pub const FILES_IN_APP: &str = "/var/lib/weknora/data/files";
+
+/// The stack's containers a backup or restore works with.
+pub struct Parts {
+    pub postgres: Container,
+    /// `app`, or `app-dev` in development.
+    pub app: Container,
+    pub redis: Option<Container>,
+}
+
+impl Parts {
+    pub async fn find(docker: &Docker, project: &str) -> Result<Parts> {
+        let all = containers(docker, project).await?;
+        let find = |s: &str| all.iter().find(|c| c.service == s).cloned();
+        let Some(postgres) = find("postgres").filter(|c| c.state == "running") else {
+            bail!(
+                "the postgres of project `{project}` is not running: backups and restores work on the running stack; \
+                 start it with `cargo xtask start`"
+            );
+        };
+        let Some(app) = find("app").or_else(|| find("app-dev")) else {
+            bail!("project `{project}` has no app container: start the stack with `cargo xtask start`");
+        };
+        Ok(Parts { postgres, app, redis: find("redis").filter(|c| c.state == "running") })
+    }
 }

@@ -11,10 +11,12 @@ use bollard::Docker;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 
-use crate::backup::{FILES_IN_APP, download, psql};
+use crate::containers::FILES_IN_APP;
 use crate::containers::{Container, containers};
 use crate::disk::{self, DISK_FAIL_BYTES, DISK_WARN_BYTES, human_bytes};
+use crate::docker::download;
 use crate::dotenv::Vars;
+use crate::pg::{Pg, psql};
 use crate::report::{Check, Status};
 
 /// How long a statement may run, and how far back the logs are read.
@@ -121,7 +123,7 @@ struct Db<'a> {
 
 impl Db<'_> {
     async fn rows(&self, sql: &str) -> Result<Vec<String>> {
-        Ok(psql(crate::backup::Pg::Container(self.docker, self.container), sql)
+        Ok(psql(Pg::Container(self.docker, self.container), sql)
             .await?
             .lines()
             .map(str::to_string)

@@ -1,6 +1,7 @@
 //! The Docker engine (through bollard) and the compose CLI (v2 plugin, else standalone
 //! `docker-compose`): how xtask finds and talks to both.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -293,6 +294,27 @@ pub async fn save_images(docker: &Docker, images: &[&str], archive: &std::path::
         file.write_all(&chunk.with_context(|| format!("saving {}", images.join(", ")))?)?;
     }
     file.sync_all()?;
+    Ok(())
+}
+
+/// Copies `path` out of a container as a tar file; a path that does not exist gives an
+/// empty archive (no upload yet).
+pub async fn download(docker: &Docker, container: &str, path: &str, to: &Path) -> Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(to)?);
+    let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+    let mut stream = docker.download_from_container(container, Some(options));
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => file.write_all(&bytes)?,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                drop(file);
+                std::fs::remove_file(to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("copying {path} out of the container")),
+        }
+    }
+    file.flush()?;
     Ok(())
 }
 

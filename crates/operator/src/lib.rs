@@ -24,6 +24,7 @@ pub mod images;
 pub mod migrate;
 pub mod ollama;
 pub mod paths;
+pub mod pg;
 pub mod poll;
 pub mod process;
 pub mod reindex;

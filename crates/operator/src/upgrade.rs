@@ -16,8 +16,9 @@ use bollard::Docker;
 use bollard::query_parameters::TagImageOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{self, Parts};
+use crate::backup;
 use crate::compose::{OURS, Stack};
+use crate::containers::Parts;
 use crate::containers::{self, Container};
 use crate::dotenv::{self, Vars};
 use crate::start::Start;
@@ -138,7 +139,7 @@ impl Upgrade {
             println!("project {} already runs {}: nothing to upgrade", stack.project, short(&to_revision));
             return Ok(ExitCode::SUCCESS);
         }
-        let (schema, _) = backup::census(backup::Pg::Container(&docker, &parts.postgres.name)).await?;
+        let (schema, _) = crate::pg::census(crate::pg::Pg::Container(&docker, &parts.postgres.name)).await?;
         let latest = crate::migrate::latest_version(&migrations).await?;
         if schema > latest {
             bail!(

@@ -11,14 +11,12 @@
 //! migrates to this checkout's schema.
 
 mod archive;
-mod pg;
 pub mod pitr;
 mod retention;
 pub mod schedule;
 
 pub use archive::{Archive, Key, Manifest, check};
 use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
-pub use pg::Pg;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -29,21 +27,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::DownloadFromContainerOptionsBuilder;
-use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::compose::{self, Stack};
-use crate::containers::{self, Container};
-use crate::docker::{self, exec_sh, upload_tar};
+use crate::containers::{self, Container, DATA_IN_APP, FILES_IN_APP, Parts};
+use crate::docker::{self, download, exec_sh, upload_tar};
 use crate::dotenv::Vars;
 use crate::paths;
+use crate::pg::{Pg, census, census_in, psql, psql_in};
 use crate::poll::poll;
 
-/// The app's volume, and the uploads in it with STORAGE_TYPE=local (config.yaml's
-/// `./data/files` from the image's working directory), inside the app's container.
-const DATA_IN_APP: &str = "/var/lib/weknora/data";
-pub(crate) const FILES_IN_APP: &str = "/var/lib/weknora/data/files";
 /// Where a dump goes inside a postgres container while it is restored.
 const DUMP_IN_CONTAINER: &str = "/tmp/weknora-restore.dump";
 
@@ -141,67 +134,6 @@ pub struct Restore {
     timeout: u64,
     #[arg(long)]
     json: bool,
-}
-
-/// The stack's containers a backup or restore works with.
-pub struct Parts {
-    pub postgres: Container,
-    /// `app`, or `app-dev` in development.
-    pub app: Container,
-    pub redis: Option<Container>,
-}
-
-impl Parts {
-    pub async fn find(docker: &Docker, project: &str) -> Result<Parts> {
-        let all = containers::containers(docker, project).await?;
-        let find = |s: &str| all.iter().find(|c| c.service == s).cloned();
-        let Some(postgres) = find("postgres").filter(|c| c.state == "running") else {
-            bail!(
-                "the postgres of project `{project}` is not running: backups and restores work on the running stack; \
-                 start it with `cargo xtask start`"
-            );
-        };
-        let Some(app) = find("app").or_else(|| find("app-dev")) else {
-            bail!("project `{project}` has no app container: start the stack with `cargo xtask start`");
-        };
-        Ok(Parts { postgres, app, redis: find("redis").filter(|c| c.state == "running") })
-    }
-}
-
-/// Runs SQL with psql as the image's user in the stack's database; psql's unaligned output.
-pub(crate) async fn psql(pg: Pg<'_>, sql: &str) -> Result<String> {
-    psql_in(pg, None, sql).await
-}
-
-/// Runs SQL with psql in database `db` (None: the stack's).
-async fn psql_in(pg: Pg<'_>, db: Option<&str>, sql: &str) -> Result<String> {
-    let script = r#"psql -X -At -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "${2:-$POSTGRES_DB}" -c "$1""#;
-    pg.sh("psql", script, &[sql, db.unwrap_or_default()]).await
-}
-
-/// The schema version and the rows of every table of the stack's database.
-pub async fn census(pg: Pg<'_>) -> Result<(i64, BTreeMap<String, i64>)> {
-    census_in(pg, None).await
-}
-
-async fn census_in(pg: Pg<'_>, db: Option<&str>) -> Result<(i64, BTreeMap<String, i64>)> {
-    let sql = "SELECT table_name || '=' || (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM public.%I', \
-               table_name), false, true, '')))[1]::text FROM information_schema.tables \
-               WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1";
-    let mut rows = BTreeMap::new();
-    for line in psql_in(pg, db, sql).await?.lines() {
-        if let Some((table, n)) = line.split_once('=') {
-            rows.insert(table.to_string(), n.trim().parse().with_context(|| format!("row count of {table}: {n}"))?);
-        }
-    }
-    let schema = if rows.contains_key("_sqlx_migrations") {
-        let sql = "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success";
-        let v = psql_in(pg, db, sql).await?;
-        v.trim().parse().with_context(|| format!("schema version: {v}"))?
-    } else {
-        0
-    };
-    Ok((schema, rows))
 }
 
 /// The folder backups go to: `--output`, else BACKUP_DIR, else ./backups.
@@ -380,27 +312,6 @@ fn bucket(stack: &Stack, action: &str, input: std::process::Stdio, output: std::
         );
     }
     stack.one_off(&format!("`storage {action}` of the bucket"), &["app", "storage", action], input, output.into())?;
-    Ok(())
-}
-
-/// Copies `path` out of a container as a tar file; a path that does not exist gives an
-/// empty archive (no upload yet).
-pub(crate) async fn download(docker: &Docker, container: &str, path: &str, to: &Path) -> Result<()> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(to)?);
-    let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
-    let mut stream = docker.download_from_container(container, Some(options));
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => file.write_all(&bytes)?,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                drop(file);
-                std::fs::remove_file(to)?;
-                return Ok(());
-            }
-            Err(e) => return Err(e).with_context(|| format!("copying {path} out of the container")),
-        }
-    }
-    file.flush()?;
     Ok(())
 }
 

@@ -21,10 +21,10 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use serde::Serialize;
 
-use super::Pg;
 use crate::compose::Stack;
 use crate::containers::{self, last_log_lines};
 use crate::docker::exec_sh;
+use crate::pg::{self, Pg};
 use crate::poll::poll;
 
 /// The archive volume inside a postgres container (the compose files mount it there).
@@ -92,7 +92,7 @@ pub struct Base {
 
 /// Whether the server archives its WAL (WAL_ARCHIVING is not off).
 pub async fn archiving(pg: Pg<'_>) -> Result<bool> {
-    Ok(super::psql(pg, "SHOW archive_mode").await?.trim() != "off")
+    Ok(pg::psql(pg, "SHOW archive_mode").await?.trim() != "off")
 }
 
 /// Takes a base backup into the archive volume of the running postgres; returns its name.
@@ -174,7 +174,7 @@ async fn wait_recovered(docker: &Docker, container: &str, timeout: Duration) -> 
     .await?;
     // One statement at a time: ALTER SYSTEM refuses a transaction block.
     for sql in RESET {
-        super::psql(Pg::Container(docker, container), sql).await?;
+        pg::psql(Pg::Container(docker, container), sql).await?;
     }
     Ok(())
 }
@@ -191,7 +191,7 @@ pub struct Recovered {
 /// The drill: recovers the archive to `target` in a throwaway container of the stack's
 /// postgres image (the archive volume mounted read-only) and counts what it holds.
 pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duration) -> Result<Recovered> {
-    let parts = super::Parts::find(docker, project).await?;
+    let parts = crate::containers::Parts::find(docker, project).await?;
     let pg = &parts.postgres.name;
     let base = choose(&list(Pg::Container(docker, pg)).await?, target)?.clone();
     let inspect = docker.inspect_container(pg, None).await?;
@@ -221,7 +221,7 @@ pub async fn drill(docker: &Docker, project: &str, target: u64, timeout: Duratio
     crate::docker::with_throwaway(docker, "weknora-pitr-drill", body, async |name| {
         eprintln!("==> drill: recovering base backup {} and the archived WAL to {target_text} in {name}", base.name);
         wait_recovered(docker, name, timeout).await?;
-        let (schema_version, rows) = super::census(Pg::Container(docker, name)).await?;
+        let (schema_version, rows) = pg::census(Pg::Container(docker, name)).await?;
         Ok(Recovered { target: target_text.clone(), base_backup: base.clone(), schema_version, rows })
     })
     .await

@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::Pg;
 use super::pitr::{self, Base};
 use crate::dotenv::Vars;
+use crate::pg::Pg;
 
 /// How many daily and weekly backups to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -121,7 +121,7 @@ pub async fn run(
     let policy = policy(&vars, keep_daily, keep_weekly)?;
     let docker = crate::docker::connect_for_transfers().await?;
     let project = crate::docker::project_name(&vars).to_ascii_lowercase();
-    let postgres = super::Parts::find(&docker, &project).await.ok().map(|p| p.postgres.name);
+    let postgres = crate::containers::Parts::find(&docker, &project).await.ok().map(|p| p.postgres.name);
     if postgres.is_none() {
         eprintln!("note: postgres is not running: its base backups and WAL are left as they are");
     }

@@ -27,10 +27,11 @@ use bollard::Docker;
 
 use super::archive::{recipients, seal};
 use super::retention::{self, Policy};
-use super::{Archive, Files, Pg, Source, check, drill_beside, record_and_base, write_backup};
+use super::{Archive, Files, Source, check, drill_beside, record_and_base, write_backup};
 use crate::compose::Stack;
 use crate::digest::sha256_file;
 use crate::dotenv::Vars;
+use crate::pg::Pg;
 use crate::{docker, paths};
 
 /// Where the compose file mounts BACKUP_DIR, BACKUP_COPY_TO (BACKUP_DIR again when unset)
