@@ -78,7 +78,7 @@ struct Record {
 }
 
 fn record_path() -> PathBuf {
-    backup::backup_dir(None).join("last-upgrade.json")
+    backup::take::backup_dir(None).join("last-upgrade.json")
 }
 
 fn short(revision: &str) -> &str {
@@ -201,16 +201,23 @@ impl Upgrade {
         // From here on nothing may be written that a rollback would lose.
         eprintln!("==> stopping {} for the backup and the switch", parts.app.service);
         stack.run(&["stop", &parts.app.service])?;
-        let backup =
-            match backup::take(&docker, &stack.project, &backup::backup_dir(None), Some("before-upgrade"), &[]).await {
-                Ok((path, _)) => path,
-                Err(e) => {
-                    let _ = stack.run(&["start", &parts.app.service]);
-                    return Err(
-                        e.context("the backup before the upgrade failed; the app was started again, nothing changed")
-                    );
-                }
-            };
+        let backup = match backup::take::take(
+            &docker,
+            &stack.project,
+            &backup::take::backup_dir(None),
+            Some("before-upgrade"),
+            &[],
+        )
+        .await
+        {
+            Ok((path, _)) => path,
+            Err(e) => {
+                let _ = stack.run(&["start", &parts.app.service]);
+                return Err(
+                    e.context("the backup before the upgrade failed; the app was started again, nothing changed")
+                );
+            }
+        };
         let record = Record {
             project: stack.project.clone(),
             at: crate::utc::rfc3339(crate::utc::now()),

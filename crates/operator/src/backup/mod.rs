@@ -11,12 +11,16 @@
 //! migrates to this checkout's schema.
 
 mod archive;
+mod drill;
 pub mod pitr;
 mod retention;
 pub mod schedule;
+pub(crate) mod take;
 
 pub use archive::{Archive, Key, Manifest, check};
-use archive::{DUMP, ENV, FILES, FORMAT, create_archive, extract_tar, recipients, write_archive};
+use archive::{ENV, FILES, extract_tar, recipients};
+use drill::{DUMP_IN_CONTAINER, PG_RESTORE, drill, upload_dump};
+use take::{backup_dir, bucket, record, record_and_base, sql_name, take};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -27,18 +31,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use serde::Serialize;
 
 use crate::compose::{self, Stack};
-use crate::containers::{self, Container, DATA_IN_APP, FILES_IN_APP, Parts};
-use crate::docker::{self, download, exec_sh, upload_tar};
+use crate::containers::{self, Container, DATA_IN_APP, Parts};
+use crate::docker::{self, exec_sh, upload_tar};
 use crate::dotenv::Vars;
 use crate::paths;
-use crate::pg::{Pg, census, census_in, psql, psql_in};
-use crate::poll::poll;
-
-/// Where a dump goes inside a postgres container while it is restored.
-const DUMP_IN_CONTAINER: &str = "/tmp/weknora-restore.dump";
+use crate::pg::{Pg, census};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -136,296 +135,6 @@ pub struct Restore {
     json: bool,
 }
 
-/// The folder backups go to: `--output`, else BACKUP_DIR, else ./backups.
-pub fn backup_dir(output: Option<&Path>) -> PathBuf {
-    match output {
-        Some(dir) => dir.to_path_buf(),
-        None => Vars::load().get("BACKUP_DIR").map(PathBuf::from).unwrap_or_else(paths::backups),
-    }
-}
-
-/// Takes a backup of the running stack into `dir`; returns the archive and its manifest.
-/// Encrypted to `recipients` (none: plain), the archive holds .env too.
-pub async fn take(
-    docker: &Docker,
-    project: &str,
-    dir: &Path,
-    label: Option<&str>,
-    recipients: &[age::x25519::Recipient],
-) -> Result<(PathBuf, Manifest)> {
-    let parts = Parts::find(docker, project).await?;
-    let storage = Vars::load().get("STORAGE_TYPE").unwrap_or_default().to_string();
-    let files = match storage.as_str() {
-        "local" => Files::InApp(docker, &parts.app.name),
-        _ => Files::Bucket(docker),
-    };
-    let source = Source {
-        pg: Pg::Container(docker, &parts.postgres.name),
-        project: project.to_string(),
-        app_version: parts.app.version.clone(),
-        postgres_image: parts.postgres.image.clone(),
-        storage,
-        files,
-        // The settings hold every secret: only an archive no one else can open may carry them.
-        env: if recipients.is_empty() { None } else { std::fs::read(paths::env_file()).ok() },
-    };
-    write_backup(&source, dir, label, recipients).await
-}
-
-/// What a backup is taken from.
-pub(crate) struct Source<'a> {
-    pub pg: Pg<'a>,
-    pub project: String,
-    pub app_version: String,
-    pub postgres_image: String,
-    pub storage: String,
-    pub files: Files<'a>,
-    /// .env, for an encrypted archive.
-    pub env: Option<Vec<u8>>,
-}
-
-/// Where the uploaded files are.
-pub(crate) enum Files<'a> {
-    /// In the app's volume (STORAGE_TYPE=local), through this container of the app.
-    InApp(&'a Docker, &'a str),
-    /// In the app's volume, mounted here (the backup service).
-    Folder(PathBuf),
-    /// In the MinIO/S3 bucket, through a one-off container of the app.
-    Bucket(&'a Docker),
-    /// In the MinIO/S3 bucket, through the app's binary here (the backup service).
-    Export(PathBuf),
-    /// Not reachable from here: the archive has the database only, and says so.
-    Left(&'static str),
-}
-
-/// Writes a backup of `source` into `dir`; the archive and its manifest.
-pub(crate) async fn write_backup(
-    source: &Source<'_>,
-    dir: &Path,
-    label: Option<&str>,
-    recipients: &[age::x25519::Recipient],
-) -> Result<(PathBuf, Manifest)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the backup folder {}", dir.display()))?;
-    // Work files next to the archive: same disk, and /tmp may be small.
-    let work = tempfile::Builder::new()
-        .prefix(".weknora-backup-")
-        .tempdir_in(dir)
-        .with_context(|| format!("writing in {}", dir.display()))?;
-    let now = crate::utc::now();
-
-    eprintln!("==> dumping the database (pg_dump in {})", source.pg.name());
-    let dump_path = work.path().join(DUMP);
-    let mut dump = std::io::BufWriter::new(std::fs::File::create(&dump_path)?);
-    let script = r#"exec pg_dump --format=custom --no-owner --no-privileges -U "$POSTGRES_USER" -d "$POSTGRES_DB""#;
-    let (code, stderr) = source.pg.sh_to(script, &[], &mut dump).await?;
-    if code != 0 {
-        bail!("pg_dump failed in {} (exit {code}): {}", source.pg.name(), stderr.trim());
-    }
-    dump.flush()?;
-    let (schema_version, rows) = census(source.pg).await?;
-
-    let files_tar = work.path().join("files.tar");
-    let mut files_included = true;
-    match &source.files {
-        Files::InApp(docker, app) => {
-            eprintln!("==> copying the uploaded files out of {app}");
-            download(docker, app, FILES_IN_APP, &files_tar).await?;
-        }
-        Files::Folder(folder) => {
-            eprintln!("==> copying the uploaded files out of {}", folder.display());
-            tar_folder(folder, &files_tar)?;
-        }
-        Files::Bucket(docker) => {
-            eprintln!(
-                "==> copying the objects out of the {} bucket (`storage export` in a one-off app container)",
-                source.storage
-            );
-            let stack = Stack::open(docker, None, &[]).await?;
-            bucket(&stack, "export", std::process::Stdio::null(), std::fs::File::create(&files_tar)?)?;
-        }
-        Files::Export(app) => {
-            eprintln!("==> copying the objects out of the {} bucket (`storage export`)", source.storage);
-            let out = std::process::Command::new(app)
-                .args(["storage", "export"])
-                .stdout(std::fs::File::create(&files_tar)?)
-                .stderr(std::process::Stdio::piped())
-                .output()
-                .with_context(|| format!("running {}", app.display()))?;
-            if !out.status.success() {
-                bail!("`storage export` of the bucket failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-            }
-        }
-        Files::Left(why) => {
-            eprintln!("warning: the archive holds the database only: {why}");
-            files_included = false;
-        }
-    }
-
-    let manifest = Manifest {
-        format: FORMAT,
-        created: crate::utc::rfc3339(now),
-        project: source.project.clone(),
-        app_version: source.app_version.clone(),
-        postgres_image: source.postgres_image.clone(),
-        schema_version,
-        storage: source.storage.clone(),
-        files_included,
-        rows,
-        entries: BTreeMap::new(),
-    };
-    let (path, partial, file) = create_archive(dir, &source.project, now, label, !recipients.is_empty())?;
-    let files = Some(files_tar.as_path()).filter(|f| f.exists());
-    let env = source.env.as_deref().filter(|_| !recipients.is_empty());
-    match write_archive(file, recipients, now, &dump_path, files, env, manifest) {
-        Ok(manifest) => {
-            std::fs::rename(&partial, &path)
-                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
-            Ok((path, manifest))
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e.context(format!("writing {}", partial.display())))
-        }
-    }
-}
-
-/// A tar of `folder` as `files/...` (what Docker gives for the app's files folder); none
-/// when the folder does not exist (no upload yet).
-fn tar_folder(folder: &Path, to: &Path) -> Result<()> {
-    if !folder.exists() {
-        return Ok(());
-    }
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(to)?));
-    tar.follow_symlinks(false);
-    tar.append_dir_all("files", folder).with_context(|| format!("reading {}", folder.display()))?;
-    tar.into_inner()?.flush()?;
-    Ok(())
-}
-
-/// Runs `weknora-app storage <action>` in a one-off container of the app (the stack's
-/// settings and network): how the objects of a MinIO/S3 bucket are backed up and restored.
-fn bucket(stack: &Stack, action: &str, input: std::process::Stdio, output: std::fs::File) -> Result<()> {
-    if stack.dev() {
-        bail!(
-            "with a MinIO/S3 bucket, backups and restores run on the production stack: the development stack \
-             has no app image to reach the bucket with"
-        );
-    }
-    stack.one_off(&format!("`storage {action}` of the bucket"), &["app", "storage", action], input, output.into())?;
-    Ok(())
-}
-
-/// Copies the archive's dump into a postgres container at DUMP_IN_CONTAINER.
-async fn upload_dump(docker: &Docker, container: &str, archive: &Archive<'_>, work: &Path) -> Result<()> {
-    let tar = work.join("dump.tar");
-    extract_tar(archive, DUMP, "weknora-restore.dump", &tar)?;
-    upload_tar(docker, container, "/tmp", &tar).await
-}
-
-/// pg_restore of DUMP_IN_CONTAINER into `db` (as the image's user; extensions included).
-const PG_RESTORE: &str =
-    r#"pg_restore --exit-on-error --no-owner --no-privileges -U "$POSTGRES_USER" -d "$1" /tmp/weknora-restore.dump"#;
-
-/// What a restore drill found.
-#[derive(Debug, Serialize)]
-pub struct Drill {
-    pub image: String,
-    pub schema_version: i64,
-    pub rows: BTreeMap<String, i64>,
-    /// Documents whose original was checked against the SHA-256 the database recorded.
-    pub files_checked: usize,
-    pub problems: Vec<String>,
-}
-
-/// Restores the archive's dump into a throwaway container of `image` and checks it.
-async fn drill(docker: &Docker, archive: &Archive<'_>, manifest: &Manifest, image: &str) -> Result<Drill> {
-    if docker.inspect_image(image).await.is_err() {
-        bail!(
-            "the restore drill needs the PostgreSQL image {image} and Docker does not have it: \
-             pull or load it, or choose another with --image"
-        );
-    }
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        env: Some(vec![
-            "POSTGRES_USER=weknora".into(),
-            // A throwaway server with no published port: the password guards nothing.
-            "POSTGRES_PASSWORD=drill".into(),
-            "POSTGRES_DB=drill".into(),
-        ]),
-        labels: Some([("io.github.weknora.drill".to_string(), "1".to_string())].into()),
-        ..Default::default()
-    };
-    docker::with_throwaway(docker, "weknora-drill", body, async |name| {
-        eprintln!("==> restore drill: restoring the dump into a throwaway PostgreSQL ({image})");
-        let ready = r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc 'SELECT 1'"#;
-        let what = format!("the drill's PostgreSQL ({image}) to accept connections");
-        poll(&what, Duration::from_secs(120), Duration::from_millis(500), || async {
-            Ok(exec_sh(docker, name, "waiting for PostgreSQL", ready, &[]).await.ok())
-        })
-        .await?;
-        let work = tempfile::tempdir()?;
-        upload_dump(docker, name, archive, work.path()).await?;
-        exec_sh(docker, name, "pg_restore", PG_RESTORE, &["drill"]).await?;
-        examine(Pg::Container(docker, name), None, manifest, image).await
-    })
-    .await
-}
-
-/// Checks a database restored from an archive against its manifest: the schema version, and
-/// every document's original in the archive with the SHA-256 the database recorded.
-async fn examine(pg: Pg<'_>, db: Option<&str>, manifest: &Manifest, image: &str) -> Result<Drill> {
-    let (schema_version, rows) = census_in(pg, db).await?;
-    let mut problems = Vec::new();
-    if schema_version != manifest.schema_version {
-        problems.push(format!(
-            "the dump has schema version {schema_version}, the manifest says {}",
-            manifest.schema_version
-        ));
-    }
-    let mut files_checked = 0;
-    if manifest.files_included && rows.contains_key("knowledge") {
-        let sql = "SELECT object_key || ' ' || coalesce(checksum, '-') FROM knowledge WHERE object_key IS NOT NULL";
-        for line in psql_in(pg, db, sql).await?.lines() {
-            let (key, checksum) = line.rsplit_once(' ').unwrap_or((line, "-"));
-            match manifest.entries.get(&format!("{FILES}{key}")) {
-                None => problems.push(format!("document file {key} is in the database but not in the archive")),
-                Some(sum) if checksum != "-" && sum.sha256 != checksum => problems.push(format!(
-                    "document file {key}: SHA-256 {} in the archive, {checksum} in the database",
-                    sum.sha256
-                )),
-                Some(_) => files_checked += 1,
-            }
-        }
-    }
-    Ok(Drill { image: image.to_string(), schema_version, rows, files_checked, problems })
-}
-
-/// The restore drill of the backup service: the dump restored into a scratch database of
-/// the stack's own server (`<database>_drill`, dropped after), and checked.
-pub(crate) async fn drill_beside(archive: &Archive<'_>, manifest: &Manifest, work: &Path) -> Result<Drill> {
-    let dump = work.join("drill.dump");
-    archive.extract_entry(DUMP, &dump)?;
-    let db = format!("{}_drill", std::env::var("POSTGRES_DB").unwrap_or_default());
-    let admin = r#"psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)""#;
-    let restore = format!(
-        r#"set -e
-export PGOPTIONS='-c client_min_messages=warning'
-{admin}
-psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c "CREATE DATABASE \"$1\""
-pg_restore --exit-on-error --no-owner --no-privileges -U "$POSTGRES_USER" -d "$1" "$2""#
-    );
-    eprintln!("==> restore drill: restoring the dump into database {db} of the stack's server");
-    let dump_arg = dump.to_string_lossy();
-    let examined = match Pg::Beside.sh("restoring the dump", &restore, &[&db, &dump_arg]).await {
-        Ok(_) => examine(Pg::Beside, Some(&db), manifest, &manifest.postgres_image).await,
-        Err(e) => Err(e),
-    };
-    let _ = std::fs::remove_file(&dump);
-    Pg::Beside.sh("dropping the drill's database", admin, &[&db]).await?;
-    examined
-}
-
 impl Backup {
     pub fn run(self) -> Result<ExitCode> {
         crate::host::runtime()?.block_on(async {
@@ -459,39 +168,6 @@ async fn backup(output: Option<&Path>, encrypt: &[String], json: bool) -> Result
     let base = record_and_base(Pg::Container(&docker, &postgres), &path, false).await?;
     report_backup(&path, &manifest, base.as_deref(), json)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// What follows a new archive: it is recorded in the database (verified: its drill passed),
-/// and a base backup is added when the WAL is archived; the base backup's name.
-pub(crate) async fn record_and_base(pg: Pg<'_>, archive: &Path, verified: bool) -> Result<Option<String>> {
-    let name = sql_name(&archive.file_name().unwrap_or_default().to_string_lossy());
-    let verified_at = if verified { "now()" } else { "NULL" };
-    let sql = format!("INSERT INTO backup_runs (kind, name, verified_at) VALUES ('archive', '{name}', {verified_at})");
-    record(pg, &sql).await;
-    if !pitr::archiving(pg).await? {
-        eprintln!("note: WAL archiving is off (WAL_ARCHIVING=off), so there is no point-in-time recovery");
-        return Ok(None);
-    }
-    let base = pitr::take_base(pg, crate::utc::now()).await.with_context(|| {
-        format!("the archive {} is complete, but the base backup for point-in-time recovery failed", archive.display())
-    })?;
-    record(pg, &format!("INSERT INTO backup_runs (kind, name) VALUES ('base', '{}')", sql_name(&base))).await;
-    Ok(Some(base))
-}
-
-/// A name of ours (archive or base backup) fit for an SQL literal: anything else is dropped.
-fn sql_name(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect()
-}
-
-/// Records a backup or a drill in the stack's database (`backup_runs`), where the app reads
-/// the last good backup for /metrics. Best effort: a failure only warns.
-async fn record(pg: Pg<'_>, sql: &str) {
-    if let Err(e) = psql(pg, sql).await {
-        eprintln!(
-            "warning: the backup could not be recorded in the database (the alert on missing backups will not see it): {e:#}"
-        );
-    }
 }
 
 fn report_backup(path: &Path, manifest: &Manifest, base: Option<&str>, json: bool) -> Result<()> {

@@ -25,9 +25,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 
-use super::archive::{recipients, seal};
+use super::archive::{Archive, check, recipients, seal};
+use super::drill::drill_beside;
 use super::retention::{self, Policy};
-use super::{Archive, Files, Source, check, drill_beside, record_and_base, write_backup};
+use super::take::{Files, Source, record_and_base, write_backup};
 use crate::compose::Stack;
 use crate::digest::sha256_file;
 use crate::dotenv::Vars;
@@ -105,7 +106,7 @@ pub fn check_settings(vars: &Vars) -> Result<()> {
 /// a MinIO/S3 bucket, the app's own binary, configuration and CA certificates, copied out of
 /// the app image the stack runs: the service exports the bucket's objects with them.
 pub async fn prepare(docker: &Docker, stack: &Stack, vars: &Vars) -> Result<Vec<(String, String)>> {
-    let dir = super::backup_dir(None);
+    let dir = super::take::backup_dir(None);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the backup folder {} (BACKUP_DIR)", dir.display()))?;
     let copies = match vars.get("BACKUP_COPY_TO").map(str::trim).filter(|c| !c.is_empty()) {
