@@ -118,6 +118,21 @@ impl Stack {
         Ok(())
     }
 
+    /// Pulls the upstream third-party images (never ours: they are built here).
+    pub fn pull_upstream(&self, services: &[String]) -> Result<()> {
+        // Ours, app-dev and the embedder (no registry has it) are built here, never pulled.
+        let upstream: Vec<&str> = services
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !OURS.contains(s) && !matches!(*s, "app-dev" | "embedder"))
+            .collect();
+        let mut args = vec!["pull"];
+        args.extend(&upstream);
+        self.run(&args).context(
+            "pulling failed: where no registry is reachable, `cargo xtask start` uses local stand-ins instead (see docs/operations.md)",
+        )
+    }
+
     /// The compose command for `args`, with everything explicit.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.compose.program[0]);

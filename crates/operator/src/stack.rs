@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::compose::{OURS, Stack};
 use crate::containers::{containers, wait_healthy};
@@ -208,24 +208,9 @@ impl Pull {
         crate::host::runtime()?.block_on(async {
             let docker = docker::connect().await?;
             let stack = Stack::open(&docker, Some(false), &self.profiles).await?;
-            Pull::pull(&stack, &stack.services()?)?;
+            stack.pull_upstream(&stack.services()?)?;
             Ok(ExitCode::SUCCESS)
         })
-    }
-
-    /// Pulls the upstream third-party images (never ours: they are built here).
-    pub fn pull(stack: &Stack, services: &[String]) -> Result<()> {
-        // Ours, app-dev and the embedder (no registry has it) are built here, never pulled.
-        let upstream: Vec<&str> = services
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !OURS.contains(s) && !matches!(*s, "app-dev" | "embedder"))
-            .collect();
-        let mut args = vec!["pull"];
-        args.extend(&upstream);
-        stack.run(&args).context(
-            "pulling failed: where no registry is reachable, `cargo xtask start` uses local stand-ins instead (see docs/operations.md)",
-        )
     }
 }
 

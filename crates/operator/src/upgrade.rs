@@ -21,7 +21,7 @@ use crate::compose::{OURS, Stack};
 use crate::containers::Parts;
 use crate::containers::{self, Container};
 use crate::dotenv::{self, Vars};
-use crate::start::Start;
+use crate::start;
 
 /// The tag the images that ran before an upgrade keep.
 pub const KEPT: &str = "pre-upgrade";
@@ -237,7 +237,7 @@ impl Upgrade {
             edit_env(|text| dotenv::unpin(text, "WEKNORA_VERSION"))?;
             eprintln!("==> removed the pin of the last rollback (WEKNORA_VERSION={KEPT}) from .env");
         }
-        let upgraded = Start::production(profiles, ollama, self.timeout).run_async().await;
+        let upgraded = start::bring_up(&start::Plan::production(profiles, ollama, self.timeout)).await;
         let Err(e) = upgraded else {
             let done = format!(
                 "upgraded project {} from {} to {}; `cargo xtask rollback --yes` returns to {} and to the data of {} \
