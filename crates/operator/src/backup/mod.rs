@@ -12,9 +12,9 @@
 
 mod archive;
 mod drill;
-pub mod pitr;
+pub(crate) mod pitr;
 mod retention;
-pub mod schedule;
+pub(crate) mod schedule;
 pub(crate) mod take;
 
 pub use archive::{Archive, Key, Manifest, check};
