@@ -33,8 +33,7 @@ struct Step {
 impl Ci {
     pub fn run(self) -> Result<ExitCode> {
         // A fresh machine is set up first: the engine, and every tool the tests use.
-        weknora_operator::host::runtime()?
-            .block_on(weknora_operator::doctor::set_up(weknora_operator::doctor::Scope::Dev, "ci"))?;
+        weknora_operator::host::runtime()?.block_on(crate::doctor::set_up("ci"))?;
         let mut tests = words("test --workspace --locked --no-fail-fast --");
         if !self.no_docker {
             // Tests that need Docker are `#[ignore]`d so plain `cargo test` works anywhere;

@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod dist;
+mod doctor;
 mod images;
 mod paths;
 
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check this machine for everything the stack needs; `--fix` installs what is missing.
+    Doctor(doctor::Doctor),
     #[command(flatten)]
     Operator(weknora_operator::cli::Command),
     /// Build our images (reproducible, labelled, per platform), the local stand-ins for
@@ -55,6 +58,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     let images = Box::new(images::checkout::CheckoutImages);
     weknora_operator::host::install(Host { name: "cargo xtask", root: paths::project_root(), images })?;
     match cli.command {
+        Command::Doctor(cmd) => cmd.run(),
         Command::Operator(cmd) => cmd.run(),
         Command::BuildImages(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),

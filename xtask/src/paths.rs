@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use weknora_operator::paths::{app_config, docreader_bench};
+pub use weknora_operator::paths::app_config;
 
 /// The repository root: the parent of this crate's directory.
 pub fn project_root() -> PathBuf {
@@ -31,4 +31,19 @@ pub fn frontend() -> PathBuf {
 /// Where `cargo xtask dist` writes release bundles.
 pub fn dist() -> PathBuf {
     project_root().join("target/dist")
+}
+
+/// The pinned Rust toolchain.
+pub fn rust_toolchain() -> PathBuf {
+    project_root().join("rust-toolchain.toml")
+}
+
+/// The docreader benchmark's Python requirements (what `doctor --fix --dev` installs).
+pub fn docreader_bench() -> PathBuf {
+    project_root().join("services/docreader/bench")
+}
+
+/// The Python tools the tests run (compose-lint), pinned.
+pub fn dev_python_requirements() -> PathBuf {
+    project_root().join("xtask/requirements.txt")
 }

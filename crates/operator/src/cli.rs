@@ -1,17 +1,17 @@
 //! The operator's commands, shared by both front ends: each one's clap arguments live in
-//! its own module, and `Command::run` hands over to it.
+//! its own module, and `Command::run` hands over to it. `doctor` is each front end's own:
+//! `weknora doctor` is `doctor::Doctor`, and `cargo xtask doctor` adds the developer's
+//! machine to it.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::{backup, deploy, doctor, migrate, ollama, reindex, stack, start, upgrade};
+use crate::{backup, deploy, migrate, ollama, reindex, stack, start, upgrade};
 
 /// The operator's commands, shared by both front ends.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Check this machine for everything the stack needs; `--fix` installs what is missing.
-    Doctor(doctor::Doctor),
     /// Apply, revert, create and inspect database migrations.
     Migrate(migrate::Migrate),
     /// Bring the whole stack up healthy: checks, images, postgres and redis, migrations, the rest.
@@ -51,7 +51,6 @@ pub enum Command {
 impl Command {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Doctor(cmd) => cmd.run(),
             Command::Migrate(cmd) => cmd.run(),
             Command::Start(cmd) => cmd.run(),
             Command::Stop(cmd) => cmd.run(),

@@ -58,7 +58,7 @@ pub(crate) mod pg;
 pub mod poll;
 pub mod process;
 pub(crate) mod reindex;
-pub(crate) mod report;
+pub mod report;
 pub(crate) mod stack;
 pub(crate) mod start;
 pub mod swarm;

@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Top {
+    /// Check this machine for everything the stack needs; `--fix` installs what is missing.
+    Doctor(weknora_operator::doctor::Doctor),
     #[command(flatten)]
     Operator(Command),
     /// This bundle: what it holds, checksums, importing its images.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         let host = Host { name: "./weknora", root: root()?, images: Box::new(bundle::BundleImages) };
         weknora_operator::host::install(host)?;
         match cli.command {
+            Top::Doctor(cmd) => cmd.run(),
             Top::Operator(cmd) => cmd.run(),
             Top::Bundle(cmd) => cmd.run(),
         }

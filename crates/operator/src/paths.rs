@@ -27,11 +27,6 @@ pub fn env_example() -> PathBuf {
     project_root().join(".env.example")
 }
 
-/// The pinned Rust toolchain (a checkout's; a bundle has none).
-pub fn rust_toolchain() -> PathBuf {
-    project_root().join("rust-toolchain.toml")
-}
-
 /// Where `backup` writes archives unless BACKUP_DIR or --output says otherwise
 /// (ignored by git).
 pub fn backups() -> PathBuf {
@@ -41,16 +36,6 @@ pub fn backups() -> PathBuf {
 /// sqlx migrations: `<YYYYMMDDHHMMSS>_<name>.up.sql` and `.down.sql`.
 pub fn migrations() -> PathBuf {
     project_root().join("migrations")
-}
-
-/// The docreader benchmark's Python requirements (what `doctor --fix --dev` installs).
-pub fn docreader_bench() -> PathBuf {
-    project_root().join("services/docreader/bench")
-}
-
-/// The Python tools the tests run (compose-lint), pinned.
-pub fn dev_python_requirements() -> PathBuf {
-    project_root().join("xtask/requirements.txt")
 }
 
 /// The app's configuration file (shipped in its image, and in a bundle).

@@ -18,9 +18,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
+use crate::doctor::probe::PYTHON_MODULES;
 use crate::paths;
-
-use weknora_operator::doctor::PYTHON_MODULES;
 
 #[derive(clap::Args)]
 pub struct Bench {

