@@ -1,7 +1,8 @@
 //! `cargo xtask`: the developer's front end of weknora. The operator's commands (start,
 //! backup, upgrade, ...) are `weknora_operator`'s, run from this checkout with images built
-//! from it; the developer's own (build-images, ci, bench, dist) live here. Every repository
-//! path lives in `paths`. Results go to stdout, progress to stderr.
+//! from it; the developer's own (build-images, ci, bench, dist) live here, and `doctor` is the
+//! operator's with the developer's machine added (`--dev`). Every repository path lives in
+//! `paths`. Results go to stdout, progress to stderr.
 
 mod bench;
 mod ci;
