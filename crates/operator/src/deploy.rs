@@ -69,7 +69,7 @@ enum EndpointMode {
 impl Swarm {
     async fn run(self) -> Result<ExitCode> {
         let replicas = parse_replicas(&self.replicas)?;
-        crate::doctor::set_up("deploy swarm").await?;
+        crate::doctor::setup::set_up("deploy swarm").await?;
         ensure_env_file(&paths::env_file(), "deploy swarm")?;
         let docker = docker::connect().await?;
         if !self.dry_run {

@@ -14,8 +14,8 @@
 //! - **L1 engines**: `paths`, `dotenv`, `database`, `docker`, `containers`, `third_party`,
 //!   `pg`, `swarm`: one outside thing each (a file, Docker, PostgreSQL, a registry).
 //! - **L2 the stack's mechanisms**: `compose` (the `Stack`), `images`, `deep`, doctor's
-//!   `probe`/`checks`/`fix`, and `backup`'s `archive`/`take`/`drill`/`pitr`/`retention`/
-//!   `schedule`.
+//!   `probe`/`checks`/`fix`/`examine`/`setup`, and `backup`'s `archive`/`take`/`drill`/
+//!   `pitr`/`retention`/`schedule`.
 //! - **L3 commands**: `cli` (the `Command` enum) and one module per command group (`start`,
 //!   `stack`, `upgrade`, `deploy`, `reindex`, `backup`, `doctor`, `migrate`, `ollama`,
 //!   `bundle`), with the clap arguments and what only that command does.
@@ -26,8 +26,8 @@
 //! - No import circle, and no module imports the one that mounts it (`backup::take` never
 //!   uses `backup`).
 //! - Mechanisms never import commands, and only commands know clap.
-//! - Commands share procedures of a lower layer (or `start::bring_up`), never another
-//!   command's clap arguments.
+//! - Commands share procedures of a lower layer (`doctor::setup::ready_to_run`,
+//!   `Stack::pull_upstream`) or `start::bring_up`, never another command's clap arguments.
 //! - `lib.rs` declares modules and nothing else; only what the front ends need is `pub`.
 //! - Nothing here knows about a checkout beyond `paths.rs`: every file is found there,
 //!   relative to the installed host's root, and building images is the host's

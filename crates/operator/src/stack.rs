@@ -217,8 +217,11 @@ impl Pull {
 impl Check {
     pub fn run(self) -> Result<ExitCode> {
         crate::host::runtime()?.block_on(async {
-            let ok =
-                if self.deep { self.deep().await? } else { crate::doctor::stack_checks(self.dev, self.json).await? };
+            let ok = if self.deep {
+                self.deep().await?
+            } else {
+                crate::doctor::setup::stack_checks(self.dev, self.json).await?
+            };
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         })
     }

@@ -72,7 +72,7 @@ pub(crate) async fn bring_up(plan: &Plan) -> Result<ExitCode> {
         bail!("development mode builds from a checkout: run `cargo xtask start --dev` in one");
     }
     ensure_env_file(&paths::env_file(), plan.by)?;
-    crate::doctor::ready_to_run(plan.by, plan.dev).await?;
+    crate::doctor::setup::ready_to_run(plan.by, plan.dev).await?;
     let docker = docker::connect().await?;
     let mut stack = Stack::open(&docker, Some(plan.dev), &plan.profiles).await?;
     let services = stack.services()?;

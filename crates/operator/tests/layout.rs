@@ -32,6 +32,8 @@ const LAYERS: &[(&str, Layer)] = &[
     ("doctor::probe", Layer::Stack),
     ("doctor::checks", Layer::Stack),
     ("doctor::fix", Layer::Stack),
+    ("doctor::examine", Layer::Stack),
+    ("doctor::setup", Layer::Stack),
     ("backup::archive", Layer::Stack),
     ("backup::take", Layer::Stack),
     ("backup::drill", Layer::Stack),

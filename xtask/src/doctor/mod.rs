@@ -9,7 +9,9 @@ pub mod probe;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use weknora_operator::doctor::{self, Examined, Options, TheStack, probe::Facts};
+use weknora_operator::doctor::examine::{Examined, Options, TheStack, examine};
+use weknora_operator::doctor::probe::Facts;
+use weknora_operator::doctor::{self, setup};
 use weknora_operator::report::Check;
 
 use fix::AnyStep;
@@ -38,7 +40,7 @@ impl Doctor {
         let options = Options { fix: self.fix, dry_run: self.dry_run, json: self.json };
         let rt = weknora_operator::host::runtime()?;
         if !self.dev {
-            return rt.block_on(doctor::examine(async || TheStack(doctor::probe::gather(false).await), options));
+            return rt.block_on(examine(async || TheStack(doctor::probe::gather(false).await), options));
         }
         if !crate::paths::rust_toolchain().exists() {
             bail!(
@@ -46,7 +48,7 @@ impl Doctor {
                  `cargo xtask doctor` checks what running the stack needs"
             );
         }
-        rt.block_on(doctor::examine(async || DevMachine::gather(true).await, options))
+        rt.block_on(examine(async || DevMachine::gather(true).await, options))
     }
 }
 
@@ -91,5 +93,5 @@ impl Examined for DevMachine {
 /// `ci`'s first step: installs and starts what building and testing need and this machine
 /// lacks (the stack's prerequisites among them), as `doctor --fix --dev` would.
 pub async fn set_up(by: &str) -> Result<()> {
-    doctor::set_up_with(&DevMachine::gather(false).await, by).await.map(|_| ())
+    setup::set_up_with(&DevMachine::gather(false).await, by).await.map(|_| ())
 }

@@ -146,7 +146,7 @@ pub async fn build(docker: &Docker, meta: &BuildMeta, apt_mirror: Option<&str>) 
             present.push(dep.base());
         }
     }
-    weknora_operator::doctor::install_tools(&tools_for(&LOCAL_DEPS, |image| present.iter().any(|p| p == image)))
+    weknora_operator::doctor::setup::install_tools(&tools_for(&LOCAL_DEPS, |image| present.iter().any(|p| p == image)))
         .await?;
     let mut built = Vec::new();
     for dep in LOCAL_DEPS {
@@ -241,7 +241,7 @@ pub async fn ensure_base(docker: &Docker, suite: &str, apt_mirror: Option<&str>)
     }
     let mirror = apt_mirror.filter(|m| !m.is_empty()).unwrap_or("http://deb.debian.org/debian");
     eprintln!("==> {image} is missing: making it with debootstrap {suite} from {mirror} (about a minute)");
-    weknora_operator::doctor::install_tools(&BASE_TOOLS).await?;
+    weknora_operator::doctor::setup::install_tools(&BASE_TOOLS).await?;
     let rootfs = tempfile::Builder::new().prefix("weknora-rootfs-").tempdir()?;
     let status = DEBOOTSTRAP
         .command()

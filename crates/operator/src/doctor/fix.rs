@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use super::probe::Facts;
+use super::probe::{self, Facts};
 use crate::docker;
 use crate::poll::poll;
 use crate::process::stdout_of;
@@ -220,6 +220,35 @@ fn tail(path: &str, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub(crate) fn print_manual_steps<S: Remedy>(steps: &[S], facts: &probe::Facts, dry_run: bool) {
+    if dry_run {
+        eprintln!("doctor --fix --dry-run: would run");
+    } else if !facts.host.debian {
+        eprintln!("doctor --fix: this is not Debian/Ubuntu; the equivalent steps are below (adapt the package names)");
+    } else {
+        eprintln!(
+            "{}",
+            crate::host::in_host_words(
+                "doctor --fix: installing needs root; run these commands, then `cargo xtask doctor` again"
+            )
+        );
+    }
+    print!("{}", manual_commands(steps, facts));
+}
+
+/// The steps as shell commands, `sudo` where root is needed and this is not root.
+pub(crate) fn manual_commands<S: Remedy>(steps: &[S], facts: &probe::Facts) -> String {
+    let sudo = if facts.host.root { "" } else { "sudo " };
+    let mut out = String::new();
+    for step in steps {
+        out.push_str(&format!("# {}\n", step.describe()));
+        for command in step.commands() {
+            out.push_str(&format!("{}{command}\n", if step.needs_root(&command) { sudo } else { "" }));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
