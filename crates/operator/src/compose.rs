@@ -13,20 +13,28 @@ use crate::docker::{self, ComposeCli};
 use crate::dotenv::Vars;
 use crate::paths;
 use crate::start::ollama_chat_env;
+use weknora_stack_spec as spec;
 
-/// Our services, built from this repository.
-pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
+/// Our services, built from this repository (weknora-stack-spec declares them all).
+pub const OURS: [&str; 3] = [spec::OURS[0].name, spec::OURS[1].name, spec::OURS[2].name];
 /// The optional services, and the profile that runs each (most are named as their profile).
 pub const OPTIONAL: [(&str, &str); 6] = [
-    ("minio", "minio"),
-    ("neo4j", "neo4j"),
-    ("jaeger", "jaeger"),
-    ("prometheus", "monitoring"),
-    ("embedder", "embedder"),
-    ("backup", "backup"),
+    optional(spec::MINIO),
+    optional(spec::NEO4J),
+    optional(spec::JAEGER),
+    optional(spec::PROMETHEUS),
+    optional(spec::EMBEDDER),
+    optional(spec::BACKUP),
 ];
 /// The optional services the profile `full` runs too.
-const FULL: [&str; 4] = ["minio", "neo4j", "jaeger", "prometheus"];
+const FULL: [&str; 4] = spec::FULL;
+
+const fn optional(service: spec::Service) -> (&'static str, &'static str) {
+    match service.profile {
+        Some(profile) => (service.name, profile),
+        None => panic!("an optional service has a profile"),
+    }
+}
 
 /// The profile that runs an optional service; None for the services every stack runs.
 pub fn profile_of(service: &str) -> Option<&'static str> {

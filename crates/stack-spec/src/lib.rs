@@ -229,8 +229,7 @@ pub const FRONTEND: Service = Service {
 };
 
 /// The image the frontend builds on: upstream nginx, or the local Debian stand-in.
-pub const NGINX_BASE: Pin =
-    Pin { var: "NGINX_IMAGE", upstream: "nginx:1.27-alpine", local: Some("weknora/nginx-local:1") };
+pub const NGINX_BASE: Pin = Pin { var: "NGINX_IMAGE", upstream: "nginx:1.27-alpine", local: Some(NGINX_LOCAL) };
 
 /// The bundled embedder's image; no registry has it, so it is its own "upstream".
 pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-3";
@@ -267,7 +266,7 @@ pub const POSTGRES: Service = Service {
     image: Image::Pinned(Pin {
         var: "POSTGRES_IMAGE",
         upstream: "paradedb/paradedb:v0.18.9-pg17",
-        local: Some("weknora/postgres-local:17"),
+        local: Some(POSTGRES_LOCAL),
     }),
     description: "PostgreSQL 17 with ParadeDB (pg_search, pgvector)",
     port: Some(5432),
@@ -287,11 +286,7 @@ pub const POSTGRES: Service = Service {
 /// Redis: the ingest queue and caches.
 pub const REDIS: Service = Service {
     name: "redis",
-    image: Image::Pinned(Pin {
-        var: "REDIS_IMAGE",
-        upstream: "redis:7.0-alpine",
-        local: Some("weknora/redis-local:7.0"),
-    }),
+    image: Image::Pinned(Pin { var: "REDIS_IMAGE", upstream: "redis:7.0-alpine", local: Some(REDIS_LOCAL) }),
     description: "Redis 7.0",
     port: Some(6379),
     workdir: None,
@@ -371,7 +366,7 @@ pub const PROMETHEUS: Service = Service {
     image: Image::Pinned(Pin {
         var: "PROMETHEUS_IMAGE",
         upstream: "prom/prometheus:v3.5.0",
-        local: Some("weknora/prometheus-local:2.53"),
+        local: Some(PROMETHEUS_LOCAL),
     }),
     description: "Prometheus",
     port: Some(9090),
@@ -416,26 +411,17 @@ pub const THIRD_PARTY: [Service; 7] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, 
 /// The optional services the profile `full` runs too.
 pub const FULL: [&str; 4] = ["minio", "neo4j", "jaeger", "prometheus"];
 
+/// The local stand-ins for third-party images, built from Debian packages
+/// (`cargo xtask build-images --local-deps`) where no registry answers.
+pub const POSTGRES_LOCAL: &str = "weknora/postgres-local:17";
+/// Redis's stand-in.
+pub const REDIS_LOCAL: &str = "weknora/redis-local:7.0";
+/// The frontend's base's stand-in.
+pub const NGINX_LOCAL: &str = "weknora/nginx-local:1";
+/// Prometheus's stand-in.
+pub const PROMETHEUS_LOCAL: &str = "weknora/prometheus-local:2.53";
 /// The local images: the stand-ins and the embedder.
-pub const LOCAL_IMAGES: [&str; 5] = [
-    match POSTGRES.image {
-        Image::Pinned(Pin { local: Some(l), .. }) => l,
-        _ => panic!(),
-    },
-    match REDIS.image {
-        Image::Pinned(Pin { local: Some(l), .. }) => l,
-        _ => panic!(),
-    },
-    match NGINX_BASE.local {
-        Some(l) => l,
-        None => panic!(),
-    },
-    match PROMETHEUS.image {
-        Image::Pinned(Pin { local: Some(l), .. }) => l,
-        _ => panic!(),
-    },
-    EMBEDDER_IMAGE,
-];
+pub const LOCAL_IMAGES: [&str; 5] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, PROMETHEUS_LOCAL, EMBEDDER_IMAGE];
 
 /// The service of this name.
 pub fn service(name: &str) -> Option<&'static Service> {

@@ -1,6 +1,6 @@
-//! Our Rust services' images: which binary, which files, which runtime settings. The
-//! Dockerfiles in docker/ describe the same images for a plain `docker build`; the
-//! Docker-backed tests check that both agree.
+//! Our Rust services' images: which binary, which files, which runtime settings, from
+//! weknora-stack-spec. The Dockerfiles in docker/ describe the same images for a plain
+//! `docker build`; the Docker-backed tests check that both agree.
 
 use std::path::{Path, PathBuf};
 
@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 
 use super::archive::{Entry, Runtime};
 use crate::paths;
+use weknora_stack_spec as spec;
 
 /// The unprivileged user the services run as (no passwd entry needed in a scratch image).
-pub const UID: u64 = 65532;
+pub const UID: u64 = spec::UID as u64;
 /// Where the host keeps its CA bundle (Debian's ca-certificates); copied into the images.
 pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -24,27 +25,34 @@ pub struct RustService {
     pub binary: &'static str,
     pub description: &'static str,
     pub port: u16,
+    /// The healthcheck's interval, timeout and start period, in seconds.
+    pub health_timing: (u64, u64, u64),
     /// Ships config/config.yaml and a writable state folder (the app's file storage).
     pub stateful: bool,
 }
 
-pub const APP: RustService = RustService {
-    name: "app",
-    repository: "weknora/app",
-    binary: "weknora-app",
-    description: "weknora HTTP API: knowledge bases, documents, ingest, search",
-    port: 8080,
-    stateful: true,
-};
+pub const APP: RustService = RustService { binary: "weknora-app", stateful: true, ..declared(spec::APP) };
 
-pub const DOCREADER: RustService = RustService {
-    name: "docreader",
-    repository: "weknora/docreader",
-    binary: "weknora-docreader",
-    description: "weknora document parser (gRPC): files and URLs to markdown",
-    port: 50051,
-    stateful: false,
-};
+pub const DOCREADER: RustService =
+    RustService { binary: "weknora-docreader", stateful: false, ..declared(spec::DOCREADER) };
+
+/// What the stack spec says of one of our Rust services.
+const fn declared(service: spec::Service) -> RustService {
+    let (spec::Image::Ours { repository, .. }, Some(port), Some(health)) =
+        (service.image, service.port, service.health)
+    else {
+        panic!("a service of ours, with a port and a healthcheck")
+    };
+    RustService {
+        name: service.name,
+        repository,
+        binary: "",
+        description: service.description,
+        port,
+        health_timing: (health.interval as u64, health.timeout as u64, health.start as u64),
+        stateful: false,
+    }
+}
 
 /// In-image paths.
 const BIN_DIR: &str = "/usr/local/bin";
@@ -90,7 +98,7 @@ impl RustService {
             working_dir: (if self.stateful { STATE_DIR } else { "/" }).into(),
             exposed_ports: vec![format!("{}/tcp", self.port)],
             healthcheck: vec![self.exe(), "healthcheck".into()],
-            health_timing: (5, 5, 30),
+            health_timing: self.health_timing,
             labels,
         }
     }
