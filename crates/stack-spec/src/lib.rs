@@ -18,6 +18,9 @@ pub const UID: u32 = 65532;
 /// [`UID`] as `user:group`, as Dockerfiles and compose spell it.
 pub const USER: &str = "65532:65532";
 
+/// Where our images keep the CA certificates (the host's Debian bundle, copied in).
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The variable that selects our images' tag (compose, `.env`).
 pub const VERSION_VAR: &str = "WEKNORA_VERSION";
 
@@ -134,6 +137,12 @@ pub struct Service {
     pub limits: Limits,
     /// The compose profile that runs it; None for the services every stack runs.
     pub profile: Option<&'static str>,
+    /// The environment our image sets (empty for the others).
+    pub env: &'static [(&'static str, &'static str)],
+    /// Our image's entry point (empty for the others: theirs).
+    pub entrypoint: &'static [&'static str],
+    /// Our image's default arguments (empty: none, or theirs).
+    pub cmd: &'static [&'static str],
 }
 
 impl Service {
@@ -188,6 +197,9 @@ pub const APP: Service = Service {
     }),
     limits: limits("APP_MEMORY_LIMIT", "2g", "APP_CPU_LIMIT", "2"),
     profile: None,
+    env: &[("PATH", "/usr/local/bin"), ("SSL_CERT_FILE", CA_BUNDLE), ("WEKNORA_CONFIG", "/etc/weknora/config.yaml")],
+    entrypoint: &["/usr/local/bin/weknora-app"],
+    cmd: &[],
 };
 
 /// The document parser (gRPC): a static binary in an empty image.
@@ -207,6 +219,9 @@ pub const DOCREADER: Service = Service {
     }),
     limits: limits("DOCREADER_MEMORY_LIMIT", "4g", "DOCREADER_CPU_LIMIT", "2"),
     profile: None,
+    env: &[("PATH", "/usr/local/bin"), ("SSL_CERT_FILE", CA_BUNDLE)],
+    entrypoint: &["/usr/local/bin/weknora-docreader"],
+    cmd: &[],
 };
 
 /// The web UI: nginx (uid 101 of both nginx bases) serving it and proxying /api to the app.
@@ -226,6 +241,17 @@ pub const FRONTEND: Service = Service {
     }),
     limits: limits("FRONTEND_MEMORY_LIMIT", "256m", "FRONTEND_CPU_LIMIT", "1"),
     profile: None,
+    env: &[
+        ("APP_HOST", "app"),
+        ("APP_PORT", "8080"),
+        ("APP_SCHEME", "http"),
+        ("MAX_FILE_SIZE_MB", "50"),
+        // Docker's DNS: nginx looks the app up again every 5 s (replicas replaced on Swarm).
+        ("NGINX_RESOLVER", "127.0.0.11"),
+    ],
+    entrypoint: // As both nginx bases have it, said here so that the Nix image (nix/images.nix) matches.
+    &["/docker-entrypoint.sh"],
+    cmd: &["nginx", "-c", "/etc/nginx/nginx.conf", "-g", "daemon off;"],
 };
 
 /// The image the frontend builds on: upstream nginx, or the local Debian stand-in.
@@ -258,6 +284,9 @@ pub const EMBEDDER: Service = Service {
     }),
     limits: limits("EMBEDDER_MEMORY_LIMIT", "1g", "EMBEDDER_CPU_LIMIT", "2"),
     profile: Some("embedder"),
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// PostgreSQL with ParadeDB's search and vector extensions.
@@ -281,6 +310,9 @@ pub const POSTGRES: Service = Service {
     }),
     limits: limits("POSTGRES_MEMORY_LIMIT", "4g", "POSTGRES_CPU_LIMIT", "2"),
     profile: None,
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// Redis: the ingest queue and caches.
@@ -300,6 +332,9 @@ pub const REDIS: Service = Service {
     }),
     limits: limits("REDIS_MEMORY_LIMIT", "1g", "REDIS_CPU_LIMIT", "1"),
     profile: None,
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// MinIO: S3-compatible object storage for uploads (profile `minio`).
@@ -319,6 +354,9 @@ pub const MINIO: Service = Service {
     }),
     limits: limits("MINIO_MEMORY_LIMIT", "1g", "MINIO_CPU_LIMIT", "1"),
     profile: Some("minio"),
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// Neo4j: the knowledge graph (profile `neo4j`).
@@ -338,6 +376,9 @@ pub const NEO4J: Service = Service {
     }),
     limits: limits("NEO4J_MEMORY_LIMIT", "2g", "NEO4J_CPU_LIMIT", "2"),
     profile: Some("neo4j"),
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// Jaeger: receives and shows traces (profile `jaeger`).
@@ -357,6 +398,9 @@ pub const JAEGER: Service = Service {
     }),
     limits: limits("JAEGER_MEMORY_LIMIT", "512m", "JAEGER_CPU_LIMIT", "1"),
     profile: Some("jaeger"),
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// Prometheus: scrapes the app and docreader, evaluates the alert rules (profile
@@ -381,6 +425,9 @@ pub const PROMETHEUS: Service = Service {
     }),
     limits: limits("PROMETHEUS_MEMORY_LIMIT", "512m", "PROMETHEUS_CPU_LIMIT", "1"),
     profile: Some("monitoring"),
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// The stack's backup service (profile `backup`, on when `BACKUP_AT` is set): the
@@ -395,6 +442,9 @@ pub const BACKUP: Service = Service {
     health: None,
     limits: limits("BACKUP_MEMORY_LIMIT", "512m", "BACKUP_CPU_LIMIT", "1"),
     profile: Some("backup"),
+    env: &[],
+    entrypoint: &[],
+    cmd: &[],
 };
 
 /// Our services, built from this workspace.

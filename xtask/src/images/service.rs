@@ -29,6 +29,9 @@ pub struct RustService {
     pub health_timing: (u64, u64, u64),
     /// Ships config/config.yaml and a writable state folder (the app's file storage).
     pub stateful: bool,
+    /// The stack spec's declaration: the image's environment, user, working folder, entry
+    /// point and healthcheck (docker/Dockerfile.<name>'s tail is generated from the same).
+    pub declared: spec::Service,
 }
 
 pub const APP: RustService = RustService { binary: "weknora-app", stateful: true, ..declared(spec::APP) };
@@ -51,6 +54,7 @@ const fn declared(service: spec::Service) -> RustService {
         port,
         health_timing: (health.interval as u64, health.timeout as u64, health.start as u64),
         stateful: false,
+        declared: service,
     }
 }
 
@@ -87,17 +91,19 @@ impl RustService {
 
     /// How the image runs: unprivileged, the binary as entrypoint, healthcheck through the binary.
     pub fn runtime(&self, labels: std::collections::BTreeMap<String, String>) -> Runtime {
-        let mut env = vec![format!("PATH={BIN_DIR}"), format!("SSL_CERT_FILE={HOST_CA_BUNDLE}")];
-        if self.stateful {
-            env.push(format!("WEKNORA_CONFIG={CONFIG}"));
-        }
+        let d = &self.declared;
+        let strings = |items: &[&str]| items.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        let healthcheck = match d.health.map(|h| h.probe) {
+            Some(spec::Probe::Exec(cmd)) => strings(cmd),
+            other => panic!("{}: a healthcheck through the binary, not {other:?}", self.name),
+        };
         Runtime {
-            user: format!("{UID}:{UID}"),
-            entrypoint: vec![self.exe()],
-            env,
-            working_dir: (if self.stateful { STATE_DIR } else { "/" }).into(),
+            user: d.user.unwrap_or(spec::USER).to_string(),
+            entrypoint: strings(d.entrypoint),
+            env: d.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            working_dir: d.workdir.unwrap_or("/").into(),
             exposed_ports: vec![format!("{}/tcp", self.port)],
-            healthcheck: vec![self.exe(), "healthcheck".into()],
+            healthcheck,
             health_timing: self.health_timing,
             labels,
         }
@@ -151,6 +157,7 @@ mod tests {
 
     #[test]
     fn the_dockerfiles_copy_every_context_file() {
+        // (Their runtime tails are generated from the stack spec: codegen's freshness tests.)
         for service in [APP, DOCREADER] {
             let text = std::fs::read_to_string(service.dockerfile()).unwrap();
             for (path, _) in service.context_files(Path::new("/x")).into_iter().skip(1) {
@@ -158,8 +165,6 @@ mod tests {
                 let copied = text.lines().any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == name));
                 assert!(copied, "{} does not COPY {name}", service.dockerfile().display());
             }
-            assert!(text.contains("USER 65532:65532"));
-            assert!(text.contains(&format!("EXPOSE {}", service.port)));
         }
     }
 }
