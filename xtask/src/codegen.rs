@@ -29,8 +29,12 @@ impl Codegen {
         let mut stale = Vec::new();
         for file in FILES {
             let path = paths::project_root().join(file.path);
-            let old = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let new = splice(&old, &(file.render)()).with_context(|| file.path.to_string())?;
+            let old = if file.whole && !path.exists() {
+                String::new()
+            } else {
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+            };
+            let new = file.apply(&old).with_context(|| file.path.to_string())?;
             if new == old {
                 continue;
             }
@@ -48,19 +52,29 @@ impl Codegen {
     }
 }
 
-/// A file with a generated block, and what the block holds.
+/// A file with a generated block (or generated whole), and what the block holds.
 pub struct Derived {
     /// Relative to the repository root.
     pub path: &'static str,
     pub render: fn() -> String,
+    /// The whole file is generated (a format without comments: JSON).
+    pub whole: bool,
+}
+
+impl Derived {
+    /// The file's text with its generated part rendered again.
+    pub fn apply(&self, old: &str) -> Result<String> {
+        if self.whole { Ok((self.render)()) } else { splice(old, &(self.render)()) }
+    }
 }
 
 pub const FILES: &[Derived] = &[
-    Derived { path: "docker/Dockerfile.app", render: || dockerfile_tail(&spec::APP) },
-    Derived { path: "docker/Dockerfile.docreader", render: || dockerfile_tail(&spec::DOCREADER) },
-    Derived { path: "docker/Dockerfile.frontend", render: || dockerfile_tail(&spec::FRONTEND) },
-    Derived { path: ".env.example", render: env_example_images },
-    Derived { path: ".env.example", render: env_example_limits },
+    Derived { path: "docker/Dockerfile.app", render: || dockerfile_tail(&spec::APP), whole: false },
+    Derived { path: "docker/Dockerfile.docreader", render: || dockerfile_tail(&spec::DOCREADER), whole: false },
+    Derived { path: "docker/Dockerfile.frontend", render: || dockerfile_tail(&spec::FRONTEND), whole: false },
+    Derived { path: ".env.example", render: env_example_images, whole: false },
+    Derived { path: ".env.example", render: env_example_limits, whole: false },
+    Derived { path: "nix/services.json", render: nix_services, whole: true },
 ];
 
 /// Replaces the lines between [`BEGIN`] and [`END`] with `block`. A file may hold several
@@ -92,7 +106,7 @@ pub fn splice(text: &str, block: &str) -> Result<String> {
 pub fn ensure_fresh(file: &Derived) {
     let path = paths::project_root().join(file.path);
     let old = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let new = splice(&old, &(file.render)()).unwrap_or_else(|e| panic!("{}: {e:#}", file.path));
+    let new = file.apply(&old).unwrap_or_else(|e| panic!("{}: {e:#}", file.path));
     assert!(new == old, "{} is not up to date: run `cargo xtask codegen`", file.path);
 }
 
@@ -222,6 +236,43 @@ pub fn env_example_limits() -> String {
     out
 }
 
+/// nix/services.json, which nix/images.nix builds the images from (`builtins.fromJSON`):
+/// what each of our images declares, as the Dockerfiles' generated tails do.
+pub fn nix_services() -> String {
+    let seconds = |s: u32| u64::from(s) * 1_000_000_000;
+    let mut all = serde_json::Map::new();
+    for s in spec::OURS {
+        let health = s.health.expect("our images have a healthcheck");
+        let Probe::Exec(probe) = health.probe else { panic!("{}: an exec healthcheck", s.name) };
+        let test: Vec<&str> = std::iter::once("CMD").chain(probe.iter().copied()).collect();
+        let rust = s.entrypoint.first().is_some_and(|e| e.starts_with("/usr/local/bin/weknora-"));
+        let value = serde_json::json!({
+            "repository": s.repository(),
+            "title": format!("weknora-{}", s.name),
+            "description": s.description,
+            "binary": rust.then(|| format!("weknora-{}", s.name)),
+            "entrypoint": s.entrypoint,
+            "cmd": (!s.cmd.is_empty()).then_some(s.cmd),
+            "user": s.user,
+            "ports": s.port.map(|p| format!("{p}/tcp")).into_iter().collect::<Vec<_>>(),
+            "workdir": s.workdir.unwrap_or("/"),
+            "env": s.env.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+            "healthcheck": {
+                "Test": test,
+                "Interval": seconds(health.interval),
+                "Timeout": seconds(health.timeout),
+                "StartPeriod": seconds(health.start),
+                "Retries": health.retries,
+            },
+            "labelKeys": spec::LABEL_KEYS,
+        });
+        all.insert(s.name.to_string(), value);
+    }
+    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(all)).unwrap();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +300,11 @@ mod tests {
     #[test]
     fn env_example_limits_are_fresh() {
         ensure_fresh(&FILES[4]);
+    }
+
+    #[test]
+    fn nix_services_json_is_fresh() {
+        ensure_fresh(&FILES[5]);
     }
 
     #[test]
