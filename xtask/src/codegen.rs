@@ -75,7 +75,57 @@ pub const FILES: &[Derived] = &[
     Derived { path: ".env.example", render: env_example_images, whole: false },
     Derived { path: ".env.example", render: env_example_limits, whole: false },
     Derived { path: "nix/services.json", render: nix_services, whole: true },
+    Derived { path: COMPOSE, render: compose_app_environment, whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::FRONTEND), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::APP), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::DOCREADER), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::EMBEDDER), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::POSTGRES), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::REDIS), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::MINIO), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::NEO4J), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::JAEGER), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::PROMETHEUS), whole: false },
+    Derived { path: COMPOSE, render: || compose_service(&spec::BACKUP), whole: false },
 ];
+
+const COMPOSE: &str = "docker-compose.yml";
+
+/// A service's `image:`, `mem_limit:` and `cpus:` in docker-compose.yml: our images under
+/// their override variable and the version, the others at their pin.
+pub fn compose_service(s: &Service) -> String {
+    let image = match s.image {
+        spec::Image::Ours { repository, var } => format!(
+            "\"${{{var}:-{repository}}}:${{{v}:?{v} is not set (cargo xtask start sets it; or set it in .env)}}\"",
+            v = spec::VERSION_VAR
+        ),
+        spec::Image::Pinned(pin) => format!("${{{}:-{}}}", pin.var, pin.upstream),
+    };
+    let l = s.limits;
+    format!(
+        "    # {}: image and limits\n    image: {image}\n    mem_limit: ${{{}:-{}}}\n    cpus: ${{{}:-{}}}\n",
+        s.name, l.mem_var, l.mem_default, l.cpu_var, l.cpu_default
+    )
+}
+
+/// The app's environment in docker-compose.yml (docker-compose.dev.yml's app-dev extends
+/// the app, and so gets the same).
+pub fn compose_app_environment() -> String {
+    let mut out = String::from("      # The app's environment (crates/stack-spec's APP_ENV).\n");
+    for v in spec::APP_ENV {
+        for line in v.note.lines() {
+            writeln!(out, "      # {line}").unwrap();
+        }
+        let value = match v.compose {
+            spec::ComposeValue::Fixed(value) if value.bytes().all(|b| b.is_ascii_digit()) => format!("\"{value}\""),
+            spec::ComposeValue::Fixed(value) => value.to_string(),
+            spec::ComposeValue::Default(default) => format!("${{{}:-{default}}}", v.name),
+            spec::ComposeValue::Required => format!("${{{0}:?{0} is not set in .env}}", v.name),
+        };
+        writeln!(out, "      {}: {value}", v.name).unwrap();
+    }
+    out
+}
 
 /// Replaces the lines between [`BEGIN`] and [`END`] with `block`. A file may hold several
 /// blocks: the one replaced is the one whose current first line equals `block`'s first
@@ -84,13 +134,13 @@ pub fn splice(text: &str, block: &str) -> Result<String> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let first = block.lines().next().unwrap_or_default();
     let mut at = 0;
-    while let Some(begin) = lines[at..].iter().position(|l| l.trim_end() == BEGIN).map(|i| at + i) {
+    while let Some(begin) = lines[at..].iter().position(|l| l.trim() == BEGIN).map(|i| at + i) {
         let end = lines[begin..]
             .iter()
-            .position(|l| l.trim_end() == END)
+            .position(|l| l.trim() == END)
             .map(|i| begin + i)
             .with_context(|| format!("`{BEGIN}` without `{END}` after it"))?;
-        if lines.get(begin + 1).map(|l| l.trim_end()) == Some(first) {
+        if lines.get(begin + 1).map(|l| l.trim_end()) == Some(first.trim_end()) {
             let mut out: String = lines[..=begin].concat();
             out.push_str(block);
             out.push_str(&lines[end..].concat());
@@ -305,6 +355,13 @@ mod tests {
     #[test]
     fn nix_services_json_is_fresh() {
         ensure_fresh(&FILES[5]);
+    }
+
+    #[test]
+    fn docker_compose_yml_is_fresh() {
+        for file in FILES.iter().filter(|f| f.path == COMPOSE) {
+            ensure_fresh(file);
+        }
     }
 
     #[test]

@@ -499,13 +499,26 @@ pub struct EnvVar {
     /// A secret: Swarm hands it over as a Docker secret, Kubernetes from a Secret.
     pub secret: bool,
     pub compose: ComposeValue,
+    /// What the compose file says above it (lines of a comment; empty: nothing).
+    pub note: &'static str,
+}
+
+impl EnvVar {
+    /// The same, with a comment above it in the compose file.
+    pub const fn note(self, note: &'static str) -> EnvVar {
+        EnvVar { note, ..self }
+    }
 }
 
 const fn var(name: &'static str, config_key: &'static str, compose: ComposeValue) -> EnvVar {
-    EnvVar { name, config_key: Some(config_key), secret: false, compose }
+    EnvVar { name, config_key: Some(config_key), secret: false, compose, note: "" }
 }
 const fn secret(name: &'static str, config_key: &'static str, compose: ComposeValue) -> EnvVar {
-    EnvVar { name, config_key: Some(config_key), secret: true, compose }
+    EnvVar { name, config_key: Some(config_key), secret: true, compose, note: "" }
+}
+/// A variable the app's tracing reads (no configuration key).
+const fn tracing(name: &'static str, compose: ComposeValue) -> EnvVar {
+    EnvVar { name, config_key: None, secret: false, compose, note: "" }
 }
 use ComposeValue::{Default, Fixed, Required};
 
@@ -531,7 +544,8 @@ pub const APP_ENV: &[EnvVar] = &[
     var("MINIO_USE_SSL", "storage.minio.use_ssl", Default("false")),
     var("MINIO_REGION", "storage.minio.region", Default("")),
     var("OLLAMA_BASE_URL", "models.ollama_base_url", Default("")),
-    var("EMBEDDING_PROVIDER", "embedding.provider", Default("generic")),
+    var("EMBEDDING_PROVIDER", "embedding.provider", Default("generic"))
+        .note("The embedding model: the bundled embedder unless EMBEDDING_BASE_URL names another."),
     var("EMBEDDING_BASE_URL", "embedding.base_url", Default("http://embedder:8000")),
     var("EMBEDDING_MODEL_NAME", "embedding.model", Default("multilingual-e5-small-q4")),
     secret("EMBEDDING_API_KEY", "embedding.api_key", Default("")),
@@ -540,11 +554,17 @@ pub const APP_ENV: &[EnvVar] = &[
     var("EMBEDDING_QUERY_PREFIX", "embedding.query_prefix", Default("")),
     var("EMBEDDING_PASSAGE_PREFIX", "embedding.passage_prefix", Default("")),
     var("BATCH_EMBED_SIZE", "embedding.batch_size", Default("32")),
-    var("LLM_PROVIDER", "chat.provider", Default("openai")),
+    var("LLM_PROVIDER", "chat.provider", Default("openai")).note(
+        "The built-in chat model (empty LLM_BASE_URL: none; answers are then the best passages).\n\
+         `cargo xtask start --ollama` sets these for a local Ollama unless LLM_BASE_URL is set.",
+    ),
     var("LLM_BASE_URL", "chat.base_url", Default("")),
     var("LLM_MODEL_NAME", "chat.model", Default("")),
     secret("LLM_API_KEY", "chat.api_key", Default("")),
-    secret("MODELS_ENCRYPTION_KEY", "models.encryption_key", Default("")),
+    secret("MODELS_ENCRYPTION_KEY", "models.encryption_key", Default("")).note(
+        "Encrypts the API keys tenants store for their models. Not required, so an older .env\n\
+         still starts (`cargo xtask start` adds a generated one to it).",
+    ),
     var("NEO4J_ENABLE", "graph.enabled", Default("false")),
     var("NEO4J_URI", "graph.uri", Default("bolt://neo4j:7687")),
     var("NEO4J_USERNAME", "graph.username", Default("neo4j")),
@@ -553,9 +573,10 @@ pub const APP_ENV: &[EnvVar] = &[
     var("AUTO_MIGRATE", "server.auto_migrate", Default("false")),
     var("LOG_LEVEL", "log.level", Default("info")),
     var("LOG_FORMAT", "log.format", Default("json")),
-    EnvVar { name: "OTEL_EXPORTER_OTLP_ENDPOINT", config_key: None, secret: false, compose: Default("") },
-    EnvVar { name: "OTEL_TRACES_SAMPLER", config_key: None, secret: false, compose: Default("parentbased_always_on") },
-    EnvVar { name: "OTEL_TRACES_SAMPLER_ARG", config_key: None, secret: false, compose: Default("1.0") },
+    tracing("OTEL_EXPORTER_OTLP_ENDPOINT", Default(""))
+        .note("Traces over OTLP/gRPC (docs/operations.md, \"Traces\"); no endpoint, none sent."),
+    tracing("OTEL_TRACES_SAMPLER", Default("parentbased_always_on")),
+    tracing("OTEL_TRACES_SAMPLER_ARG", Default("1.0")),
 ];
 
 /// The secrets other services than the app get in their environment (the third-party
