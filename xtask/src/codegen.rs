@@ -87,9 +87,81 @@ pub const FILES: &[Derived] = &[
     Derived { path: COMPOSE, render: || compose_service(&spec::JAEGER), whole: false },
     Derived { path: COMPOSE, render: || compose_service(&spec::PROMETHEUS), whole: false },
     Derived { path: COMPOSE, render: || compose_service(&spec::BACKUP), whole: false },
+    Derived { path: KUSTOMIZATION, render: kubernetes_config, whole: false },
+    Derived { path: KUSTOMIZATION, render: kubernetes_images, whole: false },
+    Derived { path: "deploy/kubernetes/base/app.yaml", render: kubernetes_app_secrets, whole: false },
 ];
 
 const COMPOSE: &str = "docker-compose.yml";
+const KUSTOMIZATION: &str = "deploy/kubernetes/base/kustomization.yaml";
+
+/// Where the Kubernetes manifests set an app variable otherwise than compose, and why.
+const KUBERNETES_VALUES: &[(&str, &str, &str)] =
+    &[("STORAGE_TYPE", "minio", "Several app replicas share no disk: their files go to a bucket (S3 or MinIO).")];
+/// What the manifests say above a variable whose value is compose's.
+const KUBERNETES_NOTES: &[(&str, &str)] =
+    &[("AUTO_MIGRATE", "The migration Job migrates; replicas never do at start.")];
+/// Secrets a pod does not start without, though compose lets an older .env go without them.
+const KUBERNETES_REQUIRED: &[&str] = &["MODELS_ENCRYPTION_KEY"];
+
+/// The literals of the ConfigMap weknora-config: the app's variables that are not secret,
+/// with compose's values except where [`KUBERNETES_VALUES`] says.
+pub fn kubernetes_config() -> String {
+    let mut out = String::from("      # The app's settings that are not secret.\n");
+    for v in spec::APP_ENV.iter().filter(|v| !v.secret) {
+        let (value, note) = match KUBERNETES_VALUES.iter().find(|(name, ..)| *name == v.name) {
+            Some((_, value, why)) => (*value, *why),
+            None => {
+                let value = match v.compose {
+                    spec::ComposeValue::Fixed(value) | spec::ComposeValue::Default(value) => value,
+                    spec::ComposeValue::Required => panic!("{}: required, yet not a secret", v.name),
+                };
+                let note = KUBERNETES_NOTES.iter().find(|(name, _)| *name == v.name).map_or("", |(_, n)| *n);
+                (value, note)
+            }
+        };
+        if !note.is_empty() {
+            writeln!(out, "      # {note}").unwrap();
+        }
+        let literal = format!("{}={value}", v.name);
+        if literal.ends_with(':') || literal.contains(": ") {
+            writeln!(out, "      - \"{literal}\"").unwrap();
+        } else {
+            writeln!(out, "      - {literal}").unwrap();
+        }
+    }
+    out
+}
+
+/// The kustomization's `images`: ours at the workspace version, the embedder at its pin.
+pub fn kubernetes_images() -> String {
+    let mut out = String::from("  # The images of the stack spec, at their versions.\n");
+    for s in spec::OURS {
+        writeln!(out, "  - name: {}\n    newTag: {}", s.repository().unwrap(), spec::VERSION).unwrap();
+    }
+    let (name, tag) = spec::EMBEDDER_IMAGE.rsplit_once(':').expect("the embedder's image has a tag");
+    writeln!(out, "  - name: {name}\n    newTag: {tag}").unwrap();
+    out
+}
+
+/// The app container's secrets, each from its key of weknora-secrets; those it cannot
+/// start without first.
+pub fn kubernetes_app_secrets() -> String {
+    let mut out = String::from("            # The app's secrets, from the Secret weknora-secrets.\n");
+    let required =
+        |v: &spec::EnvVar| v.compose == spec::ComposeValue::Required || KUBERNETES_REQUIRED.contains(&v.name);
+    let secrets = spec::APP_ENV.iter().filter(|v| v.secret);
+    for v in secrets.clone().filter(|v| required(v)).chain(secrets.filter(|v| !required(v))) {
+        let optional = if required(v) { "" } else { ", optional: true" };
+        writeln!(
+            out,
+            "            - name: {0}\n              valueFrom: {{secretKeyRef: {{name: weknora-secrets, key: {0}{optional}}}}}",
+            v.name
+        )
+        .unwrap();
+    }
+    out
+}
 
 /// A service's `image:`, `mem_limit:` and `cpus:` in docker-compose.yml: our images under
 /// their override variable and the version, the others at their pin.
@@ -360,6 +432,13 @@ mod tests {
     #[test]
     fn docker_compose_yml_is_fresh() {
         for file in FILES.iter().filter(|f| f.path == COMPOSE) {
+            ensure_fresh(file);
+        }
+    }
+
+    #[test]
+    fn kubernetes_base_is_fresh() {
+        for file in FILES.iter().filter(|f| f.path.starts_with("deploy/kubernetes/")) {
             ensure_fresh(file);
         }
     }
