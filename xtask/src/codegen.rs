@@ -90,6 +90,11 @@ pub const FILES: &[Derived] = &[
     Derived { path: KUSTOMIZATION, render: kubernetes_config, whole: false },
     Derived { path: KUSTOMIZATION, render: kubernetes_images, whole: false },
     Derived { path: "deploy/kubernetes/base/app.yaml", render: kubernetes_app_secrets, whole: false },
+    Derived {
+        path: "deploy/kubernetes/base/generated/users-and-limits.yaml",
+        render: kubernetes_users_and_limits,
+        whole: true,
+    },
 ];
 
 const COMPOSE: &str = "docker-compose.yml";
@@ -141,6 +146,56 @@ pub fn kubernetes_images() -> String {
     }
     let (name, tag) = spec::EMBEDDER_IMAGE.rsplit_once(':').expect("the embedder's image has a tag");
     writeln!(out, "  - name: {name}\n    newTag: {tag}").unwrap();
+    out
+}
+
+/// A compose memory size (`2g`, `256m`) as a Kubernetes quantity (`2Gi`, `256Mi`).
+fn kubernetes_memory(compose: &str) -> String {
+    let (n, unit) = compose.split_at(compose.len() - 1);
+    match unit {
+        "g" => format!("{n}Gi"),
+        "m" => format!("{n}Mi"),
+        other => panic!("memory unit {other} in {compose}: use g or m"),
+    }
+}
+
+/// A strategic merge patch per workload: the user and group its pod runs as (the image's),
+/// and its container's memory and CPU limits (compose's). The migration Job runs the app's
+/// image with limits of its own.
+pub fn kubernetes_users_and_limits() -> String {
+    let mut out = String::from(
+        "# Written by `cargo xtask codegen` from crates/stack-spec: edit the spec, not this file.\n\
+         # Who each pod runs as (its image's user) and its container's limits (compose's).\n",
+    );
+    let workloads = [
+        ("Deployment", &spec::APP, "app", true),
+        ("Deployment", &spec::DOCREADER, "docreader", true),
+        ("Deployment", &spec::EMBEDDER, "embedder", true),
+        ("Deployment", &spec::FRONTEND, "frontend", true),
+        ("Job", &spec::APP, "migrate", false),
+    ];
+    for (kind, s, name, limits) in workloads {
+        let user = s.user.unwrap_or_else(|| panic!("{}: no user", s.name));
+        let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+        let api = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+        write!(
+            out,
+            "---\napiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      \
+             securityContext:\n        runAsUser: {uid}\n        runAsGroup: {gid}\n"
+        )
+        .unwrap();
+        if limits {
+            let l = s.limits;
+            write!(
+                out,
+                "      containers:\n        - name: {name}\n          resources:\n            \
+                 limits: {{cpu: \"{}\", memory: {}}}\n",
+                l.cpu_default,
+                kubernetes_memory(l.mem_default)
+            )
+            .unwrap();
+        }
+    }
     out
 }
 
