@@ -218,8 +218,9 @@ pub fn kubernetes_app_secrets() -> String {
     out
 }
 
-/// A service's `image:`, `mem_limit:` and `cpus:` in docker-compose.yml: our images under
-/// their override variable and the version, the others at their pin.
+/// A service's `image:`, `healthcheck:` (where compose declares it), `mem_limit:` and
+/// `cpus:` in docker-compose.yml: our images under their override variable and the version,
+/// the others at their pin.
 pub fn compose_service(s: &Service) -> String {
     let image = match s.image {
         spec::Image::Ours { repository, var } => format!(
@@ -229,10 +230,30 @@ pub fn compose_service(s: &Service) -> String {
         spec::Image::Pinned(pin) => format!("${{{}:-{}}}", pin.var, pin.upstream),
     };
     let l = s.limits;
-    format!(
-        "    # {}: image and limits\n    image: {image}\n    mem_limit: ${{{}:-{}}}\n    cpus: ${{{}:-{}}}\n",
-        s.name, l.mem_var, l.mem_default, l.cpu_var, l.cpu_default
+    let checked = spec::COMPOSE_HEALTHCHECKS.contains(&s.name);
+    let what = if checked { "image, healthcheck and limits" } else { "image and limits" };
+    let mut out = format!("    # {}: {what}\n    image: {image}\n", s.name);
+    if checked {
+        let h = s.health.unwrap_or_else(|| panic!("{}: no healthcheck", s.name));
+        let test = match h.probe {
+            Probe::Exec(cmd) => json_list(&[&["CMD"], cmd].concat()),
+            Probe::Shell(line) => json_list(&["CMD-SHELL", &line.replace('$', "$$")]),
+        };
+        write!(
+            out,
+            "    healthcheck:\n      test: {test}\n      interval: {}s\n      timeout: {}s\n      start_period: {}s\n      \
+             retries: {}\n",
+            h.interval, h.timeout, h.start, h.retries
+        )
+        .unwrap();
+    }
+    write!(
+        out,
+        "    mem_limit: ${{{}:-{}}}\n    cpus: ${{{}:-{}}}\n",
+        l.mem_var, l.mem_default, l.cpu_var, l.cpu_default
     )
+    .unwrap();
+    out
 }
 
 /// The app's environment in docker-compose.yml (docker-compose.dev.yml's app-dev extends

@@ -89,7 +89,8 @@ pub struct Pin {
 pub enum Probe {
     /// A program and its arguments (`CMD [...]`).
     Exec(&'static [&'static str]),
-    /// A shell command line (`CMD-SHELL ...`).
+    /// A shell command line (`CMD-SHELL ...`), `$` as the shell reads it (compose's file
+    /// doubles it).
     Shell(&'static str),
 }
 
@@ -132,7 +133,8 @@ pub struct Service {
     pub workdir: Option<&'static str>,
     /// `user:group` it runs as, where we set it (in the image or in compose).
     pub user: Option<&'static str>,
-    /// The healthcheck, where we declare one (in the image or in compose).
+    /// The healthcheck, where we declare one: in our image's Dockerfile, in compose for
+    /// the frontend and the third-party services (see [`COMPOSE_HEALTHCHECKS`]).
     pub health: Option<Health>,
     pub limits: Limits,
     /// The compose profile that runs it; None for the services every stack runs.
@@ -302,7 +304,7 @@ pub const POSTGRES: Service = Service {
     workdir: None,
     user: None,
     health: Some(Health {
-        probe: Probe::Shell("pg_isready -h 127.0.0.1 -U \"$$POSTGRES_USER\" -d \"$$POSTGRES_DB\""),
+        probe: Probe::Shell("pg_isready -h 127.0.0.1 -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\""),
         interval: 5,
         timeout: 5,
         start: 30,
@@ -457,6 +459,10 @@ pub const SERVICES: [Service; 11] =
 /// The services run from someone else's image (and the embedder, which no registry has),
 /// in the order the operator pulls them.
 pub const THIRD_PARTY: [Service; 7] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER, PROMETHEUS];
+
+/// The services whose healthcheck docker-compose.yml declares (the others' is their
+/// image's).
+pub const COMPOSE_HEALTHCHECKS: [&str; 7] = ["frontend", "postgres", "redis", "minio", "neo4j", "jaeger", "prometheus"];
 
 /// The optional services the profile `full` runs too.
 pub const FULL: [&str; 4] = ["minio", "neo4j", "jaeger", "prometheus"];
