@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Namespace, Probe,
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-// A secret as crates/stack-spec declares it: it must come from the Secret, never from the ConfigMap (the same rule
-// makes Docker secrets of them on Swarm).
+// A secret as crates/stack-spec declares it: it must come from the Secret, never from the
+// ConfigMap (the same rule makes Docker secrets of them on Swarm).
 use weknora_operator::swarm::is_secret;
 
 fn root() -> PathBuf {
