@@ -49,6 +49,17 @@ pub fn embedder_bundled(vars: &Vars) -> bool {
     vars.get("EMBEDDING_BASE_URL").is_none_or(|url| url.trim_end_matches('/') == BUNDLED_EMBEDDER_URL)
 }
 
+/// Whether compose of this version reads docker-compose.dev.yml's `!reset` and `!override`
+/// (compose-go added `!override` early in 2024; 2.24.6 is Debian trixie's, known to read it).
+fn reads_overrides(version: &str) -> bool {
+    let number = |p: Option<&str>| {
+        p.map_or(0, |p| p.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse::<u32>().unwrap_or(0))
+    };
+    let mut parts = version.split('.');
+    let (major, minor, patch) = (number(parts.next()), number(parts.next()), number(parts.next()));
+    (major, minor, patch) >= (2, 24, 6)
+}
+
 /// Compose for this checkout: program, project, file, env file, profiles, extra environment.
 pub struct Stack {
     compose: ComposeCli,
@@ -91,10 +102,10 @@ impl Stack {
             profiles.push("backup".into());
         }
         // The development file overrides docker-compose.yml with `!reset`/`!override`, which
-        // compose v1 cannot read.
-        if dev && compose.major() < 2 {
+        // compose reads from 2.24.6 on (v1 never).
+        if dev && !reads_overrides(&compose.version) {
             bail!(
-                "development mode needs compose v2 (`docker compose`; {} is {}): run `cargo xtask doctor --fix` to install the compose plugin",
+                "development mode needs compose 2.24.6 or later (`docker compose`; {} is {}): run `cargo xtask doctor --fix` to install the compose plugin",
                 compose.display(),
                 compose.version
             );
@@ -269,6 +280,11 @@ mod tests {
             .collect();
         let gateway = block.iter().any(|l| l.contains(r#"extra_hosts: ["host.docker.internal:host-gateway"]"#));
         (environment, gateway)
+    }
+    #[test]
+    fn development_mode_needs_a_compose_that_reads_overrides() {
+        assert!(reads_overrides("2.40.3") && reads_overrides("2.24.6+ds1-0+deb13u1") && reads_overrides("3.0.0"));
+        assert!(!reads_overrides("2.24.1") && !reads_overrides("2.23.3") && !reads_overrides("1.29.2"));
     }
     #[test]
     fn the_app_reaches_model_servers_on_the_host() {
