@@ -52,7 +52,8 @@
               packages
               toolchain
               ;
-            services = import ./nix/services.nix;
+            # Written by `cargo xtask codegen` from crates/stack-spec.
+            services = builtins.fromJSON (builtins.readFile ./nix/services.json);
             root = ./.;
           };
           devShell = import ./nix/devshell.nix { inherit pkgs craneLib; };

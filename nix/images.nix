@@ -1,6 +1,6 @@
 # One OCI image per service, declared like docker/Dockerfile.*: the same entrypoint, user,
-# ports, healthcheck, working folder, environment and labels (nix/services.nix holds them;
-# xtask's tests compare it with the Dockerfiles). `created` is the commit time, so two
+# ports, healthcheck, working folder, environment and labels (nix/services.json holds them,
+# written by `cargo xtask codegen` from crates/stack-spec, as the Dockerfiles' tails are). `created` is the commit time, so two
 # builds of one commit give the same image.
 {
   pkgs,

@@ -122,7 +122,7 @@ async fn save_images(top: &Path) -> Result<(Option<Source>, Vec<ImageArchive>)> 
     let release = CheckoutImages.release()?;
     CheckoutImages.ensure_ours(&docker, &OURS, false, false).await?;
     let mut images: Vec<(String, String)> =
-        OURS.iter().map(|s| (s.to_string(), format!("weknora/{s}:{}", release.version))).collect();
+        OURS.iter().map(|s| (s.to_string(), format!("{}:{}", crate::images::repository(s), release.version))).collect();
     let vars = Vars::load();
     let mut resolver = Resolver::new(&docker, Source::parse(vars.get("IMAGE_SOURCE"))?);
     for tp in third_party::SERVICES {

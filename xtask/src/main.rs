@@ -6,6 +6,7 @@
 
 mod bench;
 mod ci;
+mod codegen;
 mod dist;
 mod doctor;
 mod images;
@@ -32,6 +33,9 @@ enum Command {
     /// Build our images (reproducible, labelled, per platform), the local stand-ins for
     /// third-party images, push them, or clean them away.
     BuildImages(images::BuildImages),
+    /// Write the files that repeat crates/stack-spec's facts (Dockerfile tails, .env.example
+    /// sections); `--check`: fail when one is stale.
+    Codegen(codegen::Codegen),
     /// Write release bundles: the `weknora` binary, compose files, config, runbook, and with
     /// `--images` every image the stack runs (target/dist/weknora-<version>-linux-<arch>.tar.gz).
     Dist(dist::Dist),
@@ -62,6 +66,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Doctor(cmd) => cmd.run(),
         Command::Operator(cmd) => cmd.run(),
         Command::BuildImages(cmd) => cmd.run(),
+        Command::Codegen(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),

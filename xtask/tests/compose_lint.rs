@@ -1,5 +1,6 @@
-//! Both compose files pass compose-lint (PyPI, the version `doctor --fix --dev` pins) at
-//! threshold medium. A finding that remains is accepted in `.compose-lint.yml` with its
+//! Both stacks pass compose-lint (PyPI, the version `doctor --fix --dev` pins) at threshold
+//! medium: docker-compose.yml, and the development stack as compose merges it with its
+//! override docker-compose.dev.yml (`docker compose config`, which needs no engine). A finding that remains is accepted in `.compose-lint.yml` with its
 //! reason, never silently: an accepted finding without a real reason fails here.
 //!
 //! The running stack is checked too (stack_live: what each container runs as, and with).
@@ -36,7 +37,18 @@ fn both_compose_files_pass_compose_lint_at_medium_with_every_exception_justified
         requirements.lines().find_map(|l| l.trim().strip_prefix("compose-lint==")).expect("compose-lint's pin");
     assert_eq!(version.trim(), format!("compose-lint {pinned}"));
 
-    for file in ["docker-compose.yml", "docker-compose.dev.yml"] {
+    // The development stack, merged as compose merges it; uninterpolated, as shipped.
+    let merged = Command::new("docker")
+        .args(["compose", "-p", "weknora-dev", "-f", "docker-compose.yml", "-f", "docker-compose.dev.yml"])
+        .args(["config", "--no-interpolate"])
+        .current_dir(root())
+        .output()
+        .expect("running docker compose");
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let dev = std::env::temp_dir().join(format!("weknora-compose-dev-{}.yml", std::process::id()));
+    std::fs::write(&dev, &merged.stdout).unwrap();
+
+    for file in ["docker-compose.yml", dev.to_str().unwrap()] {
         // --no-env: the files as shipped, whatever a developer's .env holds.
         let args = ["check", "--no-env", "--config", ".compose-lint.yml", "--fail-on", "medium", "--format", "json"];
         let (code, out, err) = compose_lint(&[&args[..], &[file]].concat());
@@ -65,4 +77,5 @@ fn both_compose_files_pass_compose_lint_at_medium_with_every_exception_justified
             );
         }
     }
+    let _ = std::fs::remove_file(&dev);
 }

@@ -118,12 +118,13 @@ fn images_build_run_push_clean_and_rebuild_identically() {
         assert!(b["size_bytes"].as_i64().unwrap() < 30_000_000, "{image} is over 30 MB: {b}");
         assert!(image.contains(&oci("version")));
     }
+    use weknora_stack_spec as spec;
     for (dep, env) in [
-        ("weknora/postgres-local:17", vec!["POSTGRES_PASSWORD=images-test"]),
-        ("weknora/redis-local:7.0", vec![]),
-        ("weknora/nginx-local:1", vec![]),
-        ("weknora/prometheus-local:2.53", vec![]),
-        ("weknora/embedder-local:0.3.0-3", vec![]),
+        (spec::POSTGRES_LOCAL, vec!["POSTGRES_PASSWORD=images-test"]),
+        (spec::REDIS_LOCAL, vec![]),
+        (spec::NGINX_LOCAL, vec![]),
+        (spec::PROMETHEUS_LOCAL, vec![]),
+        (spec::EMBEDDER_IMAGE, vec![]),
     ] {
         assert_healthy(dep, "linux/amd64", &env);
     }

@@ -1,6 +1,6 @@
 //! The Nix flake, checked as far as a machine without nixpkgs can: every `.nix` file parses
-//! and names only files git tracks; the image definitions (nix/services.nix) declare what
-//! docker/Dockerfile.* declare; and where the flake's inputs are available locally as git
+//! and names only files git tracks; the image declarations (nix/services.json, generated
+//! from the stack spec like docker/Dockerfile.*'s tails) evaluate; and where the flake's inputs are available locally as git
 //! mirrors (`WEKNORA_NIX_MIRRORS`, see docs/operations.md "Nix"), the lock's hashes are
 //! those of the locked revisions and the outputs have the expected shape.
 //!
@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -34,7 +34,7 @@ fn tracked() -> BTreeSet<String> {
 
 fn nix_files() -> Vec<String> {
     let files: Vec<String> = tracked().into_iter().filter(|f| f.ends_with(".nix")).collect();
-    assert!(files.len() >= 7 && files.contains(&"flake.nix".to_string()), "the flake's files: {files:?}");
+    assert!(files.len() >= 6 && files.contains(&"flake.nix".to_string()), "the flake's files: {files:?}");
     files
 }
 
@@ -103,129 +103,23 @@ fn nix_files_name_only_files_that_git_tracks() {
         }
     }
     // The scan sees what the files really name (so an empty scan cannot pass).
-    for expected in ["rust-toolchain.toml", "nix/services.nix", "config/config.yaml", "docker/nginx/entrypoint.sh"] {
+    for expected in ["rust-toolchain.toml", "nix/services.json", "config/config.yaml", "docker/nginx/entrypoint.sh"] {
         assert!(all.iter().any(|p| p == expected), "the scan missed {expected}: {all:?}");
     }
 }
 
-/// What one Dockerfile declares, in the image config's terms.
-#[derive(Debug, Default)]
-struct Declared {
-    entrypoint: Value,
-    cmd: Value,
-    user: String,
-    ports: Vec<String>,
-    workdir: String,
-    env: BTreeMap<String, String>,
-    healthcheck: Value,
-    labels: BTreeMap<String, String>,
-}
-
-/// Splits `k=v k2="v 2"` into pairs (the forms our Dockerfiles use).
-fn pairs(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once('=').unwrap_or_else(|| panic!("not key=value: {rest}"));
-        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
-            let end = quoted.find('"').unwrap();
-            (&quoted[..end], &quoted[end + 1..])
-        } else {
-            after.split_once(char::is_whitespace).unwrap_or((after, ""))
-        };
-        out.push((key.trim().to_string(), value.to_string()));
-        rest = next.trim();
-    }
-    out
-}
-
-fn nanoseconds(duration: &str) -> u64 {
-    duration.strip_suffix('s').and_then(|s| s.parse::<u64>().ok()).unwrap() * 1_000_000_000
-}
-
-fn parse_dockerfile(text: &str) -> Declared {
-    let mut d = Declared { workdir: "/".into(), cmd: Value::Null, ..Default::default() };
-    let joined =
-        text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n").replace("\\\n", " ");
-    for line in joined.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (instruction, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let args = args.trim();
-        match instruction {
-            "ENTRYPOINT" => d.entrypoint = serde_json::from_str(args).unwrap(),
-            "CMD" => d.cmd = serde_json::from_str(args).unwrap(),
-            "USER" => d.user = args.to_string(),
-            "WORKDIR" => d.workdir = args.to_string(),
-            "EXPOSE" => d.ports.extend(
-                args.split_whitespace().map(|p| if p.contains('/') { p.to_string() } else { format!("{p}/tcp") }),
-            ),
-            "ENV" => d.env.extend(pairs(args)),
-            "LABEL" => d.labels.extend(pairs(args)),
-            "HEALTHCHECK" => {
-                let (options, command) = args.split_once("CMD ").unwrap();
-                let mut check = json!({ "Test": ["CMD"] });
-                let test = check["Test"].as_array_mut().unwrap();
-                test.extend(serde_json::from_str::<Vec<Value>>(command).unwrap());
-                for option in options.split_whitespace() {
-                    let (name, value) = option.trim_start_matches("--").split_once('=').unwrap();
-                    let (key, v) = match name {
-                        "interval" => ("Interval", json!(nanoseconds(value))),
-                        "timeout" => ("Timeout", json!(nanoseconds(value))),
-                        "start-period" => ("StartPeriod", json!(nanoseconds(value))),
-                        "retries" => ("Retries", json!(value.parse::<u64>().unwrap())),
-                        other => panic!("unknown HEALTHCHECK option {other}"),
-                    };
-                    check[key] = v;
-                }
-                d.healthcheck = check;
-            }
-            _ => {}
-        }
-    }
-    d
-}
-
+/// nix/services.json (written by `cargo xtask codegen` from the stack spec, whose plain
+/// test keeps it fresh) is what the flake reads: Nix evaluates it to our three images.
 #[test]
-fn nix_images_declare_what_the_dockerfiles_declare() {
+fn nix_reads_the_generated_service_declarations() {
+    let expr = "builtins.fromJSON (builtins.readFile ./nix/services.json)";
     let services: Value =
-        serde_json::from_str(&run("nix-instantiate", &["--eval", "--strict", "--json", "nix/services.nix"], &root()))
+        serde_json::from_str(&run("nix-instantiate", &["--eval", "--strict", "--json", "--expr", expr], &root()))
             .unwrap();
     let names: Vec<&String> = services.as_object().unwrap().keys().collect();
     assert_eq!(names, ["app", "docreader", "frontend"]);
-    for (name, spec) in services.as_object().unwrap() {
-        let dockerfile = root().join(format!("docker/Dockerfile.{name}"));
-        let d = parse_dockerfile(&std::fs::read_to_string(&dockerfile).unwrap());
-        let what = |field: &str| format!("{name}: nix/services.nix and {} differ in {field}", dockerfile.display());
-        assert_eq!(spec["entrypoint"], d.entrypoint, "{}", what("the entrypoint"));
-        assert_eq!(spec["cmd"], d.cmd, "{}", what("the command"));
-        assert_eq!(spec["user"], d.user.as_str(), "{}", what("the user"));
-        assert_eq!(spec["ports"], json!(d.ports), "{}", what("the exposed ports"));
-        assert_eq!(spec["workdir"], d.workdir.as_str(), "{}", what("the working folder"));
-        assert_eq!(spec["env"], json!(d.env), "{}", what("the environment"));
-        assert_eq!(spec["healthcheck"], d.healthcheck, "{}", what("the healthcheck"));
-        let keys: BTreeSet<&str> = d.labels.keys().map(String::as_str).collect();
-        let nix_keys: BTreeSet<&str> =
-            spec["labelKeys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
-        assert_eq!(nix_keys, keys, "{}", what("the label keys"));
-        assert_eq!(spec["title"], d.labels["org.opencontainers.image.title"].as_str(), "{}", what("the title"));
-        assert_eq!(
-            spec["description"],
-            d.labels["org.opencontainers.image.description"].as_str(),
-            "{}",
-            what("the description")
-        );
-    }
-}
-
-#[test]
-fn the_dockerfile_reader_sees_a_drift() {
-    let original = std::fs::read_to_string(root().join("docker/Dockerfile.app")).unwrap();
-    let d = parse_dockerfile(&original);
-    assert_eq!(d.user, "65532:65532");
-    assert_eq!(d.ports, ["8080/tcp"]);
-    assert_eq!(d.healthcheck["StartPeriod"], 30_000_000_000u64);
-    let drifted =
-        parse_dockerfile(&original.replace("EXPOSE 8080", "EXPOSE 9090").replace("USER 65532:65532", "USER 0"));
-    assert_eq!((drifted.user.as_str(), drifted.ports), ("0", vec!["9090/tcp".to_string()]));
+    assert_eq!(services["app"]["user"], "65532:65532");
+    assert_eq!(services["frontend"]["healthcheck"]["StartPeriod"], 10_000_000_000u64);
 }
 
 /// The tree of `rev` from a bare git mirror, in a temporary folder.

@@ -1,5 +1,10 @@
 //! What a binary knows about its own build: printed by `--version`, served by the app's
 //! `/api/v1/system/info`, and identical to the image's OCI labels.
+//!
+//! Architecture invariants: the facts are fixed at compile time (`build.rs` reads what the
+//! image build sets, `WEKNORA_VERSION`/`_COMMIT`/`_BUILD_TIME`, and rustc's version), never
+//! read from the runtime environment, so two builds of one commit answer the same; and the
+//! crate depends on nothing of weknora's, so every binary can carry it.
 
 use serde::Serialize;
 

@@ -93,6 +93,11 @@ async fn import(docker: &Docker, root: &Path, archive: &ImageArchive) -> Result<
     Ok(())
 }
 
+/// The repository a bundle carries our service `name` under (weknora-stack-spec's).
+fn ours_repository(name: &str) -> &'static str {
+    weknora_stack_spec::service(name).and_then(|s| s.repository()).unwrap_or_else(|| panic!("{name} is not ours"))
+}
+
 /// Makes `image` the bundle's build of it: imported unless Docker already holds that build.
 async fn ensure(docker: &Docker, root: &Path, manifest: &Manifest, image: &str) -> Result<()> {
     let Some(archive) = manifest.archive_of(image) else {
@@ -137,7 +142,7 @@ impl Images for BundleImages {
         Box::pin(async move {
             let (root, manifest) = (paths::project_root(), Self::manifest()?);
             for name in wanted {
-                ensure(docker, &root, &manifest, &format!("weknora/{name}:{}", manifest.version)).await?;
+                ensure(docker, &root, &manifest, &format!("{}:{}", ours_repository(name), manifest.version)).await?;
             }
             for archive in &manifest.images {
                 ensure(docker, &root, &manifest, &archive.tags[0]).await?;

@@ -12,20 +12,28 @@ use crate::containers::containers;
 use crate::docker::{self, ComposeCli};
 use crate::dotenv::Vars;
 use crate::paths;
+use weknora_stack_spec as spec;
 
-/// Our services, built from this repository.
-pub const OURS: [&str; 3] = ["app", "docreader", "frontend"];
+/// Our services, built from this repository (weknora-stack-spec declares them all).
+pub const OURS: [&str; 3] = [spec::OURS[0].name, spec::OURS[1].name, spec::OURS[2].name];
 /// The optional services, and the profile that runs each (most are named as their profile).
 pub const OPTIONAL: [(&str, &str); 6] = [
-    ("minio", "minio"),
-    ("neo4j", "neo4j"),
-    ("jaeger", "jaeger"),
-    ("prometheus", "monitoring"),
-    ("embedder", "embedder"),
-    ("backup", "backup"),
+    optional(spec::MINIO),
+    optional(spec::NEO4J),
+    optional(spec::JAEGER),
+    optional(spec::PROMETHEUS),
+    optional(spec::EMBEDDER),
+    optional(spec::BACKUP),
 ];
 /// The optional services the profile `full` runs too.
-const FULL: [&str; 4] = ["minio", "neo4j", "jaeger", "prometheus"];
+const FULL: [&str; 4] = spec::FULL;
+
+const fn optional(service: spec::Service) -> (&'static str, &'static str) {
+    match service.profile {
+        Some(profile) => (service.name, profile),
+        None => panic!("an optional service has a profile"),
+    }
+}
 
 /// The profile that runs an optional service; None for the services every stack runs.
 pub fn profile_of(service: &str) -> Option<&'static str> {
@@ -40,11 +48,23 @@ pub fn embedder_bundled(vars: &Vars) -> bool {
     vars.get("EMBEDDING_BASE_URL").is_none_or(|url| url.trim_end_matches('/') == BUNDLED_EMBEDDER_URL)
 }
 
+/// Whether compose of this version reads docker-compose.dev.yml's `!reset` and `!override`
+/// (compose-go added `!override` early in 2024; 2.24.6 is Debian trixie's, known to read it).
+fn reads_overrides(version: &str) -> bool {
+    let number = |p: Option<&str>| {
+        p.map_or(0, |p| p.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse::<u32>().unwrap_or(0))
+    };
+    let mut parts = version.split('.');
+    let (major, minor, patch) = (number(parts.next()), number(parts.next()), number(parts.next()));
+    (major, minor, patch) >= (2, 24, 6)
+}
+
 /// Compose for this checkout: program, project, file, env file, profiles, extra environment.
 pub struct Stack {
     compose: ComposeCli,
     pub project: String,
-    file: PathBuf,
+    /// docker-compose.yml, then (development) the override docker-compose.dev.yml.
+    files: Vec<PathBuf>,
     env_file: PathBuf,
     profiles: Vec<String>,
     /// Extra environment for compose: the version to run, the third-party images, ...
@@ -80,10 +100,23 @@ impl Stack {
         if vars.get("BACKUP_AT").is_some_and(|at| !at.trim().is_empty()) && !profiles.iter().any(|p| p == "backup") {
             profiles.push("backup".into());
         }
+        // The development file overrides docker-compose.yml with `!reset`/`!override`, which
+        // compose reads from 2.24.6 on (v1 never).
+        if dev && !reads_overrides(&compose.version) {
+            bail!(
+                "development mode needs compose 2.24.6 or later (`docker compose`; {} is {}): run `cargo xtask doctor --fix` to install the compose plugin",
+                compose.display(),
+                compose.version
+            );
+        }
+        let mut files = vec![paths::compose_file()];
+        if dev {
+            files.push(paths::compose_dev_file());
+        }
         Ok(Stack {
             compose,
             project,
-            file: if dev { paths::compose_dev_file() } else { paths::compose_file() },
+            files,
             env_file: paths::env_file(),
             profiles,
             env: vec![("WEKNORA_VERSION".into(), version)],
@@ -98,7 +131,7 @@ impl Stack {
     }
 
     pub fn dev(&self) -> bool {
-        self.file == paths::compose_dev_file()
+        self.files.len() > 1
     }
 
     pub fn version(&self) -> &str {
@@ -137,7 +170,10 @@ impl Stack {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.compose.program[0]);
         cmd.args(&self.compose.program[1..]);
-        cmd.arg("--project-name").arg(&self.project).arg("--file").arg(&self.file);
+        cmd.arg("--project-name").arg(&self.project);
+        for file in &self.files {
+            cmd.arg("--file").arg(file);
+        }
         if self.env_file.exists() {
             cmd.arg("--env-file").arg(&self.env_file);
         }
@@ -287,16 +323,20 @@ mod tests {
         (environment, gateway)
     }
     #[test]
-    fn the_development_app_gets_the_production_apps_settings() {
+    fn development_mode_needs_a_compose_that_reads_overrides() {
+        assert!(reads_overrides("2.40.3") && reads_overrides("2.24.6+ds1-0+deb13u1") && reads_overrides("3.0.0"));
+        assert!(!reads_overrides("2.24.1") && !reads_overrides("2.23.3") && !reads_overrides("1.29.2"));
+    }
+    #[test]
+    fn the_app_reaches_model_servers_on_the_host() {
+        // The development app extends this one (docker-compose.dev.yml): the same settings.
         let prod = std::fs::read_to_string(paths::compose_file()).unwrap();
-        let dev = std::fs::read_to_string(paths::compose_dev_file()).unwrap();
         let (app, app_gateway) = compose_environment(&prod, "app");
-        let (mut app_dev, dev_gateway) = compose_environment(&dev, "app-dev");
-        app_dev.retain(|l| !l.starts_with("WEKNORA_CONFIG:"));
-        assert_eq!(app_dev, app, "docker-compose.dev.yml's app-dev environment differs from the app's");
         assert!(app.iter().any(|l| l == "MODELS_ENCRYPTION_KEY: ${MODELS_ENCRYPTION_KEY:-}"), "{app:?}");
         assert!(app.iter().any(|l| l == "LLM_BASE_URL: ${LLM_BASE_URL:-}"), "{app:?}");
-        assert!(app_gateway && dev_gateway, "the app reaches model servers on the host as host.docker.internal");
+        assert!(app_gateway, "the app reaches model servers on the host as host.docker.internal");
+        let dev = std::fs::read_to_string(paths::compose_dev_file()).unwrap();
+        assert!(dev.contains("      file: docker-compose.yml\n      service: app\n"), "app-dev extends the app");
     }
     #[test]
     fn the_embedder_is_bundled_unless_another_model_server_is_named() {

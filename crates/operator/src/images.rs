@@ -71,6 +71,15 @@ pub async fn begin_ours(docker: &Docker, stack: &Stack, wanted: &[&str], no_buil
     images.begin_ours(docker, wanted, no_build).await
 }
 
+/// The repository compose runs for our service `name`: the variable weknora-stack-spec
+/// names for it (APP_IMAGE, DOCREADER_IMAGE, FRONTEND_IMAGE) when set and not empty, else
+/// the spec's repository (`weknora/app`, ...).
+pub fn repository(vars: &Vars, name: &str) -> String {
+    let service = weknora_stack_spec::service(name).unwrap_or_else(|| panic!("{name} is no service of the stack"));
+    let ours = service.repository().unwrap_or_else(|| panic!("{name} is not built here"));
+    vars.get(service.image_var()).filter(|r| !r.is_empty()).unwrap_or(ours).to_string()
+}
+
 /// Makes our images of `wanted` present: a WEKNORA_VERSION other than the release's pins
 /// images built elsewhere (or kept by `upgrade`), which must exist and are never built;
 /// otherwise the host's [`crate::host::Images`] builds or imports them (with `rebuild`, again).
@@ -81,8 +90,9 @@ pub async fn ensure_ours(docker: &Docker, stack: &Stack, wanted: &[&str], rebuil
         return images.ensure_ours(docker, wanted, rebuild, no_build).await;
     }
     let mut absent = Vec::new();
+    let vars = Vars::load();
     for name in wanted {
-        let image = format!("weknora/{name}:{}", stack.version());
+        let image = format!("{}:{}", repository(&vars, name), stack.version());
         if docker.inspect_image(&image).await.is_err() {
             absent.push(image);
         }

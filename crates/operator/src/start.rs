@@ -16,7 +16,8 @@ use crate::paths;
 
 #[derive(clap::Args)]
 pub struct Start {
-    /// Development mode: docker-compose.dev.yml (app-dev with hot reload, ports on 127.0.0.1).
+    /// Development mode: docker-compose.yml overridden by docker-compose.dev.yml (app-dev with
+    /// hot reload, ports on 127.0.0.1).
     #[arg(long)]
     dev: bool,
     /// Optional services: minio, neo4j, jaeger, monitoring (Prometheus), or full (repeatable).

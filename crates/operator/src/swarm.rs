@@ -71,9 +71,9 @@ pub struct Inputs<'a> {
 /// Our services that read a secret from the file `VAR_FILE` names.
 const READ_FILES: [&str; 2] = ["app", "docreader"];
 
-/// A variable whose value is a secret, by its name.
+/// A variable whose value is a secret, as weknora-stack-spec declares it.
 pub fn is_secret(var: &str) -> bool {
-    ["PASSWORD", "_KEY", "TOKEN", "_KEY_ID", "_AUTH"].iter().any(|s| var.ends_with(s))
+    weknora_stack_spec::is_secret(var)
 }
 
 /// The stack file for `compose` (the JSON `docker compose config --format json` renders).

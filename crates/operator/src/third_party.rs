@@ -2,13 +2,13 @@
 //! (POSTGRES_IMAGE, ...), or its local stand-in built from Debian packages. Which of the two
 //! a stack runs is a choice recorded in `.env` (IMAGE_SOURCE), made by the first `start`:
 //! upstream when a registry answers, else local. Once made, a failed pull is an error that
-//! says what to do, never a silent switch. The compose files carry the same defaults; a test
-//! checks that they agree.
+//! says what to do, never a silent switch. The pins are declared in weknora-stack-spec.
 
 use anyhow::{Result, bail};
 use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
+use weknora_stack_spec as spec;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThirdParty {
@@ -32,49 +32,49 @@ impl ThirdParty {
 /// The local images: stand-ins for the third-party images built from Debian packages, for
 /// sites without a registry (and this project's CI), and the bundled embedder, which no
 /// registry offers. `cargo xtask build-images --local-deps` builds them; a bundle carries them.
-pub const POSTGRES_LOCAL: &str = "weknora/postgres-local:17";
-pub const REDIS_LOCAL: &str = "weknora/redis-local:7.0";
-pub const NGINX_LOCAL: &str = "weknora/nginx-local:1";
-pub const PROMETHEUS_LOCAL: &str = "weknora/prometheus-local:2.53";
-/// The bundled embedding model's image (the compose files name the same).
-pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-3";
-pub const LOCAL_IMAGES: [&str; 5] = [POSTGRES_LOCAL, REDIS_LOCAL, NGINX_LOCAL, PROMETHEUS_LOCAL, EMBEDDER_IMAGE];
+/// The pins, variables and stand-ins are weknora-stack-spec's.
+pub use spec::{LOCAL_IMAGES, NGINX_LOCAL, POSTGRES_LOCAL, PROMETHEUS_LOCAL, REDIS_LOCAL};
+/// The bundled embedding model's image (the compose file names the same).
+pub const EMBEDDER_IMAGE: &str = spec::EMBEDDER_IMAGE;
 
-pub const POSTGRES: ThirdParty = ThirdParty {
-    service: "postgres",
-    env: "POSTGRES_IMAGE",
-    upstream: "paradedb/paradedb:v0.18.9-pg17",
-    local: Some(POSTGRES_LOCAL),
-};
-pub const REDIS: ThirdParty =
-    ThirdParty { service: "redis", env: "REDIS_IMAGE", upstream: "redis:7.0-alpine", local: Some(REDIS_LOCAL) };
+/// The third-party image of a service the stack spec declares.
+const fn third_party(service: spec::Service) -> ThirdParty {
+    match service.image {
+        spec::Image::Pinned(pin) => {
+            ThirdParty { service: service.name, env: pin.var, upstream: pin.upstream, local: pin.local }
+        }
+        spec::Image::Ours { .. } => panic!("a service of a pinned image"),
+    }
+}
+
+pub const POSTGRES: ThirdParty = third_party(spec::POSTGRES);
+pub const REDIS: ThirdParty = third_party(spec::REDIS);
 /// The frontend image's base.
-pub const NGINX: ThirdParty =
-    ThirdParty { service: "frontend", env: "NGINX_IMAGE", upstream: "nginx:1.27-alpine", local: Some(NGINX_LOCAL) };
-pub const MINIO: ThirdParty = ThirdParty {
-    service: "minio",
-    env: "MINIO_IMAGE",
-    upstream: "minio/minio:RELEASE.2025-04-22T22-12-26Z",
-    local: None,
+pub const NGINX: ThirdParty = ThirdParty {
+    service: spec::FRONTEND.name,
+    env: spec::NGINX_BASE.var,
+    upstream: spec::NGINX_BASE.upstream,
+    local: spec::NGINX_BASE.local,
 };
-pub const NEO4J: ThirdParty =
-    ThirdParty { service: "neo4j", env: "NEO4J_IMAGE", upstream: "neo4j:5.26-community", local: None };
-pub const JAEGER: ThirdParty =
-    ThirdParty { service: "jaeger", env: "JAEGER_IMAGE", upstream: "jaegertracing/all-in-one:1.62.0", local: None };
+pub const MINIO: ThirdParty = third_party(spec::MINIO);
+pub const NEO4J: ThirdParty = third_party(spec::NEO4J);
+pub const JAEGER: ThirdParty = third_party(spec::JAEGER);
 /// The `monitoring` profile's Prometheus.
-pub const PROMETHEUS: ThirdParty = ThirdParty {
-    service: "prometheus",
-    env: "PROMETHEUS_IMAGE",
-    upstream: "prom/prometheus:v3.5.0",
-    local: Some(PROMETHEUS_LOCAL),
-};
+pub const PROMETHEUS: ThirdParty = third_party(spec::PROMETHEUS);
 
 /// The bundled embedding model: no registry has it, so its "upstream" is the local image.
-pub const EMBEDDER: ThirdParty =
-    ThirdParty { service: "embedder", env: "EMBEDDER_IMAGE", upstream: EMBEDDER_IMAGE, local: Some(EMBEDDER_IMAGE) };
+pub const EMBEDDER: ThirdParty = third_party(spec::EMBEDDER);
 
 /// Every image not of this workspace that the compose files run.
-pub const SERVICES: [ThirdParty; 7] = [POSTGRES, REDIS, EMBEDDER, MINIO, NEO4J, JAEGER, PROMETHEUS];
+pub const SERVICES: [ThirdParty; 7] = [
+    third_party(spec::THIRD_PARTY[0]),
+    third_party(spec::THIRD_PARTY[1]),
+    third_party(spec::THIRD_PARTY[2]),
+    third_party(spec::THIRD_PARTY[3]),
+    third_party(spec::THIRD_PARTY[4]),
+    third_party(spec::THIRD_PARTY[5]),
+    third_party(spec::THIRD_PARTY[6]),
+];
 
 /// Where the third-party images come from (`IMAGE_SOURCE` in `.env`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,15 +228,8 @@ mod tests {
     }
 
     #[test]
-    fn the_compose_files_default_to_the_same_upstream_images() {
-        for file in ["docker-compose.yml", "docker-compose.dev.yml"] {
-            let path = crate::paths::project_root().join(file);
-            let text = std::fs::read_to_string(&path).unwrap();
-            for tp in SERVICES {
-                let spelled = format!("${{{}:-{}}}", tp.env, tp.upstream);
-                assert!(text.contains(&spelled), "{file} does not say {spelled}");
-            }
-        }
+    fn the_frontend_dockerfile_builds_on_the_pinned_nginx() {
+        // (docker-compose.yml's images are written from the stack spec by `cargo xtask codegen`.)
         let dockerfile =
             std::fs::read_to_string(crate::paths::project_root().join("docker/Dockerfile.frontend")).unwrap();
         assert!(dockerfile.contains(&format!("ARG NGINX_IMAGE={}", NGINX.upstream)));

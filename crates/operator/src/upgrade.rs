@@ -181,7 +181,8 @@ impl Upgrade {
 
         let mut images = BTreeMap::new();
         for c in &ours {
-            let repo = format!("weknora/{}", c.service);
+            // Under the repository compose runs (APP_IMAGE, ...), where a rollback finds it.
+            let repo = crate::images::repository(&vars, &c.service);
             let options = TagImageOptionsBuilder::default().repo(&repo).tag(KEPT).build();
             docker.tag_image(&c.image_id, Some(options)).await.with_context(|| format!("tagging {repo}:{KEPT}"))?;
             images.insert(c.service.clone(), c.image_id.clone());
@@ -280,7 +281,7 @@ fn edit_env(change: impl Fn(&str) -> String) -> Result<()> {
 /// `.env` to them.
 async fn roll_back(docker: &Docker, record: &Record, timeout: Duration) -> Result<()> {
     for (service, id) in &record.images {
-        let kept = format!("weknora/{service}:{KEPT}");
+        let kept = format!("{}:{KEPT}", crate::images::repository(&Vars::load(), service));
         match docker.inspect_image(&kept).await {
             Ok(i) if i.id.as_deref() == Some(id.as_str()) => {}
             _ => bail!(

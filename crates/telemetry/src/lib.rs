@@ -11,6 +11,12 @@
 //! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turns them off. A trace crosses
 //! services as a W3C `traceparent`: [`adopt`] makes a span the child of one received,
 //! [`traceparent`] gives the one to send.
+//!
+//! Architecture invariants: every service calls [`init`] once, early in `main`, and logs
+//! only through `tracing`. This crate knows no service: the caller passes its name, level
+//! and format, and the crate itself reads only the standard `OTEL_*` variables. It never
+//! fails a service's start: an exporter that cannot be set up is a warning, and logs
+//! still flow.
 
 use std::collections::HashMap;
 

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "weknora";
 /// Characters that need percent-encoding in a URL, to prove redaction covers both forms.
 pub const PASSWORD: &str = "Tst-pw!3x#q@7";
-pub const LOCAL_IMAGE: &str = "weknora/postgres-local:17";
-/// The bundled embedding model's image (xtask's EMBEDDER_IMAGE).
-pub const EMBEDDER_IMAGE: &str = "weknora/embedder-local:0.3.0-3";
+/// The local stand-in for production's ParadeDB (weknora-stack-spec's).
+pub const LOCAL_IMAGE: &str = weknora_stack_spec::POSTGRES_LOCAL;
+/// The bundled embedding model's image (weknora-stack-spec's).
+pub const EMBEDDER_IMAGE: &str = weknora_stack_spec::EMBEDDER_IMAGE;
 /// The name the embedder answers to in `/v1/models` and the compose files' default.
 pub const EMBEDDER_MODEL: &str = "multilingual-e5-small-q4";
 

@@ -190,51 +190,9 @@ pub struct Config {
     pub log: Log,
 }
 
-/// The original WeKnora's environment variables and the keys they set.
-pub const ENV_NAMES: &[(&str, &str)] = &[
-    ("ADMIN_API_KEY", "auth.admin_api_key"),
-    ("DB_HOST", "database.host"),
-    ("DB_PORT", "database.port"),
-    ("DB_USER", "database.user"),
-    ("DB_PASSWORD", "database.password"),
-    ("DB_NAME", "database.name"),
-    ("REDIS_ADDR", "redis.addr"),
-    ("REDIS_PASSWORD", "redis.password"),
-    ("REDIS_DB", "redis.db"),
-    ("REDIS_PREFIX", "redis.prefix"),
-    ("STORAGE_TYPE", "storage.type"),
-    ("MINIO_ENDPOINT", "storage.minio.endpoint"),
-    ("MINIO_ACCESS_KEY_ID", "storage.minio.access_key_id"),
-    ("MINIO_SECRET_ACCESS_KEY", "storage.minio.secret_access_key"),
-    ("MINIO_BUCKET_NAME", "storage.minio.bucket_name"),
-    ("MINIO_USE_SSL", "storage.minio.use_ssl"),
-    ("MINIO_REGION", "storage.minio.region"),
-    ("DOCREADER_ADDR", "docreader.addr"),
-    ("GRPC_AUTH_TOKEN", "docreader.auth_token"),
-    ("OLLAMA_BASE_URL", "models.ollama_base_url"),
-    ("MODELS_ENCRYPTION_KEY", "models.encryption_key"),
-    ("LLM_PROVIDER", "chat.provider"),
-    ("LLM_BASE_URL", "chat.base_url"),
-    ("LLM_MODEL_NAME", "chat.model"),
-    ("LLM_API_KEY", "chat.api_key"),
-    ("EMBEDDING_PROVIDER", "embedding.provider"),
-    ("EMBEDDING_BASE_URL", "embedding.base_url"),
-    ("EMBEDDING_MODEL_NAME", "embedding.model"),
-    ("EMBEDDING_API_KEY", "embedding.api_key"),
-    ("EMBEDDING_DIMENSION", "embedding.dimensions"),
-    ("BATCH_EMBED_SIZE", "embedding.batch_size"),
-    ("EMBEDDING_QUERY_PREFIX", "embedding.query_prefix"),
-    ("EMBEDDING_PASSAGE_PREFIX", "embedding.passage_prefix"),
-    ("EMBEDDING_INPUT_TYPE", "embedding.input_type"),
-    ("NEO4J_ENABLE", "graph.enabled"),
-    ("NEO4J_URI", "graph.uri"),
-    ("NEO4J_USERNAME", "graph.username"),
-    ("NEO4J_PASSWORD", "graph.password"),
-    ("LOG_LEVEL", "log.level"),
-    ("LOG_FORMAT", "log.format"),
-    ("AUTO_MIGRATE", "server.auto_migrate"),
-    ("MAX_FILE_SIZE_MB", "server.max_file_size_mb"),
-];
+/// The original WeKnora's environment variables and the keys they set (and the tracing
+/// ones, which set none), declared with the rest of the stack in weknora-stack-spec.
+pub const ENV_NAMES: &[weknora_stack_spec::EnvVar] = weknora_stack_spec::APP_ENV;
 
 /// The generic spelling of a key: `knowledge_base.chunk_size` -> `WEKNORA__KNOWLEDGE_BASE__CHUNK_SIZE`.
 pub fn generic_name(key: &str) -> String {
@@ -328,7 +286,7 @@ impl Config {
         if !root.is_mapping() {
             root = Value::Mapping(Mapping::new());
         }
-        for (var, key) in ENV_NAMES {
+        for (var, key) in ENV_NAMES.iter().filter_map(|v| Some((v.name, v.config_key?))) {
             if let Some(raw) = from_env_or_file(&env, var)? {
                 set(&mut root, key, var, &raw)?;
             }

@@ -150,7 +150,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 fn remove_images(root: &Path) -> Result<()> {
     let version = crate::images::Workspace::read()?.version;
     let mut images: Vec<String> =
-        ["app", "docreader", "frontend"].iter().map(|s| format!("weknora/{s}:{version}")).collect();
+        weknora_stack_spec::OURS.iter().filter_map(|s| Some(format!("{}:{version}", s.repository()?))).collect();
     for dep in LOCAL_DEPS {
         images.push(dep.image.to_string());
         images.push(dep.base());

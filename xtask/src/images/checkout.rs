@@ -28,7 +28,7 @@ async fn missing<'a>(docker: &Docker, meta: &BuildMeta, wanted: &[&'a str]) -> R
     let (revision, version) = (meta.revision(), version()?);
     let mut missing = Vec::new();
     for name in wanted {
-        let built_from = image_revision(docker, &format!("weknora/{name}:{version}")).await;
+        let built_from = image_revision(docker, &format!("{}:{version}", super::repository(name))).await;
         if built_from.as_deref() != Some(revision.as_str()) {
             missing.push(*name);
         }

@@ -273,7 +273,23 @@ pub async fn build_dev_image(docker: &Docker, meta: &BuildMeta, image: &str) -> 
 }
 
 /// The frontend image's repository.
-pub const FRONTEND_REPOSITORY: &str = "weknora/frontend";
+pub const FRONTEND_REPOSITORY: &str = repository("frontend");
+
+/// The repository we build our service `name` under (weknora-stack-spec's `weknora/<name>`).
+pub const fn repository(name: &str) -> &'static str {
+    let mut i = 0;
+    while i < weknora_stack_spec::OURS.len() {
+        let s = weknora_stack_spec::OURS[i];
+        // (`==` on str is not const; the names are lower case.)
+        if s.name.eq_ignore_ascii_case(name)
+            && let Some(repository) = s.repository()
+        {
+            return repository;
+        }
+        i += 1;
+    }
+    panic!("not one of our services")
+}
 
 /// Builds docker/Dockerfile.frontend on `nginx` (this machine's platform only: the
 /// image holds no compiled code of ours).

@@ -1,6 +1,6 @@
-//! Our Rust services' images: which binary, which files, which runtime settings. The
-//! Dockerfiles in docker/ describe the same images for a plain `docker build`; the
-//! Docker-backed tests check that both agree.
+//! Our Rust services' images: which binary, which files, which runtime settings, from
+//! weknora-stack-spec. The Dockerfiles in docker/ describe the same images for a plain
+//! `docker build`; the Docker-backed tests check that both agree.
 
 use std::path::{Path, PathBuf};
 
@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 
 use super::archive::{Entry, Runtime};
 use crate::paths;
+use weknora_stack_spec as spec;
 
 /// The unprivileged user the services run as (no passwd entry needed in a scratch image).
-pub const UID: u64 = 65532;
+pub const UID: u64 = spec::UID as u64;
 /// Where the host keeps its CA bundle (Debian's ca-certificates); copied into the images.
 pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -24,27 +25,38 @@ pub struct RustService {
     pub binary: &'static str,
     pub description: &'static str,
     pub port: u16,
+    /// The healthcheck's interval, timeout and start period, in seconds.
+    pub health_timing: (u64, u64, u64),
     /// Ships config/config.yaml and a writable state folder (the app's file storage).
     pub stateful: bool,
+    /// The stack spec's declaration: the image's environment, user, working folder, entry
+    /// point and healthcheck (docker/Dockerfile.<name>'s tail is generated from the same).
+    pub declared: spec::Service,
 }
 
-pub const APP: RustService = RustService {
-    name: "app",
-    repository: "weknora/app",
-    binary: "weknora-app",
-    description: "weknora HTTP API: knowledge bases, documents, ingest, search",
-    port: 8080,
-    stateful: true,
-};
+pub const APP: RustService = RustService { binary: "weknora-app", stateful: true, ..declared(spec::APP) };
 
-pub const DOCREADER: RustService = RustService {
-    name: "docreader",
-    repository: "weknora/docreader",
-    binary: "weknora-docreader",
-    description: "weknora document parser (gRPC): files and URLs to markdown",
-    port: 50051,
-    stateful: false,
-};
+pub const DOCREADER: RustService =
+    RustService { binary: "weknora-docreader", stateful: false, ..declared(spec::DOCREADER) };
+
+/// What the stack spec says of one of our Rust services.
+const fn declared(service: spec::Service) -> RustService {
+    let (spec::Image::Ours { repository, .. }, Some(port), Some(health)) =
+        (service.image, service.port, service.health)
+    else {
+        panic!("a service of ours, with a port and a healthcheck")
+    };
+    RustService {
+        name: service.name,
+        repository,
+        binary: "",
+        description: service.description,
+        port,
+        health_timing: (health.interval as u64, health.timeout as u64, health.start as u64),
+        stateful: false,
+        declared: service,
+    }
+}
 
 /// In-image paths.
 const BIN_DIR: &str = "/usr/local/bin";
@@ -79,18 +91,20 @@ impl RustService {
 
     /// How the image runs: unprivileged, the binary as entrypoint, healthcheck through the binary.
     pub fn runtime(&self, labels: std::collections::BTreeMap<String, String>) -> Runtime {
-        let mut env = vec![format!("PATH={BIN_DIR}"), format!("SSL_CERT_FILE={HOST_CA_BUNDLE}")];
-        if self.stateful {
-            env.push(format!("WEKNORA_CONFIG={CONFIG}"));
-        }
+        let d = &self.declared;
+        let strings = |items: &[&str]| items.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        let healthcheck = match d.health.map(|h| h.probe) {
+            Some(spec::Probe::Exec(cmd)) => strings(cmd),
+            other => panic!("{}: a healthcheck through the binary, not {other:?}", self.name),
+        };
         Runtime {
-            user: format!("{UID}:{UID}"),
-            entrypoint: vec![self.exe()],
-            env,
-            working_dir: (if self.stateful { STATE_DIR } else { "/" }).into(),
+            user: d.user.unwrap_or(spec::USER).to_string(),
+            entrypoint: strings(d.entrypoint),
+            env: d.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            working_dir: d.workdir.unwrap_or("/").into(),
             exposed_ports: vec![format!("{}/tcp", self.port)],
-            healthcheck: vec![self.exe(), "healthcheck".into()],
-            health_timing: (5, 5, 30),
+            healthcheck,
+            health_timing: self.health_timing,
             labels,
         }
     }
@@ -143,6 +157,7 @@ mod tests {
 
     #[test]
     fn the_dockerfiles_copy_every_context_file() {
+        // (Their runtime tails are generated from the stack spec: codegen's freshness tests.)
         for service in [APP, DOCREADER] {
             let text = std::fs::read_to_string(service.dockerfile()).unwrap();
             for (path, _) in service.context_files(Path::new("/x")).into_iter().skip(1) {
@@ -150,8 +165,6 @@ mod tests {
                 let copied = text.lines().any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == name));
                 assert!(copied, "{} does not COPY {name}", service.dockerfile().display());
             }
-            assert!(text.contains("USER 65532:65532"));
-            assert!(text.contains(&format!("EXPOSE {}", service.port)));
         }
     }
 }

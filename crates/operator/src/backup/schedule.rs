@@ -117,7 +117,7 @@ pub async fn prepare(docker: &Docker, stack: &Stack, vars: &Vars) -> Result<Vec<
     let app_dir = paths::backup_service_app();
     std::fs::create_dir_all(&app_dir).with_context(|| format!("creating {}", app_dir.display()))?;
     if vars.get("STORAGE_TYPE").is_some_and(|s| s != "local") && !stack.dev() {
-        let image = format!("{}:{}", vars.get("APP_IMAGE").unwrap_or("weknora/app"), stack.version());
+        let image = format!("{}:{}", crate::images::repository(vars, "app"), stack.version());
         eprintln!("==> copying the app's binary out of {image} for the backup service (it exports the bucket)");
         let files = [APP_BINARY_IN_IMAGE, APP_CONFIG_IN_IMAGE, CA_IN_IMAGE];
         docker::copy_out_of_image(docker, &image, &["--version"], &files, &app_dir).await?;

@@ -22,7 +22,7 @@ pub struct PortSpec {
     pub dev_only: bool,
 }
 
-/// The ports docker-compose.yml (and, in dev mode, docker-compose.dev.yml) publishes.
+/// The ports docker-compose.yml (and, in dev mode, its override docker-compose.dev.yml) publishes.
 pub const STACK_PORTS: &[PortSpec] = &[
     PortSpec { var: "FRONTEND_PORT", default: 80, dev_only: false },
     PortSpec { var: "APP_PORT", default: 8080, dev_only: false },
