@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::remote::{Protocol, excerpt, without_url};
 
 /// Where and how to reach one chat model.
@@ -68,6 +69,28 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
+    /// The built-in chat model (LLM_*), if one is configured.
+    pub fn built_in(config: &Config) -> anyhow::Result<Option<ChatModel>> {
+        let base = config.chat_base_url();
+        if base.is_empty() {
+            return Ok(None);
+        }
+        let c = &config.chat;
+        let spec = Spec {
+            provider: c.provider.clone(),
+            base_url: base.to_string(),
+            model: c.model.clone(),
+            api_key: c.api_key.0.clone(),
+        };
+        ChatModel::configured(config, &spec).map(Some).map_err(|e| anyhow::anyhow!("the chat model: {e}"))
+    }
+
+    /// A client for `spec` with the configured timeouts, temperature and answer length.
+    pub fn configured(config: &Config, spec: &Spec) -> Result<ChatModel, String> {
+        let c = &config.chat;
+        ChatModel::new(spec, Duration::from_secs(c.connect_timeout_secs), c.temperature, c.max_answer_tokens)
+    }
+
     pub fn new(spec: &Spec, connect_timeout: Duration, temperature: f64, max_tokens: u32) -> Result<ChatModel, String> {
         let protocol = Protocol::of(&spec.provider);
         let base = spec.base_url.trim_end_matches('/').to_string();
