@@ -14,7 +14,6 @@ pub mod crypt;
 pub mod db;
 pub mod docreader;
 pub mod embedding;
-pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod llm;

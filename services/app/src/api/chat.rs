@@ -11,7 +11,7 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -20,11 +20,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id, id_list, null_as_default};
+use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, Path, Query, REQUEST_ID};
-use crate::answers::Refused;
-use crate::chat::AskError;
-use crate::error::ApiError;
-use crate::replay::{self, FollowError};
+use crate::replay;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
@@ -32,35 +30,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge-chat/{id}", post(knowledge_chat))
         .route("/api/v1/sessions/{id}/stop", post(stop))
         .route("/api/v1/sessions/continue-stream/{id}", get(continue_stream))
-}
-
-impl From<AskError> for ApiError {
-    fn from(e: AskError) -> ApiError {
-        match e {
-            AskError::NoSession => ApiError::not_found("session"),
-            AskError::NoKnowledgeBase => ApiError::bad_request(
-                "knowledge_base_ids",
-                "name the knowledge bases (knowledge_base_ids) or documents (knowledge_ids) to answer from, or give \
-                 the session a knowledge_base_id",
-            ),
-            AskError::Model(e) => e.into(),
-            AskError::Refused(Refused::Running) => ApiError::new(
-                StatusCode::CONFLICT,
-                "answer_running",
-                "this session is answering already: wait for the answer, or stop it (POST /api/v1/sessions/{id}/stop)",
-            ),
-            AskError::Refused(Refused::TooMany(n)) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_answers",
-                format!(
-                    "this tenant has {n} answers streaming, as many as it may (chat.max_concurrent_per_tenant): \
-                     try again when one ends"
-                ),
-            ),
-            AskError::Search(e) => e.into(),
-            AskError::Database(e) => e.into(),
-        }
-    }
 }
 
 /// Upstream's request, read as leniently as upstream reads it: `null` lists are empty, `""`
@@ -203,24 +172,7 @@ async fn continue_stream(
     };
     match replay::follow(&state, message, running).await {
         Ok(frames) => Ok(event_stream(frames)),
-        Err(FollowError::NoFrames) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_stream_events",
-            format!(
-                "no frames are kept for this answer: they are kept {} s after it ends; read it with \
-                 GET /api/v1/messages/{{session_id}}/load",
-                replay::KEPT_AFTER_SECS
-            ),
-        )),
-        Err(FollowError::Redis(e)) => {
-            tracing::warn!(error = %e, "continue-stream: Redis does not answer");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "redis_unavailable",
-                "the answer cannot be replayed: Redis, which keeps its frames, does not answer; read it with \
-                 GET /api/v1/messages/{session_id}/load",
-            ))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use super::body::{Envelope, Message, blank_id, id_list};
 use super::documents::{View, query_pairs, view};
+use super::error::ApiError;
 use super::extract::{Caller, Json};
 use super::knowledge_bases::own_knowledge_base;
 use crate::db;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {

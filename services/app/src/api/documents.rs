@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, Message, Page, PageQuery};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Multipart, Path, Query};
 use super::knowledge_bases::own_knowledge_base;
 use crate::db;
 use crate::db::chunks::Chunk;
 use crate::db::documents::{Cancel, Knowledge, ManualRevision, NewDocument};
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes(max_bytes: usize) -> Router<SharedState> {
@@ -220,12 +220,7 @@ async fn ingest(
 
 /// Writes the bytes under `key`; a failed write leaves nothing half-written behind.
 async fn store(state: &AppState, key: &str, bytes: Bytes) -> Result<(), ApiError> {
-    let Err(e) = state.storage.write(key, bytes).await else { return Ok(()) };
-    tracing::error!(error = %e, key, "storage write failed");
-    if let Err(e) = state.storage.delete(key).await {
-        tracing::warn!(error = %e, key, "removing a partly written file failed");
-    }
-    Err(crate::storage::write_error(&e))
+    Ok(crate::storage::put(&state.storage, key, bytes).await?)
 }
 
 /// Removes a stored file nothing refers to any more; a failure leaves an orphan, logged.

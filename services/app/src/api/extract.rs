@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::error::ApiError;
 use crate::db;
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 /// The header that carries each request's id (set when the client sends none).

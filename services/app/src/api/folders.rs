@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id, id_list, null_as_default};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
 use super::knowledge_bases::own_knowledge_base;
 use crate::db;
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, null_as_default};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
 use crate::db;
 use crate::db::knowledge_bases::KnowledgeBase;
 use crate::db::knowledge_bases::Reindex;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 const NAME_TAKEN: &str = "a knowledge base with this name exists";

@@ -7,40 +7,22 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Envelope, id_list, null_as_default};
 use super::chat::{Mentioned, fold_mentions};
+use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, Path, Query};
 use crate::db::chunks::Hit;
-use crate::error::ApiError;
-use crate::retrieval::{Off, Question, Retrieved, SearchError};
+use crate::retrieval::{Off, Question, Retrieved};
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/knowledge-bases/{id}/hybrid-search", post(hybrid_search).get(hybrid_search))
         .route("/api/v1/knowledge-search", post(knowledge_search))
-}
-
-impl From<SearchError> for ApiError {
-    fn from(e: SearchError) -> ApiError {
-        match e {
-            SearchError::NotFound => ApiError::not_found("knowledge base"),
-            SearchError::NoWords => ApiError::bad_request("query", "the query has no searchable words"),
-            SearchError::ModelMismatch(message) => {
-                ApiError::new(StatusCode::CONFLICT, "embedding_model_mismatch", message)
-            }
-            SearchError::NoRetriever(why) => ApiError::bad_request(
-                "disable_keywords_match",
-                &format!("with keyword matching off nothing is left to search: {why}"),
-            ),
-            SearchError::Database(e) => e.into(),
-        }
-    }
 }
 
 /// What a search reports beside its hits.

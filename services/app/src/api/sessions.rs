@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, Page, PageQuery, some_or_null};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path, Query};
 use super::knowledge_bases::own_knowledge_base;
 use crate::db;
 use crate::db::sessions::{Message, Session};
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {

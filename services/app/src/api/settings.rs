@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::body::{Envelope, Message};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {

@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id};
+use super::error::ApiError;
 use super::extract::{Caller, OptionalJson, Path};
 use crate::chat::Answerer;
 use crate::db::suggestions::{Outcome, Suggested, SuggestionSet};
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {

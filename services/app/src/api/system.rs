@@ -14,9 +14,9 @@ use serde_json::Value;
 use weknora_buildinfo::BUILD;
 
 use super::body::Envelope;
+use super::error::ApiError;
 use super::extract::{Caller, OptionalJson};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
