@@ -185,4 +185,13 @@ mod tests {
         assert_eq!(endpoint_url("minio:9000", true), "https://minio:9000");
         assert_eq!(endpoint_url("https://s3.eu-west-1.amazonaws.com/", false), "https://s3.eu-west-1.amazonaws.com");
     }
+
+    #[test]
+    fn a_write_that_ran_out_of_space_is_full_any_other_unavailable() {
+        let failed =
+            |kind| opendal::Error::new(opendal::ErrorKind::Unexpected, "write").set_source(std::io::Error::from(kind));
+        assert_eq!(StoreError::of(&failed(std::io::ErrorKind::StorageFull)), StoreError::Full);
+        assert_eq!(StoreError::of(&failed(std::io::ErrorKind::QuotaExceeded)), StoreError::Full);
+        assert_eq!(StoreError::of(&failed(std::io::ErrorKind::ConnectionRefused)), StoreError::Unavailable);
+    }
 }

@@ -346,3 +346,22 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_storage_is_507_and_an_unavailable_one_503() {
+        let full = ApiError::from(StoreError::Full);
+        assert_eq!(
+            (full.status, full.code, upstream_code(full.status)),
+            (StatusCode::INSUFFICIENT_STORAGE, "storage_full", 1007)
+        );
+        let down = ApiError::from(StoreError::Unavailable);
+        assert_eq!(
+            (down.status, down.code, upstream_code(down.status)),
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", 1008)
+        );
+    }
+}
