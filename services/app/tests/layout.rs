@@ -91,7 +91,7 @@ fn graph() -> Graph {
 fn the_graph_is_read_from_the_source() {
     let g = graph();
     assert!(g.uses["ingest"].contains("db::jobs"), "{:?}", g.uses["ingest"]);
-    assert!(g.uses["api::documents"].contains("api::knowledge_bases"), "{:?}", g.uses["api::documents"]);
+    assert!(g.uses["api::documents"].contains("api::extract"), "{:?}", g.uses["api::documents"]);
     assert!(g.uses["api::documents"].contains("state"));
     assert!(g.uses.len() > 20, "{:?}", g.uses.keys());
 }

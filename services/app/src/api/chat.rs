@@ -19,7 +19,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::body::{Envelope, blank_id, id_list, null_as_default};
+use super::body::{Envelope, Mentioned, blank_id, fold_mentions, id_list, null_as_default};
 use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, Path, Query, REQUEST_ID};
 use crate::replay;
@@ -45,28 +45,6 @@ struct Ask {
     mentioned_items: Vec<Mentioned>,
     #[serde(default, alias = "model_id", deserialize_with = "blank_id")]
     summary_model_id: Option<Uuid>,
-}
-
-/// An `@`-mention in upstream's chat box: a knowledge base or a file to answer from.
-#[derive(Deserialize)]
-pub struct Mentioned {
-    #[serde(default)]
-    id: String,
-    #[serde(default, rename = "type")]
-    kind: String,
-}
-
-/// The knowledge bases and documents the mentions name, added to `kbs` and `docs`
-/// (mentions of other kinds, and ids that are not ours to parse, are left out).
-pub fn fold_mentions(mentioned: &[Mentioned], kbs: &mut Vec<Uuid>, docs: &mut Vec<Uuid>) {
-    for m in mentioned {
-        let Ok(id) = m.id.trim().parse::<Uuid>() else { continue };
-        match m.kind.as_str() {
-            "kb" => kbs.push(id),
-            "file" => docs.push(id),
-            _ => {}
-        }
-    }
 }
 
 async fn knowledge_chat(
@@ -151,7 +129,7 @@ async fn continue_stream(
     Path(session): Path<Uuid>,
     Query(q): Query<Continue>,
 ) -> Result<Response, ApiError> {
-    super::sessions::fetch(&state, &caller, session).await?;
+    caller.own_session(&state, session).await?;
     let message = q.message_id.ok_or_else(|| {
         ApiError::bad_request(
             "message_id",
@@ -197,7 +175,7 @@ async fn stop(
     Path(id): Path<Uuid>,
     OptionalJson(body): OptionalJson<Stop>,
 ) -> Result<Envelope<Stopped>, ApiError> {
-    super::sessions::fetch(&state, &caller, id).await?;
+    caller.own_session(&state, id).await?;
     let streaming = crate::db::sessions::streaming_answer(&state.db, caller.tenant_id, id).await?;
     let named = body.and_then(|b| b.message_id);
     let Some(message) = streaming.filter(|m| named.is_none_or(|n| n == *m)) else {

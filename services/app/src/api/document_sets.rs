@@ -13,11 +13,10 @@ use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::{Envelope, Message, blank_id, id_list};
-use super::documents::{View, query_pairs, view};
+use super::body::{Envelope, Message, blank_id, id_list, query_pairs};
 use super::error::ApiError;
 use super::extract::{Caller, Json};
-use super::knowledge_bases::own_knowledge_base;
+use super::views::{DocumentView as View, document_view as view};
 use crate::db;
 use crate::state::{AppState, SharedState};
 
@@ -182,7 +181,7 @@ async fn checked(state: &AppState, caller: &Caller, body: Batch) -> Result<(Uuid
     if ids.is_empty() || ids.len() > MAX_BATCH {
         return Err(ApiError::bad_request("ids", &format!("name 1 to {MAX_BATCH} documents")));
     }
-    own_knowledge_base(state, caller, kb).await?;
+    caller.own_knowledge_base(state, kb).await?;
     let docs = db::documents::get_many(&state.db, caller.tenant_id, &ids).await?;
     if let Some(missing) = ids.iter().find(|id| !docs.iter().any(|d| d.id == **id)) {
         return Err(ApiError::bad_request("ids", &format!("there is no document {missing}: nothing was done")));

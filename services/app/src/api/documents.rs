@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::body::{Deleted, Envelope, Message, Page, PageQuery};
+use super::body::{
+    Deleted, Envelope, Message, Page, PageQuery, normalize_folder, normalize_folder_filter, query_pairs,
+};
 use super::error::ApiError;
-use super::extract::{Caller, Json, Multipart, Path, Query};
-use super::knowledge_bases::own_knowledge_base;
+use super::extract::{Caller, Json, Multipart, OwnedKnowledgeBase, Path, Query};
+use super::views::{DocumentView as View, document_view as view};
 use crate::db;
 use crate::db::chunks::Chunk;
 use crate::db::documents::{Cancel, Knowledge, ManualRevision, NewDocument};
@@ -50,42 +52,6 @@ fn too_large(limit_mb: u64) -> ApiError {
         "file_too_large",
         format!("the file is larger than the {limit_mb} MB limit (MAX_FILE_SIZE_MB)"),
     )
-}
-
-/// A document as upstream's clients read it: ours, and the same facts under upstream's
-/// names (`type`, `file_name`, `file_size`, `storage_size`, `file_hash`, `error_message` —
-/// `""` when there is none — and `enable_status`: `enabled` once it is searchable), with
-/// what upstream has and we do not as what it is: no `description`, no summary
-/// (`summary_status: "none"`).
-#[derive(Serialize)]
-pub(super) struct View {
-    #[serde(flatten)]
-    doc: Knowledge,
-    #[serde(rename = "type")]
-    kind: String,
-    description: &'static str,
-    file_name: String,
-    file_size: i64,
-    storage_size: i64,
-    file_hash: String,
-    error_message: String,
-    enable_status: &'static str,
-    summary_status: &'static str,
-}
-
-pub(super) fn view(doc: Knowledge) -> View {
-    View {
-        kind: doc.source_type.clone(),
-        description: "",
-        file_name: if doc.source_type == "file" { doc.source.clone() } else { String::new() },
-        file_size: doc.size_bytes,
-        storage_size: doc.size_bytes,
-        file_hash: doc.checksum.clone().unwrap_or_default(),
-        error_message: doc.error.clone().unwrap_or_default(),
-        enable_status: if doc.parse_status == "completed" { "enabled" } else { "disabled" },
-        summary_status: "none",
-        doc,
-    }
 }
 
 async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Knowledge, ApiError> {
@@ -232,12 +198,10 @@ async fn discard(state: &AppState, key: &str) {
 
 async fn upload_file(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     headers: HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Envelope<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let limit_mb = state.config.server.max_file_size_mb;
     let limit = (limit_mb << 20) as usize;
     // Refuse before reading (and long before storing) when the size is declared.
@@ -291,7 +255,7 @@ async fn upload_file(
     let mut folder = String::new();
     if let Some(relative) = relative {
         let (dir, base) = relative.rsplit_once(['/', '\\']).unwrap_or(("", relative.as_str()));
-        folder = super::folders::normalize(dir).map_err(|_| {
+        folder = normalize_folder(dir).map_err(|_| {
             ApiError::bad_request("fileName", "the file's path has control characters: send it without them")
         })?;
         if !base.trim().is_empty() {
@@ -310,11 +274,9 @@ struct Manual {
 
 async fn upload_manual(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Json(body): Json<Manual>,
 ) -> Result<Envelope<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     if body.content.trim().is_empty() {
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
@@ -428,11 +390,9 @@ struct FromUrl {
 /// A web page or file by URL: docreader fetches it (with its private-address guard).
 async fn upload_url(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Json(body): Json<FromUrl>,
 ) -> Result<Envelope<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let url = body.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(ApiError::bad_request("url", "give an http:// or https:// URL"));
@@ -524,15 +484,13 @@ struct ListFilter {
 /// A knowledge base's documents, newest first, paged like the chunks, filtered as asked.
 async fn list(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Query(page): Query<PageQuery>,
     Query(f): Query<ListFilter>,
 ) -> Result<Page<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let (keyword, file_type, parse_status) = (set(&f.keyword), set(&f.file_type), set(&f.parse_status));
-    let folder = f.folder_path.as_deref().map(super::folders::normalize_filter);
+    let folder = f.folder_path.as_deref().map(normalize_folder_filter);
     let filter = db::documents::Filter {
         keyword: keyword.as_deref(),
         file_type: file_type.as_deref(),
@@ -568,15 +526,6 @@ async fn batch(
     }
     let docs = db::documents::get_many(&state.db, caller.tenant_id, &ids).await?;
     Ok(Envelope::new(docs.into_iter().map(view).collect()))
-}
-
-/// A query string's `key=value` pairs, decoded (`+` is a space).
-pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-    query.split('&').filter(|p| !p.is_empty()).map(move |pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(key), decode(value))
-    })
 }
 
 /// Upstream's update sends its whole document: its title is what may change (a blank one
@@ -616,10 +565,8 @@ struct Cleared {
 /// goes (with chunks, jobs and files); the knowledge base and its settings stay.
 async fn clear(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
 ) -> Result<Envelope<Cleared>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let (deleted, keys) = db::documents::clear(&state.db, caller.tenant_id, kb).await?;
     crate::cache::knowledge_base_changed(&state, kb).await;
     for key in keys {

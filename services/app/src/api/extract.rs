@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::db;
-use crate::state::SharedState;
+use crate::db::sessions::Session;
+use crate::state::{AppState, SharedState};
 
 /// The header that carries each request's id (set when the client sends none).
 pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
@@ -55,6 +56,21 @@ fn is_deployment_key(key: &str, configured: &str) -> bool {
 }
 
 impl Caller {
+    /// Ok when the knowledge base exists and is the caller's tenant's; another tenant's is
+    /// `no such knowledge base`, as one that does not exist, so ids do not leak.
+    pub async fn own_knowledge_base(&self, state: &AppState, id: Uuid) -> Result<(), ApiError> {
+        if db::knowledge_bases::exists(&state.db, self.tenant_id, id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("knowledge base"))
+        }
+    }
+
+    /// The session, when it is the caller's tenant's; `no such session` otherwise.
+    pub async fn own_session(&self, state: &AppState, id: Uuid) -> Result<Session, ApiError> {
+        db::sessions::get(&state.db, self.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("session"))
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.admin {
             Ok(())
@@ -78,6 +94,25 @@ impl Caller {
                 ),
             ))
         }
+    }
+}
+
+/// The knowledge base a route's path names (`/knowledge-bases/{id}/...`), and the caller,
+/// whose tenant's it is: the path is read after the key, and another tenant's knowledge
+/// base is not found before anything else of the request is read.
+pub struct OwnedKnowledgeBase {
+    pub caller: Caller,
+    pub id: Uuid,
+}
+
+impl FromRequestParts<SharedState> for OwnedKnowledgeBase {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<OwnedKnowledgeBase, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<Uuid>::from_request_parts(parts, state).await?;
+        caller.own_knowledge_base(state, id).await?;
+        Ok(OwnedKnowledgeBase { caller, id })
     }
 }
 

@@ -18,6 +18,7 @@ mod suggestions;
 mod system;
 mod tenants;
 mod transfers;
+mod views;
 
 use std::time::Instant;
 

@@ -11,10 +11,9 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::{Envelope, id_list, null_as_default};
-use super::chat::{Mentioned, fold_mentions};
+use super::body::{Envelope, Mentioned, fold_mentions, id_list, null_as_default};
 use super::error::ApiError;
-use super::extract::{Caller, Json, OptionalJson, Path, Query};
+use super::extract::{Caller, Json, OptionalJson, OwnedKnowledgeBase, Query};
 use crate::db::chunks::Hit;
 use crate::retrieval::{Off, Question, Retrieved};
 use crate::state::{AppState, SharedState};
@@ -74,13 +73,10 @@ struct SearchParams {
 /// A hybrid search, as upstream asks it (a JSON body) or as our UI does (the query string).
 async fn hybrid_search(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Query(q): Query<SearchQuery>,
     OptionalJson(body): OptionalJson<SearchParams>,
 ) -> Result<Answer, ApiError> {
-    // Another tenant's knowledge base is not found, whatever the request holds.
-    super::knowledge_bases::own_knowledge_base(&state, &caller, kb).await?;
     let params = body.unwrap_or_else(|| SearchParams {
         query_text: q.query.unwrap_or_default(),
         match_count: q.top_k,

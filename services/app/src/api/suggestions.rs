@@ -64,7 +64,7 @@ async fn read(
     caller: Caller,
     Path((session, message)): Path<(Uuid, Uuid)>,
 ) -> Result<Envelope<Wire>, ApiError> {
-    super::sessions::fetch(&state, &caller, session).await?;
+    caller.own_session(&state, session).await?;
     let set = crate::db::suggestions::get(&state.db, caller.tenant_id, session, message).await?;
     let set =
         set.ok_or_else(|| ApiError::not_found("suggestions for this answer: POST to the same path makes them"))?;
@@ -84,7 +84,7 @@ async fn make(
     OptionalJson(body): OptionalJson<Make>,
 ) -> Result<Envelope<Wire>, ApiError> {
     let tenant = caller.tenant_id;
-    let s = super::sessions::fetch(&state, &caller, session).await?;
+    let s = caller.own_session(&state, session).await?;
     let exchange = crate::db::sessions::exchange(&state.db, tenant, session, message).await?;
     let (status, question, answer) = exchange.ok_or_else(|| ApiError::not_found("answer in this session"))?;
     if status != "completed" {
@@ -156,7 +156,7 @@ async fn event(
     Path(session): Path<Uuid>,
     super::extract::Json(body): super::extract::Json<Event>,
 ) -> Result<Envelope<Recorded>, ApiError> {
-    super::sessions::fetch(&state, &caller, session).await?;
+    caller.own_session(&state, session).await?;
     let set = body.suggestion_set_id.ok_or_else(|| ApiError::bad_request("suggestion_set_id", "name the set"))?;
     if !EVENTS.contains(&body.event_type.as_str()) {
         return Err(ApiError::bad_request("event_type", &format!("one of {}", EVENTS.join(", "))));

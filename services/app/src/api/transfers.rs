@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::body::{Envelope, blank_id, id_list, null_as_default};
 use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
-use super::knowledge_bases::{View, view};
+use super::views::{KnowledgeBaseView as View, knowledge_base_view as view};
 use crate::db;
 use crate::db::knowledge_bases::KnowledgeBase;
 use crate::db::transfers::{NewTask, Progress};
