@@ -1,15 +1,12 @@
 //! The shapes every successful answer has: `{"success": true, "data": ...}`, plus the page
 //! a listing stands at, or whatever else a feature reports beside its data; and the pieces
-//! of requests that several features read (lenient ids, `@`-mentions, query pairs, folder
-//! paths).
+//! of requests that several features read (lenient ids, `@`-mentions, query pairs).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use super::error::ApiError;
 
 /// `{"success": true, "data": T, ...M}`: `M`'s fields sit beside `data` (none by default).
 #[derive(Serialize)]
@@ -216,43 +213,4 @@ pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (decode(key), decode(value))
     })
-}
-
-/// How deep folders go, how long one folder's name and a whole path may be (in characters).
-pub const MAX_DEPTH: usize = 16;
-pub const MAX_NAME: usize = 128;
-pub const MAX_PATH: usize = 1024;
-
-/// A folder path as sent, in the form it is stored in: `/` between folders (`\` is read as
-/// one), none at either end, no `.` or `..` (a path cannot climb out of the root), white
-/// space and trailing dots trimmed from each name (`a.` and `a` are one folder). Deeper
-/// than 16 folders, names longer than 128 characters and paths longer than 1024 are cut,
-/// as upstream cuts them. Control characters are refused.
-pub fn normalize_folder(raw: &str) -> Result<String, ApiError> {
-    if raw.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("folder_path", "a folder path has no control characters"));
-    }
-    let mut names: Vec<String> = Vec::new();
-    for name in raw.split(['/', '\\']) {
-        let name = name.trim().trim_end_matches(['.', ' ']).trim();
-        if name.is_empty() {
-            continue;
-        }
-        let name: String = name.chars().take(MAX_NAME).collect::<String>().trim_end().to_string();
-        names.push(name);
-        if names.len() == MAX_DEPTH {
-            break;
-        }
-    }
-    while names.iter().map(|n| n.chars().count() + 1).sum::<usize>() > MAX_PATH + 1 {
-        names.pop();
-    }
-    Ok(names.join("/"))
-}
-
-/// A folder path as a listing filter: normalized, control characters and all dropped (a
-/// filter that matches nothing is no error).
-pub fn normalize_folder_filter(raw: &str) -> String {
-    let clean: String = raw.chars().filter(|c| !c.is_control()).collect();
-    normalize_folder(&clean).unwrap_or_default()
 }

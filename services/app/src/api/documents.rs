@@ -4,23 +4,22 @@
 //! ingest job in one transaction, so nothing is lost between the two.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::body::{
-    Deleted, Envelope, Message, Page, PageQuery, normalize_folder, normalize_folder_filter, query_pairs,
-};
+use super::body::{Deleted, Envelope, Message, Page, PageQuery, query_pairs};
 use super::error::ApiError;
-use super::extract::{Caller, Json, Multipart, OwnedKnowledgeBase, Path, Query};
+use super::extract::{
+    Caller, Json, Multipart, OwnedKnowledgeBase, Path, Query, normalize_folder, normalize_folder_filter,
+};
 use super::views::{DocumentView as View, document_view as view};
 use crate::db;
 use crate::db::chunks::Chunk;
-use crate::db::documents::{Cancel, Knowledge, ManualRevision, NewDocument};
+use crate::db::documents::{Cancel, Knowledge};
+use crate::ingest::{self, Upload, base_name, file_type};
 use crate::state::{AppState, SharedState};
 
 pub fn routes(max_bytes: usize) -> Router<SharedState> {
@@ -56,144 +55,6 @@ fn too_large(limit_mb: u64) -> ApiError {
 
 async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Knowledge, ApiError> {
     db::documents::get(&state.db, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("document"))
-}
-
-/// The last component of a name as sent, whichever separator the sender's system uses.
-fn base_name(file_name: &str) -> &str {
-    file_name.rsplit(['/', '\\']).next().unwrap_or_default()
-}
-
-/// The file type is the extension of the file's own name (never of a folder in a path
-/// sent with it), lower-cased; none for names like `.bashrc` or `README`.
-fn file_type(file_name: &str) -> String {
-    match base_name(file_name).rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
-            ext.to_ascii_lowercase()
-        }
-        _ => String::new(),
-    }
-}
-
-/// The longest stored name, in bytes: file systems take 255, and room is left.
-const MAX_STORED_NAME: usize = 200;
-
-/// A storage key that keeps the file's name readable but cannot escape its folder, and
-/// fits a file system's limit (a long name keeps its start and its extension).
-fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
-    format!("{tenant}/{kb}/{knowledge}/{}", stored_name(file_name))
-}
-
-/// A new key for another version of the document's file, in a folder of its own: never
-/// the key of any earlier version.
-fn revision_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
-    let revision = Uuid::new_v4().simple().to_string();
-    format!("{tenant}/{kb}/{knowledge}/{}/{}", &revision[..12], stored_name(file_name))
-}
-
-/// The file's own name, made safe to store.
-fn stored_name(file_name: &str) -> String {
-    let safe: String = base_name(file_name)
-        .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
-        .collect();
-    let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
-    shortened(&safe)
-}
-
-/// `name` cut to `MAX_STORED_NAME` bytes on a character boundary, keeping its extension.
-fn shortened(name: &str) -> String {
-    if name.len() <= MAX_STORED_NAME {
-        return name.to_string();
-    }
-    let extension = match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 16 => format!(".{ext}"),
-        _ => String::new(),
-    };
-    let room = MAX_STORED_NAME - extension.len();
-    let mut stem: String = String::new();
-    for c in name[..name.len() - extension.len()].chars() {
-        if stem.len() + c.len_utf8() > room {
-            break;
-        }
-        stem.push(c);
-    }
-    stem + &extension
-}
-
-/// Stores the bytes, then records the document and its job together; if recording fails
-/// the stored object is removed again. `content` is None for URL documents, which
-/// docreader fetches itself. The name is kept as sent, for display only.
-#[allow(clippy::too_many_arguments)]
-async fn ingest(
-    state: &AppState,
-    caller: &Caller,
-    kb: Uuid,
-    source_type: &str,
-    file_name: &str,
-    title: &str,
-    content: Option<Bytes>,
-    folder_path: &str,
-) -> Result<Knowledge, ApiError> {
-    let id = Uuid::new_v4();
-    let key = content.as_ref().map(|_| object_key(caller.tenant_id, kb, id, file_name));
-    let checksum: Option<String> =
-        content.as_ref().map(|b| Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect());
-    let file_type = if source_type == "url" { String::new() } else { file_type(file_name) };
-    let size = content.as_ref().map_or(0, |b| b.len() as i64);
-    // The same file or URL twice in a knowledge base is refused, as upstream does (typed
-    // text may repeat), with the
-    // document that holds it (upstream's clients take it from `data`).
-    let url = (source_type == "url").then_some(file_name);
-    let same_file = checksum.as_deref().filter(|_| source_type == "file");
-    if let Some(there) = db::documents::existing(&state.db, caller.tenant_id, kb, same_file, url).await? {
-        let what = if url.is_some() { "this URL" } else { "a file with the same content" };
-        let message = format!(
-            "the knowledge base has {what} already: document {} (`{}`); delete it first to upload it again",
-            there.id, there.title
-        );
-        let word = if url.is_some() { "duplicate_url" } else { "duplicate_file" };
-        return Err(ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(view(there), word));
-    }
-    if let (Some(key), Some(bytes)) = (&key, content) {
-        store(state, key, bytes).await?;
-    }
-    let doc = NewDocument {
-        id,
-        tenant: caller.tenant_id,
-        knowledge_base: kb,
-        source_type,
-        source: file_name,
-        title,
-        file_type: &file_type,
-        object_key: key.as_deref(),
-        size_bytes: size,
-        checksum: checksum.as_deref(),
-        folder_path,
-    };
-    match db::documents::insert_with_job(&state.db, &doc, state.config.ingest.max_attempts).await {
-        Ok(k) => {
-            state.new_job.notify_one();
-            Ok(k)
-        }
-        Err(e) => {
-            if let Some(key) = &key {
-                let _ = state.storage.delete(key).await;
-            }
-            Err(e.into())
-        }
-    }
-}
-
-/// Writes the bytes under `key`; a failed write leaves nothing half-written behind.
-async fn store(state: &AppState, key: &str, bytes: Bytes) -> Result<(), ApiError> {
-    Ok(crate::storage::put(&state.storage, key, bytes).await?)
-}
-
-/// Removes a stored file nothing refers to any more; a failure leaves an orphan, logged.
-async fn discard(state: &AppState, key: &str) {
-    if let Err(e) = state.storage.delete(key).await {
-        tracing::warn!(error = %e, key, "a stored file nothing refers to could not be removed");
-    }
 }
 
 async fn upload_file(
@@ -262,7 +123,16 @@ async fn upload_file(
             name = base.trim().to_string();
         }
     }
-    let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data)), &folder).await?;
+    let upload = Upload {
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type: "file",
+        file_name: &name,
+        title: &name,
+        content: Some(data),
+        folder_path: &folder,
+    };
+    let k = ingest::accept(&state, upload).await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -281,8 +151,16 @@ async fn upload_manual(
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
     let title = if body.title.trim().is_empty() { "manual" } else { body.title.trim() };
-    let content = Some(Bytes::from(body.content));
-    let k = ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, content, "").await?;
+    let upload = Upload {
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type: "manual",
+        file_name: &format!("{title}.md"),
+        title,
+        content: Some(body.content.into_bytes()),
+        folder_path: "",
+    };
+    let k = ingest::accept(&state, upload).await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -346,37 +224,8 @@ async fn update_manual(
     if content.trim().is_empty() {
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
-    let source = format!("{title}.md");
-    // A key no other version of the text has: the old text stays whole until the switch.
-    let key = revision_key(caller.tenant_id, doc.knowledge_base_id, id, &source);
-    let checksum: String = Sha256::digest(content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let rev = ManualRevision {
-        title,
-        source: &source,
-        file_type: &file_type(&source),
-        object_key: &key,
-        size_bytes: content.len() as i64,
-        checksum: &checksum,
-    };
-    store(&state, &key, Bytes::from(content)).await?;
-    let revised =
-        db::documents::revise_manual(&state.db, caller.tenant_id, id, &rev, state.config.ingest.max_attempts).await;
-    let (revised, old_key) = match revised {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            discard(&state, &key).await;
-            return Err(ApiError::not_found("document"));
-        }
-        Err(e) => {
-            discard(&state, &key).await;
-            return Err(e.into());
-        }
-    };
-    state.new_job.notify_one();
+    let revised = ingest::revise_manual(&state, caller.tenant_id, &doc, title, content).await?;
     crate::cache::knowledge_base_changed(&state, revised.knowledge_base_id).await;
-    if let Some(old) = old_key.filter(|old| *old != key) {
-        discard(&state, &old).await;
-    }
     Ok(Envelope::new(view(revised)))
 }
 
@@ -398,7 +247,16 @@ async fn upload_url(
         return Err(ApiError::bad_request("url", "give an http:// or https:// URL"));
     }
     let title = if body.title.trim().is_empty() { url } else { body.title.trim() };
-    let k = ingest(&state, &caller, kb, "url", url, title, None, "").await?;
+    let upload = Upload {
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type: "url",
+        file_name: url,
+        title,
+        content: None,
+        folder_path: "",
+    };
+    let k = ingest::accept(&state, upload).await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -786,17 +644,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_file_type_is_the_extension_of_the_name_alone() {
-        assert_eq!(file_type("report.PDF"), "pdf");
-        assert_eq!(file_type("../../../etc/passwd"), "");
-        assert_eq!(file_type("..\\..\\notes.v2.docx"), "docx");
-        assert_eq!(file_type("dir.d/README"), "");
-        assert_eq!(file_type(".bashrc"), "");
-        assert_eq!(file_type("weird.t/x"), "");
-        assert_eq!(file_type("a.tar.gz"), "gz");
-    }
-
-    #[test]
     fn a_preview_shows_what_is_safe_to_show_inline() {
         assert_eq!(preview_type("彗星.TXT"), Some("text/plain; charset=utf-8"));
         assert_eq!(preview_type("a.pdf"), Some("application/pdf"));
@@ -806,24 +653,5 @@ mod tests {
         for active in ["page.html", "x.HTM", "logo.svg", "feed.xml", "app.js", "style.css"] {
             assert_eq!(preview_type(active), None, "{active}");
         }
-    }
-
-    #[test]
-    fn each_revision_of_a_file_has_a_key_of_its_own() {
-        let id = Uuid::nil();
-        let first = object_key(id, id, id, "notes/plan.md");
-        let (a, b) = (revision_key(id, id, id, "notes/plan.md"), revision_key(id, id, id, "notes/plan.md"));
-        assert!(a != b && a != first && a.ends_with("/plan.md") && a.starts_with(first.trim_end_matches("plan.md")));
-    }
-
-    #[test]
-    fn object_keys_cannot_escape_their_folder() {
-        let id = Uuid::nil();
-        assert_eq!(object_key(id, id, id, "../../../etc/passwd").rsplit('/').next(), Some("passwd"));
-        assert!(object_key(id, id, id, "..").ends_with("/file"));
-        assert!(object_key(id, id, id, "a b?.txt").ends_with("/a_b_.txt"));
-        let long = object_key(id, id, id, &format!("{}.txt", "é".repeat(1000)));
-        let name = long.rsplit('/').next().unwrap();
-        assert!(name.len() <= MAX_STORED_NAME && name.starts_with('é') && name.ends_with(".txt"), "{name}");
     }
 }

@@ -14,9 +14,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::views::document_view;
 use crate::answers::Refused;
 use crate::chat::AskError;
 use crate::crypt::SealError;
+use crate::ingest::IntakeError;
 use crate::models::ModelError;
 use crate::replay::{self, FollowError};
 use crate::retrieval::SearchError;
@@ -228,6 +230,27 @@ impl From<StoreError> for ApiError {
                 "storage_unavailable",
                 "the file could not be stored: nothing was kept; see GET /ready and the app's log",
             ),
+        }
+    }
+}
+
+/// A document that was not taken in. A duplicate answers the document that holds the file
+/// (upstream's clients take it from `data`), with upstream's word as the top-level code.
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> ApiError {
+        match e {
+            IntakeError::Duplicate { existing, url } => {
+                let what = if url { "this URL" } else { "a file with the same content" };
+                let message = format!(
+                    "the knowledge base has {what} already: document {} (`{}`); delete it first to upload it again",
+                    existing.id, existing.title
+                );
+                let word = if url { "duplicate_url" } else { "duplicate_file" };
+                ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(document_view(*existing), word)
+            }
+            IntakeError::NotFound => ApiError::not_found("document"),
+            IntakeError::Store(e) => e.into(),
+            IntakeError::Database(e) => e.into(),
         }
     }
 }

@@ -11,11 +11,11 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::{
-    Envelope, MAX_DEPTH, MAX_PATH, blank_id, id_list, normalize_folder, normalize_folder_filter, null_as_default,
-};
+use super::body::{Envelope, blank_id, id_list, null_as_default};
 use super::error::ApiError;
-use super::extract::{Caller, Json, OwnedKnowledgeBase};
+use super::extract::{
+    Caller, Json, MAX_DEPTH, MAX_PATH, OwnedKnowledgeBase, normalize_folder, normalize_folder_filter,
+};
 use crate::db;
 use crate::state::SharedState;
 
@@ -195,7 +195,7 @@ async fn file_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::body::MAX_NAME;
+    use crate::api::extract::MAX_NAME;
 
     #[test]
     fn folder_paths_are_stored_in_one_form_and_cannot_climb_out() {
