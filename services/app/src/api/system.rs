@@ -54,11 +54,6 @@ async fn within<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>
     }
 }
 
-async fn check_redis(client: &redis::Client) -> Result<(), redis::RedisError> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
-}
-
 #[derive(Serialize)]
 struct Check {
     ok: bool,
@@ -99,7 +94,7 @@ async fn ready(State(state): State<SharedState>) -> Response {
     };
     let (database, redis, docreader, embedder) = tokio::join!(
         within(schema_current(&state.db)),
-        within(check_redis(&state.redis)),
+        within(crate::cache::ping(&state.redis)),
         state.docreader.check(CHECK_TIMEOUT),
         embedder
     );
