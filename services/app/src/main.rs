@@ -124,7 +124,7 @@ async fn migrate(config: Config) -> Result<()> {
 
 async fn reindex(config: Config, only: Option<uuid::Uuid>) -> Result<()> {
     use weknora_app::db::knowledge_bases::{self, Reindex};
-    let embedder = weknora_app::embedding::Embedder::from_config(&config)?;
+    let embedder = weknora_app::clients::embedding::Embedder::from_config(&config)?;
     let (pool, where_db) = weknora_app::state::database(&config);
     if weknora_app::db::system::pgvector(&pool).await.with_context(|| format!("reading {where_db}"))?.is_none() {
         anyhow::bail!("{where_db} has no pgvector (or is not migrated): vectors cannot be stored there");

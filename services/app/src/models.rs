@@ -3,10 +3,10 @@
 
 use uuid::Uuid;
 
+use crate::clients::embedding::Embedder;
+use crate::clients::llm::{ChatModel, Spec};
 use crate::crypt::SealError;
 use crate::db;
-use crate::embedding::Embedder;
-use crate::llm::{ChatModel, Spec};
 use crate::state::AppState;
 
 #[derive(Debug)]
@@ -69,7 +69,7 @@ pub async fn chat(state: &AppState, tenant: Uuid, id: Uuid) -> Result<ChatModel,
 pub async fn embedder(state: &AppState, tenant: Uuid, id: Option<Uuid>) -> Result<Option<Embedder>, ModelError> {
     let Some(id) = id else { return Ok(state.embedder.clone()) };
     let (m, api_key) = stored(state, tenant, id, "embedding").await?;
-    let spec = crate::embedding::Spec {
+    let spec = crate::clients::embedding::Spec {
         provider: &m.provider,
         base_url: &m.base_url,
         model: &m.name,

@@ -11,12 +11,12 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::answers::Answers;
+use crate::clients::docreader::Docreader;
+use crate::clients::embedding::Embedder;
+use crate::clients::llm::ChatModel;
 use crate::config::Config;
 use crate::crypt::Sealer;
 use crate::db::chunks::VectorSearch;
-use crate::docreader::Docreader;
-use crate::embedding::Embedder;
-use crate::llm::ChatModel;
 
 pub struct AppState {
     pub config: Config,

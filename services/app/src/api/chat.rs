@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::body::{Envelope, Mentioned, blank_id, fold_mentions, id_list, null_as_default};
 use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, Path, Query, REQUEST_ID};
-use crate::replay;
+use crate::answer::replay;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
@@ -64,7 +64,7 @@ async fn knowledge_chat(
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let (mut knowledge_bases, mut knowledge_ids) = (body.knowledge_base_ids, body.knowledge_ids);
     fold_mentions(&body.mentioned_items, &mut knowledge_bases, &mut knowledge_ids);
-    let question = crate::chat::Question {
+    let question = crate::answer::chat::Question {
         tenant: caller.tenant_id,
         session,
         request_id,
@@ -73,7 +73,7 @@ async fn knowledge_chat(
         knowledge_ids: &knowledge_ids,
         model: body.summary_model_id,
     };
-    let frames = crate::chat::ask(&state, question).await?;
+    let frames = crate::answer::chat::ask(&state, question).await?;
     Ok(event_stream(frames))
 }
 

@@ -208,7 +208,7 @@ async fn batch_delete(
 ) -> Result<Envelope<BatchDeleted, Message>, ApiError> {
     let (kb, ids) = checked(&state, &caller, body).await?;
     let (deleted, keys) = db::documents::delete_many(&state.db, caller.tenant_id, kb, &ids).await?;
-    crate::cache::knowledge_base_changed(&state, kb).await;
+    crate::search::cache::knowledge_base_changed(&state, kb).await;
     for key in keys {
         if let Err(e) = state.storage.delete(&key).await {
             tracing::warn!(error = %e, key, "the document is deleted but its file could not be removed");

@@ -218,14 +218,14 @@ async fn update_manual(
         let renamed = db::documents::rename(&state.db, caller.tenant_id, id, title)
             .await?
             .ok_or_else(|| ApiError::not_found("document"))?;
-        crate::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
+        crate::search::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
         return Ok(Envelope::new(view(renamed)));
     };
     if content.trim().is_empty() {
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
     let revised = ingest::revise_manual(&state, caller.tenant_id, &doc, title, content).await?;
-    crate::cache::knowledge_base_changed(&state, revised.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, revised.knowledge_base_id).await;
     Ok(Envelope::new(view(revised)))
 }
 
@@ -319,7 +319,7 @@ async fn remove(
 ) -> Result<Envelope<Deleted>, ApiError> {
     let doc = fetch(&state, &caller, id).await?;
     db::documents::delete(&state.db, caller.tenant_id, id).await?;
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     if let Some(key) = doc.object_key
         && let Err(e) = state.storage.delete(&key).await
     {
@@ -409,7 +409,7 @@ async fn rename(
     let renamed = db::documents::rename(&state.db, caller.tenant_id, id, title)
         .await?
         .ok_or_else(|| ApiError::not_found("document"))?;
-    crate::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
     Ok(Envelope::new(view(renamed)))
 }
 
@@ -426,7 +426,7 @@ async fn clear(
     OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
 ) -> Result<Envelope<Cleared>, ApiError> {
     let (deleted, keys) = db::documents::clear(&state.db, caller.tenant_id, kb).await?;
-    crate::cache::knowledge_base_changed(&state, kb).await;
+    crate::search::cache::knowledge_base_changed(&state, kb).await;
     for key in keys {
         if let Err(e) = state.storage.delete(&key).await {
             tracing::warn!(error = %e, key, "the document is deleted but its file could not be removed");
@@ -594,7 +594,7 @@ async fn edit_chunk(
     if reembed.is_some() {
         state.new_job.notify_one();
     }
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     Ok(Envelope::new(edited))
 }
 
@@ -612,7 +612,7 @@ async fn remove_chunk(
     if db::chunks::delete(&state.db, caller.tenant_id, knowledge_id, Some(id)).await? == 0 {
         return Err(ApiError::not_found("chunk"));
     }
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     Ok(Envelope::new(Deleted { id, deleted: true }))
 }
 
@@ -624,7 +624,7 @@ async fn remove_chunks(
 ) -> Result<Envelope<ChunksDeleted>, ApiError> {
     let doc = fetch(&state, &caller, knowledge_id).await?;
     let deleted = db::chunks::delete(&state.db, caller.tenant_id, knowledge_id, None).await?;
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     Ok(Envelope::new(ChunksDeleted { deleted }))
 }
 

@@ -15,13 +15,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::views::document_view;
+use crate::answer::chat::AskError;
+use crate::answer::replay::{self, FollowError};
 use crate::answers::Refused;
-use crate::chat::AskError;
 use crate::crypt::SealError;
 use crate::ingest::IntakeError;
 use crate::models::ModelError;
-use crate::replay::{self, FollowError};
-use crate::retrieval::SearchError;
+use crate::search::retrieval::SearchError;
 use crate::storage::StoreError;
 
 #[derive(Debug)]

@@ -231,7 +231,7 @@ async fn update(
         .await
         .map_err(ApiError::unique(NAME_TAKEN))?
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
-    crate::cache::knowledge_base_changed(&state, id).await;
+    crate::search::cache::knowledge_base_changed(&state, id).await;
     Ok(Envelope::new(view(updated)))
 }
 
@@ -294,7 +294,7 @@ async fn remove(
     let keys = db::knowledge_bases::delete(&state.db, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
-    crate::cache::knowledge_base_changed(&state, id).await;
+    crate::search::cache::knowledge_base_changed(&state, id).await;
     for key in keys {
         if let Err(e) = state.storage.delete(&key).await {
             tracing::warn!(error = %e, key, "the knowledge base is deleted but a file of it could not be removed");
@@ -343,7 +343,7 @@ async fn reindex(
             }
             Reindex::NotFound => return Err(ApiError::not_found("knowledge base")),
         };
-    crate::cache::knowledge_base_changed(&state, id).await;
+    crate::search::cache::knowledge_base_changed(&state, id).await;
     state.new_job.notify_waiters();
     Ok(Envelope::accepted(Reindexing { id, documents, embedding_model: embedder.model().to_string() }))
 }

@@ -15,7 +15,7 @@ use super::body::{Envelope, Mentioned, fold_mentions, id_list, null_as_default};
 use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, OwnedKnowledgeBase, Query};
 use crate::db::chunks::Hit;
-use crate::retrieval::{Off, Question, Retrieved};
+use crate::search::retrieval::{Off, Question, Retrieved};
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
@@ -100,7 +100,7 @@ async fn hybrid_search(
         top_k: top_k(&state, params.match_count),
         off: Off { keyword: params.disable_keywords_match, vector: params.disable_vector_match },
     };
-    Ok(answer(crate::retrieval::search(&state, &question).await?))
+    Ok(answer(crate::search::retrieval::search(&state, &question).await?))
 }
 
 /// Upstream's request, read as leniently as upstream reads it.
@@ -147,5 +147,5 @@ async fn knowledge_search(
         top_k: top_k(&state, body.top_k),
         off: Off::default(),
     };
-    Ok(answer(crate::retrieval::search(&state, &question).await?))
+    Ok(answer(crate::search::retrieval::search(&state, &question).await?))
 }

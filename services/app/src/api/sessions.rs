@@ -178,7 +178,7 @@ async fn generate_title(
             ApiError::bad_request("messages", "the session has no question yet: send `messages` or ask first")
         })?,
     };
-    let title = crate::chat::generate_title(&state, &question).await;
+    let title = crate::answer::chat::generate_title(&state, &question).await;
     db::sessions::retitle(&state.db, caller.tenant_id, id, &title).await?;
     Ok(Envelope::new(title))
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::body::{Envelope, blank_id};
 use super::error::ApiError;
 use super::extract::{Caller, OptionalJson, Path};
-use crate::chat::Answerer;
+use crate::answer::chat::Answerer;
 use crate::db::suggestions::{Outcome, Suggested, SuggestionSet};
 use crate::state::SharedState;
 
@@ -101,10 +101,10 @@ async fn make(
         return Ok(Envelope::new(set.into()));
     }
     let knowledge_bases: Vec<Uuid> = s.knowledge_base_id.into_iter().collect();
-    let answerer = crate::chat::choose(&state, tenant, None, &knowledge_bases).await?;
+    let answerer = crate::answer::chat::choose(&state, tenant, None, &knowledge_bases).await?;
     let (questions, model, failure) = match &answerer {
         Answerer::Extractive => (Vec::new(), String::new(), None),
-        Answerer::Model(model) => match crate::chat::suggest(model, &question, &answer).await {
+        Answerer::Model(model) => match crate::answer::chat::suggest(model, &question, &answer).await {
             Ok(texts) if texts.is_empty() => {
                 (Vec::new(), model.name().to_string(), Some("the model suggested no question".to_string()))
             }

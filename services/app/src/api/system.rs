@@ -94,7 +94,7 @@ async fn ready(State(state): State<SharedState>) -> Response {
     };
     let (database, redis, docreader, embedder) = tokio::join!(
         within(schema_current(&state.db)),
-        within(crate::cache::ping(&state.redis)),
+        within(crate::search::cache::ping(&state.redis)),
         state.docreader.check(CHECK_TIMEOUT),
         embedder
     );

@@ -19,10 +19,10 @@ use uuid::Uuid;
 use weknora_docreader_proto::ReadRequest;
 
 use crate::chunker::{chunk, search_tokens};
+use crate::clients::docreader::ReadError;
+use crate::clients::embedding::EmbedError;
 use crate::db::documents::{Knowledge, ManualRevision, NewDocument};
 use crate::db::jobs::{self, Job, NewChunks, Source};
-use crate::docreader::ReadError;
-use crate::embedding::EmbedError;
 use crate::state::AppState;
 use crate::storage::StoreError;
 
@@ -300,7 +300,7 @@ async fn process(state: &AppState, owner: &str, job: Job) {
     let (outcome, recorded) = match done {
         Ok(Some((kb, chunks))) => {
             tracing::info!(chunks, kind = job.kind, "ingest: completed");
-            crate::cache::knowledge_base_changed(state, kb).await;
+            crate::search::cache::knowledge_base_changed(state, kb).await;
             ("completed", Ok(true))
         }
         Ok(None) => ("lease_lost", Ok(false)),

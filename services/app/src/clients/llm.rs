@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::clients::remote::{Protocol, excerpt, without_url};
 use crate::config::Config;
-use crate::remote::{Protocol, excerpt, without_url};
 
 /// Where and how to reach one chat model.
 #[derive(Clone)]
@@ -97,7 +97,7 @@ impl ChatModel {
         Ok(ChatModel {
             // No timeout for the whole request: an answer streams for as long as it takes,
             // bounded by the caller's first-piece and total timeouts.
-            http: crate::remote::client(connect_timeout, None)?,
+            http: crate::clients::remote::client(connect_timeout, None)?,
             protocol,
             url: protocol.endpoint(&base, "chat/completions", "api/chat"),
             base,
@@ -125,9 +125,10 @@ impl ChatModel {
                 "options": { "temperature": self.temperature, "num_predict": self.max_tokens },
             }),
         };
-        let response = crate::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
-            LlmError::Unreachable(format!("the chat model at {} does not answer: {}", self.base, without_url(&e)))
-        })?;
+        let response =
+            crate::clients::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
+                LlmError::Unreachable(format!("the chat model at {} does not answer: {}", self.base, without_url(&e)))
+            })?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
