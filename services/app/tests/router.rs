@@ -40,17 +40,33 @@ fn env(pg_port: u16, migrate: bool) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// One request through the router: (status, the `Allow` header, the JSON body).
+/// One request through the router, with a JSON body when one is given.
 async fn call(app: &axum::Router, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Answer {
+    let body = body.map(|b| ("application/json".to_string(), b.as_bytes().to_vec()));
+    send(app, method, path, key, body).await
+}
+
+/// One request through the router, with a body of its own type: (status, the `Allow`
+/// header, the JSON body).
+async fn send(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<(String, Vec<u8>)>,
+) -> Answer {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(key) = key {
         request = request.header("X-API-Key", key);
     }
-    if body.is_some() {
-        request = request.header("Content-Type", "application/json");
-    }
-    let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
+    let body = match body {
+        Some((content_type, bytes)) => {
+            request = request.header("Content-Type", content_type);
+            Body::from(bytes)
+        }
+        None => Body::empty(),
+    };
+    let response = app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
     let status = response.status();
     let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -154,4 +170,31 @@ async fn rejected_requests_and_domain_errors_map_to_upstreams_errors() {
     let search = format!("/api/v1/knowledge-bases/{id}/hybrid-search");
     let a = call(&app, "POST", &search, key, Some(r#"{"query_text": "  ,;  "}"#)).await;
     assert_eq!(a.error(400, 1000, "invalid_argument"), "query: the query has no searchable words");
+
+    // A knowledge base the path names is checked before the body is read.
+    let manual = |kb: &str| format!("/api/v1/knowledge-bases/{kb}/knowledge/manual");
+    let a = call(&app, "POST", &manual(&missing.to_string()), key, Some("{")).await;
+    assert_eq!(a.error(404, 1003, "not_found"), "no such knowledge base");
+    let a = call(&app, "POST", &manual(id), key, Some("{")).await;
+    assert!(a.error(400, 1000, "invalid_argument").starts_with("request body: "));
+
+    // The same file twice: 409 with the document that holds it as `data`, and upstream's
+    // word for it as the top-level code.
+    let upload = || Some(support::multipart("notes.txt", b"the same bytes"));
+    let path = format!("/api/v1/knowledge-bases/{id}/knowledge/file");
+    let first = send(&app, "POST", &path, key, upload()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = send(&app, "POST", &path, key, upload()).await;
+    let b = &again.body;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{b}");
+    assert_eq!(
+        (&b["code"], &b["error"]["code"], &b["error"]["details"]["reason"]),
+        (&json!("duplicate_file"), &json!(1005), &json!("duplicate")),
+        "{b}"
+    );
+    assert_eq!(b["data"]["id"], first.body["data"]["id"], "{b}");
+    assert!(
+        b["message"].as_str().unwrap().starts_with("the knowledge base has a file with the same content already"),
+        "{b}"
+    );
 }
