@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use weknora_app::config::Config;
 use weknora_app::state::AppState;
 use weknora_buildinfo::BUILD;
@@ -107,36 +106,8 @@ fn one_off(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
         .block_on(work)
 }
 
-fn redis_url(config: &Config) -> String {
-    let r = &config.redis;
-    let auth = if r.password.0.is_empty() { String::new() } else { format!(":{}@", percent(&r.password.0)) };
-    format!("redis://{auth}{}/{}", r.addr, r.db)
-}
-
-/// A URL's password escapes everything but unreserved characters.
-fn percent(s: &str) -> String {
-    const USERINFO: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-    percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
-}
-
-/// The database pool (connecting lazily) and `user@host:port/name` for messages.
-fn database(config: &Config) -> (sqlx::PgPool, String) {
-    let db = &config.database;
-    let where_db = format!("{}@{}:{}/{}", db.user, db.host, db.port, db.name);
-    let options = PgConnectOptions::new_without_pgpass()
-        .host(&db.host)
-        .port(db.port)
-        .username(&db.user)
-        .password(&db.password.0)
-        .database(&db.name);
-    let pool =
-        PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options);
-    (pool, where_db)
-}
-
 async fn migrate(config: Config) -> Result<()> {
-    let (pool, where_db) = database(&config);
+    let (pool, where_db) = weknora_app::state::database(&config);
     let before = current_version(&pool).await;
     weknora_app::MIGRATOR
         .run(&pool)
@@ -153,8 +124,8 @@ async fn migrate(config: Config) -> Result<()> {
 
 async fn reindex(config: Config, only: Option<uuid::Uuid>) -> Result<()> {
     use weknora_app::db::knowledge_bases::{self, Reindex};
-    let embedder = weknora_app::embedding::Embedder::from_config(&config)?;
-    let (pool, where_db) = database(&config);
+    let embedder = weknora_app::clients::embedding::Embedder::from_config(&config)?;
+    let (pool, where_db) = weknora_app::state::database(&config);
     if weknora_app::db::system::pgvector(&pool).await.with_context(|| format!("reading {where_db}"))?.is_none() {
         anyhow::bail!("{where_db} has no pgvector (or is not migrated): vectors cannot be stored there");
     }
@@ -215,86 +186,14 @@ async fn serve(config: Config) -> Result<()> {
     if telemetry.exporting() {
         tracing::info!("traces: exported over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)");
     }
-    let (pool, where_db) = database(&config);
-    if config.server.auto_migrate {
-        tracing::info!(database = %where_db, "AUTO_MIGRATE: applying pending migrations");
-        weknora_app::MIGRATOR
-            .run(&pool)
-            .await
-            .with_context(|| format!("AUTO_MIGRATE failed against {where_db}; the app does not start on a schema it cannot trust (run `cargo xtask migrate status`)"))?;
-    }
-    if !config.auth.admin_api_key.0.is_empty() {
-        match weknora_app::db::tenants::bootstrap(&pool, &config.auth.admin_api_key.0).await {
-            Ok(true) => tracing::info!("created the first tenant `default` with ADMIN_API_KEY as its admin key"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "could not create the first tenant from ADMIN_API_KEY (is the schema migrated?)")
-            }
-        }
-    }
-    let redis = redis::Client::open(redis_url(&config)).context("REDIS_ADDR is not a valid address")?;
+    let state = Arc::new(AppState::connect(&config).await?);
     let addr: SocketAddr = format!("{}:{}", config.server.host, config.server.port)
         .parse()
         .with_context(|| format!("server.host `{}` is not an IP address", config.server.host))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let where_db = weknora_app::state::where_db(&config);
     tracing::info!(version = BUILD.version, commit = BUILD.commit, %addr, database = %where_db, "weknora-app listening");
-    let storage = weknora_app::storage::open(&config.storage).await?;
-    let instance = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "app".into()), std::process::id());
-    let docreader = weknora_app::docreader::Docreader::new(&config)?;
-    let embedder = weknora_app::embedding::Embedder::from_config(&config)?;
-    let vectors = vector_search(&pool).await;
-    match (&embedder, &vectors) {
-        (Some(e), Some(_)) => {
-            tracing::info!(model = e.model(), at = e.base_url(), "retrieval: keyword and vector, fused")
-        }
-        (None, _) => tracing::info!("retrieval: keyword only (no embedding model: set EMBEDDING_BASE_URL)"),
-        (Some(_), None) => {
-            tracing::warn!("retrieval: keyword only: the database has no pgvector (see docs/operations.md)")
-        }
-    }
-    if embedder.is_some()
-        && vectors.is_some()
-        && let Ok(n) = weknora_app::db::documents::without_vectors(&pool).await
-        && n > 0
-    {
-        tracing::warn!(
-            documents = n,
-            "documents parsed before an embedding model was configured have no vectors: run `cargo xtask reindex` to give them some"
-        );
-    }
-    let chat_model = weknora_app::models::built_in_chat(&config)?;
-    match &chat_model {
-        Some(m) => tracing::info!(model = m.name(), at = config.chat_base_url(), "chat: the built-in model answers"),
-        None => tracing::info!(
-            "chat: no built-in model (LLM_BASE_URL): answers are extractive unless a tenant adds a model"
-        ),
-    }
-    match weknora_app::db::sessions::abandon_stale(&pool, config.chat.total_timeout_secs + 60).await {
-        Ok(n) if n > 0 => {
-            tracing::warn!(answers = n, "chat: answers left streaming by a stopped app are marked failed")
-        }
-        _ => {}
-    }
-    let sealer = weknora_app::crypt::Sealer::new(&config.models.encryption_key.0);
-    let state = Arc::new(AppState {
-        chat_model,
-        sealer,
-        answers: Default::default(),
-        docreader,
-        embedder,
-        vectors,
-        config,
-        db: pool,
-        redis,
-        redis_conn: tokio::sync::OnceCell::new(),
-        storage,
-        jieba: jieba_rs::Jieba::new(),
-        new_job: tokio::sync::Notify::new(),
-        instance,
-        metrics: weknora_app::metrics::install()?,
-        draining: std::sync::atomic::AtomicBool::new(false),
-    });
-    weknora_app::ingest::report_unfinished(&state).await;
+    startup(&state).await;
     weknora_app::ingest::spawn_workers(state.clone());
     weknora_app::transfers::spawn_worker(state.clone());
     let app = weknora_app::api::router(state.clone());
@@ -303,12 +202,52 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// How vectors are searched, or None without pgvector (or before the schema is migrated).
-async fn vector_search(pool: &sqlx::PgPool) -> Option<weknora_app::db::chunks::VectorSearch> {
-    let version = weknora_app::db::system::pgvector(pool).await.ok().flatten()?;
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    Some(weknora_app::db::chunks::VectorSearch { iterative_scan: (major, minor) >= (0, 8) })
+/// The chores of a start, none of which stops it: the first tenant from ADMIN_API_KEY, what
+/// retrieval and chat will use, documents left without vectors, answers a stopped app left
+/// streaming, and the jobs it left unfinished.
+async fn startup(state: &AppState) {
+    let (config, pool) = (&state.config, &state.db);
+    if !config.auth.admin_api_key.0.is_empty() {
+        match weknora_app::db::tenants::bootstrap(pool, &config.auth.admin_api_key.0).await {
+            Ok(true) => tracing::info!("created the first tenant `default` with ADMIN_API_KEY as its admin key"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create the first tenant from ADMIN_API_KEY (is the schema migrated?)")
+            }
+        }
+    }
+    match (&state.embedder, &state.vectors) {
+        (Some(e), Some(_)) => {
+            tracing::info!(model = e.model(), at = e.base_url(), "retrieval: keyword and vector, fused")
+        }
+        (None, _) => tracing::info!("retrieval: keyword only (no embedding model: set EMBEDDING_BASE_URL)"),
+        (Some(_), None) => {
+            tracing::warn!("retrieval: keyword only: the database has no pgvector (see docs/operations.md)")
+        }
+    }
+    if state.embedder.is_some()
+        && state.vectors.is_some()
+        && let Ok(n) = weknora_app::db::documents::without_vectors(pool).await
+        && n > 0
+    {
+        tracing::warn!(
+            documents = n,
+            "documents parsed before an embedding model was configured have no vectors: run `cargo xtask reindex` to give them some"
+        );
+    }
+    match &state.chat_model {
+        Some(m) => tracing::info!(model = m.name(), at = config.chat_base_url(), "chat: the built-in model answers"),
+        None => tracing::info!(
+            "chat: no built-in model (LLM_BASE_URL): answers are extractive unless a tenant adds a model"
+        ),
+    }
+    match weknora_app::db::sessions::abandon_stale(pool, config.chat.total_timeout_secs + 60).await {
+        Ok(n) if n > 0 => {
+            tracing::warn!(answers = n, "chat: answers left streaming by a stopped app are marked failed")
+        }
+        _ => {}
+    }
+    weknora_app::ingest::report_unfinished(state).await;
 }
 
 /// Waits for SIGTERM (or Ctrl-C), then keeps serving `server.drain_secs` while `/ready`

@@ -27,15 +27,22 @@ use weknora_buildinfo::BUILD;
 /// Buckets for durations in seconds: a 5 ms API call to a 5-minute parse.
 const SECONDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
-/// Installs the process-wide recorder; the handle renders what it recorded.
+/// Installs the process-wide recorder (once: a second call, as from a test that builds
+/// several states in one process, gets the same handle); the handle renders what it recorded.
 pub fn install() -> Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
         .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     metrics::gauge!("weknora_build_info", "version" => BUILD.version, "commit" => BUILD.commit).set(1.0);
-    Ok(handle)
+    Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
 /// A request was answered: counted and timed by method, route template and status.

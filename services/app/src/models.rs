@@ -1,15 +1,12 @@
 //! Models as clients: the built-in chat model (LLM_*), and a tenant's own chat and
 //! embedding models (`/api/v1/models`), their API keys opened only to make the client.
 
-use std::time::Duration;
-
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::clients::embedding::Embedder;
+use crate::clients::llm::{ChatModel, Spec};
 use crate::crypt::SealError;
 use crate::db;
-use crate::embedding::Embedder;
-use crate::llm::{ChatModel, Spec};
 use crate::state::AppState;
 
 #[derive(Debug)]
@@ -42,27 +39,6 @@ impl From<sqlx::Error> for ModelError {
     }
 }
 
-fn chat_client(config: &Config, spec: &Spec) -> Result<ChatModel, String> {
-    let c = &config.chat;
-    ChatModel::new(spec, Duration::from_secs(c.connect_timeout_secs), c.temperature, c.max_answer_tokens)
-}
-
-/// The built-in chat model (LLM_*), if one is configured.
-pub fn built_in_chat(config: &Config) -> anyhow::Result<Option<ChatModel>> {
-    let base = config.chat_base_url();
-    if base.is_empty() {
-        return Ok(None);
-    }
-    let c = &config.chat;
-    let spec = Spec {
-        provider: c.provider.clone(),
-        base_url: base.to_string(),
-        model: c.model.clone(),
-        api_key: c.api_key.0.clone(),
-    };
-    chat_client(config, &spec).map(Some).map_err(|e| anyhow::anyhow!("the chat model: {e}"))
-}
-
 /// The tenant's model `id` of type `kind`, with its key opened.
 async fn stored(
     state: &AppState,
@@ -85,7 +61,7 @@ async fn stored(
 pub async fn chat(state: &AppState, tenant: Uuid, id: Uuid) -> Result<ChatModel, ModelError> {
     let (m, api_key) = stored(state, tenant, id, "chat").await?;
     let spec = Spec { provider: m.provider, base_url: m.base_url, model: m.name, api_key };
-    chat_client(&state.config, &spec).map_err(ModelError::Build)
+    ChatModel::configured(&state.config, &spec).map_err(ModelError::Build)
 }
 
 /// The embedding model of a knowledge base: the tenant's model `id`, or the built-in one
@@ -93,7 +69,7 @@ pub async fn chat(state: &AppState, tenant: Uuid, id: Uuid) -> Result<ChatModel,
 pub async fn embedder(state: &AppState, tenant: Uuid, id: Option<Uuid>) -> Result<Option<Embedder>, ModelError> {
     let Some(id) = id else { return Ok(state.embedder.clone()) };
     let (m, api_key) = stored(state, tenant, id, "embedding").await?;
-    let spec = crate::embedding::Spec {
+    let spec = crate::clients::embedding::Spec {
         provider: &m.provider,
         base_url: &m.base_url,
         model: &m.name,

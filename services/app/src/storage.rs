@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use axum::http::StatusCode;
 use opendal::Operator;
 
 use crate::config::Storage;
-use crate::error::ApiError;
 
 /// How long the start-up check may wait for the bucket to answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -141,28 +139,40 @@ pub async fn import(op: &Operator, input: impl std::io::Read) -> Result<(usize, 
     Ok((written.len(), deleted))
 }
 
-/// What an upload is answered when its file could not be stored: 507 when the storage is
-/// full (the operator must free or add space), 503 otherwise.
-pub fn write_error(e: &opendal::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-        {
-            return ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "storage_full",
-                "the file storage is full: nothing was stored; free space on the app's data volume \
-                 (or enlarge it) and upload again",
-            );
+/// Why a file could not be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The storage has no space left (or the quota is used up): the operator must free or
+    /// add space.
+    Full,
+    /// Any other failure: the storage does not answer, refuses, or failed mid-write.
+    Unavailable,
+}
+
+impl StoreError {
+    /// What a failed write means, read from the I/O error under OpenDAL's.
+    pub fn of(e: &opendal::Error) -> StoreError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>()
+                && matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+            {
+                return StoreError::Full;
+            }
+            source = s.source();
         }
-        source = s.source();
+        StoreError::Unavailable
     }
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage_unavailable",
-        "the file could not be stored: nothing was kept; see GET /ready and the app's log",
-    )
+}
+
+/// Writes `bytes` under `key`; a failed write leaves nothing half-written behind.
+pub async fn put(op: &Operator, key: &str, bytes: impl Into<opendal::Buffer>) -> Result<(), StoreError> {
+    let Err(e) = op.write(key, bytes).await else { return Ok(()) };
+    tracing::error!(error = %e, key, "storage write failed");
+    if let Err(e) = op.delete(key).await {
+        tracing::warn!(error = %e, key, "removing a partly written file failed");
+    }
+    Err(StoreError::of(&e))
 }
 
 #[cfg(test)]
@@ -174,5 +184,14 @@ mod tests {
         assert_eq!(endpoint_url("minio:9000", false), "http://minio:9000");
         assert_eq!(endpoint_url("minio:9000", true), "https://minio:9000");
         assert_eq!(endpoint_url("https://s3.eu-west-1.amazonaws.com/", false), "https://s3.eu-west-1.amazonaws.com");
+    }
+
+    #[test]
+    fn a_write_that_ran_out_of_space_is_full_any_other_unavailable() {
+        let failed =
+            |kind| opendal::Error::new(opendal::ErrorKind::Unexpected, "write").set_source(std::io::Error::from(kind));
+        assert_eq!(StoreError::of(&failed(std::io::ErrorKind::StorageFull)), StoreError::Full);
+        assert_eq!(StoreError::of(&failed(std::io::ErrorKind::QuotaExceeded)), StoreError::Full);
+        assert_eq!(StoreError::of(&failed(std::io::ErrorKind::ConnectionRefused)), StoreError::Unavailable);
     }
 }

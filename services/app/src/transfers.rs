@@ -134,9 +134,9 @@ async fn worked(state: &AppState, task: &Task, target: Uuid, worked: &Worked) {
     }
     if matches!(worked.outcome, Outcome::Done(_)) {
         if task.kind == "move" {
-            crate::cache::knowledge_base_changed(state, task.source_kb_id).await;
+            crate::search::cache::knowledge_base_changed(state, task.source_kb_id).await;
         }
-        crate::cache::knowledge_base_changed(state, target).await;
+        crate::search::cache::knowledge_base_changed(state, target).await;
     }
 }
 

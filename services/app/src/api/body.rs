@@ -1,10 +1,12 @@
 //! The shapes every successful answer has: `{"success": true, "data": ...}`, plus the page
-//! a listing stands at, or whatever else a feature reports beside its data.
+//! a listing stands at, or whatever else a feature reports beside its data; and the pieces
+//! of requests that several features read (lenient ids, `@`-mentions, query pairs).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// `{"success": true, "data": T, ...M}`: `M`'s fields sit beside `data` (none by default).
 #[derive(Serialize)]
@@ -180,4 +182,35 @@ mod tests {
         let far = PageQuery { page: Some(i64::MAX), page_size: Some(i64::MAX) };
         assert_eq!(far.offset(), i64::MAX);
     }
+}
+
+/// An `@`-mention in upstream's chat box: a knowledge base or a file to answer from.
+#[derive(Deserialize)]
+pub struct Mentioned {
+    #[serde(default)]
+    id: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+/// The knowledge bases and documents the mentions name, added to `kbs` and `docs`
+/// (mentions of other kinds, and ids that are not ours to parse, are left out).
+pub fn fold_mentions(mentioned: &[Mentioned], kbs: &mut Vec<Uuid>, docs: &mut Vec<Uuid>) {
+    for m in mentioned {
+        let Ok(id) = m.id.trim().parse::<Uuid>() else { continue };
+        match m.kind.as_str() {
+            "kb" => kbs.push(id),
+            "file" => docs.push(id),
+            _ => {}
+        }
+    }
+}
+
+/// A query string's `key=value` pairs, decoded (`+` is a space).
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query.split('&').filter(|p| !p.is_empty()).map(move |pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key), decode(value))
+    })
 }

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -19,12 +19,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::body::{Envelope, blank_id, id_list, null_as_default};
+use super::body::{Envelope, Mentioned, blank_id, fold_mentions, id_list, null_as_default};
+use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, Path, Query, REQUEST_ID};
-use crate::answers::Refused;
-use crate::chat::AskError;
-use crate::error::ApiError;
-use crate::replay::{self, FollowError};
+use crate::answer::replay;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
@@ -32,35 +30,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge-chat/{id}", post(knowledge_chat))
         .route("/api/v1/sessions/{id}/stop", post(stop))
         .route("/api/v1/sessions/continue-stream/{id}", get(continue_stream))
-}
-
-impl From<AskError> for ApiError {
-    fn from(e: AskError) -> ApiError {
-        match e {
-            AskError::NoSession => ApiError::not_found("session"),
-            AskError::NoKnowledgeBase => ApiError::bad_request(
-                "knowledge_base_ids",
-                "name the knowledge bases (knowledge_base_ids) or documents (knowledge_ids) to answer from, or give \
-                 the session a knowledge_base_id",
-            ),
-            AskError::Model(e) => e.into(),
-            AskError::Refused(Refused::Running) => ApiError::new(
-                StatusCode::CONFLICT,
-                "answer_running",
-                "this session is answering already: wait for the answer, or stop it (POST /api/v1/sessions/{id}/stop)",
-            ),
-            AskError::Refused(Refused::TooMany(n)) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_answers",
-                format!(
-                    "this tenant has {n} answers streaming, as many as it may (chat.max_concurrent_per_tenant): \
-                     try again when one ends"
-                ),
-            ),
-            AskError::Search(e) => e.into(),
-            AskError::Database(e) => e.into(),
-        }
-    }
 }
 
 /// Upstream's request, read as leniently as upstream reads it: `null` lists are empty, `""`
@@ -76,28 +45,6 @@ struct Ask {
     mentioned_items: Vec<Mentioned>,
     #[serde(default, alias = "model_id", deserialize_with = "blank_id")]
     summary_model_id: Option<Uuid>,
-}
-
-/// An `@`-mention in upstream's chat box: a knowledge base or a file to answer from.
-#[derive(Deserialize)]
-pub struct Mentioned {
-    #[serde(default)]
-    id: String,
-    #[serde(default, rename = "type")]
-    kind: String,
-}
-
-/// The knowledge bases and documents the mentions name, added to `kbs` and `docs`
-/// (mentions of other kinds, and ids that are not ours to parse, are left out).
-pub fn fold_mentions(mentioned: &[Mentioned], kbs: &mut Vec<Uuid>, docs: &mut Vec<Uuid>) {
-    for m in mentioned {
-        let Ok(id) = m.id.trim().parse::<Uuid>() else { continue };
-        match m.kind.as_str() {
-            "kb" => kbs.push(id),
-            "file" => docs.push(id),
-            _ => {}
-        }
-    }
 }
 
 async fn knowledge_chat(
@@ -117,7 +64,7 @@ async fn knowledge_chat(
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let (mut knowledge_bases, mut knowledge_ids) = (body.knowledge_base_ids, body.knowledge_ids);
     fold_mentions(&body.mentioned_items, &mut knowledge_bases, &mut knowledge_ids);
-    let question = crate::chat::Question {
+    let question = crate::answer::chat::Question {
         tenant: caller.tenant_id,
         session,
         request_id,
@@ -126,7 +73,7 @@ async fn knowledge_chat(
         knowledge_ids: &knowledge_ids,
         model: body.summary_model_id,
     };
-    let frames = crate::chat::ask(&state, question).await?;
+    let frames = crate::answer::chat::ask(&state, question).await?;
     Ok(event_stream(frames))
 }
 
@@ -182,7 +129,7 @@ async fn continue_stream(
     Path(session): Path<Uuid>,
     Query(q): Query<Continue>,
 ) -> Result<Response, ApiError> {
-    super::sessions::fetch(&state, &caller, session).await?;
+    caller.own_session(&state, session).await?;
     let message = q.message_id.ok_or_else(|| {
         ApiError::bad_request(
             "message_id",
@@ -203,24 +150,7 @@ async fn continue_stream(
     };
     match replay::follow(&state, message, running).await {
         Ok(frames) => Ok(event_stream(frames)),
-        Err(FollowError::NoFrames) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_stream_events",
-            format!(
-                "no frames are kept for this answer: they are kept {} s after it ends; read it with \
-                 GET /api/v1/messages/{{session_id}}/load",
-                replay::KEPT_AFTER_SECS
-            ),
-        )),
-        Err(FollowError::Redis(e)) => {
-            tracing::warn!(error = %e, "continue-stream: Redis does not answer");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "redis_unavailable",
-                "the answer cannot be replayed: Redis, which keeps its frames, does not answer; read it with \
-                 GET /api/v1/messages/{session_id}/load",
-            ))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -245,7 +175,7 @@ async fn stop(
     Path(id): Path<Uuid>,
     OptionalJson(body): OptionalJson<Stop>,
 ) -> Result<Envelope<Stopped>, ApiError> {
-    super::sessions::fetch(&state, &caller, id).await?;
+    caller.own_session(&state, id).await?;
     let streaming = crate::db::sessions::streaming_answer(&state.db, caller.tenant_id, id).await?;
     let named = body.and_then(|b| b.message_id);
     let Some(message) = streaming.filter(|m| named.is_none_or(|n| n == *m)) else {

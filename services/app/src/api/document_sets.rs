@@ -13,12 +13,11 @@ use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::{Envelope, Message, blank_id, id_list};
-use super::documents::{View, query_pairs, view};
+use super::body::{Envelope, Message, blank_id, id_list, query_pairs};
+use super::error::ApiError;
 use super::extract::{Caller, Json};
-use super::knowledge_bases::own_knowledge_base;
+use super::views::{DocumentView as View, document_view as view};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
@@ -182,7 +181,7 @@ async fn checked(state: &AppState, caller: &Caller, body: Batch) -> Result<(Uuid
     if ids.is_empty() || ids.len() > MAX_BATCH {
         return Err(ApiError::bad_request("ids", &format!("name 1 to {MAX_BATCH} documents")));
     }
-    own_knowledge_base(state, caller, kb).await?;
+    caller.own_knowledge_base(state, kb).await?;
     let docs = db::documents::get_many(&state.db, caller.tenant_id, &ids).await?;
     if let Some(missing) = ids.iter().find(|id| !docs.iter().any(|d| d.id == **id)) {
         return Err(ApiError::bad_request("ids", &format!("there is no document {missing}: nothing was done")));
@@ -209,7 +208,7 @@ async fn batch_delete(
 ) -> Result<Envelope<BatchDeleted, Message>, ApiError> {
     let (kb, ids) = checked(&state, &caller, body).await?;
     let (deleted, keys) = db::documents::delete_many(&state.db, caller.tenant_id, kb, &ids).await?;
-    crate::cache::knowledge_base_changed(&state, kb).await;
+    crate::search::cache::knowledge_base_changed(&state, kb).await;
     for key in keys {
         if let Err(e) = state.storage.delete(&key).await {
             tracing::warn!(error = %e, key, "the document is deleted but its file could not be removed");

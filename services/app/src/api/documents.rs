@@ -4,21 +4,22 @@
 //! ingest job in one transaction, so nothing is lost between the two.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::body::{Deleted, Envelope, Message, Page, PageQuery};
-use super::extract::{Caller, Json, Multipart, Path, Query};
-use super::knowledge_bases::own_knowledge_base;
+use super::body::{Deleted, Envelope, Message, Page, PageQuery, query_pairs};
+use super::error::ApiError;
+use super::extract::{
+    Caller, Json, Multipart, OwnedKnowledgeBase, Path, Query, normalize_folder, normalize_folder_filter,
+};
+use super::views::{DocumentView as View, document_view as view};
 use crate::db;
 use crate::db::chunks::Chunk;
-use crate::db::documents::{Cancel, Knowledge, ManualRevision, NewDocument};
-use crate::error::ApiError;
+use crate::db::documents::{Cancel, Knowledge};
+use crate::ingest::{self, Upload, base_name, file_type};
 use crate::state::{AppState, SharedState};
 
 pub fn routes(max_bytes: usize) -> Router<SharedState> {
@@ -52,197 +53,16 @@ fn too_large(limit_mb: u64) -> ApiError {
     )
 }
 
-/// A document as upstream's clients read it: ours, and the same facts under upstream's
-/// names (`type`, `file_name`, `file_size`, `storage_size`, `file_hash`, `error_message` —
-/// `""` when there is none — and `enable_status`: `enabled` once it is searchable), with
-/// what upstream has and we do not as what it is: no `description`, no summary
-/// (`summary_status: "none"`).
-#[derive(Serialize)]
-pub(super) struct View {
-    #[serde(flatten)]
-    doc: Knowledge,
-    #[serde(rename = "type")]
-    kind: String,
-    description: &'static str,
-    file_name: String,
-    file_size: i64,
-    storage_size: i64,
-    file_hash: String,
-    error_message: String,
-    enable_status: &'static str,
-    summary_status: &'static str,
-}
-
-pub(super) fn view(doc: Knowledge) -> View {
-    View {
-        kind: doc.source_type.clone(),
-        description: "",
-        file_name: if doc.source_type == "file" { doc.source.clone() } else { String::new() },
-        file_size: doc.size_bytes,
-        storage_size: doc.size_bytes,
-        file_hash: doc.checksum.clone().unwrap_or_default(),
-        error_message: doc.error.clone().unwrap_or_default(),
-        enable_status: if doc.parse_status == "completed" { "enabled" } else { "disabled" },
-        summary_status: "none",
-        doc,
-    }
-}
-
 async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Knowledge, ApiError> {
     db::documents::get(&state.db, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("document"))
 }
 
-/// The last component of a name as sent, whichever separator the sender's system uses.
-fn base_name(file_name: &str) -> &str {
-    file_name.rsplit(['/', '\\']).next().unwrap_or_default()
-}
-
-/// The file type is the extension of the file's own name (never of a folder in a path
-/// sent with it), lower-cased; none for names like `.bashrc` or `README`.
-fn file_type(file_name: &str) -> String {
-    match base_name(file_name).rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
-            ext.to_ascii_lowercase()
-        }
-        _ => String::new(),
-    }
-}
-
-/// The longest stored name, in bytes: file systems take 255, and room is left.
-const MAX_STORED_NAME: usize = 200;
-
-/// A storage key that keeps the file's name readable but cannot escape its folder, and
-/// fits a file system's limit (a long name keeps its start and its extension).
-fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
-    format!("{tenant}/{kb}/{knowledge}/{}", stored_name(file_name))
-}
-
-/// A new key for another version of the document's file, in a folder of its own: never
-/// the key of any earlier version.
-fn revision_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
-    let revision = Uuid::new_v4().simple().to_string();
-    format!("{tenant}/{kb}/{knowledge}/{}/{}", &revision[..12], stored_name(file_name))
-}
-
-/// The file's own name, made safe to store.
-fn stored_name(file_name: &str) -> String {
-    let safe: String = base_name(file_name)
-        .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
-        .collect();
-    let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
-    shortened(&safe)
-}
-
-/// `name` cut to `MAX_STORED_NAME` bytes on a character boundary, keeping its extension.
-fn shortened(name: &str) -> String {
-    if name.len() <= MAX_STORED_NAME {
-        return name.to_string();
-    }
-    let extension = match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 16 => format!(".{ext}"),
-        _ => String::new(),
-    };
-    let room = MAX_STORED_NAME - extension.len();
-    let mut stem: String = String::new();
-    for c in name[..name.len() - extension.len()].chars() {
-        if stem.len() + c.len_utf8() > room {
-            break;
-        }
-        stem.push(c);
-    }
-    stem + &extension
-}
-
-/// Stores the bytes, then records the document and its job together; if recording fails
-/// the stored object is removed again. `content` is None for URL documents, which
-/// docreader fetches itself. The name is kept as sent, for display only.
-#[allow(clippy::too_many_arguments)]
-async fn ingest(
-    state: &AppState,
-    caller: &Caller,
-    kb: Uuid,
-    source_type: &str,
-    file_name: &str,
-    title: &str,
-    content: Option<Bytes>,
-    folder_path: &str,
-) -> Result<Knowledge, ApiError> {
-    let id = Uuid::new_v4();
-    let key = content.as_ref().map(|_| object_key(caller.tenant_id, kb, id, file_name));
-    let checksum: Option<String> =
-        content.as_ref().map(|b| Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect());
-    let file_type = if source_type == "url" { String::new() } else { file_type(file_name) };
-    let size = content.as_ref().map_or(0, |b| b.len() as i64);
-    // The same file or URL twice in a knowledge base is refused, as upstream does (typed
-    // text may repeat), with the
-    // document that holds it (upstream's clients take it from `data`).
-    let url = (source_type == "url").then_some(file_name);
-    let same_file = checksum.as_deref().filter(|_| source_type == "file");
-    if let Some(there) = db::documents::existing(&state.db, caller.tenant_id, kb, same_file, url).await? {
-        let what = if url.is_some() { "this URL" } else { "a file with the same content" };
-        let message = format!(
-            "the knowledge base has {what} already: document {} (`{}`); delete it first to upload it again",
-            there.id, there.title
-        );
-        let word = if url.is_some() { "duplicate_url" } else { "duplicate_file" };
-        return Err(ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(view(there), word));
-    }
-    if let (Some(key), Some(bytes)) = (&key, content) {
-        store(state, key, bytes).await?;
-    }
-    let doc = NewDocument {
-        id,
-        tenant: caller.tenant_id,
-        knowledge_base: kb,
-        source_type,
-        source: file_name,
-        title,
-        file_type: &file_type,
-        object_key: key.as_deref(),
-        size_bytes: size,
-        checksum: checksum.as_deref(),
-        folder_path,
-    };
-    match db::documents::insert_with_job(&state.db, &doc, state.config.ingest.max_attempts).await {
-        Ok(k) => {
-            state.new_job.notify_one();
-            Ok(k)
-        }
-        Err(e) => {
-            if let Some(key) = &key {
-                let _ = state.storage.delete(key).await;
-            }
-            Err(e.into())
-        }
-    }
-}
-
-/// Writes the bytes under `key`; a failed write leaves nothing half-written behind.
-async fn store(state: &AppState, key: &str, bytes: Bytes) -> Result<(), ApiError> {
-    let Err(e) = state.storage.write(key, bytes).await else { return Ok(()) };
-    tracing::error!(error = %e, key, "storage write failed");
-    if let Err(e) = state.storage.delete(key).await {
-        tracing::warn!(error = %e, key, "removing a partly written file failed");
-    }
-    Err(crate::storage::write_error(&e))
-}
-
-/// Removes a stored file nothing refers to any more; a failure leaves an orphan, logged.
-async fn discard(state: &AppState, key: &str) {
-    if let Err(e) = state.storage.delete(key).await {
-        tracing::warn!(error = %e, key, "a stored file nothing refers to could not be removed");
-    }
-}
-
 async fn upload_file(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     headers: HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Envelope<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let limit_mb = state.config.server.max_file_size_mb;
     let limit = (limit_mb << 20) as usize;
     // Refuse before reading (and long before storing) when the size is declared.
@@ -296,14 +116,23 @@ async fn upload_file(
     let mut folder = String::new();
     if let Some(relative) = relative {
         let (dir, base) = relative.rsplit_once(['/', '\\']).unwrap_or(("", relative.as_str()));
-        folder = super::folders::normalize(dir).map_err(|_| {
+        folder = normalize_folder(dir).map_err(|_| {
             ApiError::bad_request("fileName", "the file's path has control characters: send it without them")
         })?;
         if !base.trim().is_empty() {
             name = base.trim().to_string();
         }
     }
-    let k = ingest(&state, &caller, kb, "file", &name, &name, Some(Bytes::from(data)), &folder).await?;
+    let upload = Upload {
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type: "file",
+        file_name: &name,
+        title: &name,
+        content: Some(data),
+        folder_path: &folder,
+    };
+    let k = ingest::accept(&state, upload).await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -315,17 +144,23 @@ struct Manual {
 
 async fn upload_manual(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Json(body): Json<Manual>,
 ) -> Result<Envelope<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     if body.content.trim().is_empty() {
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
     let title = if body.title.trim().is_empty() { "manual" } else { body.title.trim() };
-    let content = Some(Bytes::from(body.content));
-    let k = ingest(&state, &caller, kb, "manual", &format!("{title}.md"), title, content, "").await?;
+    let upload = Upload {
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type: "manual",
+        file_name: &format!("{title}.md"),
+        title,
+        content: Some(body.content.into_bytes()),
+        folder_path: "",
+    };
+    let k = ingest::accept(&state, upload).await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -383,43 +218,14 @@ async fn update_manual(
         let renamed = db::documents::rename(&state.db, caller.tenant_id, id, title)
             .await?
             .ok_or_else(|| ApiError::not_found("document"))?;
-        crate::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
+        crate::search::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
         return Ok(Envelope::new(view(renamed)));
     };
     if content.trim().is_empty() {
         return Err(ApiError::bad_request("content", "the text is empty"));
     }
-    let source = format!("{title}.md");
-    // A key no other version of the text has: the old text stays whole until the switch.
-    let key = revision_key(caller.tenant_id, doc.knowledge_base_id, id, &source);
-    let checksum: String = Sha256::digest(content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let rev = ManualRevision {
-        title,
-        source: &source,
-        file_type: &file_type(&source),
-        object_key: &key,
-        size_bytes: content.len() as i64,
-        checksum: &checksum,
-    };
-    store(&state, &key, Bytes::from(content)).await?;
-    let revised =
-        db::documents::revise_manual(&state.db, caller.tenant_id, id, &rev, state.config.ingest.max_attempts).await;
-    let (revised, old_key) = match revised {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            discard(&state, &key).await;
-            return Err(ApiError::not_found("document"));
-        }
-        Err(e) => {
-            discard(&state, &key).await;
-            return Err(e.into());
-        }
-    };
-    state.new_job.notify_one();
-    crate::cache::knowledge_base_changed(&state, revised.knowledge_base_id).await;
-    if let Some(old) = old_key.filter(|old| *old != key) {
-        discard(&state, &old).await;
-    }
+    let revised = ingest::revise_manual(&state, caller.tenant_id, &doc, title, content).await?;
+    crate::search::cache::knowledge_base_changed(&state, revised.knowledge_base_id).await;
     Ok(Envelope::new(view(revised)))
 }
 
@@ -433,17 +239,24 @@ struct FromUrl {
 /// A web page or file by URL: docreader fetches it (with its private-address guard).
 async fn upload_url(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Json(body): Json<FromUrl>,
 ) -> Result<Envelope<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let url = body.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(ApiError::bad_request("url", "give an http:// or https:// URL"));
     }
     let title = if body.title.trim().is_empty() { url } else { body.title.trim() };
-    let k = ingest(&state, &caller, kb, "url", url, title, None, "").await?;
+    let upload = Upload {
+        tenant: caller.tenant_id,
+        knowledge_base: kb,
+        source_type: "url",
+        file_name: url,
+        title,
+        content: None,
+        folder_path: "",
+    };
+    let k = ingest::accept(&state, upload).await?;
     Ok(Envelope::created(view(k)))
 }
 
@@ -506,7 +319,7 @@ async fn remove(
 ) -> Result<Envelope<Deleted>, ApiError> {
     let doc = fetch(&state, &caller, id).await?;
     db::documents::delete(&state.db, caller.tenant_id, id).await?;
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     if let Some(key) = doc.object_key
         && let Err(e) = state.storage.delete(&key).await
     {
@@ -529,15 +342,13 @@ struct ListFilter {
 /// A knowledge base's documents, newest first, paged like the chunks, filtered as asked.
 async fn list(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Query(page): Query<PageQuery>,
     Query(f): Query<ListFilter>,
 ) -> Result<Page<View>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let (keyword, file_type, parse_status) = (set(&f.keyword), set(&f.file_type), set(&f.parse_status));
-    let folder = f.folder_path.as_deref().map(super::folders::normalize_filter);
+    let folder = f.folder_path.as_deref().map(normalize_folder_filter);
     let filter = db::documents::Filter {
         keyword: keyword.as_deref(),
         file_type: file_type.as_deref(),
@@ -575,15 +386,6 @@ async fn batch(
     Ok(Envelope::new(docs.into_iter().map(view).collect()))
 }
 
-/// A query string's `key=value` pairs, decoded (`+` is a space).
-pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-    query.split('&').filter(|p| !p.is_empty()).map(move |pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(key), decode(value))
-    })
-}
-
 /// Upstream's update sends its whole document: its title is what may change (a blank one
 /// keeps the title).
 #[derive(Deserialize)]
@@ -607,7 +409,7 @@ async fn rename(
     let renamed = db::documents::rename(&state.db, caller.tenant_id, id, title)
         .await?
         .ok_or_else(|| ApiError::not_found("document"))?;
-    crate::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, renamed.knowledge_base_id).await;
     Ok(Envelope::new(view(renamed)))
 }
 
@@ -621,12 +423,10 @@ struct Cleared {
 /// goes (with chunks, jobs and files); the knowledge base and its settings stay.
 async fn clear(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
 ) -> Result<Envelope<Cleared>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let (deleted, keys) = db::documents::clear(&state.db, caller.tenant_id, kb).await?;
-    crate::cache::knowledge_base_changed(&state, kb).await;
+    crate::search::cache::knowledge_base_changed(&state, kb).await;
     for key in keys {
         if let Err(e) = state.storage.delete(&key).await {
             tracing::warn!(error = %e, key, "the document is deleted but its file could not be removed");
@@ -794,7 +594,7 @@ async fn edit_chunk(
     if reembed.is_some() {
         state.new_job.notify_one();
     }
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     Ok(Envelope::new(edited))
 }
 
@@ -812,7 +612,7 @@ async fn remove_chunk(
     if db::chunks::delete(&state.db, caller.tenant_id, knowledge_id, Some(id)).await? == 0 {
         return Err(ApiError::not_found("chunk"));
     }
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     Ok(Envelope::new(Deleted { id, deleted: true }))
 }
 
@@ -824,7 +624,7 @@ async fn remove_chunks(
 ) -> Result<Envelope<ChunksDeleted>, ApiError> {
     let doc = fetch(&state, &caller, knowledge_id).await?;
     let deleted = db::chunks::delete(&state.db, caller.tenant_id, knowledge_id, None).await?;
-    crate::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
+    crate::search::cache::knowledge_base_changed(&state, doc.knowledge_base_id).await;
     Ok(Envelope::new(ChunksDeleted { deleted }))
 }
 
@@ -844,17 +644,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_file_type_is_the_extension_of_the_name_alone() {
-        assert_eq!(file_type("report.PDF"), "pdf");
-        assert_eq!(file_type("../../../etc/passwd"), "");
-        assert_eq!(file_type("..\\..\\notes.v2.docx"), "docx");
-        assert_eq!(file_type("dir.d/README"), "");
-        assert_eq!(file_type(".bashrc"), "");
-        assert_eq!(file_type("weird.t/x"), "");
-        assert_eq!(file_type("a.tar.gz"), "gz");
-    }
-
-    #[test]
     fn a_preview_shows_what_is_safe_to_show_inline() {
         assert_eq!(preview_type("彗星.TXT"), Some("text/plain; charset=utf-8"));
         assert_eq!(preview_type("a.pdf"), Some("application/pdf"));
@@ -864,24 +653,5 @@ mod tests {
         for active in ["page.html", "x.HTM", "logo.svg", "feed.xml", "app.js", "style.css"] {
             assert_eq!(preview_type(active), None, "{active}");
         }
-    }
-
-    #[test]
-    fn each_revision_of_a_file_has_a_key_of_its_own() {
-        let id = Uuid::nil();
-        let first = object_key(id, id, id, "notes/plan.md");
-        let (a, b) = (revision_key(id, id, id, "notes/plan.md"), revision_key(id, id, id, "notes/plan.md"));
-        assert!(a != b && a != first && a.ends_with("/plan.md") && a.starts_with(first.trim_end_matches("plan.md")));
-    }
-
-    #[test]
-    fn object_keys_cannot_escape_their_folder() {
-        let id = Uuid::nil();
-        assert_eq!(object_key(id, id, id, "../../../etc/passwd").rsplit('/').next(), Some("passwd"));
-        assert!(object_key(id, id, id, "..").ends_with("/file"));
-        assert!(object_key(id, id, id, "a b?.txt").ends_with("/a_b_.txt"));
-        let long = object_key(id, id, id, &format!("{}.txt", "é".repeat(1000)));
-        let name = long.rsplit('/').next().unwrap();
-        assert!(name.len() <= MAX_STORED_NAME && name.starts_with('é') && name.ends_with(".txt"), "{name}");
     }
 }

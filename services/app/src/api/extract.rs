@@ -1,6 +1,7 @@
-//! What handlers take from a request: the caller (from `X-API-Key`), and path, query, JSON
-//! and multipart body extractors whose rejections answer in the JSON error shape, naming
-//! the parameter at fault, instead of axum's plain text.
+//! What handlers take from a request: the caller (from `X-API-Key`), the knowledge base a
+//! path names, folder paths in their stored form, and path, query, JSON and multipart body
+//! extractors whose rejections answer in the JSON error shape, naming the parameter at
+//! fault, instead of axum's plain text.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -8,9 +9,10 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::error::ApiError;
 use crate::db;
-use crate::error::ApiError;
-use crate::state::SharedState;
+use crate::db::sessions::Session;
+use crate::state::{AppState, SharedState};
 
 /// The header that carries each request's id (set when the client sends none).
 pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
@@ -55,6 +57,21 @@ fn is_deployment_key(key: &str, configured: &str) -> bool {
 }
 
 impl Caller {
+    /// Ok when the knowledge base exists and is the caller's tenant's; another tenant's is
+    /// `no such knowledge base`, as one that does not exist, so ids do not leak.
+    pub async fn own_knowledge_base(&self, state: &AppState, id: Uuid) -> Result<(), ApiError> {
+        if db::knowledge_bases::exists(&state.db, self.tenant_id, id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("knowledge base"))
+        }
+    }
+
+    /// The session, when it is the caller's tenant's; `no such session` otherwise.
+    pub async fn own_session(&self, state: &AppState, id: Uuid) -> Result<Session, ApiError> {
+        db::sessions::get(&state.db, self.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("session"))
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.admin {
             Ok(())
@@ -78,6 +95,25 @@ impl Caller {
                 ),
             ))
         }
+    }
+}
+
+/// The knowledge base a route's path names (`/knowledge-bases/{id}/...`), and the caller,
+/// whose tenant's it is: the path is read after the key, and another tenant's knowledge
+/// base is not found before anything else of the request is read.
+pub struct OwnedKnowledgeBase {
+    pub caller: Caller,
+    pub id: Uuid,
+}
+
+impl FromRequestParts<SharedState> for OwnedKnowledgeBase {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<OwnedKnowledgeBase, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<Uuid>::from_request_parts(parts, state).await?;
+        caller.own_knowledge_base(state, id).await?;
+        Ok(OwnedKnowledgeBase { caller, id })
     }
 }
 
@@ -169,4 +205,43 @@ impl<S: Send + Sync> FromRequest<S> for Multipart {
     async fn from_request(request: Request, state: &S) -> Result<Multipart, ApiError> {
         Ok(Multipart(axum::extract::Multipart::from_request(request, state).await?))
     }
+}
+
+/// How deep folders go, how long one folder's name and a whole path may be (in characters).
+pub const MAX_DEPTH: usize = 16;
+pub const MAX_NAME: usize = 128;
+pub const MAX_PATH: usize = 1024;
+
+/// A folder path as sent, in the form it is stored in: `/` between folders (`\` is read as
+/// one), none at either end, no `.` or `..` (a path cannot climb out of the root), white
+/// space and trailing dots trimmed from each name (`a.` and `a` are one folder). Deeper
+/// than 16 folders, names longer than 128 characters and paths longer than 1024 are cut,
+/// as upstream cuts them. Control characters are refused.
+pub fn normalize_folder(raw: &str) -> Result<String, ApiError> {
+    if raw.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("folder_path", "a folder path has no control characters"));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for name in raw.split(['/', '\\']) {
+        let name = name.trim().trim_end_matches(['.', ' ']).trim();
+        if name.is_empty() {
+            continue;
+        }
+        let name: String = name.chars().take(MAX_NAME).collect::<String>().trim_end().to_string();
+        names.push(name);
+        if names.len() == MAX_DEPTH {
+            break;
+        }
+    }
+    while names.iter().map(|n| n.chars().count() + 1).sum::<usize>() > MAX_PATH + 1 {
+        names.pop();
+    }
+    Ok(names.join("/"))
+}
+
+/// A folder path as a listing filter: normalized, control characters and all dropped (a
+/// filter that matches nothing is no error).
+pub fn normalize_folder_filter(raw: &str) -> String {
+    let clean: String = raw.chars().filter(|c| !c.is_control()).collect();
+    normalize_folder(&clean).unwrap_or_default()
 }

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id, id_list, null_as_default};
-use super::extract::{Caller, Json, Path};
-use super::knowledge_bases::own_knowledge_base;
+use super::error::ApiError;
+use super::extract::{
+    Caller, Json, MAX_DEPTH, MAX_PATH, OwnedKnowledgeBase, normalize_folder, normalize_folder_filter,
+};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
@@ -24,47 +25,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/v1/knowledge/folder", post(file_into))
 }
 
-/// How deep folders go, how long one folder's name and a whole path may be (in characters).
-const MAX_DEPTH: usize = 16;
-const MAX_NAME: usize = 128;
-const MAX_PATH: usize = 1024;
-
 /// The most documents one request files.
 const MAX_FILED: usize = 200;
-
-/// A folder path as sent, in the form it is stored in: `/` between folders (`\` is read as
-/// one), none at either end, no `.` or `..` (a path cannot climb out of the root), white
-/// space and trailing dots trimmed from each name (`a.` and `a` are one folder). Deeper
-/// than 16 folders, names longer than 128 characters and paths longer than 1024 are cut,
-/// as upstream cuts them. Control characters are refused.
-pub(super) fn normalize(raw: &str) -> Result<String, ApiError> {
-    if raw.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("folder_path", "a folder path has no control characters"));
-    }
-    let mut names: Vec<String> = Vec::new();
-    for name in raw.split(['/', '\\']) {
-        let name = name.trim().trim_end_matches(['.', ' ']).trim();
-        if name.is_empty() {
-            continue;
-        }
-        let name: String = name.chars().take(MAX_NAME).collect::<String>().trim_end().to_string();
-        names.push(name);
-        if names.len() == MAX_DEPTH {
-            break;
-        }
-    }
-    while names.iter().map(|n| n.chars().count() + 1).sum::<usize>() > MAX_PATH + 1 {
-        names.pop();
-    }
-    Ok(names.join("/"))
-}
-
-/// A folder path as a listing filter: normalized, control characters and all dropped (a
-/// filter that matches nothing is no error).
-pub(super) fn normalize_filter(raw: &str) -> String {
-    let clean: String = raw.chars().filter(|c| !c.is_control()).collect();
-    normalize(&clean).unwrap_or_default()
-}
 
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(parent, _)| parent)
@@ -96,7 +58,7 @@ fn build(counts: &[(String, i64)]) -> Tree {
     let mut tree = Tree { root_document_count: 0, total_document_count: 0, folders: Vec::new() };
     for (path, n) in counts {
         tree.total_document_count += n;
-        let path = normalize_filter(path);
+        let path = normalize_folder_filter(path);
         if path.is_empty() {
             tree.root_document_count += n;
             continue;
@@ -135,10 +97,8 @@ fn build(counts: &[(String, i64)]) -> Tree {
 
 async fn tree(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
 ) -> Result<Envelope<Tree>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
     let counts = db::folders::counts(&state.db, caller.tenant_id, kb).await?;
     Ok(Envelope::new(build(&counts)))
 }
@@ -162,14 +122,13 @@ struct Rename {
 /// what `to` holds. A folder cannot go into itself; a move to where it is moves nothing.
 async fn rename(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Json(body): Json<Rename>,
 ) -> Result<Envelope<Moved>, ApiError> {
-    own_knowledge_base(&state, &caller, kb).await?;
-    let from =
-        normalize(&body.from).map_err(|_| ApiError::bad_request("from", "a folder path has no control characters"))?;
-    let to = normalize(&body.to).map_err(|_| ApiError::bad_request("to", "a folder path has no control characters"))?;
+    let from = normalize_folder(&body.from)
+        .map_err(|_| ApiError::bad_request("from", "a folder path has no control characters"))?;
+    let to = normalize_folder(&body.to)
+        .map_err(|_| ApiError::bad_request("to", "a folder path has no control characters"))?;
     if from.is_empty() {
         return Err(ApiError::bad_request("from", "name the folder to move (the root cannot be moved)"));
     }
@@ -188,7 +147,7 @@ async fn rename(
     // Where each folder under `from` would end up must fit the limits as it is.
     for path in db::folders::paths_under(&state.db, caller.tenant_id, kb, &from).await? {
         let moved = format!("{to}{}", &path[from.len()..]);
-        if normalize(&moved)? != moved {
+        if normalize_folder(&moved)? != moved {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_argument",
@@ -221,14 +180,14 @@ async fn file_into(
     Json(body): Json<FileInto>,
 ) -> Result<Envelope<Moved>, ApiError> {
     let kb = body.kb_id.ok_or_else(|| ApiError::bad_request("kb_id", "name the knowledge base"))?;
-    own_knowledge_base(&state, &caller, kb).await?;
+    caller.own_knowledge_base(&state, kb).await?;
     let mut ids = body.knowledge_ids;
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() || ids.len() > MAX_FILED {
         return Err(ApiError::bad_request("knowledge_ids", &format!("name 1 to {MAX_FILED} documents")));
     }
-    let folder = normalize(&body.folder_path)?;
+    let folder = normalize_folder(&body.folder_path)?;
     let moved_count = db::folders::file_into(&state.db, caller.tenant_id, kb, &ids, &folder).await?;
     Ok(Envelope::new(Moved { moved_count, folder_path: folder }))
 }
@@ -236,16 +195,17 @@ async fn file_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::extract::MAX_NAME;
 
     #[test]
     fn folder_paths_are_stored_in_one_form_and_cannot_climb_out() {
-        let n = |raw: &str| normalize(raw).unwrap();
+        let n = |raw: &str| normalize_folder(raw).unwrap();
         assert_eq!(n(""), "");
         assert_eq!(n("/docs//spec/"), "docs/spec");
         assert_eq!(n("..\\..\\etc/./passwd"), "etc/passwd");
         assert_eq!(n(" a. / b "), "a/b");
         assert_eq!(n("文档/规范"), "文档/规范");
-        assert!(normalize("a\u{0}b").is_err() && normalize("a\nb").is_err());
+        assert!(normalize_folder("a\u{0}b").is_err() && normalize_folder("a\nb").is_err());
         let deep = (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join("/");
         assert_eq!(n(&deep).split('/').count(), MAX_DEPTH);
         let long = "é".repeat(500);
@@ -253,7 +213,7 @@ mod tests {
         let wide = vec!["x".repeat(100); 16].join("/");
         let cut = n(&wide);
         assert!(cut.chars().count() <= MAX_PATH && cut.split('/').count() == 10, "{}", cut.len());
-        assert_eq!(normalize_filter("a\u{0}b/"), "ab");
+        assert_eq!(normalize_folder_filter("a\u{0}b/"), "ab");
     }
 
     #[test]

@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, null_as_default};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
+use super::views::{Chunking, KnowledgeBaseView as View, knowledge_base_view as view};
 use crate::db;
 use crate::db::knowledge_bases::KnowledgeBase;
 use crate::db::knowledge_bases::Reindex;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 const NAME_TAKEN: &str = "a knowledge base with this name exists";
@@ -55,17 +56,6 @@ struct Settings {
     config: Config,
 }
 
-/// Upstream's `chunking_config`: a zero size (what its clients send unset) sets nothing.
-#[derive(Deserialize, Serialize, Default)]
-struct Chunking {
-    #[serde(default)]
-    chunk_size: i32,
-    #[serde(default)]
-    chunk_overlap: i32,
-    #[serde(default, deserialize_with = "null_as_default")]
-    separators: Vec<String>,
-}
-
 #[derive(Deserialize, Default)]
 struct Config {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -83,26 +73,6 @@ fn some_or_null_unless_blank<'de, D: serde::Deserializer<'de>>(d: D) -> Result<O
             .map(|id| Some(Some(id)))
             .map_err(|_| serde::de::Error::custom(format!("`{id}` is not a valid UUID"))),
     }
-}
-
-/// A knowledge base as upstream's clients read it: ours, plus upstream's `chunking_config`
-/// and the fields its objects always carry (`type`, `is_temporary`).
-#[derive(Serialize)]
-pub(super) struct View {
-    #[serde(flatten)]
-    kb: KnowledgeBase,
-    chunking_config: Chunking,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    is_temporary: bool,
-    is_processing: bool,
-}
-
-pub(super) fn view(kb: KnowledgeBase) -> View {
-    let chunking_config =
-        Chunking { chunk_size: kb.chunk_size, chunk_overlap: kb.chunk_overlap, separators: kb.split_markers.clone() };
-    let is_processing = kb.processing_count > 0;
-    View { kb, chunking_config, kind: "document", is_temporary: false, is_processing }
 }
 
 /// Checks the settings a row would end up with, naming the field at fault.
@@ -191,15 +161,6 @@ async fn check_models(state: &AppState, caller: &Caller, kb: &KnowledgeBase) -> 
     Ok(())
 }
 
-/// Ok when the knowledge base exists and is the caller's tenant's.
-pub(super) async fn own_knowledge_base(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
-    if db::knowledge_bases::exists(&state.db, caller.tenant_id, id).await? {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("knowledge base"))
-    }
-}
-
 async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<KnowledgeBase, ApiError> {
     db::knowledge_bases::get(&state.db, caller.tenant_id, id)
         .await?
@@ -270,7 +231,7 @@ async fn update(
         .await
         .map_err(ApiError::unique(NAME_TAKEN))?
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
-    crate::cache::knowledge_base_changed(&state, id).await;
+    crate::search::cache::knowledge_base_changed(&state, id).await;
     Ok(Envelope::new(view(updated)))
 }
 
@@ -333,7 +294,7 @@ async fn remove(
     let keys = db::knowledge_bases::delete(&state.db, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("knowledge base"))?;
-    crate::cache::knowledge_base_changed(&state, id).await;
+    crate::search::cache::knowledge_base_changed(&state, id).await;
     for key in keys {
         if let Err(e) = state.storage.delete(&key).await {
             tracing::warn!(error = %e, key, "the knowledge base is deleted but a file of it could not be removed");
@@ -382,7 +343,7 @@ async fn reindex(
             }
             Reindex::NotFound => return Err(ApiError::not_found("knowledge base")),
         };
-    crate::cache::knowledge_base_changed(&state, id).await;
+    crate::search::cache::knowledge_base_changed(&state, id).await;
     state.new_job.notify_waiters();
     Ok(Envelope::accepted(Reindexing { id, documents, embedding_model: embedder.model().to_string() }))
 }

@@ -5,6 +5,7 @@ mod body;
 mod chat;
 mod document_sets;
 mod documents;
+pub mod error;
 mod extract;
 mod folders;
 mod knowledge_bases;
@@ -17,6 +18,7 @@ mod suggestions;
 mod system;
 mod tenants;
 mod transfers;
+mod views;
 
 use std::time::Instant;
 
@@ -28,8 +30,8 @@ use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::error::ApiError;
 use crate::state::SharedState;
+use error::ApiError;
 
 pub use extract::JSON_BODY_LIMIT;
 use extract::REQUEST_ID;

@@ -5,18 +5,15 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
-use crate::crypt::SealError;
 use crate::db;
 use crate::db::models::Model;
-use crate::error::ApiError;
-use crate::models::ModelError;
 use crate::state::{AppState, SharedState};
 
 /// What answers stand for a stored key.
@@ -111,24 +108,6 @@ fn kind(name: &str) -> Result<&'static str, ApiError> {
     }
 }
 
-fn key_error(e: SealError) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "encryption_key_missing", e.to_string())
-}
-
-impl From<ModelError> for ApiError {
-    fn from(e: ModelError) -> ApiError {
-        match e {
-            ModelError::NoSuchModel => ApiError::not_found("model"),
-            ModelError::WrongType(kind) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", format!("this model is not a {kind} model"))
-            }
-            ModelError::Key(e) => ApiError::new(StatusCode::CONFLICT, "model_key_unreadable", e.to_string()),
-            ModelError::Build(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
-            ModelError::Database(e) => e.into(),
-        }
-    }
-}
-
 /// `body` applied to `m`, checked.
 fn apply(state: &AppState, m: &mut Model, body: Body) -> Result<(), ApiError> {
     // Upstream's update always sends `name`: a blank one keeps the name.
@@ -162,7 +141,7 @@ fn apply(state: &AppState, m: &mut Model, body: Body) -> Result<(), ApiError> {
     match p.api_key.as_deref().map(str::trim) {
         None | Some(MASK) => {}
         Some("") => m.api_key_encrypted = None,
-        Some(key) => m.api_key_encrypted = Some(state.sealer.seal(m.id, key).map_err(key_error)?),
+        Some(key) => m.api_key_encrypted = Some(state.sealer.seal(m.id, key)?),
     }
     if m.name.is_empty() {
         return Err(ApiError::bad_request("name", "name the model as its provider does (e.g. gpt-4o-mini)"));

@@ -8,9 +8,9 @@ use axum::routing::delete;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::error::ApiError;
 use super::extract::{Caller, OptionalJson, Path};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {

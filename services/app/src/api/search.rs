@@ -7,40 +7,21 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::{Envelope, id_list, null_as_default};
-use super::chat::{Mentioned, fold_mentions};
-use super::extract::{Caller, Json, OptionalJson, Path, Query};
+use super::body::{Envelope, Mentioned, fold_mentions, id_list, null_as_default};
+use super::error::ApiError;
+use super::extract::{Caller, Json, OptionalJson, OwnedKnowledgeBase, Query};
 use crate::db::chunks::Hit;
-use crate::error::ApiError;
-use crate::retrieval::{Off, Question, Retrieved, SearchError};
+use crate::search::retrieval::{Off, Question, Retrieved};
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/knowledge-bases/{id}/hybrid-search", post(hybrid_search).get(hybrid_search))
         .route("/api/v1/knowledge-search", post(knowledge_search))
-}
-
-impl From<SearchError> for ApiError {
-    fn from(e: SearchError) -> ApiError {
-        match e {
-            SearchError::NotFound => ApiError::not_found("knowledge base"),
-            SearchError::NoWords => ApiError::bad_request("query", "the query has no searchable words"),
-            SearchError::ModelMismatch(message) => {
-                ApiError::new(StatusCode::CONFLICT, "embedding_model_mismatch", message)
-            }
-            SearchError::NoRetriever(why) => ApiError::bad_request(
-                "disable_keywords_match",
-                &format!("with keyword matching off nothing is left to search: {why}"),
-            ),
-            SearchError::Database(e) => e.into(),
-        }
-    }
 }
 
 /// What a search reports beside its hits.
@@ -92,13 +73,10 @@ struct SearchParams {
 /// A hybrid search, as upstream asks it (a JSON body) or as our UI does (the query string).
 async fn hybrid_search(
     State(state): State<SharedState>,
-    caller: Caller,
-    Path(kb): Path<Uuid>,
+    OwnedKnowledgeBase { caller, id: kb }: OwnedKnowledgeBase,
     Query(q): Query<SearchQuery>,
     OptionalJson(body): OptionalJson<SearchParams>,
 ) -> Result<Answer, ApiError> {
-    // Another tenant's knowledge base is not found, whatever the request holds.
-    super::knowledge_bases::own_knowledge_base(&state, &caller, kb).await?;
     let params = body.unwrap_or_else(|| SearchParams {
         query_text: q.query.unwrap_or_default(),
         match_count: q.top_k,
@@ -122,7 +100,7 @@ async fn hybrid_search(
         top_k: top_k(&state, params.match_count),
         off: Off { keyword: params.disable_keywords_match, vector: params.disable_vector_match },
     };
-    Ok(answer(crate::retrieval::search(&state, &question).await?))
+    Ok(answer(crate::search::retrieval::search(&state, &question).await?))
 }
 
 /// Upstream's request, read as leniently as upstream reads it.
@@ -169,5 +147,5 @@ async fn knowledge_search(
         top_k: top_k(&state, body.top_k),
         off: Off::default(),
     };
-    Ok(answer(crate::retrieval::search(&state, &question).await?))
+    Ok(answer(crate::search::retrieval::search(&state, &question).await?))
 }

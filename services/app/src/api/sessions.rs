@@ -7,11 +7,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Deleted, Envelope, Page, PageQuery, some_or_null};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path, Query};
-use super::knowledge_bases::own_knowledge_base;
 use crate::db;
 use crate::db::sessions::{Message, Session};
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
@@ -47,13 +46,9 @@ fn checked_title(title: &str) -> Result<String, ApiError> {
 
 async fn checked_kb(state: &AppState, caller: &Caller, kb: Option<Uuid>) -> Result<Option<Uuid>, ApiError> {
     if let Some(id) = kb {
-        own_knowledge_base(state, caller, id).await?;
+        caller.own_knowledge_base(state, id).await?;
     }
     Ok(kb)
-}
-
-pub(super) async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session, ApiError> {
-    db::sessions::get(&state.db, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("session"))
 }
 
 async fn create(
@@ -99,7 +94,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Envelope<Session>, ApiError> {
-    Ok(Envelope::new(fetch(&state, &caller, id).await?))
+    Ok(Envelope::new(caller.own_session(&state, id).await?))
 }
 
 async fn update(
@@ -108,7 +103,7 @@ async fn update(
     Path(id): Path<Uuid>,
     Json(body): Json<Fields>,
 ) -> Result<Envelope<Session>, ApiError> {
-    let session = fetch(&state, &caller, id).await?;
+    let session = caller.own_session(&state, id).await?;
     let title = checked_title(body.title.as_deref().unwrap_or(&session.title))?;
     let description = checked_description(body.description.as_deref().unwrap_or(&session.description))?;
     let kb = match body.knowledge_base_id {
@@ -175,7 +170,7 @@ async fn generate_title(
     Path(id): Path<Uuid>,
     super::extract::OptionalJson(body): super::extract::OptionalJson<Conversation>,
 ) -> Result<Envelope<String>, ApiError> {
-    fetch(&state, &caller, id).await?;
+    caller.own_session(&state, id).await?;
     let sent = body.unwrap_or_default().messages.into_iter().find(|m| m.role == "user" && !m.content.trim().is_empty());
     let question = match sent {
         Some(m) => m.content,
@@ -183,7 +178,7 @@ async fn generate_title(
             ApiError::bad_request("messages", "the session has no question yet: send `messages` or ask first")
         })?,
     };
-    let title = crate::chat::generate_title(&state, &question).await;
+    let title = crate::answer::chat::generate_title(&state, &question).await;
     db::sessions::retitle(&state.db, caller.tenant_id, id, &title).await?;
     Ok(Envelope::new(title))
 }
@@ -221,7 +216,7 @@ async fn clear(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Envelope<Removed>, ApiError> {
-    fetch(&state, &caller, id).await?;
+    caller.own_session(&state, id).await?;
     state.answers.stop(id);
     Ok(Envelope::new(Removed { deleted: db::sessions::clear(&state.db, caller.tenant_id, id).await? }))
 }
@@ -308,7 +303,7 @@ async fn messages(
     Path(id): Path<Uuid>,
     Query(window): Query<Window>,
 ) -> Result<Envelope<Vec<Message>>, ApiError> {
-    fetch(&state, &caller, id).await?;
+    caller.own_session(&state, id).await?;
     // Upstream's default: the last 20.
     let limit = window.limit.unwrap_or(20).clamp(1, 500);
     Ok(Envelope::new(db::sessions::messages(&state.db, caller.tenant_id, id, window.before_time, limit).await?))

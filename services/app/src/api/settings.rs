@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::body::{Envelope, Message};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {
@@ -232,7 +232,7 @@ fn prompt_templates() -> Value {
             id: "weknora-en",
             name: "Cited answers (English)",
             description: "answers from the numbered passages only, citing them; used for questions not in Chinese",
-            content: crate::prompt::SYSTEM_EN,
+            content: crate::answer::prompt::SYSTEM_EN,
             has_knowledge_base: true,
             default: true,
         },
@@ -240,7 +240,7 @@ fn prompt_templates() -> Value {
             id: "weknora-zh",
             name: "Cited answers (中文)",
             description: "answers from the numbered passages only, citing them; used for questions in Chinese",
-            content: crate::prompt::SYSTEM_ZH,
+            content: crate::answer::prompt::SYSTEM_ZH,
             has_knowledge_base: true,
             default: false,
         },

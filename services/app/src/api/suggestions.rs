@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id};
+use super::error::ApiError;
 use super::extract::{Caller, OptionalJson, Path};
-use crate::chat::Answerer;
+use crate::answer::chat::Answerer;
 use crate::db::suggestions::{Outcome, Suggested, SuggestionSet};
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
@@ -64,7 +64,7 @@ async fn read(
     caller: Caller,
     Path((session, message)): Path<(Uuid, Uuid)>,
 ) -> Result<Envelope<Wire>, ApiError> {
-    super::sessions::fetch(&state, &caller, session).await?;
+    caller.own_session(&state, session).await?;
     let set = crate::db::suggestions::get(&state.db, caller.tenant_id, session, message).await?;
     let set =
         set.ok_or_else(|| ApiError::not_found("suggestions for this answer: POST to the same path makes them"))?;
@@ -84,7 +84,7 @@ async fn make(
     OptionalJson(body): OptionalJson<Make>,
 ) -> Result<Envelope<Wire>, ApiError> {
     let tenant = caller.tenant_id;
-    let s = super::sessions::fetch(&state, &caller, session).await?;
+    let s = caller.own_session(&state, session).await?;
     let exchange = crate::db::sessions::exchange(&state.db, tenant, session, message).await?;
     let (status, question, answer) = exchange.ok_or_else(|| ApiError::not_found("answer in this session"))?;
     if status != "completed" {
@@ -101,10 +101,10 @@ async fn make(
         return Ok(Envelope::new(set.into()));
     }
     let knowledge_bases: Vec<Uuid> = s.knowledge_base_id.into_iter().collect();
-    let answerer = crate::chat::choose(&state, tenant, None, &knowledge_bases).await?;
+    let answerer = crate::answer::chat::choose(&state, tenant, None, &knowledge_bases).await?;
     let (questions, model, failure) = match &answerer {
         Answerer::Extractive => (Vec::new(), String::new(), None),
-        Answerer::Model(model) => match crate::chat::suggest(model, &question, &answer).await {
+        Answerer::Model(model) => match crate::answer::chat::suggest(model, &question, &answer).await {
             Ok(texts) if texts.is_empty() => {
                 (Vec::new(), model.name().to_string(), Some("the model suggested no question".to_string()))
             }
@@ -156,7 +156,7 @@ async fn event(
     Path(session): Path<Uuid>,
     super::extract::Json(body): super::extract::Json<Event>,
 ) -> Result<Envelope<Recorded>, ApiError> {
-    super::sessions::fetch(&state, &caller, session).await?;
+    caller.own_session(&state, session).await?;
     let set = body.suggestion_set_id.ok_or_else(|| ApiError::bad_request("suggestion_set_id", "name the set"))?;
     if !EVENTS.contains(&body.event_type.as_str()) {
         return Err(ApiError::bad_request("event_type", &format!("one of {}", EVENTS.join(", "))));

@@ -14,9 +14,9 @@ use serde_json::Value;
 use weknora_buildinfo::BUILD;
 
 use super::body::Envelope;
+use super::error::ApiError;
 use super::extract::{Caller, OptionalJson};
 use crate::db;
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,11 +52,6 @@ async fn within<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
     }
-}
-
-async fn check_redis(client: &redis::Client) -> Result<(), redis::RedisError> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
 }
 
 #[derive(Serialize)]
@@ -99,7 +94,7 @@ async fn ready(State(state): State<SharedState>) -> Response {
     };
     let (database, redis, docreader, embedder) = tokio::join!(
         within(schema_current(&state.db)),
-        within(check_redis(&state.redis)),
+        within(crate::search::cache::ping(&state.redis)),
         state.docreader.check(CHECK_TIMEOUT),
         embedder
     );

@@ -10,10 +10,10 @@ use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
 use super::body::{Envelope, Message};
+use super::error::ApiError;
 use super::extract::{Caller, Json, OptionalJson, Path, Query};
 use crate::db;
 use crate::db::tenants::{Key, Removed, Tenant};
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {

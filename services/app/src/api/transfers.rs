@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{Envelope, blank_id, id_list, null_as_default};
+use super::error::ApiError;
 use super::extract::{Caller, Json, Path};
-use super::knowledge_bases::{View, view};
+use super::views::{KnowledgeBaseView as View, knowledge_base_view as view};
 use crate::db;
 use crate::db::knowledge_bases::KnowledgeBase;
 use crate::db::transfers::{NewTask, Progress};
-use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn routes() -> Router<SharedState> {

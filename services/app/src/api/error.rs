@@ -3,7 +3,9 @@
 //! status. `code` is upstream's integer for the status (the Go SDK also reads `code` and
 //! `message` at the top level, where they are repeated); `details.reason` is our finer word
 //! for what went wrong. `?` converts the errors handlers meet (the database, rejected paths,
-//! queries and bodies) so that no handler maps errors by hand.
+//! queries and bodies, and the domain's own errors: search, models, chat, replay, storage)
+//! so that no handler maps errors by hand. Every HTTP status the app answers for a failure
+//! below the HTTP layer is chosen here, and nothing below `api` knows this type.
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
@@ -11,6 +13,16 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use super::views::document_view;
+use crate::answer::chat::AskError;
+use crate::answer::replay::{self, FollowError};
+use crate::answers::Refused;
+use crate::crypt::SealError;
+use crate::ingest::IntakeError;
+use crate::models::ModelError;
+use crate::search::retrieval::SearchError;
+use crate::storage::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -105,6 +117,140 @@ impl From<sqlx::Error> for ApiError {
                 "internal",
                 "internal error; the log has the details under this request id",
             ),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        match e {
+            SearchError::NotFound => ApiError::not_found("knowledge base"),
+            SearchError::NoWords => ApiError::bad_request("query", "the query has no searchable words"),
+            SearchError::ModelMismatch(message) => {
+                ApiError::new(StatusCode::CONFLICT, "embedding_model_mismatch", message)
+            }
+            SearchError::NoRetriever(why) => ApiError::bad_request(
+                "disable_keywords_match",
+                &format!("with keyword matching off nothing is left to search: {why}"),
+            ),
+            SearchError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> ApiError {
+        match e {
+            ModelError::NoSuchModel => ApiError::not_found("model"),
+            ModelError::WrongType(kind) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", format!("this model is not a {kind} model"))
+            }
+            ModelError::Key(e) => ApiError::new(StatusCode::CONFLICT, "model_key_unreadable", e.to_string()),
+            ModelError::Build(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            ModelError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<AskError> for ApiError {
+    fn from(e: AskError) -> ApiError {
+        match e {
+            AskError::NoSession => ApiError::not_found("session"),
+            AskError::NoKnowledgeBase => ApiError::bad_request(
+                "knowledge_base_ids",
+                "name the knowledge bases (knowledge_base_ids) or documents (knowledge_ids) to answer from, or give \
+                 the session a knowledge_base_id",
+            ),
+            AskError::Model(e) => e.into(),
+            AskError::Refused(Refused::Running) => ApiError::new(
+                StatusCode::CONFLICT,
+                "answer_running",
+                "this session is answering already: wait for the answer, or stop it (POST /api/v1/sessions/{id}/stop)",
+            ),
+            AskError::Refused(Refused::TooMany(n)) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_answers",
+                format!(
+                    "this tenant has {n} answers streaming, as many as it may (chat.max_concurrent_per_tenant): \
+                     try again when one ends"
+                ),
+            ),
+            AskError::Search(e) => e.into(),
+            AskError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// An answer's frames could not be replayed.
+impl From<FollowError> for ApiError {
+    fn from(e: FollowError) -> ApiError {
+        match e {
+            FollowError::NoFrames => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_stream_events",
+                format!(
+                    "no frames are kept for this answer: they are kept {} s after it ends; read it with \
+                     GET /api/v1/messages/{{session_id}}/load",
+                    replay::KEPT_AFTER_SECS
+                ),
+            ),
+            FollowError::Redis(e) => {
+                tracing::warn!(error = %e, "continue-stream: Redis does not answer");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "redis_unavailable",
+                    "the answer cannot be replayed: Redis, which keeps its frames, does not answer; read it with \
+                     GET /api/v1/messages/{session_id}/load",
+                )
+            }
+        }
+    }
+}
+
+/// A model's API key cannot be sealed (no encryption key is configured).
+impl From<SealError> for ApiError {
+    fn from(e: SealError) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "encryption_key_missing", e.to_string())
+    }
+}
+
+/// What an upload is answered when its file could not be stored: 507 when the storage is
+/// full (the operator must free or add space), 503 otherwise.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Full => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the file storage is full: nothing was stored; free space on the app's data volume \
+                 (or enlarge it) and upload again",
+            ),
+            StoreError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the file could not be stored: nothing was kept; see GET /ready and the app's log",
+            ),
+        }
+    }
+}
+
+/// A document that was not taken in. A duplicate answers the document that holds the file
+/// (upstream's clients take it from `data`), with upstream's word as the top-level code.
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> ApiError {
+        match e {
+            IntakeError::Duplicate { existing, url } => {
+                let what = if url { "this URL" } else { "a file with the same content" };
+                let message = format!(
+                    "the knowledge base has {what} already: document {} (`{}`); delete it first to upload it again",
+                    existing.id, existing.title
+                );
+                let word = if url { "duplicate_url" } else { "duplicate_file" };
+                ApiError::new(StatusCode::CONFLICT, "duplicate", message).with_data(document_view(*existing), word)
+            }
+            IntakeError::NotFound => ApiError::not_found("document"),
+            IntakeError::Store(e) => e.into(),
+            IntakeError::Database(e) => e.into(),
         }
     }
 }
@@ -221,5 +367,24 @@ impl IntoResponse for ApiError {
         let top = self.top_code.map_or_else(|| code.into(), serde_json::Value::from);
         let body = ErrorBody { success: false, code: top, message: &self.message, data: self.data.clone(), error };
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_storage_is_507_and_an_unavailable_one_503() {
+        let full = ApiError::from(StoreError::Full);
+        assert_eq!(
+            (full.status, full.code, upstream_code(full.status)),
+            (StatusCode::INSUFFICIENT_STORAGE, "storage_full", 1007)
+        );
+        let down = ApiError::from(StoreError::Unavailable);
+        assert_eq!(
+            (down.status, down.code, upstream_code(down.status)),
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", 1008)
+        );
     }
 }

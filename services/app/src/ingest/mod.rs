@@ -1,4 +1,9 @@
-//! The ingest worker pool: claims jobs from PostgreSQL (`FOR UPDATE SKIP LOCKED` with a
+//! The ingest queue, both halves. [`accept`] takes a document in: the bytes are stored
+//! first, then the document and its job are recorded in one transaction, and if recording
+//! fails the stored object is deleted again; so a crash leaves at worst an object nothing
+//! refers to, never a document whose file is missing. Then an idle worker is woken.
+//!
+//! The worker pool claims jobs from PostgreSQL (`FOR UPDATE SKIP LOCKED` with a
 //! lease), has docreader parse the stored file, chunks the markdown, and writes chunks and
 //! status in one transaction. Transient failures retry with doubling waits; permanent ones
 //! end as `failed` with the reason. A crashed worker's job is taken over when its lease
@@ -8,14 +13,219 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use uuid::Uuid;
 use weknora_docreader_proto::ReadRequest;
 
 use crate::chunker::{chunk, search_tokens};
+use crate::clients::docreader::ReadError;
+use crate::clients::embedding::EmbedError;
+use crate::db::documents::{Knowledge, ManualRevision, NewDocument};
 use crate::db::jobs::{self, Job, NewChunks, Source};
-use crate::docreader::ReadError;
-use crate::embedding::EmbedError;
 use crate::state::AppState;
+use crate::storage::StoreError;
+
+/// A document to take in: whose, into which knowledge base, and what it is.
+pub struct Upload<'a> {
+    pub tenant: Uuid,
+    pub knowledge_base: Uuid,
+    /// `file`, `manual` or `url`.
+    pub source_type: &'a str,
+    /// The name as sent (kept for display only), or the URL.
+    pub file_name: &'a str,
+    pub title: &'a str,
+    /// The bytes; None for URL documents, which docreader fetches itself.
+    pub content: Option<Vec<u8>>,
+    pub folder_path: &'a str,
+}
+
+/// Why a document was not taken in.
+pub enum IntakeError {
+    /// The knowledge base has the same file (or URL) already: this document, refused as
+    /// upstream refuses it (typed text may repeat).
+    Duplicate {
+        existing: Box<Knowledge>,
+        url: bool,
+    },
+    /// The document to revise is not the tenant's, or is gone.
+    NotFound,
+    /// The file could not be stored; nothing was recorded.
+    Store(StoreError),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for IntakeError {
+    fn from(e: sqlx::Error) -> IntakeError {
+        IntakeError::Database(e)
+    }
+}
+
+impl From<StoreError> for IntakeError {
+    fn from(e: StoreError) -> IntakeError {
+        IntakeError::Store(e)
+    }
+}
+
+/// Takes a document in: refuses a duplicate, stores the bytes, then records the document
+/// and its job together; if recording fails the stored object is removed again. Wakes an
+/// idle worker.
+pub async fn accept(state: &AppState, upload: Upload<'_>) -> Result<Knowledge, IntakeError> {
+    let Upload { tenant, knowledge_base: kb, source_type, file_name, title, content, folder_path } = upload;
+    let id = Uuid::new_v4();
+    let key = content.as_ref().map(|_| object_key(tenant, kb, id, file_name));
+    let checksum: Option<String> = content.as_ref().map(|b| hex_sha256(b));
+    let file_type = if source_type == "url" { String::new() } else { file_type(file_name) };
+    let size = content.as_ref().map_or(0, |b| b.len() as i64);
+    let url = (source_type == "url").then_some(file_name);
+    let same_file = checksum.as_deref().filter(|_| source_type == "file");
+    if let Some(there) = crate::db::documents::existing(&state.db, tenant, kb, same_file, url).await? {
+        return Err(IntakeError::Duplicate { existing: Box::new(there), url: url.is_some() });
+    }
+    if let (Some(key), Some(bytes)) = (&key, content) {
+        crate::storage::put(&state.storage, key, bytes).await?;
+    }
+    let doc = NewDocument {
+        id,
+        tenant,
+        knowledge_base: kb,
+        source_type,
+        source: file_name,
+        title,
+        file_type: &file_type,
+        object_key: key.as_deref(),
+        size_bytes: size,
+        checksum: checksum.as_deref(),
+        folder_path,
+    };
+    match crate::db::documents::insert_with_job(&state.db, &doc, state.config.ingest.max_attempts).await {
+        Ok(k) => {
+            state.new_job.notify_one();
+            Ok(k)
+        }
+        Err(e) => {
+            if let Some(key) = &key {
+                let _ = state.storage.delete(key).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// A manual document's new text, by the same protocol: stored under a key no earlier
+/// version has, then the revision and its job recorded together (the old text stays whole
+/// until then), the new object removed if that fails, the old one once it succeeded.
+pub async fn revise_manual(
+    state: &AppState,
+    tenant: Uuid,
+    doc: &Knowledge,
+    title: &str,
+    content: String,
+) -> Result<Knowledge, IntakeError> {
+    let source = format!("{title}.md");
+    let key = revision_key(tenant, doc.knowledge_base_id, doc.id, &source);
+    let checksum = hex_sha256(content.as_bytes());
+    let rev = ManualRevision {
+        title,
+        source: &source,
+        file_type: &file_type(&source),
+        object_key: &key,
+        size_bytes: content.len() as i64,
+        checksum: &checksum,
+    };
+    crate::storage::put(&state.storage, &key, content.into_bytes()).await?;
+    let revised =
+        crate::db::documents::revise_manual(&state.db, tenant, doc.id, &rev, state.config.ingest.max_attempts).await;
+    let (revised, old_key) = match revised {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            discard(state, &key).await;
+            return Err(IntakeError::NotFound);
+        }
+        Err(e) => {
+            discard(state, &key).await;
+            return Err(e.into());
+        }
+    };
+    state.new_job.notify_one();
+    if let Some(old) = old_key.filter(|old| *old != key) {
+        discard(state, &old).await;
+    }
+    Ok(revised)
+}
+
+/// Removes a stored file nothing refers to any more; a failure leaves an orphan, logged.
+pub async fn discard(state: &AppState, key: &str) {
+    if let Err(e) = state.storage.delete(key).await {
+        tracing::warn!(error = %e, key, "a stored file nothing refers to could not be removed");
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The last component of a name as sent, whichever separator the sender's system uses.
+pub fn base_name(file_name: &str) -> &str {
+    file_name.rsplit(['/', '\\']).next().unwrap_or_default()
+}
+
+/// The file type is the extension of the file's own name (never of a folder in a path
+/// sent with it), lower-cased; none for names like `.bashrc` or `README`.
+pub fn file_type(file_name: &str) -> String {
+    match base_name(file_name).rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            ext.to_ascii_lowercase()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The longest stored name, in bytes: file systems take 255, and room is left.
+const MAX_STORED_NAME: usize = 200;
+
+/// A storage key that keeps the file's name readable but cannot escape its folder, and
+/// fits a file system's limit (a long name keeps its start and its extension).
+pub fn object_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
+    format!("{tenant}/{kb}/{knowledge}/{}", stored_name(file_name))
+}
+
+/// A new key for another version of the document's file, in a folder of its own: never
+/// the key of any earlier version.
+pub fn revision_key(tenant: Uuid, kb: Uuid, knowledge: Uuid, file_name: &str) -> String {
+    let revision = Uuid::new_v4().simple().to_string();
+    format!("{tenant}/{kb}/{knowledge}/{}/{}", &revision[..12], stored_name(file_name))
+}
+
+/// The file's own name, made safe to store.
+fn stored_name(file_name: &str) -> String {
+    let safe: String = base_name(file_name)
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
+    shortened(&safe)
+}
+
+/// `name` cut to `MAX_STORED_NAME` bytes on a character boundary, keeping its extension.
+fn shortened(name: &str) -> String {
+    if name.len() <= MAX_STORED_NAME {
+        return name.to_string();
+    }
+    let extension = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 16 => format!(".{ext}"),
+        _ => String::new(),
+    };
+    let room = MAX_STORED_NAME - extension.len();
+    let mut stem: String = String::new();
+    for c in name[..name.len() - extension.len()].chars() {
+        if stem.len() + c.len_utf8() > room {
+            break;
+        }
+        stem.push(c);
+    }
+    stem + &extension
+}
 
 /// Starts `ingest.workers` workers; they run until the process ends.
 pub fn spawn_workers(state: Arc<AppState>) {
@@ -90,7 +300,7 @@ async fn process(state: &AppState, owner: &str, job: Job) {
     let (outcome, recorded) = match done {
         Ok(Some((kb, chunks))) => {
             tracing::info!(chunks, kind = job.kind, "ingest: completed");
-            crate::cache::knowledge_base_changed(state, kb).await;
+            crate::search::cache::knowledge_base_changed(state, kb).await;
             ("completed", Ok(true))
         }
         Ok(None) => ("lease_lost", Ok(false)),
@@ -249,5 +459,40 @@ pub async fn report_unfinished(state: &AppState) {
         && n > 0
     {
         tracing::info!(jobs = n, "ingest: resuming unfinished jobs");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_type_is_the_extension_of_the_name_alone() {
+        assert_eq!(file_type("report.PDF"), "pdf");
+        assert_eq!(file_type("../../../etc/passwd"), "");
+        assert_eq!(file_type("..\\..\\notes.v2.docx"), "docx");
+        assert_eq!(file_type("dir.d/README"), "");
+        assert_eq!(file_type(".bashrc"), "");
+        assert_eq!(file_type("weird.t/x"), "");
+        assert_eq!(file_type("a.tar.gz"), "gz");
+    }
+
+    #[test]
+    fn each_revision_of_a_file_has_a_key_of_its_own() {
+        let id = Uuid::nil();
+        let first = object_key(id, id, id, "notes/plan.md");
+        let (a, b) = (revision_key(id, id, id, "notes/plan.md"), revision_key(id, id, id, "notes/plan.md"));
+        assert!(a != b && a != first && a.ends_with("/plan.md") && a.starts_with(first.trim_end_matches("plan.md")));
+    }
+
+    #[test]
+    fn object_keys_cannot_escape_their_folder() {
+        let id = Uuid::nil();
+        assert_eq!(object_key(id, id, id, "../../../etc/passwd").rsplit('/').next(), Some("passwd"));
+        assert!(object_key(id, id, id, "..").ends_with("/file"));
+        assert!(object_key(id, id, id, "a b?.txt").ends_with("/a_b_.txt"));
+        let long = object_key(id, id, id, &format!("{}.txt", "é".repeat(1000)));
+        let name = long.rsplit('/').next().unwrap();
+        assert!(name.len() <= MAX_STORED_NAME && name.starts_with('é') && name.ends_with(".txt"), "{name}");
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::clients::remote::{Protocol, excerpt, without_url};
 use crate::config::Config;
-use crate::remote::{Protocol, excerpt, without_url};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbedError {
@@ -122,7 +122,7 @@ impl Embedder {
         let base = spec.base_url.trim_end_matches('/').to_string();
         let protocol = Protocol::of(spec.provider);
         Ok(Embedder {
-            http: crate::remote::client(Duration::from_secs(5), Some(Duration::from_secs(e.timeout_secs)))?,
+            http: crate::clients::remote::client(Duration::from_secs(5), Some(Duration::from_secs(e.timeout_secs)))?,
             protocol,
             url: protocol.endpoint(&base, "embeddings", "api/embed"),
             base,
@@ -199,9 +199,14 @@ impl Embedder {
             body["input_type"] = json!(if role == Role::Query { "query" } else { "passage" });
         }
         // reqwest's errors name the URL, which holds no credentials here.
-        let response = crate::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
-            EmbedError::Transient(format!("the embedding model at {} does not answer: {}", self.base, without_url(&e)))
-        })?;
+        let response =
+            crate::clients::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
+                EmbedError::Transient(format!(
+                    "the embedding model at {} does not answer: {}",
+                    self.base,
+                    without_url(&e)
+                ))
+            })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| {
             EmbedError::Transient(format!(

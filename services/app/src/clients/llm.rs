@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::remote::{Protocol, excerpt, without_url};
+use crate::clients::remote::{Protocol, excerpt, without_url};
+use crate::config::Config;
 
 /// Where and how to reach one chat model.
 #[derive(Clone)]
@@ -68,13 +69,35 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
+    /// The built-in chat model (LLM_*), if one is configured.
+    pub fn built_in(config: &Config) -> anyhow::Result<Option<ChatModel>> {
+        let base = config.chat_base_url();
+        if base.is_empty() {
+            return Ok(None);
+        }
+        let c = &config.chat;
+        let spec = Spec {
+            provider: c.provider.clone(),
+            base_url: base.to_string(),
+            model: c.model.clone(),
+            api_key: c.api_key.0.clone(),
+        };
+        ChatModel::configured(config, &spec).map(Some).map_err(|e| anyhow::anyhow!("the chat model: {e}"))
+    }
+
+    /// A client for `spec` with the configured timeouts, temperature and answer length.
+    pub fn configured(config: &Config, spec: &Spec) -> Result<ChatModel, String> {
+        let c = &config.chat;
+        ChatModel::new(spec, Duration::from_secs(c.connect_timeout_secs), c.temperature, c.max_answer_tokens)
+    }
+
     pub fn new(spec: &Spec, connect_timeout: Duration, temperature: f64, max_tokens: u32) -> Result<ChatModel, String> {
         let protocol = Protocol::of(&spec.provider);
         let base = spec.base_url.trim_end_matches('/').to_string();
         Ok(ChatModel {
             // No timeout for the whole request: an answer streams for as long as it takes,
             // bounded by the caller's first-piece and total timeouts.
-            http: crate::remote::client(connect_timeout, None)?,
+            http: crate::clients::remote::client(connect_timeout, None)?,
             protocol,
             url: protocol.endpoint(&base, "chat/completions", "api/chat"),
             base,
@@ -102,9 +125,10 @@ impl ChatModel {
                 "options": { "temperature": self.temperature, "num_predict": self.max_tokens },
             }),
         };
-        let response = crate::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
-            LlmError::Unreachable(format!("the chat model at {} does not answer: {}", self.base, without_url(&e)))
-        })?;
+        let response =
+            crate::clients::remote::post(&self.http, &self.url, &self.api_key, &body).send().await.map_err(|e| {
+                LlmError::Unreachable(format!("the chat model at {} does not answer: {}", self.base, without_url(&e)))
+            })?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();

@@ -4,8 +4,8 @@
 //! long document never overflows the model's window. Without a model, the answer is
 //! extractive: the best passages, each with its citation.
 
+use crate::clients::llm::Message;
 use crate::db::chunks::Hit;
-use crate::llm::Message;
 
 /// One earlier question and its answer.
 pub struct Turn {

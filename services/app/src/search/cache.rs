@@ -37,6 +37,13 @@ pub(crate) async fn run<T: redis::FromRedisValue>(state: &AppState, cmd: redis::
     }
 }
 
+/// Whether Redis answers a PING now, on a connection of its own (not the cache's shared
+/// one): what `/ready` reports.
+pub async fn ping(client: &redis::Client) -> Result<(), redis::RedisError> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+}
+
 fn generation_key(state: &AppState, kb: Uuid) -> String {
     format!("{}kbgen:{kb}", state.config.redis.prefix)
 }

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::chunker::{query_terms, tsquery};
+use crate::clients::embedding::Embedder;
 use crate::db;
 use crate::db::chunks::{Hit, Matched, Scope};
 use crate::db::knowledge_bases::Indexed;
-use crate::embedding::Embedder;
 use crate::models::ModelError;
 use crate::state::AppState;
 
@@ -166,9 +166,9 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
 
     let model = embedder.map_or("", |e| e.model());
     let question = format!("{model}|{}|{:?}|{:?}|{}", q.top_k, q.knowledge_ids, q.off, q.query);
-    let cache_key = crate::cache::search_key(state, q.tenant, &wanted, &question).await;
+    let cache_key = crate::search::cache::search_key(state, q.tenant, &wanted, &question).await;
     if let Some(key) = &cache_key
-        && let Some(cached) = crate::cache::get(state, key).await
+        && let Some(cached) = crate::search::cache::get(state, key).await
         && let Ok(hits) = serde_json::from_str::<Vec<Hit>>(&cached)
     {
         crate::metrics::search_cache(true);
@@ -221,7 +221,7 @@ pub async fn search(state: &AppState, q: &Question<'_>) -> Result<Retrieved, Sea
         && let Some(key) = &cache_key
         && let Ok(json) = serde_json::to_string(&hits)
     {
-        crate::cache::put(state, key, &json).await;
+        crate::search::cache::put(state, key, &json).await;
     }
     Ok(Retrieved { hits, terms, retrieval, notice, cached: false })
 }

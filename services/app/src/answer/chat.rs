@@ -16,14 +16,14 @@ use tokio::time::timeout_at;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::answer::prompt::{self, Turn};
+use crate::answer::replay;
 use crate::answers::{Refused, Running};
+use crate::clients::llm::{ChatModel, LlmError, Message};
 use crate::db;
 use crate::db::chunks::Hit;
-use crate::llm::{ChatModel, LlmError, Message};
 use crate::models::ModelError;
-use crate::prompt::{self, Turn};
-use crate::replay;
-use crate::retrieval::SearchError;
+use crate::search::retrieval::SearchError;
 use crate::state::{AppState, SharedState};
 
 /// One server-sent event of an answer, in upstream's shape.
@@ -444,15 +444,15 @@ pub async fn ask(state: &SharedState, q: Question<'_>) -> Result<Frames, AskErro
     let limit = state.config.chat.max_concurrent_per_tenant as usize;
     let running = state.answers.admit(q.tenant, q.session, limit).map_err(AskError::Refused)?;
 
-    let question = crate::retrieval::Question {
+    let question = crate::search::retrieval::Question {
         tenant: q.tenant,
         knowledge_bases: &knowledge_bases,
         knowledge_ids: q.knowledge_ids,
         query: q.query,
         top_k: state.config.retrieval.top_k as usize,
-        off: crate::retrieval::Off::default(),
+        off: crate::search::retrieval::Off::default(),
     };
-    let hits = match crate::retrieval::search(state, &question).await {
+    let hits = match crate::search::retrieval::search(state, &question).await {
         Ok(found) => found.hits,
         // Nothing to search for (only stop words): the model still answers, with no passage.
         Err(SearchError::NoWords) => Vec::new(),

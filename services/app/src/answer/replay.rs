@@ -31,12 +31,12 @@ fn stop_key(state: &AppState, message: Uuid) -> String {
 /// answer.
 pub async fn ask_stop(state: &AppState, message: Uuid) -> bool {
     let ttl = state.config.chat.total_timeout_secs;
-    crate::cache::run::<()>(state, redis::Cmd::set_ex(stop_key(state, message), 1, ttl)).await.is_some()
+    crate::search::cache::run::<()>(state, redis::Cmd::set_ex(stop_key(state, message), 1, ttl)).await.is_some()
 }
 
 /// Whether a stop was asked for the answer `message` (by `ask_stop`, on any replica).
 pub async fn stop_asked(state: &AppState, message: Uuid) -> bool {
-    crate::cache::run::<bool>(state, redis::Cmd::exists(stop_key(state, message))).await.unwrap_or(false)
+    crate::search::cache::run::<bool>(state, redis::Cmd::exists(stop_key(state, message))).await.unwrap_or(false)
 }
 
 /// Whether a frame (as JSON) is an answer's last: `complete`, or `error` for one that failed.
@@ -64,12 +64,12 @@ impl Log {
                 let last = is_last(&frame);
                 let mut add = redis::cmd("XADD");
                 add.arg(&key).arg("*").arg("f").arg(frame);
-                let kept = crate::cache::run::<String>(&state, add).await.is_some();
+                let kept = crate::search::cache::run::<String>(&state, add).await.is_some();
                 if kept && (!expiring || last) {
                     expiring = true;
                     let mut expire = redis::cmd("EXPIRE");
                     expire.arg(&key).arg(if last { KEPT_AFTER_SECS } else { ttl });
-                    let _: Option<i64> = crate::cache::run(&state, expire).await;
+                    let _: Option<i64> = crate::search::cache::run(&state, expire).await;
                 }
                 if !kept {
                     tracing::debug!("replay: a frame could not be kept; this answer cannot be continued");
