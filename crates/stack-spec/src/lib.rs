@@ -8,6 +8,11 @@
 //! names, Swarm secrets), xtask (the images it writes) and the tests. The text files that
 //! repeat these facts (Dockerfile tails, `.env.example` sections) are written from here by
 //! `cargo xtask codegen`, and a plain test fails when one is stale.
+//!
+//! Architecture invariants: data only (no I/O, no dependencies, no behaviour beyond
+//! lookups), so every crate can read it at compile time; a fact declared here is never
+//! written again by hand anywhere else, in code or in a derived file; and a change here is
+//! finished only when `cargo xtask codegen` has been run and its output committed.
 
 /// The workspace's version: the tag of our images unless `WEKNORA_VERSION` says otherwise.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
