@@ -4,8 +4,9 @@
 //! commands know clap, no command names another command's clap arguments, and `lib.rs`
 //! declares modules and nothing else.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use weknora_testkit::layout::ModuleGraph;
 
 /// Every module of the library and its layer, bottom to top. A module may use its own layer
 /// and the ones below, never one above.
@@ -71,104 +72,12 @@ fn layer(module: &str) -> Layer {
     })
 }
 
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// `src/backup/mod.rs` -> `backup`, `src/doctor/fix.rs` -> `doctor::fix`, `src/lib.rs` -> ``.
-fn module_of(src: &Path, file: &Path) -> String {
-    let rel = file.strip_prefix(src).unwrap().with_extension("");
-    let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let parts: Vec<&str> = parts.iter().map(String::as_str).filter(|p| !matches!(*p, "mod" | "lib")).collect();
-    parts.join("::")
-}
-
-fn parent(module: &str) -> &str {
-    module.rsplit_once("::").map_or("", |(p, _)| p)
-}
-
-/// Whether `a` is `b` or inside it.
-fn within(a: &str, b: &str) -> bool {
-    b.is_empty() || a == b || a.starts_with(&format!("{b}::"))
-}
-
-/// The modules a file names with `crate::` or `super::`, resolved against `modules` to the
-/// deepest module they name (`crate::backup::take::take` -> `backup::take`).
-fn references(module: &str, text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for (start, base) in [("crate::", String::new()), ("super::", parent(module).to_string())] {
-        for (at, _) in text.match_indices(start) {
-            let rest = &text[at + start.len()..];
-            // `crate::{a, b}` groups: take each name in the braces.
-            let heads: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
-                let inner = &group[..group.find('}').unwrap_or(0)];
-                inner.split(',').map(|s| s.trim().to_string()).collect()
-            } else {
-                vec![rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect()]
-            };
-            for head in heads {
-                let mut path = base.clone();
-                let mut best = base.clone();
-                for segment in head.split("::").filter(|s| !s.is_empty()) {
-                    path = if path.is_empty() { segment.to_string() } else { format!("{path}::{segment}") };
-                    if modules.contains(&path) {
-                        best = path.clone();
-                    }
-                }
-                found.insert(best);
-            }
-        }
-    }
-    found.remove(module);
-    found
-}
-
-struct Graph {
-    /// Module -> the modules it uses (its own submodules left out: those it mounts).
-    uses: BTreeMap<String, BTreeSet<String>>,
-    /// Module -> its code: comments and unit tests left out.
-    text: BTreeMap<String, String>,
-}
-
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-fn graph() -> Graph {
-    let src = src();
-    let mut files = rust_files(&src);
-    // main.rs is the `weknora` binary's own crate, a front end above the library.
-    files.retain(|f| f.file_name().is_some_and(|n| n != "main.rs"));
-    // A file's unit tests (an inline module, where `super` is the file itself) and its
-    // comments are not part of the graph.
-    let text: BTreeMap<String, String> = files
-        .iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(f).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            let code: Vec<&str> = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
-            (module_of(&src, f), code.join("\n"))
-        })
-        .collect();
-    let modules: BTreeSet<String> = text.keys().cloned().collect();
-    let uses = text
-        .iter()
-        .map(|(m, t)| {
-            let deps = references(m, t, &modules).into_iter().filter(|d| !within(d, m)).collect();
-            (m.clone(), deps)
-        })
-        .collect();
-    Graph { uses, text }
+fn graph() -> ModuleGraph {
+    ModuleGraph::read(&src())
 }
 
 #[test]
@@ -207,35 +116,12 @@ fn lib_rs_declares_modules_only() {
 
 #[test]
 fn no_module_imports_the_one_that_mounts_it() {
-    for (module, deps) in graph().uses {
-        for dep in deps {
-            assert!(!within(&module, &dep), "`{module}` imports `{dep}`, which mounts it");
-        }
-    }
+    graph().assert_no_module_imports_its_parent();
 }
 
 #[test]
 fn the_module_graph_has_no_cycle() {
-    let g = graph();
-    // Depth-first search; a module met again while still on the path closes a cycle.
-    fn visit(m: &str, g: &Graph, path: &mut Vec<String>, done: &mut BTreeSet<String>) {
-        if done.contains(m) {
-            return;
-        }
-        if let Some(i) = path.iter().position(|p| p == m) {
-            panic!("cycle: {} -> {m}", path[i..].join(" -> "));
-        }
-        path.push(m.to_string());
-        for dep in g.uses.get(m).into_iter().flatten() {
-            visit(dep, g, path, done);
-        }
-        path.pop();
-        done.insert(m.to_string());
-    }
-    let mut done = BTreeSet::new();
-    for m in g.uses.keys() {
-        visit(m, &g, &mut Vec::new(), &mut done);
-    }
+    graph().assert_no_cycle();
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //!
 //! Both use password authentication with the same user and password.
 //! - `Phases`: where a long test spends its time, for `cargo xtask ci`'s summary.
+//! - `layout::ModuleGraph`: a crate's module graph, for the tests that guard its layers.
+
+pub mod layout;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
