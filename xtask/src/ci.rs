@@ -44,10 +44,7 @@ impl Ci {
             .block_on(weknora_operator::doctor::set_up(weknora_operator::doctor::Scope::Dev, "ci"))?;
         ensure_nextest()?;
         let mut tests = words("nextest run --workspace --locked --profile ci --no-fail-fast");
-        if !self.no_docker {
-            // Tests that need Docker are `#[ignore]`d so plain `cargo test` works anywhere.
-            tests.extend(words("--run-ignored all"));
-        } else {
+        if self.no_docker {
             tests.extend(words(
                 "-E not(binary_id(xtask::images_live)|binary_id(xtask::stack_live)|binary_id(xtask::swarm_live))",
             ));

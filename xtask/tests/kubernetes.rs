@@ -20,6 +20,7 @@ use serde_json::Value;
 // A secret by its name: it must come from the Secret, never from the ConfigMap (the same rule
 // makes Docker secrets of them on Swarm).
 use weknora_operator::swarm::is_secret;
+use weknora_testkit::{Need, require};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -116,8 +117,8 @@ fn validate(object: &Value) -> Result<(), String> {
 }
 
 #[test]
-#[ignore = "needs kubectl (1.21+): run by `cargo xtask ci`"]
 fn every_overlay_renders_and_every_object_is_valid_against_the_api() {
+    require!(Need::Kubectl);
     for dir in renderable() {
         let objects = render(&dir);
         assert!(!objects.is_empty(), "{} renders nothing", dir.display());
@@ -282,8 +283,8 @@ fn http_probe(p: &Option<Probe>) -> (String, String) {
 }
 
 #[test]
-#[ignore = "needs kubectl (1.21+) and docker compose: run by `cargo xtask ci`"]
 fn the_manifests_agree_with_the_compose_description() {
+    require!(Need::Kubectl, Need::Compose);
     let compose = compose();
     let base = base();
     let version = env!("CARGO_PKG_VERSION");

@@ -12,7 +12,8 @@
 //! `upgrade` moves a stack of "older" images to this checkout, `rollback` brings back the
 //! images and the data of before, and a failed upgrade rolls back by itself.
 //!
-//! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it.
+//! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it, one test at a time
+//! (nextest's `stack` group, .config/nextest.toml).
 
 mod browser;
 mod faults;
@@ -24,14 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{docker, xtask};
+use weknora_testkit::{Need, require};
 use weknora_testkit::{Phases, S3Server, free_port};
-
-/// One stack at a time: they share the machine's two cores and the image builds.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 struct Project {
     name: String,
@@ -687,9 +682,8 @@ const DOC: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs a
                    every Friday. Keep the offsite copies for ninety days.\n";
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_up() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut phases = Phases::start("e2e");
     let p = Project::new("e2e", &["PROMETHEUS_PORT"]);
     let (ok, out, err) = p.xtask(&["start", "--profile", "monitoring", "--timeout", "600"]);
@@ -942,9 +936,8 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
 }
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_it() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut phases = Phases::start("dev");
     // app-dev compiles a copy of this checkout, so the test can edit it.
     let source = tempfile::tempdir().unwrap();
@@ -990,9 +983,8 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_i
 }
 
 #[test]
-#[ignore = "needs a Docker engine, docker-registry and the local stand-ins (cargo xtask ci runs it)"]
 fn pull_fetches_the_third_party_images_the_stack_names() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier, Need::DockerRegistry);
     let p = Project::new("pull", &[]);
     let (ok, _, err) = xtask(&["build-images", "--local-deps"], &[]);
     assert!(ok, "building the local stand-ins failed:\n{err}");
@@ -1073,9 +1065,8 @@ fn copy_checkout(to: &Path) {
 /// (The clone's build reuses the checkout's compiled dependencies, hard-linked: what a
 /// first build costs is `cargo xtask bench first-run`'s to measure, not this test's.)
 #[test]
-#[ignore = "needs a Docker engine, root and apt, and the images (cargo xtask ci runs it)"]
 fn a_fresh_clone_starts_healthy_without_debootstrap_or_the_local_images() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier, Need::RootAndApt);
     let mut phases = Phases::start("fresh clone");
     ensure_images_of_this_commit();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -1128,9 +1119,8 @@ fn a_fresh_clone_starts_healthy_without_debootstrap_or_the_local_images() {
 }
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_before() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut p = Project::new("upg", &[]);
     // Through standalone compose v1 (the other stack tests use the v2 plugin): sites that
     // still have only `docker-compose` start, upgrade and roll back the same way.
@@ -1278,12 +1268,11 @@ fn dist(args: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 // Named to run last (libtest starts tests in name order, and these run one at a time): its
 // bundle B recompiles this workspace's release binaries from a changed tree, which any
 // later test that builds images would have to recompile back.
 fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut phases = Phases::start("bundle");
     // The arm64 bundle: made twice, the same bytes; its binary runs (under qemu here).
     let arm = dist(&["--platform", "linux/arm64"]);

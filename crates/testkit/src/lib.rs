@@ -10,6 +10,10 @@
 //!
 //! Both use password authentication with the same user and password.
 //! - `Phases`: where a long test spends its time, for `cargo xtask ci`'s summary.
+//! - `require!(Need::…)`: what a test needs beyond Rust, declared once (need.rs).
+
+mod need;
+pub use need::{Need, in_ci, met};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
