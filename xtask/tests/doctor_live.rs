@@ -51,13 +51,6 @@ fn reports_the_live_daemon_and_compose_as_ok() {
 }
 
 #[test]
-fn both_compose_flavours_answer() {
-    require!(Need::DockerEngine);
-    assert!(stdout_of("docker", &["compose", "version"]).starts_with("Docker Compose version v2"));
-    assert!(stdout_of("docker-compose", &["version", "--short"]).starts_with("1."));
-}
-
-#[test]
 fn a_second_fix_changes_nothing() {
     require!(Need::DockerEngine);
     let (out, report) = doctor(&["--fix"], &[]);
