@@ -45,9 +45,7 @@ impl Ci {
         ensure_nextest()?;
         let mut tests = words("nextest run --workspace --locked --profile ci --no-fail-fast");
         if self.no_docker {
-            tests.extend(words(
-                "-E not(binary_id(xtask::images_live)|binary_id(xtask::stack_live)|binary_id(xtask::swarm_live))",
-            ));
+            tests.extend(["-E".to_string(), "not group(stack)".to_string()]);
         }
         // (The workspace has no doc tests, which nextest would not run: `cargo test --doc`.)
         let steps = [
@@ -85,6 +83,9 @@ impl Ci {
             } else {
                 Tally::default()
             };
+            if step.counts_tests {
+                stop_shared_stack(&root);
+            }
             let tally = step_tally(step.counts_tests, success, reported);
             total.passed += tally.passed;
             total.failed += tally.failed;
@@ -153,6 +154,25 @@ fn ensure_nextest() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where stack_live's `e2e_*` tests record the stack they share (its `SHARED_STACK_DIR`).
+const SHARED_STACK: &str = "target/e2e-stack";
+
+/// Stops the stack the `e2e_*` tests shared: their last test stops it, but a run that failed
+/// before may have left it.
+fn stop_shared_stack(root: &Path) {
+    let recorded = root.join(SHARED_STACK).join("env");
+    let Ok(text) = std::fs::read_to_string(&recorded) else { return };
+    let env: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let stopped = std::env::current_exe()
+        .and_then(|xtask| Command::new(xtask).args(["stop", "--volumes", "--yes"]).envs(env).status());
+    match stopped {
+        Ok(s) if s.success() => {
+            let _ = std::fs::remove_file(&recorded);
+        }
+        _ => eprintln!("ci: could not stop the tests' shared stack ({})", recorded.display()),
+    }
 }
 
 /// Runs cargo with its output passed through. Tests note their phases in `phases`
