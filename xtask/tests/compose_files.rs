@@ -2,40 +2,14 @@
 //! compose makes of the two (`docker compose config`, which needs no engine) is the
 //! production stack with app-dev in the app's place, the extra ports and no backup service.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
+use weknora_testkit::{Need, require};
 
-/// `docker compose config` of `files` with compose's defaults (no .env; the required
-/// secrets set to stand-ins), every profile on.
+mod support;
+
+/// `docker compose config` of `files`, every profile on.
 fn config(files: &[&str]) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let empty = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = Command::new("docker");
-    cmd.args(["compose", "-p", "weknora-test", "--env-file"]).arg(empty.path());
-    for f in files {
-        cmd.args(["-f", f]);
-    }
-    for profile in ["full", "embedder", "backup"] {
-        cmd.args(["--profile", profile]);
-    }
-    let out = cmd
-        .args(["config", "--format", "json"])
-        .current_dir(root)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .envs([
-            ("WEKNORA_VERSION", env!("CARGO_PKG_VERSION")),
-            ("DB_PASSWORD", "stand-in"),
-            ("REDIS_PASSWORD", "stand-in"),
-            ("ADMIN_API_KEY", "stand-in"),
-        ])
-        .output()
-        .expect("running docker compose (`cargo xtask doctor --fix` installs it)");
-    assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::compose_config(files, &["full", "embedder", "backup"])
 }
 
 /// A service's environment as a map (compose renders an extended service's as `K=V` items).
@@ -60,8 +34,8 @@ fn names(services: &Value) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs docker compose (no engine): run by `cargo xtask ci`"]
 fn the_development_override_changes_only_what_development_needs() {
+    require!(Need::Compose);
     let prod = config(&["docker-compose.yml"]);
     let dev = config(&["docker-compose.yml", "docker-compose.dev.yml"]);
     let (prod, dev) = (&prod["services"], &dev["services"]);

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use weknora_testkit::{Need, require};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -27,8 +28,8 @@ fn compose_lint(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-#[ignore = "needs compose-lint (`cargo xtask doctor --fix --dev` installs it): run by `cargo xtask ci`"]
 fn both_compose_files_pass_compose_lint_at_medium_with_every_exception_justified() {
+    require!(Need::ComposeLint);
     let (code, version, err) = compose_lint(&["--version"]);
     assert_eq!(code, 0, "compose-lint is missing: cargo xtask doctor --fix --dev\n{err}");
     // The pin xtask's doctor installs (its unit tests keep COMPOSE_LINT_VERSION equal to it).

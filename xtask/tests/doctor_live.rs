@@ -1,10 +1,11 @@
 //! `cargo xtask doctor` run as an operator runs it, against this machine's real Docker
-//! engine. Tests marked `#[ignore]` need the engine; `cargo xtask ci` runs them.
+//! engine, where one runs (`require!(Need::DockerEngine)`).
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use weknora_testkit::{Need, require};
 
 fn doctor(args: &[&str], env: &[(&str, &str)]) -> (Output, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -35,8 +36,8 @@ fn stdout_of(program: &str, args: &[&str]) -> String {
 }
 
 #[test]
-#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
 fn reports_the_live_daemon_and_compose_as_ok() {
+    require!(Need::DockerEngine);
     let (out, report) = doctor(&[], &[]);
     let daemon = check(&report, "docker-daemon");
     assert_eq!(daemon["status"], "ok", "{daemon}");
@@ -50,15 +51,8 @@ fn reports_the_live_daemon_and_compose_as_ok() {
 }
 
 #[test]
-#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
-fn both_compose_flavours_answer() {
-    assert!(stdout_of("docker", &["compose", "version"]).starts_with("Docker Compose version v2"));
-    assert!(stdout_of("docker-compose", &["version", "--short"]).starts_with("1."));
-}
-
-#[test]
-#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
 fn a_second_fix_changes_nothing() {
+    require!(Need::DockerEngine);
     let (out, report) = doctor(&["--fix"], &[]);
     assert_eq!(report["fix"]["steps"], serde_json::json!([]), "{report}");
     assert_eq!(report["fix"]["applied"], false);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{docker, xtask};
+use weknora_testkit::{Need, require};
 use weknora_testkit::{Phases, Registry};
 
 const ADMIN_KEY: &str = "images-test-admin-key-0123456789";
@@ -74,8 +75,8 @@ fn ours(built: &[Value]) -> Vec<&Value> {
 }
 
 #[test]
-#[ignore = "needs a Docker engine, qemu, debootstrap and docker-registry: run by `cargo xtask ci`"]
 fn images_build_run_push_clean_and_rebuild_identically() {
+    require!(Need::DockerEngine, Need::StackTier, Need::Qemu, Need::Debootstrap, Need::DockerRegistry);
     let mut phases = Phases::start("images");
     // Build everything: our images for both platforms, the local third-party stand-ins.
     let (ok, out, err) =

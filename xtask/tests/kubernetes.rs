@@ -23,6 +23,9 @@ use serde_json::Value;
 // ConfigMap (the same rule makes Docker secrets of them on Swarm).
 use weknora_operator::swarm::is_secret;
 
+mod support;
+use weknora_testkit::{Need, require};
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -118,8 +121,8 @@ fn validate(object: &Value) -> Result<(), String> {
 }
 
 #[test]
-#[ignore = "needs kubectl (1.21+): run by `cargo xtask ci`"]
 fn every_overlay_renders_and_every_object_is_valid_against_the_api() {
+    require!(Need::Kubectl);
     for dir in renderable() {
         let objects = render(&dir);
         assert!(!objects.is_empty(), "{} renders nothing", dir.display());
@@ -177,28 +180,9 @@ fn base() -> Base {
     base
 }
 
-/// docker-compose.yml as compose reads it with its defaults (no .env; the required secrets
-/// set to stand-ins), the embedder's profile on.
+/// docker-compose.yml as compose reads it, the embedder's profile on.
 fn compose() -> Value {
-    let empty = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new("docker")
-        .args(["compose", "-f", "docker-compose.yml", "--env-file"])
-        .arg(empty.path())
-        .args(["--profile", "embedder", "config", "--format", "json"])
-        .current_dir(root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .envs([
-            ("WEKNORA_VERSION", env!("CARGO_PKG_VERSION")),
-            ("DB_PASSWORD", "stand-in"),
-            ("REDIS_PASSWORD", "stand-in"),
-            ("ADMIN_API_KEY", "stand-in"),
-        ])
-        .output()
-        .expect("running docker compose (`cargo xtask doctor --fix` installs it)");
-    assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::compose_config(&["docker-compose.yml"], &["embedder"])
 }
 
 /// Where each variable of `container` comes from: a literal, a ConfigMap key or a Secret key.
@@ -269,8 +253,8 @@ fn http_probe(p: &Option<Probe>) -> (String, String) {
 }
 
 #[test]
-#[ignore = "needs kubectl (1.21+) and docker compose: run by `cargo xtask ci`"]
 fn the_manifests_agree_with_the_compose_description() {
+    require!(Need::Kubectl, Need::Compose);
     let compose = compose();
     let base = base();
     for service in ["app", "docreader", "embedder", "frontend"] {

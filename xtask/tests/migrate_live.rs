@@ -6,6 +6,7 @@ use std::path::Path;
 
 use sqlx::{Connection, PgConnection, Row};
 use support::{PASSWORD, Pg, xtask};
+use weknora_testkit::{Need, require};
 
 /// The migrations in the repository, oldest first: (version, description as the tool prints it).
 fn migrations() -> Vec<(String, String)> {
@@ -86,8 +87,8 @@ async fn up_from_empty_down_to_zero_and_up_again() {
 }
 
 #[tokio::test]
-#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
 async fn postgres_17_with_pgvector_migrates_and_enables_vector_search() {
+    require!(Need::DockerEngine);
     let pg = Pg::local_image();
     full_cycle(&pg).await;
     app_queries(&pg).await;
@@ -97,8 +98,8 @@ async fn postgres_17_with_pgvector_migrates_and_enables_vector_search() {
 }
 
 #[tokio::test]
-#[ignore = "needs a Docker engine (cargo xtask ci runs it)"]
 async fn a_role_that_may_not_create_extensions_still_migrates() {
+    require!(Need::DockerEngine);
     // Managed PostgreSQL: the extension is offered, but the app's role is no superuser.
     let pg = Pg::local_image();
     let mut conn = connect(&pg).await;
@@ -470,8 +471,8 @@ fn sqlx_cli(pg: &Pg, args: &[&str]) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs sqlx-cli (`cargo xtask doctor --fix` installs it; cargo xtask ci runs this)"]
 async fn sqlx_cli_and_xtask_agree_on_the_migrations_table() {
+    require!(Need::SqlxCli, Need::HostPostgres);
     let pg = Pg::debian();
     assert!(migrate(&pg, &["up", "--to", "20261125000003"]).0);
     let info = sqlx_cli(&pg, &["info"]);

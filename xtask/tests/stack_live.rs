@@ -12,7 +12,8 @@
 //! `upgrade` moves a stack of "older" images to this checkout, `rollback` brings back the
 //! images and the data of before, and a failed upgrade rolls back by itself.
 //!
-//! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it.
+//! Needs what `cargo xtask doctor --fix` installs. `cargo xtask ci` runs it, one test at a time
+//! (nextest's `stack` group, .config/nextest.toml).
 
 mod browser;
 mod faults;
@@ -24,19 +25,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{docker, xtask};
+use weknora_testkit::{Need, require};
 use weknora_testkit::{Phases, S3Server, free_port};
-
-/// One stack at a time: they share the machine's two cores and the image builds.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 struct Project {
     name: String,
     env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    /// Removed with the project; the shared stack's folder stays under target/.
+    _dir: Option<tempfile::TempDir>,
+    /// The shared stack outlives the test's process: nothing is stopped on drop.
+    shared: bool,
 }
 
 impl Project {
@@ -53,7 +51,13 @@ impl Project {
             env.push((var.to_string(), free_port().to_string()));
         }
         env.push(("BACKUP_DIR".to_string(), dir.path().join("backups").display().to_string()));
-        Project { name, env, _dir: dir }
+        Project { name, env, _dir: Some(dir), shared: false }
+    }
+
+    /// The stack the `e2e_*` tests share (`Shared`), from its recorded variables.
+    fn shared(env: Vec<(String, String)>) -> Project {
+        let name = env.iter().find(|(k, _)| k == "COMPOSE_PROJECT_NAME").expect("a project name").1.clone();
+        Project { name, env, _dir: None, shared: true }
     }
 
     fn get(&self, key: &str) -> &str {
@@ -91,7 +95,7 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        if !self.leftovers().is_empty() {
+        if !self.shared && !self.leftovers().is_empty() {
             let _ = self.xtask(&["stop", "--volumes", "--yes"]);
         }
     }
@@ -221,9 +225,10 @@ const FIRST_PIECE: &str = "The nightly backup runs at 02:00 ";
 const LAST_PIECE: &str = "[1].";
 
 impl StandInModel {
-    fn start() -> StandInModel {
+    /// On `port` (0: any free one).
+    fn start(port: u16) -> StandInModel {
         use std::io::{BufRead, Read, Write};
-        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let listener = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (requests_tx, requests) = std::sync::mpsc::channel();
         let (go, go_rx) = std::sync::mpsc::channel::<()>();
@@ -686,17 +691,174 @@ const SECRETS: [&str; 4] = ["DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "M
 const DOC: &str = "# Disaster recovery\n\nThe nightly backup of the vault runs at 02:00 and is verified by a restore drill \
                    every Friday. Keep the offsite copies for ninety days.\n";
 
-#[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
-fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_up() {
-    let _serial = one_at_a_time();
-    let mut phases = Phases::start("e2e");
-    let p = Project::new("e2e", &["PROMETHEUS_PORT"]);
-    let (ok, out, err) = p.xtask(&["start", "--profile", "monitoring", "--timeout", "600"]);
-    assert!(ok, "start failed:\n{err}");
-    assert!(out.contains("is up"), "{out}");
+/// The stack the `e2e_*` tests share, one test per phase, so that a failing phase hides none
+/// of the others. Under nextest each test is a process of its own, so the stack outlives
+/// them: its variables are recorded in `target/e2e-stack/env` and what the phases leave for
+/// later ones (the document, the chat model, which phases ran) in `state.json`. A file lock
+/// keeps two tests off it at once; a test reuses it while every service is healthy and starts
+/// it afresh otherwise (after a phase stopped or broke it). A phase that needs what an earlier
+/// one left runs that one first when it did not run on this stack. The last phase stops it;
+/// `cargo xtask ci` stops what a failed run left (`SHARED_STACK_DIR`).
+struct Shared {
+    p: Project,
+    state: Value,
+    dir: std::path::PathBuf,
+    _lock: std::fs::File,
+}
 
-    phases.done("start");
+/// Under the checkout's `target/`; `cargo xtask ci` reads `env` there to stop what is left.
+const SHARED_STACK_DIR: &str = "target/e2e-stack";
+
+/// The services of the shared stack (`start --profile monitoring`).
+const SERVICES: [&str; 7] = ["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"];
+
+impl Shared {
+    fn get() -> Shared {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(SHARED_STACK_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = std::fs::File::create(dir.join("lock")).unwrap();
+        lock.lock().unwrap();
+        if let Some(env) = std::fs::read_to_string(dir.join("env")).ok().map(|text| parse_env(&text)) {
+            let p = Project::shared(env);
+            let state = std::fs::read_to_string(dir.join("state.json"))
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null);
+            if state.is_object() && is_healthy(&p) {
+                return Shared { p, state, dir, _lock: lock };
+            }
+            if let Some(made) = state["backup_service_dir"].as_str() {
+                let _ = std::fs::remove_dir_all(made);
+            }
+            // Stopped or broken by an earlier phase, or left half-started: from scratch.
+            let _ = p.xtask(&["stop", "--volumes", "--yes"]);
+        }
+        for old in ["env", "state.json", ".env"] {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
+        let _ = std::fs::remove_dir_all(dir.join("backups"));
+        let env = vec![
+            ("WEKNORA_ENV_FILE".to_string(), dir.join(".env").display().to_string()),
+            ("COMPOSE_PROJECT_NAME".to_string(), format!("wke2e{}", std::process::id())),
+            ("FRONTEND_PORT".to_string(), free_port().to_string()),
+            ("APP_PORT".to_string(), free_port().to_string()),
+            ("PROMETHEUS_PORT".to_string(), free_port().to_string()),
+            ("BACKUP_DIR".to_string(), dir.join("backups").display().to_string()),
+        ];
+        // Recorded first: what a start cut short leaves is found and stopped.
+        let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(dir.join("env"), text).unwrap();
+        let p = Project::shared(env);
+        let mut phases = Phases::start("e2e");
+        let (ok, out, err) = p.xtask(&["start", "--profile", "monitoring", "--timeout", "600"]);
+        assert!(ok, "start failed:\n{err}");
+        phases.done("start");
+        let state = serde_json::json!({ "start": { "out": out, "err": err }, "done": [] });
+        let shared = Shared { p, state, dir, _lock: lock };
+        shared.save();
+        shared
+    }
+
+    fn save(&self) {
+        std::fs::write(self.dir.join("state.json"), self.state.to_string()).unwrap();
+    }
+
+    fn has(&self, phase: &str) -> bool {
+        self.state["done"].as_array().is_some_and(|d| d.iter().any(|p| p == phase))
+    }
+
+    fn done(&mut self, phase: &str) {
+        if !self.has(phase) {
+            self.state["done"].as_array_mut().unwrap().push(phase.into());
+        }
+        self.save();
+    }
+
+    fn forget(&mut self, phase: &str) {
+        self.state["done"].as_array_mut().unwrap().retain(|p| p != phase);
+        self.save();
+    }
+
+    fn text(&self, key: &str) -> String {
+        self.state[key].as_str().unwrap_or_else(|| panic!("{key} is not recorded: {}", self.state)).to_string()
+    }
+
+    /// A recorded text by its path (`["start", "out"]`).
+    fn text_at(&self, path: &[&str]) -> String {
+        let value = path.iter().fold(&self.state, |v, k| &v[*k]);
+        value.as_str().unwrap_or_else(|| panic!("{path:?} is not recorded: {}", self.state)).to_string()
+    }
+
+    fn front(&self) -> String {
+        self.p.get("FRONTEND_PORT").to_string()
+    }
+
+    /// The knowledge base "ops" and its document (the upload phase's).
+    fn document(&mut self) -> (String, String) {
+        if !self.has("upload") {
+            upload_search_reindex(self);
+        }
+        (self.text("kb_id"), self.text("doc_id"))
+    }
+
+    /// The chat phase's session and the tenant's model (its API key), run first if needed.
+    fn chat(&mut self) -> (String, String, String) {
+        if !self.has("chat") {
+            chat_extractive_then_by_a_tenants_model(self);
+        }
+        (self.text("session_id"), self.text("model_id"), self.text("model_key"))
+    }
+}
+
+fn parse_env(text: &str) -> Vec<(String, String)> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Every service of the shared stack running and healthy (the backup service, which a later
+/// phase adds, has no healthcheck). A service that is starting again (after the faults phase
+/// crashed it, or `check --deep` stopped the app) is waited for, up to two minutes.
+fn is_healthy(p: &Project) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (ok, out, _) = p.xtask(&["ps", "--json"]);
+        let Some(list) = serde_json::from_str::<Vec<Value>>(&out).ok().filter(|_| ok) else { return false };
+        if !SERVICES.iter().all(|s| list.iter().any(|c| c["service"] == *s)) {
+            return false;
+        }
+        let settled = |c: &Value| c["service"] == "backup" || c["health"] != "starting";
+        if list.iter().all(settled) || Instant::now() > deadline {
+            let healthy = |c: &Value| c["state"] == "running" && (c["service"] == "backup" || c["health"] == "healthy");
+            return list.iter().all(healthy);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The question the chat phase asks, with the tenant's model when given.
+fn backup_question(model_id: Option<&str>) -> Value {
+    let mut question = serde_json::json!({"query": "When does the nightly backup run?"});
+    if let Some(model_id) = model_id {
+        question["summary_model_id"] = model_id.into();
+    }
+    question
+}
+
+#[test]
+fn e2e_01_start_brings_every_service_up_healthy() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let s = Shared::get();
+    let out = s.text_at(&["start", "out"]);
+    assert!(out.contains("is up"), "{out}");
+    assert_all_healthy(&s.p, &SERVICES);
+}
+
+#[test]
+fn e2e_02_secrets_are_generated_private_and_never_printed_least_privilege_and_check() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let s = Shared::get();
+    let p = &s.p;
+    let (out, err) = (s.text_at(&["start", "out"]), s.text_at(&["start", "err"]));
     // .env was created with generated secrets, private, and none of them was printed.
     let env_path = p.get("WEKNORA_ENV_FILE").to_string();
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&env_path).unwrap().permissions());
@@ -708,16 +870,26 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         assert_eq!(secret.len(), 64, "{key}");
         assert!(!out.contains(secret) && !err.contains(secret), "{key} was printed");
     }
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"]);
     assert_least_privilege(&p.name);
     // `check` on the running stack: its own containers hold the ports, and that is fine.
     let (ok, out, err) = p.xtask(&["check", "--json"]);
     assert!(ok, "check failed on a healthy stack:\n{out}\n{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true, "{out}");
-
     phases.done("secrets, least privilege, check");
+}
+
+#[test]
+fn e2e_03_a_document_uploaded_through_the_frontend_is_found_by_meaning_and_reindexed() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    upload_search_reindex(&mut Shared::get());
+    phases.done("upload, semantic search, reindex");
+}
+
+fn upload_search_reindex(s: &mut Shared) {
+    let p = &s.p;
     // A knowledge base and a document, through the frontend's /api proxy.
-    let front = p.get("FRONTEND_PORT").to_string();
+    let front = s.front();
     let key = p.admin_key();
     let (kb_id, doc_id) = upload_and_search(&front, &key, "ops");
     // Semantic search out of the box: the bundled embedder gave the chunks vectors, and a
@@ -736,15 +908,39 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     wait_vectors(&front, &key, &doc_id);
     let (ok, _, err) = p.xtask(&["reindex", "--kb", "00000000-0000-0000-0000-000000000000"]);
     assert!(!ok && err.contains("no knowledge base has the id"), "{err}");
+    s.state["kb_id"] = kb_id.into();
+    s.state["doc_id"] = doc_id.into();
+    s.done("upload");
+}
 
-    phases.done("upload, semantic search, reindex");
-    assert_monitoring(&p);
-
+#[test]
+fn e2e_04_prometheus_scrapes_every_target_and_holds_the_alert_rules() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    assert_monitoring(&Shared::get().p);
     phases.done("monitoring");
-    // The same through the web interface, in a real browser.
-    browser::walk_through_the_ui(&front, &key);
+}
 
+#[test]
+fn e2e_05_the_web_interface_walks_through_in_a_real_browser() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let s = Shared::get();
+    browser::walk_through_the_ui(&s.front(), &s.p.admin_key());
     phases.done("browser");
+}
+
+#[test]
+fn e2e_06_chat_answers_from_the_passages_then_through_a_tenants_model_streamed_by_nginx() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    chat_extractive_then_by_a_tenants_model(&mut Shared::get());
+    phases.done("chat");
+}
+
+fn chat_extractive_then_by_a_tenants_model(s: &mut Shared) {
+    let (kb_id, _) = s.document();
+    let (front, key) = (s.front(), s.p.admin_key());
     // Chat without a chat model: the answer is the passages themselves, each cited.
     let json = ["-H", "content-type: application/json"];
     let (status, session) = curl(
@@ -755,8 +951,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     );
     assert_eq!(status, 201, "{session}");
     let session_id = session["data"]["id"].as_str().unwrap().to_string();
-    let question = serde_json::json!({"query": "When does the nightly backup run?"});
-    let frames = ask(&front, &key, &session_id, question.clone(), |_| {});
+    let frames = ask(&front, &key, &session_id, backup_question(None), |_| {});
     let references = references_of(&frames);
     assert!(references["knowledge_references"][0]["content"].as_str().unwrap().contains("02:00"), "{frames:?}");
     let (text, done) = answer_of(&frames);
@@ -769,7 +964,7 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     );
 
     // A tenant's model on the host, its API key stored encrypted and never answered.
-    let model = StandInModel::start();
+    let model = StandInModel::start(0);
     let model_key = format!("sk-e2e-{}-{}", std::process::id(), free_port());
     let spec = serde_json::json!({"name": "stand-in-llm", "type": "KnowledgeQA", "source": "remote", "parameters": {
         "base_url": format!("http://host.docker.internal:{}/v1", model.port), "api_key": model_key, "provider": "openai"}});
@@ -782,10 +977,8 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     // nginx passes each piece on as it comes: the model holds back the rest of its answer
     // until the first piece has come out of the frontend. A buffering proxy would hold that
     // piece too, and both would wait until the deadlines ran out.
-    let mut question = question;
-    question["summary_model_id"] = model_id.clone().into();
     let mut released = false;
-    let frames = ask(&front, &key, &session_id, question.clone(), |frame| {
+    let frames = ask(&front, &key, &session_id, backup_question(Some(&model_id)), |frame| {
         if frame["response_type"] == "answer" && !released {
             assert_eq!(frame["content"], FIRST_PIECE, "{frame}");
             model.go.send(()).unwrap();
@@ -811,8 +1004,20 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
         request.contains("nightly backup") && request.contains("02:00") && request.contains("stand-in-llm"),
         "{request}"
     );
+    s.state["session_id"] = session_id.into();
+    s.state["model_id"] = model_id.into();
+    s.state["model_key"] = model_key.into();
+    s.state["model_port"] = model.port.into();
+    s.done("chat");
+}
 
-    phases.done("chat");
+#[test]
+fn e2e_07_a_second_start_is_a_no_op_and_restart_app_keeps_the_data() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let mut s = Shared::get();
+    let (kb_id, doc_id) = s.document();
+    let (p, front, key) = (&s.p, s.front(), s.p.admin_key());
     // A second start is a quick no-op.
     let (ok, out, err) = p.xtask(&["start"]);
     assert!(ok && out.contains("is up"), "{err}");
@@ -820,20 +1025,35 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     // restart app: rebuilt image (same commit: same ID), recreated container, data kept.
     let (ok, _, err) = p.xtask(&["restart", "app"]);
     assert!(ok, "restart app failed:\n{err}");
-    assert_all_healthy(&p, &["app", "docreader", "embedder", "frontend", "postgres", "prometheus", "redis"]);
+    assert_all_healthy(p, &SERVICES);
     let (_, k) = curl(&front, &key, &[], &format!("/api/v1/knowledge/{doc_id}"));
     assert_eq!(k["data"]["parse_status"], "completed", "{k}");
     assert_keyword_search_finds(&front, &key, &kb_id);
-
     phases.done("second start, restart app");
+}
+
+#[test]
+fn e2e_08_backup_holds_no_secret_verify_finds_damage_and_restore_brings_back_the_data() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let mut s = Shared::get();
+    let (kb_id, doc_id) = s.document();
+    let (session_id, model_id, model_key) = s.chat();
+    // The tenant's model answers again (the chat phase's ran in its own process).
+    let port = s.state["model_port"].as_u64().unwrap() as u16;
+    let model = StandInModel::start(port);
+    model.go.send(()).unwrap();
+    let (p, front, key) = (&s.p, s.front(), s.p.admin_key());
+    // Every document is in the archive, each with its file.
+    let documents: u64 = faults::sql(&p.name, "SELECT count(*) FROM knowledge")[0].parse().unwrap();
     // Backup: one private archive with the database and the document, no secret in it.
     let (ok, out, err) = p.xtask(&["backup", "--json"]);
     assert!(ok, "backup failed:\n{err}");
     let backup: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let archive = backup["archive"].as_str().unwrap().to_string();
     assert!(archive.starts_with(p.get("BACKUP_DIR")), "BACKUP_DIR not used: {archive}");
-    assert_eq!(backup["files"], 1, "{backup}");
-    assert_eq!(backup["rows"]["knowledge"], 1, "{backup}");
+    assert_eq!(backup["files"], documents, "{backup}");
+    assert_eq!(backup["rows"]["knowledge"], documents, "{backup}");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&archive).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the archive holds every document: owner only");
     let bytes = std::fs::read(&archive).unwrap();
@@ -855,8 +1075,8 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(ok, "verify failed:\n{out}\n{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["drill"]["files_checked"], 1, "{report}");
-    assert_eq!(report["drill"]["rows"]["knowledge"], 1, "{report}");
+    assert_eq!(report["drill"]["files_checked"], documents, "{report}");
+    assert_eq!(report["drill"]["rows"]["knowledge"], documents, "{report}");
     // One changed byte in the document: verify names it, restore refuses to touch anything.
     let at = bytes.windows(12).position(|w| w == b"ninety days.").expect("the document is stored as it was");
     let mut damaged = bytes.clone();
@@ -890,32 +1110,92 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
     assert!(ok, "restore failed:\n{err}");
     assert_eq!(dangling(), dangling_before, "restore left a volume behind");
     let restored: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(restored["rows"]["knowledge"], 1, "{restored}");
+    assert_eq!(restored["rows"]["knowledge"], documents, "{restored}");
     let safety = restored["safety_backup"].as_str().expect("a backup of the state before").to_string();
     assert!(safety.contains("before-restore") && Path::new(&safety).exists(), "{restored}");
     assert_keyword_search_finds(&front, &key, &kb_id);
     // The restored model still opens its API key (same MODELS_ENCRYPTION_KEY) and answers.
-    let frames = ask(&front, &key, &session_id, question, |_| {});
+    let frames = ask(&front, &key, &session_id, backup_question(Some(&model_id)), |_| {});
     assert_eq!(answer_of(&frames).0, format!("{FIRST_PIECE}{LAST_PIECE}"), "after restore: {frames:?}");
     // The original is back where the app reads it: parsing it again works.
     let (status, _) = curl(&front, &key, &["-X", "POST"], &format!("/api/v1/knowledge/{doc_id}/reparse"));
     assert!((200..300).contains(&status), "reparse: {status}");
     wait_completed(&front, &key, &doc_id);
-
+    s.done("backup");
     phases.done("backup, verify, restore");
-    encrypted_backups_and_point_in_time_recovery(&p, &front, &key, &kb_id);
+}
 
+#[test]
+fn e2e_09_encrypted_backups_and_point_in_time_recovery() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let mut s = Shared::get();
+    let (kb_id, _) = s.document();
+    encrypted_backups_and_point_in_time_recovery(&s.p, &s.front(), &s.p.admin_key(), &kb_id);
+    s.done("backup");
     phases.done("encrypted backup, point-in-time recovery");
-    // The same stack through crashes of each service under an ingest of 200 documents.
-    faults::ingest_survives_each_service_crashing_in_turn(&p.name, &front, p.get("APP_PORT"), &key);
+}
 
+#[test]
+fn e2e_10_an_ingest_survives_each_service_crashing_in_turn() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    ingest_through_crashes(&mut Shared::get());
     phases.done("faults");
-    deep_check_names_each_fault(&p, &front, &key);
+}
 
+fn ingest_through_crashes(s: &mut Shared) {
+    // The same stack through crashes of each service under an ingest of 200 documents.
+    faults::ingest_survives_each_service_crashing_in_turn(&s.p.name, &s.front(), s.p.get("APP_PORT"), &s.p.admin_key());
+    s.done("faults");
+}
+
+#[test]
+fn e2e_11_check_deep_names_each_fault() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    check_deep(&mut Shared::get());
     phases.done("check --deep");
-    let _backup_dirs = the_stacks_backup_service_takes_verifies_prunes_and_copies(&p);
+}
 
+/// On the stack the faults left (crashes counted, every document indexed) and backed up.
+fn check_deep(s: &mut Shared) {
+    if !s.has("faults") {
+        ingest_through_crashes(s);
+    }
+    if !s.has("backup") {
+        let (ok, _, err) = s.p.xtask(&["backup"]);
+        assert!(ok, "backup failed:\n{err}");
+        s.done("backup");
+    }
+    deep_check_names_each_fault(&s.p, &s.front(), &s.p.admin_key());
+    // It leaves the faults it injected (orphan chunks, a missing file) for the backup service.
+    s.done("check --deep");
+}
+
+#[test]
+fn e2e_12_the_stacks_backup_service_takes_verifies_prunes_and_copies() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let mut s = Shared::get();
+    // Its first drill fails on the faults `check --deep` left.
+    if !s.has("check --deep") {
+        check_deep(&mut s);
+    }
+    // (The folders stay while the stack runs: .env names them.)
+    let dirs = the_stacks_backup_service_takes_verifies_prunes_and_copies(&s.p).keep();
+    s.state["backup_service_dir"] = dirs.display().to_string().into();
+    // It fixed those faults.
+    s.forget("check --deep");
     phases.done("backup service");
+}
+
+#[test]
+fn e2e_13_logs_a_broken_start_and_stop_leave_nothing_behind() {
+    require!(Need::DockerEngine, Need::StackTier);
+    let mut phases = Phases::start("e2e");
+    let s = Shared::get();
+    let (p, key) = (&s.p, s.p.admin_key());
     // Logs name the service; a wrong service name is an error naming the choices.
     let (ok, out, err) = p.xtask(&["logs", "app", "--tail", "5"]);
     assert!(ok && !(out.clone() + &err).trim().is_empty(), "{err}");
@@ -942,9 +1222,8 @@ fn start_serves_documents_through_the_frontend_survives_restart_and_stop_cleans_
 }
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_it() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut phases = Phases::start("dev");
     // app-dev compiles a copy of this checkout, so the test can edit it.
     let source = tempfile::tempdir().unwrap();
@@ -990,9 +1269,8 @@ fn the_development_stack_starts_with_app_dev_on_the_mounted_source_and_reloads_i
 }
 
 #[test]
-#[ignore = "needs a Docker engine, docker-registry and the local stand-ins (cargo xtask ci runs it)"]
 fn pull_fetches_the_third_party_images_the_stack_names() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier, Need::DockerRegistry);
     let p = Project::new("pull", &[]);
     let (ok, _, err) = xtask(&["build-images", "--local-deps"], &[]);
     assert!(ok, "building the local stand-ins failed:\n{err}");
@@ -1073,9 +1351,8 @@ fn copy_checkout(to: &Path) {
 /// (The clone's build reuses the checkout's compiled dependencies, hard-linked: what a
 /// first build costs is `cargo xtask bench first-run`'s to measure, not this test's.)
 #[test]
-#[ignore = "needs a Docker engine, root and apt, and the images (cargo xtask ci runs it)"]
 fn a_fresh_clone_starts_healthy_without_debootstrap_or_the_local_images() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier, Need::RootAndApt);
     let mut phases = Phases::start("fresh clone");
     ensure_images_of_this_commit();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -1128,9 +1405,8 @@ fn a_fresh_clone_starts_healthy_without_debootstrap_or_the_local_images() {
 }
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 fn upgrade_moves_to_this_checkout_and_a_failed_one_rolls_back_to_the_data_of_before() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut p = Project::new("upg", &[]);
     // Through standalone compose v1 (the other stack tests use the v2 plugin): sites that
     // still have only `docker-compose` start, upgrade and roll back the same way.
@@ -1278,12 +1554,11 @@ fn dist(args: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-#[ignore = "needs a Docker engine and the images (cargo xtask ci runs it)"]
 // Named to run last (libtest starts tests in name order, and these run one at a time): its
 // bundle B recompiles this workspace's release binaries from a changed tree, which any
 // later test that builds images would have to recompile back.
 fn where_there_is_no_checkout_a_release_bundle_runs_the_stack() {
-    let _serial = one_at_a_time();
+    require!(Need::DockerEngine, Need::StackTier);
     let mut phases = Phases::start("bundle");
     // The arm64 bundle: made twice, the same bytes; its binary runs (under qemu here).
     let arm = dist(&["--platform", "linux/arm64"]);

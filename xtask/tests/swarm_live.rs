@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{docker, docker_build, xtask};
+use weknora_testkit::{Need, require};
 use weknora_testkit::{Phases, free_port};
 
 /// This engine in swarm mode for the test; left again if the test made it a swarm.
@@ -180,8 +181,8 @@ fn service_image(stack: &Stack, service: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs a Docker engine (the test makes it a one-node swarm) and the images: run by `cargo xtask ci`"]
 fn the_swarm_stack_scales_rolls_out_without_losing_requests_and_rolls_back_a_broken_update() {
+    require!(Need::DockerEngine, Need::StackTier);
     let mut phases = Phases::start("swarm");
     let _swarm = SwarmMode::join();
     let version = env!("CARGO_PKG_VERSION");

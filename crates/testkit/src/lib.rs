@@ -11,8 +11,11 @@
 //! Both use password authentication with the same user and password.
 //! - `Phases`: where a long test spends its time, for `cargo xtask ci`'s summary.
 //! - `layout::ModuleGraph`: a crate's module graph, for the tests that guard its layers.
+//! - `require!(Need::…)`: what a test needs beyond Rust, declared once (need.rs).
 
 pub mod layout;
+mod need;
+pub use need::{Need, SKIPS_FILE_VAR, in_ci, met};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -145,13 +148,16 @@ fn image_exists(image: &str) -> bool {
 /// A local image, built when missing the way operators build it: `cargo xtask build-images
 /// --local-deps` (debootstrap base, then docker/Dockerfile.<name>).
 fn ensure_local_image(image: &str) {
-    // Tests run in parallel threads: build once.
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap();
+    // Tests run in parallel, each in a process of its own under nextest: one builds, the
+    // others wait for it and find the image.
+    let target = root.join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = std::fs::File::create(target.join("local-images.lock")).unwrap();
+    lock.lock().unwrap();
     if image_exists(image) {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap();
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root).args(["run", "--quiet", "--package", "xtask", "--", "build-images", "--local-deps"]);
     check(c);

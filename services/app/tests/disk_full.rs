@@ -10,6 +10,7 @@ use weknora_testkit::{Pg, Redis, free_port};
 
 mod support;
 use support::*;
+use weknora_testkit::{Need, require};
 
 /// A tmpfs of `size` mounted on `dir` for as long as it lives.
 struct Tmpfs<'a>(&'a Path);
@@ -38,8 +39,8 @@ fn stored(dir: &Path) -> Vec<(PathBuf, u64)> {
 }
 
 #[test]
-#[ignore = "mounts a tmpfs, which needs root: run by `cargo xtask ci`"]
 fn a_full_storage_refuses_the_upload_cleanly_and_recovers_when_space_is_freed() {
+    require!(Need::Root, Need::HostPostgres, Need::HostRedis);
     let pg = Pg::debian();
     let redis = Redis::start();
     let (_docreader, dr_port) = docreader();

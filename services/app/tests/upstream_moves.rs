@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::*;
+use weknora_testkit::{Need, require};
 use weknora_testkit::{Pg, Redis};
 
 const ADMIN: [(&str, &str); 1] = [("X-API-Key", ADMIN_KEY)];
@@ -606,8 +607,8 @@ fn vectors_of(pg: &Pg, id: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-#[ignore = "needs a Docker engine for PostgreSQL with pgvector (cargo xtask ci runs it)"]
 fn vectors_move_and_copy_with_their_documents_and_are_made_again_where_they_do_not_fit() {
+    require!(Need::DockerEngine);
     let pg = Pg::local_image();
     let redis = Redis::start();
     let (_docreader, dr_port) = docreader();

@@ -56,3 +56,34 @@ pub fn docker_build(tag: &str, dockerfile: &str) {
     let out = build.wait_with_output().unwrap();
     assert!(out.status.success(), "building {tag}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `docker compose config` of `files` and `profiles`, as JSON, with compose's defaults (no
+/// .env; the required secrets set to stand-ins). Needs the compose CLI, not an engine.
+pub fn compose_config(files: &[&str], profiles: &[&str]) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("docker");
+    cmd.args(["compose", "-p", "weknora-test", "--env-file"]).arg(empty.path());
+    for f in files {
+        cmd.args(["-f", f]);
+    }
+    for profile in profiles {
+        cmd.args(["--profile", profile]);
+    }
+    let out = cmd
+        .args(["config", "--format", "json"])
+        .current_dir(root)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .envs([
+            ("WEKNORA_VERSION", env!("CARGO_PKG_VERSION")),
+            ("DB_PASSWORD", "stand-in"),
+            ("REDIS_PASSWORD", "stand-in"),
+            ("ADMIN_API_KEY", "stand-in"),
+        ])
+        .output()
+        .expect("running docker compose (`cargo xtask doctor --fix` installs it)");
+    assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
