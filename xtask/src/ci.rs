@@ -170,13 +170,15 @@ fn stop_shared_stack(root: &Path) {
     let recorded = root.join(SHARED_STACK).join("env");
     let Ok(text) = std::fs::read_to_string(&recorded) else { return };
     let env: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
-    let stopped = std::env::current_exe()
-        .and_then(|xtask| Command::new(xtask).args(["stop", "--volumes", "--yes"]).envs(env).status());
+    // The binary the test step built: this process's own file may have been replaced by it.
+    let xtask = root.join("target/debug/xtask");
+    let stopped = Command::new(&xtask).args(["stop", "--volumes", "--yes"]).envs(env).status();
     match stopped {
         Ok(s) if s.success() => {
             let _ = std::fs::remove_file(&recorded);
         }
-        _ => eprintln!("ci: could not stop the tests' shared stack ({})", recorded.display()),
+        Ok(_) => eprintln!("ci: could not stop the tests' shared stack ({})", recorded.display()),
+        Err(e) => eprintln!("ci: could not run {} to stop the tests' shared stack: {e}", xtask.display()),
     }
 }
 
