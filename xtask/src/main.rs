@@ -3,6 +3,12 @@
 //! from it; the developer's own (build-images, ci, bench, dist) live here, and `doctor` is the
 //! operator's with the developer's machine added (`--dev`). Every repository path lives in
 //! `paths`. Results go to stdout, progress to stderr.
+//!
+//! Architecture invariants: xtask is the top of the house. It may use the operator's public
+//! mechanisms and the stack spec, and nothing depends on it; what a production host needs
+//! never lives here (a bundle's `weknora` has no xtask). It never re-types a fact the stack
+//! spec declares: `codegen` writes the files that repeat one. Each command is one module,
+//! and what two commands share lives in a module of its own.
 
 mod bench;
 mod ci;

@@ -12,6 +12,11 @@
 //! - `Phases`: where a long test spends its time, for `cargo xtask ci`'s summary.
 //! - `layout::ModuleGraph`: a crate's module graph, for the tests that guard its layers.
 //! - `require!(Need::…)`: what a test needs beyond Rust, declared once (need.rs).
+//!
+//! Architecture invariants: only tests depend on this crate (a dev-dependency everywhere).
+//! It starts real servers and never mocks one; it knows the stack only through the stack
+//! spec; and where it needs our images it runs `cargo xtask build-images` as a process,
+//! never linking xtask or the operator.
 
 pub mod layout;
 mod need;
